@@ -1,0 +1,97 @@
+from django.contrib import admin
+from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
+
+from accounts.models import Business, ClosedDate, FAQEntry, Invite, Membership, OpeningHours, Service, User
+
+
+@admin.register(User)
+class UserAdmin(DjangoUserAdmin):
+    ordering = ["email"]
+    list_display = ["email", "full_name", "is_active", "is_staff", "date_joined", "last_login"]
+    list_filter = ["is_active", "is_staff", "is_superuser"]
+    search_fields = ["email", "full_name"]
+    fieldsets = [
+        (None, {"fields": ["email", "password"]}),
+        ("Profile", {"fields": ["full_name"]}),
+        ("Permissions", {"fields": ["is_active", "is_staff", "is_superuser", "groups", "user_permissions"]}),
+        ("Dates", {"fields": ["last_login", "date_joined"]}),
+    ]
+    add_fieldsets = [(None, {"classes": ["wide"], "fields": ["email", "password1", "password2"]})]
+
+
+class MembershipInline(admin.TabularInline):
+    model = Membership
+    extra = 0
+    raw_id_fields = ["user"]
+
+
+class OpeningHoursInline(admin.TabularInline):
+    model = OpeningHours
+    extra = 0
+
+
+class ClosedDateInline(admin.TabularInline):
+    model = ClosedDate
+    extra = 0
+
+
+class ServiceInline(admin.TabularInline):
+    model = Service
+    extra = 0
+
+
+class FAQInline(admin.StackedInline):
+    model = FAQEntry
+    extra = 0
+
+
+@admin.register(Business)
+class BusinessAdmin(admin.ModelAdmin):
+    list_display = ["name", "phone_number", "time_zone", "language", "voice", "onboarded_at", "created_at"]
+    list_filter = ["language", "voice", "time_zone", ("onboarded_at", admin.EmptyFieldListFilter)]
+    search_fields = ["name", "phone_number", "notification_email", "uuid", "memberships__user__email"]
+    readonly_fields = ["uuid", "created_at", "updated_at"]
+    inlines = [MembershipInline, OpeningHoursInline, ClosedDateInline, ServiceInline, FAQInline]
+
+
+@admin.register(Membership)
+class MembershipAdmin(admin.ModelAdmin):
+    list_display = ["user", "business", "role", "created_at"]
+    list_filter = ["role"]
+    search_fields = ["user__email", "business__name"]
+    raw_id_fields = ["user", "business"]
+
+
+@admin.register(OpeningHours)
+class OpeningHoursAdmin(admin.ModelAdmin):
+    list_display = ["business", "weekday", "opens", "closes"]
+    list_filter = ["weekday"]
+    search_fields = ["business__name"]
+
+
+@admin.register(ClosedDate)
+class ClosedDateAdmin(admin.ModelAdmin):
+    list_display = ["business", "date", "reason"]
+    list_filter = ["date"]
+    search_fields = ["business__name", "reason"]
+
+
+@admin.register(Service)
+class ServiceAdmin(admin.ModelAdmin):
+    list_display = ["name", "business", "duration_minutes", "price"]
+    search_fields = ["name", "business__name"]
+    list_filter = ["duration_minutes"]
+
+
+@admin.register(FAQEntry)
+class FAQEntryAdmin(admin.ModelAdmin):
+    list_display = ["question", "business", "position"]
+    search_fields = ["question", "answer", "business__name"]
+
+
+@admin.register(Invite)
+class InviteAdmin(admin.ModelAdmin):
+    list_display = ["email", "business", "role", "created_at", "expires_at", "accepted_at", "revoked_at"]
+    list_filter = ["role", ("accepted_at", admin.EmptyFieldListFilter), ("revoked_at", admin.EmptyFieldListFilter)]
+    search_fields = ["email", "business__name"]
+    raw_id_fields = ["business", "invited_by", "accepted_by"]

@@ -1,0 +1,256 @@
+"""Users, businesses (the tenants) and what a business tells its receptionist."""
+
+from __future__ import annotations
+
+import uuid
+import zoneinfo
+
+from django.contrib.auth.models import AbstractBaseUser, BaseUserManager, PermissionsMixin
+from django.core.exceptions import ValidationError
+from django.db import models
+from django.db.models import Q
+from django.db.models.functions import Lower
+from django.utils import timezone
+
+from accounts.phone import validate_e164
+
+
+class UserManager(BaseUserManager["User"]):
+    use_in_migrations = True
+
+    def _create_user(self, email: str, password: str | None, **extra: object) -> "User":
+        if not email:
+            raise ValueError("An email address is required")
+        user = self.model(email=self.normalize_email(email).lower(), **extra)
+        user.set_password(password)
+        user.save(using=self._db)
+        return user
+
+    def create_user(self, email: str, password: str | None = None, **extra: object) -> "User":
+        extra.setdefault("is_staff", False)
+        extra.setdefault("is_superuser", False)
+        return self._create_user(email, password, **extra)
+
+    def create_superuser(self, email: str, password: str | None = None, **extra: object) -> "User":
+        extra["is_staff"] = True
+        extra["is_superuser"] = True
+        return self._create_user(email, password, **extra)
+
+
+class User(AbstractBaseUser, PermissionsMixin):
+    """A person who signs in. The email address is the login."""
+
+    email = models.EmailField(unique=True)
+    full_name = models.CharField(max_length=150, blank=True)
+    is_staff = models.BooleanField(default=False, help_text="Can sign in to the operators' admin.")
+    is_active = models.BooleanField(default=True)
+    date_joined = models.DateTimeField(default=timezone.now)
+
+    objects = UserManager()
+
+    USERNAME_FIELD = "email"
+    EMAIL_FIELD = "email"
+    REQUIRED_FIELDS: list[str] = []
+
+    class Meta:
+        constraints = [models.UniqueConstraint(Lower("email"), name="user_email_ci_unique")]
+
+    def __str__(self) -> str:
+        return self.email
+
+
+def validate_time_zone(value: str) -> None:
+    if value not in zoneinfo.available_timezones():
+        raise ValidationError(f"“{value}” is not a known time zone.")
+
+
+class Business(models.Model):
+    """The tenant. Every call, appointment and message belongs to exactly one business."""
+
+    class Voice(models.TextChoices):
+        ALLOY = "alloy", "Alloy"
+        ASH = "ash", "Ash"
+        BALLAD = "ballad", "Ballad"
+        CEDAR = "cedar", "Cedar"
+        CORAL = "coral", "Coral"
+        ECHO = "echo", "Echo"
+        MARIN = "marin", "Marin"
+        SAGE = "sage", "Sage"
+        SHIMMER = "shimmer", "Shimmer"
+        VERSE = "verse", "Verse"
+
+    class Language(models.TextChoices):
+        ENGLISH = "en", "English"
+        SPANISH = "es", "Spanish"
+        FRENCH = "fr", "French"
+        GERMAN = "de", "German"
+        ITALIAN = "it", "Italian"
+        PORTUGUESE = "pt", "Portuguese"
+        DUTCH = "nl", "Dutch"
+
+    uuid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False,
+                            help_text="Stable public id (billing customer id); never changes.")
+    name = models.CharField(max_length=120)
+    time_zone = models.CharField(max_length=64, default="UTC", validators=[validate_time_zone])
+    phone_number = models.CharField(
+        max_length=16, blank=True, validators=[validate_e164],
+        help_text="The Twilio number callers dial, in E.164 (+15551234567). Calls find their business by it.")
+    greeting = models.CharField(max_length=500, blank=True)
+    extra_instructions = models.TextField(blank=True)
+    voice = models.CharField(max_length=16, choices=Voice.choices, default=Voice.MARIN)
+    language = models.CharField(max_length=8, choices=Language.choices, default=Language.ENGLISH)
+    transfer_number = models.CharField(max_length=16, blank=True, validators=[validate_e164])
+    notification_email = models.EmailField(blank=True)
+    address = models.CharField(max_length=300, blank=True)
+    website = models.URLField(blank=True)
+    onboarded_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name_plural = "businesses"
+        constraints = [
+            models.UniqueConstraint(fields=["phone_number"], condition=~Q(phone_number=""),
+                                    name="business_phone_number_unique"),
+            models.CheckConstraint(condition=Q(phone_number="") | Q(phone_number__regex=r"^\+[1-9][0-9]{6,14}$"),
+                                   name="business_phone_number_e164"),
+            models.CheckConstraint(condition=Q(transfer_number="") | Q(transfer_number__regex=r"^\+[1-9][0-9]{6,14}$"),
+                                   name="business_transfer_number_e164"),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def tzinfo(self) -> zoneinfo.ZoneInfo:
+        return zoneinfo.ZoneInfo(self.time_zone)
+
+
+class Membership(models.Model):
+    class Role(models.TextChoices):
+        OWNER = "owner", "Owner"
+        STAFF = "staff", "Staff"
+
+    user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="memberships")
+    business = models.ForeignKey(Business, on_delete=models.CASCADE, related_name="memberships")
+    role = models.CharField(max_length=8, choices=Role.choices, default=Role.STAFF)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["user", "business"], name="membership_user_business_unique"),
+            models.CheckConstraint(condition=Q(role__in=["owner", "staff"]), name="membership_role_valid"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.user} → {self.business} ({self.role})"
+
+    @property
+    def is_owner(self) -> bool:
+        return self.role == self.Role.OWNER
+
+
+class OpeningHours(models.Model):
+    """One open interval on a weekday, in the business's local time. A day may have several."""
+
+    class Weekday(models.IntegerChoices):
+        MONDAY = 0, "Monday"
+        TUESDAY = 1, "Tuesday"
+        WEDNESDAY = 2, "Wednesday"
+        THURSDAY = 3, "Thursday"
+        FRIDAY = 4, "Friday"
+        SATURDAY = 5, "Saturday"
+        SUNDAY = 6, "Sunday"
+
+    business = models.ForeignKey(Business, on_delete=models.CASCADE, related_name="opening_hours")
+    weekday = models.PositiveSmallIntegerField(choices=Weekday.choices)
+    opens = models.TimeField()
+    closes = models.TimeField()
+
+    class Meta:
+        ordering = ["weekday", "opens"]
+        verbose_name_plural = "opening hours"
+        constraints = [
+            models.CheckConstraint(condition=Q(opens__lt=models.F("closes")), name="opening_hours_opens_before_closes"),
+            models.CheckConstraint(condition=Q(weekday__gte=0, weekday__lte=6), name="opening_hours_weekday_valid"),
+            models.UniqueConstraint(fields=["business", "weekday", "opens"], name="opening_hours_unique_start"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_weekday_display()} {self.opens:%H:%M}–{self.closes:%H:%M}"
+
+
+class ClosedDate(models.Model):
+    business = models.ForeignKey(Business, on_delete=models.CASCADE, related_name="closed_dates")
+    date = models.DateField()
+    reason = models.CharField(max_length=200, blank=True)
+
+    class Meta:
+        ordering = ["date"]
+        constraints = [models.UniqueConstraint(fields=["business", "date"], name="closed_date_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.date:%Y-%m-%d} {self.reason}".strip()
+
+
+class Service(models.Model):
+    business = models.ForeignKey(Business, on_delete=models.CASCADE, related_name="services")
+    name = models.CharField(max_length=120)
+    duration_minutes = models.PositiveIntegerField(default=30)
+    price = models.DecimalField(max_digits=10, decimal_places=2, null=True, blank=True)
+    description = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [
+            # Callers name services by name, matched case-insensitively.
+            models.UniqueConstraint("business", Lower("name"), name="service_name_ci_unique"),
+            models.CheckConstraint(condition=Q(duration_minutes__gt=0, duration_minutes__lte=24 * 60),
+                                   name="service_duration_valid"),
+            models.CheckConstraint(condition=Q(price__isnull=True) | Q(price__gte=0), name="service_price_valid"),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class FAQEntry(models.Model):
+    business = models.ForeignKey(Business, on_delete=models.CASCADE, related_name="faq_entries")
+    question = models.CharField(max_length=300)
+    answer = models.TextField()
+    position = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        ordering = ["position", "id"]
+        verbose_name = "FAQ entry"
+        verbose_name_plural = "FAQ entries"
+
+    def __str__(self) -> str:
+        return self.question
+
+
+class Invite(models.Model):
+    """An owner's invitation for someone to join the business; accepted through a signed link."""
+
+    business = models.ForeignKey(Business, on_delete=models.CASCADE, related_name="invites")
+    email = models.EmailField()
+    role = models.CharField(max_length=8, choices=Membership.Role.choices, default=Membership.Role.STAFF)
+    invited_by = models.ForeignKey(User, on_delete=models.SET_NULL, null=True, related_name="+")
+    created_at = models.DateTimeField(default=timezone.now)
+    expires_at = models.DateTimeField()
+    accepted_at = models.DateTimeField(null=True, blank=True)
+    accepted_by = models.ForeignKey(User, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.CheckConstraint(condition=Q(expires_at__gt=models.F("created_at")), name="invite_expires_after_created"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.email} → {self.business}"
+
+    @property
+    def is_pending(self) -> bool:
+        return self.accepted_at is None and self.revoked_at is None and self.expires_at > timezone.now()

@@ -1,0 +1,105 @@
+import datetime as dt
+import re
+
+import pytest
+from django.core import mail
+from django.urls import reverse
+from django.utils import timezone
+
+from accounts import services
+from accounts.models import Invite, Membership, User
+from tests.factories import PASSWORD, make_user
+
+
+@pytest.fixture
+def invite(alice, alices_business):
+    return services.invite_create(business=alices_business, email="dana@example.com", role="staff", invited_by=alice)
+
+
+def test_owner_invites_by_email_with_a_signed_link(client, alice, alices_business, django_capture_on_commit_callbacks):
+    client.force_login(alice)
+    with django_capture_on_commit_callbacks(execute=True):
+        response = client.post(reverse("team"), {"email": "Dana@Example.com", "role": "staff"})
+    assert response.status_code == 302
+    invite = Invite.objects.get()
+    assert invite.email == "dana@example.com"
+    assert re.search(r"http://testserver/invites/[^/\s]+/", mail.outbox[0].body)
+
+
+def test_staff_cannot_invite(client, bob):
+    client.force_login(bob)
+    assert client.post(reverse("team"), {"email": "x@example.com", "role": "owner"}).status_code == 403
+    assert not Invite.objects.exists()
+
+
+def test_accepting_an_invite_creates_the_membership(client, invite, alices_business):
+    dana = make_user("dana@example.com")
+    client.force_login(dana)
+    response = client.post(reverse("invite_accept", args=[services.invite_token(invite)]))
+    assert response.status_code == 302
+    assert Membership.objects.get(user=dana, business=alices_business).role == "staff"
+    invite.refresh_from_db()
+    assert invite.accepted_by == dana
+
+
+def test_an_expired_invite_is_refused(client, invite):
+    Invite.objects.filter(pk=invite.pk).update(created_at=timezone.now() - dt.timedelta(days=8),
+                                            expires_at=timezone.now() - dt.timedelta(seconds=1))
+    client.force_login(make_user("dana@example.com"))
+    response = client.post(reverse("invite_accept", args=[services.invite_token(invite)]))
+    assert response.status_code == 410
+    assert "expired" in response.content.decode()
+    assert not Membership.objects.filter(user__email="dana@example.com").exists()
+
+
+def test_an_invite_for_someone_else_is_refused(client, invite, charlie):
+    client.force_login(charlie)
+    response = client.post(reverse("invite_accept", args=[services.invite_token(invite)]))
+    assert response.status_code == 403
+    assert "sent to dana@example.com" in response.content.decode()
+    assert not Membership.objects.filter(user=charlie, business=invite.business).exists()
+
+
+def test_an_invite_cannot_be_used_twice(client, invite):
+    dana = make_user("dana@example.com")
+    client.force_login(dana)
+    url = reverse("invite_accept", args=[services.invite_token(invite)])
+    client.post(url)
+    response = client.post(url)
+    assert response.status_code == 410
+    assert "already been used" in response.content.decode()
+    assert Membership.objects.filter(user=dana).count() == 1
+
+
+def test_a_tampered_invite_link_is_refused(client, invite):
+    token = services.invite_token(invite)
+    response = client.get(reverse("invite_accept", args=[token[:-2] + "xx"]))
+    assert response.status_code == 410
+    assert "not valid" in response.content.decode()
+
+
+def test_a_withdrawn_invite_is_refused(client, alice, invite):
+    client.force_login(alice)
+    client.post(reverse("invite_revoke", args=[invite.pk]))
+    client.force_login(make_user("dana@example.com"))
+    assert client.post(reverse("invite_accept", args=[services.invite_token(invite)])).status_code == 410
+
+
+def test_signing_up_from_an_invite_joins_that_business_instead_of_creating_one(client, invite, alices_business):
+    client.get(reverse("invite_accept", args=[services.invite_token(invite)]))
+    client.post(reverse("account_signup"), {"email": "dana@example.com", "password1": PASSWORD, "password2": PASSWORD})
+    dana = User.objects.get(email="dana@example.com")
+    assert [m.business for m in Membership.objects.filter(user=dana)] == [alices_business]
+
+
+def test_the_last_owner_cannot_be_removed(client, alice, alices_business):
+    client.force_login(alice)
+    own = Membership.objects.get(user=alice)
+    client.post(reverse("member_remove", args=[own.pk]))
+    assert Membership.objects.filter(pk=own.pk).exists()
+
+
+def test_owner_removes_a_staff_member(client, alice, bob, alices_business):
+    client.force_login(alice)
+    client.post(reverse("member_remove", args=[Membership.objects.get(user=bob).pk]))
+    assert not Membership.objects.filter(user=bob).exists()

@@ -1,0 +1,175 @@
+from __future__ import annotations
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
+from django.db import transaction
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_POST
+
+from accounts import forms, services
+from accounts.access import business_view, current_membership, get_for_business, select_business
+from accounts.adapters import PENDING_INVITE_SESSION_KEY
+from accounts.models import Invite, Membership
+from accounts.selectors import setup_checklist
+
+
+def landing(request: HttpRequest) -> HttpResponse:
+    return render(request, "landing.html")
+
+
+def healthz(request: HttpRequest) -> HttpResponse:
+    return HttpResponse("ok", content_type="text/plain")
+
+
+@login_required
+def onboarding(request: HttpRequest) -> HttpResponse:
+    membership = current_membership(request)
+    if membership is None:  # e.g. a superuser made on the command line
+        services.business_create_for_owner(user=request.user)
+        membership = current_membership(request)
+    if not membership.is_owner:
+        return redirect("dashboard")
+    request.membership = membership
+    business = membership.business
+    form = forms.OnboardingForm(request.POST or None, instance=business,
+                                initial={"notification_email": business.notification_email or request.user.email})
+    if request.method == "POST" and form.is_valid():
+        with transaction.atomic():
+            form.save()
+            services.business_complete_onboarding(business=business, hours=form.weekly_hours())
+        messages.success(request, "Your receptionist is set up. Add services and answers to common questions next.")
+        return redirect("dashboard")
+    return render(request, "accounts/onboarding.html", {"form": form})
+
+
+@business_view()
+def dashboard(request: HttpRequest) -> HttpResponse:
+    return render(request, "accounts/dashboard.html", {"checklist": setup_checklist(request.business)})
+
+
+def _settings_page(request: HttpRequest, *, template: str, build, save) -> HttpResponse:
+    """Shared GET/POST flow of the settings pages: owners edit, staff read."""
+    is_owner = request.membership.is_owner
+    if request.method == "POST" and not is_owner:
+        raise PermissionDenied("Only owners can change the business settings.")
+    parts = build(request.POST if request.method == "POST" else None)
+    if request.method == "POST" and all(part.is_valid() for part in parts.values()):
+        with transaction.atomic():
+            save(parts)
+        messages.success(request, "Saved.")
+        return redirect(request.path)
+    if not is_owner:
+        forms.disable_all(*parts.values())
+    return render(request, template, {**parts, "read_only": not is_owner})
+
+
+@business_view()
+def settings_profile(request: HttpRequest) -> HttpResponse:
+    return _settings_page(
+        request, template="accounts/settings_profile.html",
+        build=lambda data: {"form": forms.BusinessProfileForm(data, instance=request.business)},
+        save=lambda parts: parts["form"].save(),
+    )
+
+
+@business_view()
+def settings_hours(request: HttpRequest) -> HttpResponse:
+    def save(parts):
+        parts["hours"].save()
+        parts["closed"].save()
+
+    return _settings_page(
+        request, template="accounts/settings_hours.html",
+        build=lambda data: {"hours": forms.HoursFormSet(data, instance=request.business, prefix="hours"),
+                            "closed": forms.ClosedDateFormSet(data, instance=request.business, prefix="closed")},
+        save=save,
+    )
+
+
+@business_view()
+def settings_services(request: HttpRequest) -> HttpResponse:
+    return _settings_page(
+        request, template="accounts/settings_services.html",
+        build=lambda data: {"formset": forms.ServiceFormSet(data, instance=request.business, prefix="services")},
+        save=lambda parts: parts["formset"].save(),
+    )
+
+
+@business_view()
+def settings_faq(request: HttpRequest) -> HttpResponse:
+    return _settings_page(
+        request, template="accounts/settings_faq.html",
+        build=lambda data: {"formset": forms.FAQFormSet(data, instance=request.business, prefix="faq")},
+        save=lambda parts: parts["formset"].save(),
+    )
+
+
+@business_view()
+def team(request: HttpRequest) -> HttpResponse:
+    business = request.business
+    form = forms.InviteForm(request.POST or None, business=business)
+    if request.method == "POST":
+        if not request.membership.is_owner:
+            raise PermissionDenied("Only owners can invite people.")
+        if form.is_valid():
+            invite = services.invite_create(business=business, invited_by=request.user, **form.cleaned_data)
+            messages.success(request, f"Invitation sent to {invite.email}.")
+            return redirect("team")
+    context = {
+        "form": form,
+        "members": business.memberships.select_related("user").order_by("role", "user__email"),
+        "invites": [invite for invite in business.invites.all() if invite.is_pending],
+    }
+    return render(request, "accounts/team.html", context)
+
+
+@require_POST
+@business_view(owner_only=True)
+def invite_revoke(request: HttpRequest, invite_id: int) -> HttpResponse:
+    invite = get_for_business(Invite, request.business, pk=invite_id)
+    services.invite_revoke(invite=invite)
+    messages.success(request, f"Invitation for {invite.email} withdrawn.")
+    return redirect("team")
+
+
+@require_POST
+@business_view(owner_only=True)
+def member_remove(request: HttpRequest, membership_id: int) -> HttpResponse:
+    membership = get_for_business(Membership, request.business, pk=membership_id)
+    try:
+        services.membership_remove(membership=membership)
+    except services.MembershipError as exc:
+        messages.error(request, str(exc))
+    else:
+        messages.success(request, f"{membership.user.email} no longer has access.")
+    return redirect("team")
+
+
+@require_POST
+@login_required
+def business_switch(request: HttpRequest, business_id: int) -> HttpResponse:
+    business = select_business(request, business_id)
+    messages.success(request, f"Now working in {business.name}.")
+    return redirect("dashboard")
+
+
+def invite_accept(request: HttpRequest, token: str) -> HttpResponse:
+    try:
+        invite = services.invite_from_token(token)
+    except services.InviteError as exc:
+        return render(request, "accounts/invite.html", {"error": str(exc)}, status=410)
+    if not request.user.is_authenticated:
+        # Remembered so that signing up from here joins this business instead of creating a new one.
+        request.session[PENDING_INVITE_SESSION_KEY] = token
+        return render(request, "accounts/invite.html", {"invite": invite})
+    if request.method == "POST":
+        try:
+            membership = services.invite_accept(token=token, user=request.user)
+        except services.InviteError as exc:
+            return render(request, "accounts/invite.html", {"error": str(exc), "invite": invite}, status=403)
+        select_business(request, membership.business_id)
+        messages.success(request, f"Welcome to {membership.business.name}.")
+        return redirect("dashboard")
+    return render(request, "accounts/invite.html", {"invite": invite})

@@ -1,0 +1,68 @@
+"""The settings refuse unsafe production configurations and pass Django's deployment checks."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+PRODUCTION_ENV = {
+    "DEBUG": "false",
+    "SECRET_KEY": "pq8Zr-Vt3mW9xLk2Hc7Nf4Bd6Gj1Ys5Ea0Uo-Ri8Tw3Qz6Kv9Mx2Np5Lb7Hd4Jf1",
+    "PUBLIC_BASE_URL": "https://receptionist.example.com",
+    "ALLOWED_HOSTS": "receptionist.example.com",
+    "DATABASE_URL": "sqlite:////tmp/unused.sqlite3",
+}
+
+
+def run_manage(*args, **env):
+    clean = {k: v for k, v in os.environ.items()
+             if k not in {"SECRET_KEY", "DEBUG", "PUBLIC_BASE_URL", "ALLOWED_HOSTS", "STATIC_MANIFEST"}}
+    return subprocess.run([sys.executable, "manage.py", *args], cwd=ROOT, env={**clean, **env},
+                          capture_output=True, text=True, timeout=120)
+
+
+def test_check_deploy_reports_no_warnings_in_production():
+    result = run_manage("check", "--deploy", "--fail-level", "WARNING", **PRODUCTION_ENV)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "System check identified no issues" in result.stdout
+
+
+def test_production_refuses_to_start_without_a_secret_key():
+    env = {k: v for k, v in PRODUCTION_ENV.items() if k != "SECRET_KEY"}
+    result = run_manage("check", **env)
+    assert result.returncode != 0
+    assert "SECRET_KEY must be set" in result.stderr
+
+
+def test_production_refuses_a_short_secret_key():
+    result = run_manage("check", **{**PRODUCTION_ENV, "SECRET_KEY": "short"})
+    assert "SECRET_KEY must be set" in result.stderr
+
+
+def test_redis_channel_layer_sets_a_socket_timeout_above_the_blocking_pop():
+    code = ("from django.conf import settings; import django; django.setup();"
+            "print(settings.CHANNEL_LAYERS['default']['CONFIG']['hosts'][0]['socket_timeout'],"
+            " settings.CELERY_TASK_ALWAYS_EAGER, settings.CELERY_BROKER_URL)")
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60,
+                            env={**os.environ, **PRODUCTION_ENV, "DJANGO_SETTINGS_MODULE": "receptionist.settings",
+                                 "REDIS_URL": "redis://127.0.0.1:6379/3"})
+    assert result.stdout.split() == ["10", "False", "redis://127.0.0.1:6379/3"], result.stderr
+
+
+def test_without_redis_the_product_runs_embedded():
+    code = ("from django.conf import settings; import django; django.setup();"
+            "print(settings.CHANNEL_LAYERS['default']['BACKEND'], settings.CELERY_TASK_ALWAYS_EAGER,"
+            " settings.DATABASES['default']['ENGINE'])")
+    env = {k: v for k, v in os.environ.items() if k not in {"REDIS_URL", "DATABASE_URL"}}
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60,
+                            env={**env, "DEBUG": "true", "DJANGO_SETTINGS_MODULE": "receptionist.settings"})
+    assert result.stdout.split() == ["channels.layers.InMemoryChannelLayer", "True", "django.db.backends.sqlite3"], result.stderr
+
+
+def test_env_example_documents_every_variable_the_settings_read():
+    import re
+
+    read = set(re.findall(r'env_(?:str|bool|int|list)\("([A-Z_]+)"', (ROOT / "receptionist/settings.py").read_text()))
+    documented = set(re.findall(r"^([A-Z_]+)=", (ROOT / ".env.example").read_text(), re.M))
+    assert read - documented == set()

@@ -1,0 +1,70 @@
+"""Tenancy: a member of one business never reaches another business's objects.
+
+Every URL that names an object by id must appear in OBJECT_URLS; the first test fails when a new
+such URL is added without a tenancy check here.
+"""
+
+import pytest
+from django.urls import URLPattern, URLResolver, get_resolver, reverse
+
+from accounts import services
+from accounts.models import Membership
+from tests.factories import make_service
+
+# url name -> (HTTP method, function building one of Alice's objects and returning its URL kwargs)
+OBJECT_URLS = {
+    "invite_revoke": ("post", lambda ctx: {"invite_id": services.invite_create(
+        business=ctx["business"], email="x@example.com", role="staff", invited_by=ctx["alice"]).pk}),
+    "member_remove": ("post", lambda ctx: {"membership_id": Membership.objects.get(user=ctx["bob"]).pk}),
+    "business_switch": ("post", lambda ctx: {"business_id": ctx["business"].pk}),
+}
+# Routes with an id-like parameter that is not a tenant object id.
+NOT_TENANT_OBJECTS = {"invite_accept"}  # a signed token, tested in test_invites
+
+
+def named_routes_with_parameters(resolver=None, prefix=""):
+    resolver = resolver or get_resolver()
+    for entry in resolver.url_patterns:
+        if isinstance(entry, URLResolver):
+            if entry.namespace == "admin" or str(entry.pattern).startswith("accounts/"):
+                continue  # operators' admin and allauth's own views are not business-scoped
+            yield from named_routes_with_parameters(entry, prefix + str(entry.pattern))
+        elif isinstance(entry, URLPattern) and entry.name and entry.pattern.converters:
+            yield entry.name
+
+
+def test_every_object_url_is_covered_by_the_tenancy_walk():
+    routes = set(named_routes_with_parameters())
+    assert routes - NOT_TENANT_OBJECTS == set(OBJECT_URLS)
+
+
+@pytest.mark.parametrize("name", sorted(OBJECT_URLS))
+def test_another_business_object_is_404(client, alice, bob, alices_business, charlie, name):
+    method, build = OBJECT_URLS[name]
+    url = reverse(name, kwargs=build({"alice": alice, "bob": bob, "business": alices_business}))
+    client.force_login(charlie)
+    assert getattr(client, method)(url).status_code == 404
+
+
+@pytest.mark.parametrize("name", ["dashboard", "settings_profile", "settings_hours", "settings_services",
+                                  "settings_faq", "team"])
+def test_business_pages_show_only_the_members_business(client, alices_business, charlie, name):
+    make_service(alices_business, name="Alice-only whitening")
+    client.force_login(charlie)
+    page = client.get(reverse(name)).content.decode()
+    assert "Alice Dental" not in page and "Alice-only whitening" not in page
+
+
+def test_a_formset_cannot_edit_another_business_service(client, alices_business, charlie):
+    service = make_service(alices_business, name="Whitening")
+    client.force_login(charlie)
+    client.post(reverse("settings_services"), {
+        "services-TOTAL_FORMS": "1", "services-INITIAL_FORMS": "1", "services-0-id": str(service.pk),
+        "services-0-name": "Stolen", "services-0-duration_minutes": "5"})
+    service.refresh_from_db()
+    assert service.name == "Whitening"
+
+
+def test_anonymous_visitors_are_sent_to_login(client, db):
+    response = client.get(reverse("settings_profile"))
+    assert response.status_code == 302 and response["Location"].startswith(reverse("account_login"))
