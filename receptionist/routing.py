@@ -1,5 +1,10 @@
-"""WebSocket routes. Each consumer applies the authentication its route needs."""
+"""WebSocket routes. Each endpoint applies the authentication its route needs."""
 
-from django.urls import path  # noqa: F401
+from django.urls import path
 
-websocket_urlpatterns: list = []
+from voice.consumers import TwilioMediaStream
+
+websocket_urlpatterns = [
+    # No Origin check: Twilio sends none. Authenticated by the stream token in the `start` message.
+    path("ws/twilio/media/", TwilioMediaStream()),
+]

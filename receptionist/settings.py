@@ -7,6 +7,7 @@ SQLite, an in-memory channel layer and Celery tasks executed in-process.
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from urllib.parse import urlparse
@@ -297,3 +298,31 @@ LOGGING = {
         "django.channels.server": {"handlers": ["console"], "level": "INFO", "propagate": False},
     },
 }
+
+# Realtime model prices, USD per million tokens (cached tokens are a subset of input tokens).
+# Override with REALTIME_PRICES_JSON='{"model": {"text_in": ..., ...}}'.
+_GPT_REALTIME = {"text_in": 4.00, "text_cached": 0.40, "text_out": 16.00,
+                 "audio_in": 32.00, "audio_cached": 0.40, "audio_out": 64.00}
+_GPT_REALTIME_MINI = {"text_in": 0.60, "text_cached": 0.06, "text_out": 2.40,
+                      "audio_in": 10.00, "audio_cached": 0.30, "audio_out": 20.00}
+REALTIME_PRICES = {
+    "default": _GPT_REALTIME,
+    "gpt-realtime": _GPT_REALTIME,
+    "gpt-realtime-1.5": _GPT_REALTIME,
+    "gpt-realtime-2": {**_GPT_REALTIME, "text_out": 24.00},
+    "gpt-realtime-2.1": {**_GPT_REALTIME, "text_out": 24.00},
+    "gpt-realtime-mini": _GPT_REALTIME_MINI,
+    "gpt-realtime-2.1-mini": _GPT_REALTIME_MINI,
+}
+REALTIME_PRICES.update(json.loads(env_str("REALTIME_PRICES_JSON", "{}")))
+
+# --- Voice ------------------------------------------------------------------------------------
+
+OPENAI_TRANSCRIPTION_MODEL = env_str("OPENAI_TRANSCRIPTION_MODEL", "gpt-4o-mini-transcribe")
+# How long a stream token from the incoming-call webhook stays valid (Twilio connects within a second or two).
+STREAM_TOKEN_MAX_AGE_SECONDS = env_int("STREAM_TOKEN_MAX_AGE_SECONDS", 60)
+# Hard cap on one call; OpenAI ends a realtime session at 60 minutes anyway.
+CALL_MAX_SECONDS = env_int("CALL_MAX_SECONDS", 30 * 60)
+# Server VAD tuning for phone audio.
+VAD_SILENCE_MS = env_int("VAD_SILENCE_MS", 500)
+VAD_PREFIX_PADDING_MS = env_int("VAD_PREFIX_PADDING_MS", 300)

@@ -8,5 +8,6 @@ urlpatterns = [
     path("healthz/", account_views.healthz, name="healthz"),
     path("admin/", admin.site.urls),
     path("accounts/", include("allauth.urls")),
+    path("voice/", include("voice.urls")),
     path("", include("accounts.urls")),
 ]

@@ -1,0 +1,137 @@
+"""What the realtime agent is told: instructions built from the business profile, its tools, its session."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.conf import settings
+from django.utils import timezone
+
+from accounts.models import Business, OpeningHours
+
+LANGUAGE_NAMES = dict(Business.Language.choices)
+
+# Audio formats of the two transports (GA Realtime names).
+PHONE_AUDIO = {"type": "audio/pcmu"}          # Twilio: G.711 μ-law, 8 kHz, 8 bytes per ms
+BROWSER_AUDIO = {"type": "audio/pcm", "rate": 24000}  # PCM16 24 kHz, 48 bytes per ms
+
+REALTIME_TOOLS: list[dict[str, Any]] = [
+    {
+        "type": "function",
+        "name": "end_call",
+        "description": "Hang up once the conversation is finished and you have said goodbye, or the caller "
+                       "asks to end the call.",
+        "parameters": {"type": "object", "additionalProperties": False,
+                       "properties": {"reason": {"type": "string", "description": "Why the call is ending."}}},
+    },
+    {
+        "type": "function",
+        "name": "transfer_to_human",
+        "description": "Transfer the caller to a person at the business, when they ask for a human or you "
+                       "cannot help. Tell them you are transferring them first.",
+        "parameters": {"type": "object", "additionalProperties": False,
+                       "properties": {"reason": {"type": "string", "description": "Why the caller needs a person."}}},
+    },
+]
+
+
+@dataclass(frozen=True)
+class AgentProfile:
+    """A snapshot of what the agent needs about a business, loaded once when the call starts."""
+
+    business_id: int
+    name: str
+    greeting: str
+    voice: str
+    language: str
+    transfer_number: str
+    instructions: str
+    tools: list[dict[str, Any]] = field(default_factory=lambda: list(REALTIME_TOOLS))
+
+
+def describe_hours(business: Business) -> str:
+    by_day: dict[int, list[str]] = {}
+    for interval in business.opening_hours.all():
+        by_day.setdefault(interval.weekday, []).append(f"{interval.opens:%H:%M}–{interval.closes:%H:%M}")
+    lines = []
+    for day, label in OpeningHours.Weekday.choices:
+        lines.append(f"- {label}: {', '.join(by_day[day]) if day in by_day else 'closed'}")
+    today = timezone.localdate(timezone=business.tzinfo)
+    closed = [c for c in business.closed_dates.all() if c.date >= today][:10]
+    if closed:
+        lines.append("Closed on: " + "; ".join(f"{c.date:%A %d %B %Y}" + (f" ({c.reason})" if c.reason else "")
+                                              for c in closed))
+    return "\n".join(lines)
+
+
+def build_instructions(business: Business, *, now: dt.datetime | None = None) -> str:
+    local_now = timezone.localtime(now or timezone.now(), business.tzinfo)
+    language = LANGUAGE_NAMES.get(business.language, "English")
+    services = "\n".join(
+        f"- {s.name}: {s.duration_minutes} minutes" + (f", {s.price} " if s.price is not None else "")
+        + (f" — {s.description}" if s.description else "")
+        for s in business.services.all()) or "- (no services listed)"
+    faq = "\n".join(f"Q: {f.question}\nA: {f.answer}" for f in business.faq_entries.all()) or "(none)"
+    transfer = ("You can transfer callers to a person with transfer_to_human." if business.transfer_number
+                else "There is no one to transfer to; offer to take a message instead.")
+    parts = [
+        f"You are the friendly phone receptionist of {business.name}. Speak {language}. "
+        f"It is now {local_now:%A %d %B %Y, %H:%M} in the business's time zone ({business.time_zone}).",
+        "Rules for the phone: keep every reply short (one or two sentences), natural and warm; ask one "
+        "question at a time; never read out lists, URLs or symbols; say times the way people speak them; "
+        "if you did not understand, ask the caller to repeat. Never invent facts: if you do not know, say so "
+        "and offer to take a message. When the caller is done, say goodbye and call end_call. " + transfer,
+        f"Opening hours ({business.time_zone}):\n{describe_hours(business)}",
+        f"Services:\n{services}",
+        f"Frequently asked questions:\n{faq}",
+    ]
+    if business.address:
+        parts.append(f"Address: {business.address}")
+    if business.extra_instructions:
+        parts.append(f"Extra instructions from the business:\n{business.extra_instructions}")
+    return "\n\n".join(parts)
+
+
+def load_agent_profile(business_id: int) -> AgentProfile:
+    business = (Business.objects.prefetch_related("opening_hours", "closed_dates", "services", "faq_entries")
+                .get(id=business_id))
+    greeting = business.greeting or f"Thank you for calling {business.name}. How can I help you today?"
+    return AgentProfile(business_id=business.id, name=business.name, greeting=greeting, voice=business.voice,
+                        language=business.language, transfer_number=business.transfer_number,
+                        instructions=build_instructions(business))
+
+
+def session_update(profile: AgentProfile, audio_format: dict[str, Any]) -> dict[str, Any]:
+    """The GA `session.update` event for a call."""
+    return {
+        "type": "session.update",
+        "session": {
+            "type": "realtime",
+            "model": settings.OPENAI_REALTIME_MODEL,
+            "output_modalities": ["audio"],
+            "instructions": profile.instructions,
+            "audio": {
+                "input": {
+                    "format": audio_format,
+                    "transcription": {"model": settings.OPENAI_TRANSCRIPTION_MODEL, "language": profile.language},
+                    "turn_detection": {
+                        "type": "server_vad", "threshold": 0.5,
+                        "prefix_padding_ms": settings.VAD_PREFIX_PADDING_MS,
+                        "silence_duration_ms": settings.VAD_SILENCE_MS,
+                        "create_response": True, "interrupt_response": True,
+                    },
+                },
+                "output": {"format": audio_format, "voice": profile.voice},
+            },
+            "tools": profile.tools,
+            "tool_choice": "auto",
+        },
+    }
+
+
+def greeting_response(profile: AgentProfile) -> dict[str, Any]:
+    """Have the agent speak first: callers expect the business to answer."""
+    return {"type": "response.create",
+            "response": {"instructions": f"Greet the caller with exactly this, then wait: {profile.greeting}"}}

@@ -1,0 +1,472 @@
+"""The call session: one caller, one OpenAI Realtime socket, whatever the transport (Twilio or browser).
+
+The audio path is kept lean: caller audio goes to OpenAI as the same base64 string it arrived as, agent
+audio goes back the same way, and nothing on that path touches the database, logs, or leaves the event
+loop. Transcripts, events and latencies are collected in memory and flushed by a background task.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any, Awaitable, Callable, Protocol
+
+import websockets
+from channels.db import database_sync_to_async
+from django.conf import settings
+
+from calls.models import Call, CallEvent
+from calls.services import CallRecord, Usage, call_finalize, call_record_entries
+from voice.agent import AgentProfile, greeting_response, load_agent_profile, session_update
+
+log = logging.getLogger(__name__)
+
+FLUSH_INTERVAL_S = 1.0
+PLAYBACK_WAIT_S = 20.0  # longest we wait for a goodbye to finish playing before hanging up anyway
+UNAVAILABLE_MESSAGE = ("I'm sorry, our phone assistant is having trouble right now. "
+                       "Please call back in a few minutes.")
+UNAVAILABLE_TRANSFER_MESSAGE = "I'm sorry, our phone assistant is having trouble. Let me connect you to the team."
+
+
+class TransferFailed(Exception):
+    pass
+
+
+class CallTransport(Protocol):
+    """What a session needs from the caller's side (Twilio media stream or browser socket)."""
+
+    audio_format: dict[str, Any]
+    bytes_per_ms: int
+
+    async def send_audio(self, payload: str) -> None: ...
+    async def send_mark(self, name: str) -> None: ...
+    async def clear_audio(self) -> None: ...
+    async def hang_up(self) -> None: ...
+    async def transfer(self, number: str) -> None: ...
+    async def fallback(self, message: str, *, language: str, transfer_to: str) -> None: ...
+    async def close(self) -> None: ...
+
+
+@dataclass
+class ItemAudio:
+    """Agent audio of one conversation item: how much we forwarded and how much the caller has heard."""
+
+    response_id: str
+    order: int
+    started_ms: int
+    sent_ms: float = 0.0
+    played_ms: float = 0.0
+    cleared: bool = False
+    transcript: str = ""
+
+
+@dataclass
+class ResponseState:
+    response_id: str
+    spoke: bool = False
+    tool_outputs: list[dict[str, Any]] = field(default_factory=list)
+    follow_up: str | None = None  # instructions for the response we ask for after this one
+
+
+def b64_len_to_bytes(payload: str) -> int:
+    """Decoded size of a base64 string, without decoding it."""
+    padding = 2 if payload.endswith("==") else 1 if payload.endswith("=") else 0
+    return len(payload) * 3 // 4 - padding
+
+
+class CallSession:
+    def __init__(self, *, call_id: int, business_id: int, transport: CallTransport,
+                 profile: AgentProfile | None = None) -> None:
+        self.call_id = call_id
+        self.business_id = business_id
+        self.transport = transport
+        self.profile = profile
+        self.t0 = time.monotonic()
+        self.upstream: Any = None
+        self.ready = False
+        self.finished = asyncio.Event()
+        self._finishing = False
+        self._tasks: list[asyncio.Task] = []
+        self.usage = Usage()
+        self.record = CallRecord()
+        self._transcript_order = 0
+        self._event_order = 0
+        self._caller_items: dict[str, dict[str, Any]] = {}
+        self.items: dict[str, ItemAudio] = {}
+        self.pending_marks = 0
+        self.responses: dict[str, ResponseState] = {}
+        self.active_response: str | None = None
+        self.dropped_responses: set[str] = set()
+        self.input_bytes = 0
+        self.speech_end_at: float | None = None  # monotonic time the caller's last turn ended
+        self.speech_stopped_at: float | None = None
+        self.after_playback: Callable[[], Awaitable[None]] | None = None
+        self._after_playback_deadline: float | None = None
+        self.bad_upstream_events = 0
+
+    # --- small helpers ---------------------------------------------------------------------------
+
+    def now_ms(self) -> int:
+        return int((time.monotonic() - self.t0) * 1000)
+
+    def add_event(self, kind: str, **payload: Any) -> None:
+        self._event_order += 1
+        self.record.events.append({"order": self._event_order, "offset_ms": self.now_ms(), "kind": kind,
+                                   "payload": payload})
+
+    def reserve_transcript(self) -> int:
+        self._transcript_order += 1
+        return self._transcript_order
+
+    def add_transcript(self, order: int, speaker: str, text: str, start_ms: int | None, end_ms: int | None,
+                       interrupted: bool = False) -> None:
+        self.record.transcripts.append({"order": order, "speaker": speaker, "text": text, "start_ms": start_ms,
+                                        "end_ms": end_ms, "interrupted": interrupted})
+
+    async def send_upstream(self, event: dict[str, Any]) -> None:
+        try:
+            await self.upstream.send(json.dumps(event))
+        except websockets.ConnectionClosed:
+            pass  # the reader notices the closed socket and ends the call
+
+    # --- lifecycle -------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Load the business, open OpenAI, configure the session and have the agent greet the caller."""
+        if self.profile is None:
+            self.profile = await database_sync_to_async(load_agent_profile)(self.business_id)
+        url = f"{settings.OPENAI_REALTIME_URL}?model={settings.OPENAI_REALTIME_MODEL}"
+        try:
+            self.upstream = await websockets.connect(
+                url, additional_headers={"Authorization": f"Bearer {settings.OPENAI_API_KEY}"},
+                open_timeout=8, max_size=16 * 2**20, ping_interval=20, ping_timeout=20)
+        except Exception as exc:  # refused, DNS, TLS, HTTP 4xx/5xx on the upgrade, timeout
+            await self.fail(f"Could not connect to OpenAI Realtime: {exc}")
+            return
+        await self.send_upstream(session_update(self.profile, self.transport.audio_format))
+        await self.send_upstream(greeting_response(self.profile))
+        self.ready = True
+        self._tasks.append(asyncio.create_task(self._read_upstream(), name=f"call-{self.call_id}-upstream"))
+        self._tasks.append(asyncio.create_task(self._housekeeping(), name=f"call-{self.call_id}-flush"))
+
+    async def caller_audio(self, payload: str) -> None:
+        """Forward one chunk of caller audio (base64, in the transport's format) to OpenAI, untouched."""
+        if not self.ready:
+            return  # before the agent is connected the caller is still hearing the ring
+        self.input_bytes += b64_len_to_bytes(payload)
+        try:
+            await self.upstream.send('{"type":"input_audio_buffer.append","audio":"' + payload + '"}')
+        except websockets.ConnectionClosed:
+            pass
+
+    def playback_marked(self, name: str) -> None:
+        """The transport reports that the audio before mark `name` has been played (or cleared)."""
+        if self.pending_marks > 0:
+            self.pending_marks -= 1
+        item_id, _, sent = name.rpartition(":")
+        audio = self.items.get(item_id)
+        if audio is not None and not audio.cleared:
+            try:
+                audio.played_ms = max(audio.played_ms, float(sent))
+            except ValueError:
+                pass
+
+    def caller_dtmf(self, digit: str) -> None:
+        self.add_event(CallEvent.Kind.DTMF, digit=digit)
+
+    async def finish(self, *, status: str, reason: str, error: str = "") -> None:
+        """End the call: stop tasks, close OpenAI, write what was recorded, finalise the call. Idempotent."""
+        if self._finishing:
+            return
+        self._finishing = True
+        self.ready = False
+        current = asyncio.current_task()
+        for task in self._tasks:
+            if task is not current:
+                task.cancel()
+        if self.upstream is not None:
+            try:
+                await asyncio.wait_for(self.upstream.close(), timeout=2)
+            except Exception:
+                pass
+        if error:
+            self.add_event(CallEvent.Kind.ERROR, message=error)
+        self.add_event(CallEvent.Kind.HANGUP, reason=reason, status=status)
+        for item_id, caller in self._caller_items.items():
+            if not caller.get("written"):
+                self.add_transcript(caller["order"], "caller", "[not transcribed]", caller.get("start_ms"),
+                                    caller.get("end_ms"))
+        try:
+            await self._flush()
+            await database_sync_to_async(call_finalize)(
+                call_id=self.call_id, status=status, end_reason=reason, usage=self.usage,
+                model=settings.OPENAI_REALTIME_MODEL, error=error)
+        except Exception:
+            log.exception("Could not record the end of call %s", self.call_id)
+        log.info("Call %s ended: %s (%s)%s", self.call_id, status, reason, f": {error}" if error else "")
+        self.finished.set()
+
+    async def fail(self, error: str) -> None:
+        """OpenAI is gone: let the caller hear something sensible, then end the call as failed."""
+        log.warning("Call %s: %s", self.call_id, error)
+        transfer_to = self.profile.transfer_number if self.profile else ""
+        message = UNAVAILABLE_TRANSFER_MESSAGE if transfer_to else UNAVAILABLE_MESSAGE
+        try:
+            await self.transport.fallback(message, language=self.profile.language if self.profile else "en",
+                                          transfer_to=transfer_to)
+        except Exception as exc:
+            error += f"; the fallback message failed too: {exc}"
+            await self.transport.close()
+        await self.finish(status=Call.Status.FAILED, reason="upstream_failed", error=error)
+
+    # --- background tasks --------------------------------------------------------------------------
+
+    async def _flush(self) -> None:
+        if not self.record.transcripts and not self.record.events:
+            return
+        record, self.record = self.record, CallRecord()
+        await database_sync_to_async(call_record_entries)(call_id=self.call_id, record=record)
+
+    async def _housekeeping(self) -> None:
+        while True:
+            await asyncio.sleep(FLUSH_INTERVAL_S)
+            try:
+                await self._flush()
+            except Exception:
+                log.exception("Call %s: could not write transcript/events; will retry", self.call_id)
+            if self.after_playback is not None and self._after_playback_deadline is not None \
+                    and time.monotonic() > self._after_playback_deadline:
+                await self._run_after_playback()
+            if time.monotonic() - self.t0 > settings.CALL_MAX_SECONDS:
+                await self._end_by_agent("max_duration")
+                return
+
+    async def _read_upstream(self) -> None:
+        error = "OpenAI closed the connection"
+        try:
+            async for raw in self.upstream:
+                try:
+                    event = json.loads(raw)
+                    handler = self.HANDLERS.get(event.get("type"))
+                    if handler is not None:
+                        await handler(self, event)
+                except (ValueError, KeyError, TypeError, AttributeError) as exc:
+                    self.bad_upstream_events += 1
+                    if self.bad_upstream_events <= 3:
+                        log.warning("Call %s: ignoring a malformed OpenAI event: %r", self.call_id, exc)
+        except websockets.ConnectionClosed as exc:
+            error = f"OpenAI connection dropped (code {exc.code})"
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.exception("Call %s: upstream reader crashed", self.call_id)
+            error = f"Upstream reader crashed: {exc!r}"
+        if not self._finishing:
+            await self.fail(error)
+
+    # --- OpenAI events ---------------------------------------------------------------------------
+
+    async def _on_audio_delta(self, event: dict[str, Any]) -> None:
+        response_id = event["response_id"]
+        if response_id in self.dropped_responses:
+            return
+        item_id = event["item_id"]
+        audio = self.items.get(item_id)
+        if audio is None:
+            audio = self.items[item_id] = ItemAudio(response_id=response_id, order=self.reserve_transcript(),
+                                                    started_ms=self.now_ms())
+            state = self.responses.get(response_id)
+            if state is not None:
+                state.spoke = True
+            if self.speech_end_at is not None:
+                now = time.monotonic()
+                self.add_event(CallEvent.Kind.LATENCY,
+                               ms=round((now - self.speech_end_at) * 1000),
+                               after_vad_ms=round((now - self.speech_stopped_at) * 1000) if self.speech_stopped_at else None,
+                               item_id=item_id)
+                self.speech_end_at = None
+        delta = event["delta"]
+        audio.sent_ms += b64_len_to_bytes(delta) / self.transport.bytes_per_ms
+        await self.transport.send_audio(delta)
+        self.pending_marks += 1
+        await self.transport.send_mark(f"{item_id}:{audio.sent_ms:.0f}")
+
+    async def _on_speech_started(self, event: dict[str, Any]) -> None:
+        item_id = event.get("item_id") or f"caller-{self.now_ms()}"
+        self._caller_items[item_id] = {"order": self.reserve_transcript(), "start_ms": self.now_ms()}
+        self.speech_end_at = None
+        if self.pending_marks > 0:
+            await self._barge_in()
+
+    async def _barge_in(self) -> None:
+        """The caller talks over the agent: stop playback and tell OpenAI how much was actually heard."""
+        await self.transport.clear_audio()
+        if self.active_response:
+            self.dropped_responses.add(self.active_response)
+        for item_id, audio in self.items.items():
+            if audio.cleared or audio.played_ms >= audio.sent_ms - 0.5:
+                continue
+            audio.cleared = True
+            # played_ms comes from echoed marks: never more than was generated.
+            heard = int(min(audio.played_ms, audio.sent_ms))
+            if audio.sent_ms > 0:
+                await self.send_upstream({"type": "conversation.item.truncate", "item_id": item_id,
+                                          "content_index": 0, "audio_end_ms": heard})
+            self.add_event(CallEvent.Kind.BARGE_IN, item_id=item_id, heard_ms=heard, sent_ms=round(audio.sent_ms))
+        self.after_playback = None  # a hang-up or transfer waits for the caller's new turn
+
+    async def _on_speech_stopped(self, event: dict[str, Any]) -> None:
+        now = time.monotonic()
+        self.speech_stopped_at = now
+        # The caller stopped speaking silence_duration ago; that is when the turn really ended.
+        self.speech_end_at = now - settings.VAD_SILENCE_MS / 1000
+        caller = self._caller_items.get(event.get("item_id", ""))
+        if caller is not None:
+            caller["end_ms"] = self.now_ms() - settings.VAD_SILENCE_MS
+
+    async def _on_caller_transcript(self, event: dict[str, Any]) -> None:
+        caller = self._caller_items.get(event["item_id"])
+        if caller is None:
+            caller = self._caller_items[event["item_id"]] = {"order": self.reserve_transcript()}
+        caller["written"] = True
+        self.add_transcript(caller["order"], "caller", event.get("transcript", "").strip(), caller.get("start_ms"),
+                            caller.get("end_ms"))
+
+    async def _on_agent_transcript(self, event: dict[str, Any]) -> None:
+        audio = self.items.get(event["item_id"])
+        if audio is None:  # text-only item
+            audio = self.items[event["item_id"]] = ItemAudio(response_id=event.get("response_id", ""),
+                                                             order=self.reserve_transcript(), started_ms=self.now_ms())
+        self.add_transcript(audio.order, "agent", event.get("transcript", "").strip(), audio.started_ms,
+                            audio.started_ms + round(audio.sent_ms), interrupted=audio.cleared)
+
+    async def _on_response_created(self, event: dict[str, Any]) -> None:
+        response_id = event["response"]["id"]
+        self.active_response = response_id
+        self.responses[response_id] = ResponseState(response_id)
+
+    async def _on_response_done(self, event: dict[str, Any]) -> None:
+        response = event["response"]
+        response_id = response.get("id", "")
+        if self.active_response == response_id:
+            self.active_response = None
+        usage = response.get("usage")
+        if usage:
+            self.usage.add_realtime_usage(usage)
+        state = self.responses.pop(response_id, None)
+        if state is None:
+            return
+        for output in state.tool_outputs:
+            await self.send_upstream({"type": "conversation.item.create", "item": output})
+        if state.follow_up is not None:
+            await self.send_upstream({"type": "response.create", "response": {"instructions": state.follow_up}}
+                                     if state.follow_up else {"type": "response.create"})
+        elif self.after_playback is not None and self.pending_marks == 0:
+            await self._run_after_playback()
+
+    async def _on_function_call(self, event: dict[str, Any]) -> None:
+        name, call_id = event.get("name", ""), event["call_id"]
+        state = self.responses.get(event.get("response_id", "")) or ResponseState(event.get("response_id", ""))
+        try:
+            arguments = json.loads(event.get("arguments") or "{}")
+            if not isinstance(arguments, dict):
+                raise ValueError("arguments must be a JSON object")
+        except ValueError as exc:
+            arguments, result = {}, {"error": f"The arguments were not valid JSON ({exc}). Call the tool again."}
+        else:
+            tool = self.TOOLS.get(name)
+            result = await tool(self, state, arguments) if tool else {
+                "error": f"There is no tool called {name!r}. Use end_call or transfer_to_human."}
+        self.add_event(CallEvent.Kind.TOOL_CALL, name=name, arguments=arguments, result=result, call_id=call_id)
+        state.tool_outputs.append({"type": "function_call_output", "call_id": call_id, "output": json.dumps(result)})
+        if state.follow_up is None and "error" in result:
+            state.follow_up = ""  # let the model react to the error
+        if event.get("response_id") not in self.responses:  # response already finished: send right away
+            await self._on_response_done({"response": {"id": state.response_id}})
+
+    async def _on_error(self, event: dict[str, Any]) -> None:
+        error = event.get("error") or {}
+        code = error.get("code") or error.get("type") or "error"
+        self.add_event(CallEvent.Kind.ERROR, source="openai", code=code, message=error.get("message", ""))
+        if code in {"session_expired", "beta_api_shape_disabled", "invalid_api_key"}:
+            await self.fail(f"OpenAI ended the session: {code}")
+
+    HANDLERS: dict[str, Callable[["CallSession", dict[str, Any]], Awaitable[None]]] = {
+        "response.output_audio.delta": _on_audio_delta,
+        "input_audio_buffer.speech_started": _on_speech_started,
+        "input_audio_buffer.speech_stopped": _on_speech_stopped,
+        "conversation.item.input_audio_transcription.completed": _on_caller_transcript,
+        "response.output_audio_transcript.done": _on_agent_transcript,
+        "response.created": _on_response_created,
+        "response.done": _on_response_done,
+        "response.function_call_arguments.done": _on_function_call,
+        "error": _on_error,
+    }
+
+    # --- tools -----------------------------------------------------------------------------------
+
+    def _wait_for_playback(self, action: Callable[[], Awaitable[None]]) -> None:
+        self.after_playback = action
+        self._after_playback_deadline = time.monotonic() + PLAYBACK_WAIT_S
+
+    async def _run_after_playback(self) -> None:
+        action, self.after_playback = self.after_playback, None
+        self._after_playback_deadline = None
+        if action is not None:
+            await action()
+
+    def playback_drained(self) -> bool:
+        return self.pending_marks == 0 and self.active_response is None
+
+    async def check_playback(self) -> None:
+        """Called by transports after each echoed mark: run a pending hang-up/transfer once all is heard."""
+        if self.after_playback is not None and self.playback_drained():
+            await self._run_after_playback()
+
+    async def _tool_end_call(self, state: ResponseState, arguments: dict[str, Any]) -> dict[str, Any]:
+        reason = str(arguments.get("reason") or "conversation finished")[:200]
+        if not state.spoke:
+            state.follow_up = "Say a short, warm goodbye. Do not ask anything else."
+        self._wait_for_playback(lambda: self._end_by_agent("agent_ended", reason))
+        return {"ok": True, "status": "The call will end after your goodbye."}
+
+    async def _end_by_agent(self, end_reason: str, detail: str = "") -> None:
+        try:
+            await self.transport.hang_up()
+            self.add_event(CallEvent.Kind.HANGUP, by="agent", reason=detail or end_reason)
+        except Exception as exc:
+            self.add_event(CallEvent.Kind.ERROR, source="twilio", message=f"Hang-up failed: {exc}")
+            await self.transport.close()
+        await self.finish(status=Call.Status.COMPLETED, reason=end_reason)
+
+    async def _tool_transfer(self, state: ResponseState, arguments: dict[str, Any]) -> dict[str, Any]:
+        reason = str(arguments.get("reason") or "")[:200]
+        number = self.profile.transfer_number if self.profile else ""
+        if not number:
+            self.add_event(CallEvent.Kind.TRANSFER, ok=False, reason=reason, error="no transfer number")
+            return {"error": "Nobody is available to take the call right now. Apologise and offer to take a "
+                             "message with the caller's name, number and what it is about."}
+        if not state.spoke:
+            state.follow_up = "Tell the caller in one sentence that you are connecting them to a person now."
+        self._wait_for_playback(lambda: self._transfer(number, reason))
+        return {"ok": True, "status": "Transferring after you tell the caller."}
+
+    async def _transfer(self, number: str, reason: str) -> None:
+        try:
+            await self.transport.transfer(number)
+        except Exception as exc:
+            self.add_event(CallEvent.Kind.TRANSFER, ok=False, to=number, reason=reason, error=str(exc))
+            await self.send_upstream({"type": "response.create", "response": {"instructions": (
+                "The transfer did not go through. Apologise briefly and offer to take a message with the "
+                "caller's name, number and what it is about.")}})
+            return
+        self.add_event(CallEvent.Kind.TRANSFER, ok=True, to=number, reason=reason)
+        await self.finish(status=Call.Status.COMPLETED, reason="transferred")
+
+    TOOLS: dict[str, Callable[["CallSession", ResponseState, dict[str, Any]], Awaitable[dict[str, Any]]]] = {
+        "end_call": _tool_end_call,
+        "transfer_to_human": _tool_transfer,
+    }

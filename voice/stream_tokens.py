@@ -1,0 +1,55 @@
+"""Short-lived, single-use tokens that let one Twilio media stream attach to one call.
+
+The incoming-call webhook (signature-checked) issues the token inside TwiML; the media socket presents it
+in its `start` message. The signature binds it to the call and the Twilio call SID; `max_age` makes it
+expire; `call_claim_stream` (a compare-and-set on the call row) makes it single-use.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from channels.db import database_sync_to_async
+from django.conf import settings
+from django.core import signing
+
+from calls.models import Call
+from calls.services import call_claim_stream
+
+SALT = "voice.stream-token"
+
+
+class StreamTokenError(Exception):
+    pass
+
+
+@dataclass(frozen=True)
+class StreamGrant:
+    call_id: int
+    business_id: int
+    twilio_call_sid: str
+
+
+def issue_stream_token(call: Call) -> str:
+    return signing.dumps({"call": call.id, "sid": call.twilio_call_sid}, salt=SALT, compress=True)
+
+
+def redeem_stream_token(token: str, *, call_id: str | None, call_sid: str | None) -> StreamGrant:
+    """Check the token against the `start` message and claim the call's stream. Raises StreamTokenError."""
+    try:
+        data = signing.loads(token or "", salt=SALT, max_age=settings.STREAM_TOKEN_MAX_AGE_SECONDS)
+    except signing.SignatureExpired:
+        raise StreamTokenError("stream token expired")
+    except signing.BadSignature:
+        raise StreamTokenError("stream token is not valid")
+    if str(data.get("call")) != str(call_id):
+        raise StreamTokenError("stream token belongs to another call")
+    if call_sid is not None and data.get("sid") != call_sid:
+        raise StreamTokenError("stream token does not match the call SID")
+    if not call_claim_stream(call_id=data["call"]):
+        raise StreamTokenError("stream token already used")
+    business_id = Call.objects.filter(id=data["call"]).values_list("business_id", flat=True).get()
+    return StreamGrant(call_id=data["call"], business_id=business_id, twilio_call_sid=data.get("sid") or "")
+
+
+aredeem_stream_token = database_sync_to_async(redeem_stream_token)

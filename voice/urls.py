@@ -1,0 +1,8 @@
+from django.urls import path
+
+from voice import views
+
+urlpatterns = [
+    path("twilio/incoming/", views.twilio_incoming, name="twilio_incoming"),
+    path("twilio/status/", views.twilio_status, name="twilio_status"),
+]
