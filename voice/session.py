@@ -219,8 +219,8 @@ class CallSession:
                                           transfer_to=transfer_to)
         except Exception as exc:
             error += f"; the fallback message failed too: {exc}"
-            await self.transport.close()
         await self.finish(status=Call.Status.FAILED, reason="upstream_failed", error=error)
+        await self.transport.close()
 
     # --- background tasks --------------------------------------------------------------------------
 
@@ -439,8 +439,8 @@ class CallSession:
             self.add_event(CallEvent.Kind.HANGUP, by="agent", reason=detail or end_reason)
         except Exception as exc:
             self.add_event(CallEvent.Kind.ERROR, source="twilio", message=f"Hang-up failed: {exc}")
-            await self.transport.close()
         await self.finish(status=Call.Status.COMPLETED, reason=end_reason)
+        await self.transport.close()  # no socket outlives its call, whatever the provider does next
 
     async def _tool_transfer(self, state: ResponseState, arguments: dict[str, Any]) -> dict[str, Any]:
         reason = str(arguments.get("reason") or "")[:200]
@@ -465,6 +465,7 @@ class CallSession:
             return
         self.add_event(CallEvent.Kind.TRANSFER, ok=True, to=number, reason=reason)
         await self.finish(status=Call.Status.COMPLETED, reason="transferred")
+        await self.transport.close()  # the call now runs the <Dial>; our stream is done
 
     TOOLS: dict[str, Callable[["CallSession", ResponseState, dict[str, Any]], Awaitable[dict[str, Any]]]] = {
         "end_call": _tool_end_call,

@@ -13,6 +13,7 @@ from django.conf import settings
 from django.http import HttpRequest
 from twilio.base.exceptions import TwilioRestException
 from twilio.request_validator import RequestValidator
+from twilio.http.http_client import TwilioHttpClient
 from twilio.rest import Client
 from twilio.twiml.voice_response import Connect, Dial, VoiceResponse
 
@@ -74,7 +75,7 @@ def transfer_twiml(number: str) -> str:
 
 
 def rest_client() -> Client:
-    client = Client(settings.TWILIO_ACCOUNT_SID, settings.TWILIO_AUTH_TOKEN, timeout=10)
+    client = Client(settings.TWILIO_ACCOUNT_SID, settings.TWILIO_AUTH_TOKEN, http_client=TwilioHttpClient(timeout=10))
     if settings.TWILIO_API_BASE_URL:
         client.api.base_url = settings.TWILIO_API_BASE_URL.rstrip("/")
     return client
@@ -85,7 +86,7 @@ def hang_up(call_sid: str) -> None:
     try:
         rest_client().calls(call_sid).update(status="completed")
     except TwilioRestException as exc:
-        if exc.status == 404:
+        if exc.status == 404 or exc.code == 21220:  # gone, or no longer in progress: already hung up
             return
         raise TwilioError(f"Twilio refused the hang-up: {exc.code} {exc.msg}", permanent=exc.status < 500) from exc
     except Exception as exc:  # network errors from requests

@@ -1,0 +1,298 @@
+"""Whole calls: a real ASGI server (daphne, and uvicorn as in the Procfile) in a subprocess, the OpenAI
+Realtime stand-in, the Twilio REST stand-in, and the call simulator playing Twilio."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+
+import httpx
+import pytest
+import websockets
+from twilio.request_validator import RequestValidator
+
+from calls.models import Call, CallEvent, TranscriptEntry
+from voice.standin import Script
+from voice.simulator import SimulatedCallConfig, new_sid, parse_twiml, run_simulated_call
+from voice.tests.conftest import (ACCOUNT_SID, AUTH_TOKEN, BUSINESS_NUMBER, HARBOR_SCRIPT, TRANSFER_NUMBER,
+                                 start_asgi_server, stop_process)
+
+pytestmark = pytest.mark.e2e
+
+
+def simulate(live, **over):
+    config = SimulatedCallConfig(base_url=live.base_url, auth_token=AUTH_TOKEN, account_sid=ACCOUNT_SID,
+                                 to_number=BUSINESS_NUMBER, from_number="+12025550143", max_duration_s=40, **over)
+    return asyncio.run(run_simulated_call(config))
+
+
+def finalized_call(call_sid: str, timeout: float = 10.0) -> Call:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        call = Call.objects.filter(twilio_call_sid=call_sid, finalized_at__isnull=False).first()
+        if call is not None:
+            return call
+        time.sleep(0.1)
+    raise AssertionError(f"call {call_sid} was not finalised: {Call.objects.filter(twilio_call_sid=call_sid).values()}")
+
+
+def upstream_record(standin, timeout: float = 5.0) -> dict:
+    """The stand-in's log of the (last) OpenAI session, once its socket has closed."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        record = standin.last_session
+        if record and record.get("closed_by"):
+            return record
+        time.sleep(0.05)
+    raise AssertionError(f"the OpenAI socket is still open: {standin.last_session}")
+
+
+@pytest.mark.parametrize("live_asgi", ["daphne", "uvicorn"], indirect=True)
+def test_a_phone_call_is_answered_recorded_and_closed(live_asgi, standin):
+    report = simulate(live_asgi, utterances=2, send_status_callback=True)
+    assert report.ok, (report.failures, live_asgi.log())
+    assert report.greeting_received_ms is not None
+    assert all(turn.latency_received_ms is not None for turn in report.turns)
+    assert report.marks_echoed == report.marks_sent_by_server > 0
+
+    call = finalized_call(report.call_sid)
+    assert (call.status, call.end_reason) == ("completed", "caller_hung_up")
+    assert call.duration_seconds is not None and call.output_audio_tokens > 0 and call.cost_usd > 0
+    entries = list(TranscriptEntry.objects.filter(call=call).order_by("order").values_list("speaker", "text"))
+    assert ("agent", "Thanks for calling Harbor Dental, how can I help?") in entries
+    assert ("caller", "What are your opening hours?") in entries
+    assert ("agent", "We're open eight to five, Monday to Friday.") in entries
+    latencies = CallEvent.objects.filter(call=call, kind="latency")
+    assert latencies.count() >= 2 and all(event.payload["ms"] >= 0 for event in latencies)
+
+    upstream = upstream_record(standin)
+    assert upstream["closed_by"] == "client"  # no OpenAI socket outlives its call
+    assert upstream["headers"]["openai_beta"] in (None, "")
+    assert upstream["session"]["audio"]["input"]["format"]["type"] == "audio/pcmu"
+
+
+def test_barge_in_clears_the_caller_and_truncates_at_what_was_played(live_asgi, standin):
+    standin.script = Script.from_obj({**HARBOR_SCRIPT, "turns": [
+        {"caller": "What are your opening hours?",
+         "agent": "We're open from eight in the morning until five in the afternoon, Monday to Friday, and on "
+                  "Saturday mornings from nine until one, except on public holidays when we are closed."},
+        {"caller": "Thanks.", "agent": "You're welcome."}]})
+    report = simulate(live_asgi, utterances=2, barge_in=True, barge_in_delay_ms=600)
+    assert report.ok, (report.failures, live_asgi.log())
+    assert report.clears_received, "the server never sent clear"
+    call = finalized_call(report.call_sid)
+    record = upstream_record(standin)
+    assert record["truncations"], "no conversation.item.truncate reached OpenAI"
+    for truncation in record["truncations"]:
+        assert truncation["accepted"], truncation
+        assert truncation["audio_end_ms"] <= truncation["generated_ms"]
+    # What we told OpenAI the caller heard never exceeds what the caller's side actually played.
+    heard = sum(event.payload["heard_ms"] for event in CallEvent.objects.filter(call=call, kind="barge_in"))
+    assert 0 < heard <= report.agent_audio_played_ms + 1
+    assert TranscriptEntry.objects.filter(call=call, speaker="agent", interrupted=True).exists()
+
+
+def tool_script(tool: str, reason: str, after: str):
+    return {"greeting": "Harbor Dental, how can I help?",
+            "turns": [{"caller": "Can I talk to someone?", "say": "Of course.",
+                       "tool": {"name": tool, "arguments": {"reason": reason}}, "after_tool": after}],
+            "default_agent": "Is there anything else?"}
+
+
+def test_end_call_says_goodbye_then_hangs_up_through_twilio(live_asgi, standin, twilio_standin):
+    standin.script = Script.from_obj(tool_script("end_call", "caller is done", "Goodbye!"))
+    call_sid = twilio_standin.add_call(to=BUSINESS_NUMBER, from_="+12025550143")
+    report = simulate(live_asgi, call_sid=call_sid, utterances=1, hang_up_after_s=12)
+    call = finalized_call(call_sid)
+    assert (call.status, call.end_reason) == ("completed", "agent_ended"), live_asgi.log()
+    assert {"Status": "completed"}.items() <= twilio_standin.updates(call_sid)[-1].items()
+    assert report.closed_by == "server"
+    tool_event = CallEvent.objects.get(call=call, kind="tool_call")
+    assert tool_event.payload["name"] == "end_call" and tool_event.payload["result"]["ok"] is True
+
+
+def test_transfer_dials_the_business_transfer_number(live_asgi, standin, twilio_standin):
+    standin.script = Script.from_obj(tool_script("transfer_to_human", "wants a person", "Connecting you."))
+    call_sid = twilio_standin.add_call(to=BUSINESS_NUMBER, from_="+12025550143")
+    simulate(live_asgi, call_sid=call_sid, utterances=1, hang_up_after_s=12)
+    call = finalized_call(call_sid)
+    assert (call.status, call.end_reason) == ("completed", "transferred"), live_asgi.log()
+    twiml = twilio_standin.updates(call_sid)[-1]["Twiml"]
+    assert f"<Number>{TRANSFER_NUMBER}</Number>" in twiml and "<Dial" in twiml
+    assert CallEvent.objects.get(call=call, kind="transfer").payload["ok"] is True
+
+
+def test_a_failed_transfer_makes_the_agent_offer_to_take_a_message(live_asgi, standin, twilio_standin):
+    standin.script = Script.from_obj(tool_script("transfer_to_human", "wants a person", "Connecting you."))
+    call_sid = twilio_standin.add_call(to=BUSINESS_NUMBER, from_="+12025550143")
+    twilio_standin.fail_call(call_sid, status=400, code=21220, message="Call is not in-progress. Cannot redirect.")
+    simulate(live_asgi, call_sid=call_sid, utterances=1, hang_up_after_s=10)
+    call = finalized_call(call_sid)
+    assert (call.status, call.end_reason) == ("completed", "caller_hung_up")  # the caller stayed on the line
+    transfer = CallEvent.objects.get(call=call, kind="transfer")
+    assert transfer.payload["ok"] is False and "21220" in transfer.payload["error"]
+    record = upstream_record(standin)
+    instructions = [r.get("instructions") or "" for r in record["responses"]]
+    assert any("take a message" in text for text in instructions), record["responses"]
+
+
+def test_without_a_transfer_number_the_tool_tells_the_agent_to_take_a_message(live_asgi, standin, harbor):
+    harbor.transfer_number = ""
+    harbor.save()
+    standin.script = Script.from_obj(tool_script("transfer_to_human", "wants a person", "{output}"))
+    report = simulate(live_asgi, utterances=1, hang_up_after_s=8)
+    call = finalized_call(report.call_sid)
+    record = upstream_record(standin)
+    output = json.loads(record["tool_outputs"][0]["output"])
+    assert "take a message" in output["error"]
+    assert CallEvent.objects.get(call=call, kind="transfer").payload["ok"] is False
+
+
+def test_openai_refusing_the_connection_plays_a_fallback_and_fails_the_call(live_asgi, standin, twilio_standin):
+    standin.script = Script.from_obj({"fail": {"refuse_connection": True}})
+    call_sid = twilio_standin.add_call(to=BUSINESS_NUMBER, from_="+12025550143")
+    simulate(live_asgi, call_sid=call_sid, utterances=1, hang_up_after_s=4, wait_for_greeting=False)
+    call = finalized_call(call_sid)
+    assert (call.status, call.end_reason) == ("failed", "upstream_failed")
+    assert "Could not connect to OpenAI" in call.error
+    fallback = twilio_standin.updates(call_sid)[-1]["Twiml"]
+    assert "<Say" in fallback and f"<Number>{TRANSFER_NUMBER}</Number>" in fallback
+
+
+def test_openai_dropping_mid_call_plays_a_fallback_and_fails_the_call(live_asgi, standin, twilio_standin):
+    standin.script = Script.from_obj({"greeting": "Hello, Harbor Dental.",
+                                                    "fail": {"drop_after_ms": 1500}})
+    call_sid = twilio_standin.add_call(to=BUSINESS_NUMBER, from_="+12025550143")
+    simulate(live_asgi, call_sid=call_sid, utterances=1, hang_up_after_s=6)
+    call = finalized_call(call_sid)
+    assert (call.status, call.end_reason) == ("failed", "upstream_failed")
+    assert "dropped" in call.error
+    assert "<Say" in twilio_standin.updates(call_sid)[-1]["Twiml"]
+
+
+# --- refused streams and bad input ------------------------------------------------------------
+
+
+async def open_stream(live, call_sid: str):
+    """Do what Twilio does up to the open socket: signed webhook, TwiML, WebSocket. Returns (ws, params)."""
+    params = {"AccountSid": ACCOUNT_SID, "CallSid": call_sid, "From": "+12025550143", "To": BUSINESS_NUMBER,
+              "CallStatus": "ringing", "Direction": "inbound", "ApiVersion": "2010-04-01"}
+    url = live.base_url + "/voice/twilio/incoming/"
+    signature = RequestValidator(AUTH_TOKEN).compute_signature(url, params)
+    async with httpx.AsyncClient() as http:
+        response = await http.post(url, data=params, headers={"X-Twilio-Signature": signature})
+    twiml = parse_twiml(response.text)
+    ws = await websockets.connect(live.base_url.replace("http", "ws") + "/ws/twilio/media/")
+    return ws, twiml.parameters
+
+
+def start_message(call_sid: str, parameters: dict, stream_sid: str | None = None) -> str:
+    stream_sid = stream_sid or new_sid("MZ")
+    return json.dumps({"event": "start", "sequenceNumber": "1", "streamSid": stream_sid,
+                       "start": {"accountSid": ACCOUNT_SID, "streamSid": stream_sid, "callSid": call_sid,
+                                 "tracks": ["inbound"], "customParameters": parameters,
+                                 "mediaFormat": {"encoding": "audio/x-mulaw", "sampleRate": 8000, "channels": 1}}})
+
+
+async def closed_with(ws) -> int | None:
+    try:
+        async with asyncio.timeout(5):
+            async for _ in ws:
+                pass
+    except TimeoutError:
+        return None
+    except websockets.ConnectionClosed:
+        pass
+    return ws.close_code
+
+
+def test_a_forged_token_closes_the_stream_and_opens_nothing_upstream(live_asgi, standin):
+    async def scenario():
+        ws, params = await open_stream(live_asgi, new_sid("CA"))
+        await ws.send(start_message(params and new_sid("CA"), {**params, "token": params["token"][:-4] + "AAAA"}))
+        return await closed_with(ws)
+
+    assert asyncio.run(scenario()) == 4403
+    assert standin.sessions == {}
+
+
+def test_a_reused_token_is_refused(live_asgi, standin):
+    call_sid = new_sid("CA")
+
+    async def scenario():
+        ws, params = await open_stream(live_asgi, call_sid)
+        await ws.send(start_message(call_sid, params))
+        await asyncio.sleep(0.5)
+        second = await websockets.connect(live_asgi.base_url.replace("http", "ws") + "/ws/twilio/media/")
+        await second.send(start_message(call_sid, params))
+        code = await closed_with(second)
+        await ws.send(json.dumps({"event": "stop", "sequenceNumber": "3", "streamSid": "x"}))
+        await ws.close()
+        return code
+
+    assert asyncio.run(scenario()) == 4403
+    assert len(standin.sessions) == 1
+
+
+def test_an_expired_token_is_refused(harbor, standin, twilio_standin):
+    live = start_asgi_server("daphne", standin=standin, twilio_standin=twilio_standin,
+                             extra_env={"STREAM_TOKEN_MAX_AGE_SECONDS": "1"})
+    try:
+        async def scenario():
+            call_sid = new_sid("CA")
+            ws, params = await open_stream(live, call_sid)
+            await asyncio.sleep(2.2)
+            await ws.send(start_message(call_sid, params))
+            return await closed_with(ws)
+
+        assert asyncio.run(scenario()) == 4403
+        assert standin.sessions == {}
+    finally:
+        stop_process(live.process)
+
+
+def test_media_before_start_closes_the_stream(live_asgi, standin):
+    async def scenario():
+        ws, _ = await open_stream(live_asgi, new_sid("CA"))
+        await ws.send(json.dumps({"event": "connected", "protocol": "Call", "version": "1.0.0"}))
+        await ws.send(json.dumps({"event": "media", "sequenceNumber": "2", "streamSid": new_sid("MZ"),
+                                  "media": {"track": "inbound", "chunk": "1", "timestamp": "0", "payload": "/////w=="}}))
+        return await closed_with(ws)
+
+    assert asyncio.run(scenario()) == 4400
+    assert standin.sessions == {}
+
+
+@pytest.mark.parametrize("live_asgi", ["daphne", "uvicorn"], indirect=True)
+def test_bad_frames_are_ignored_an_oversized_frame_closes_and_the_call_is_still_finalised(live_asgi, standin):
+    call_sid = new_sid("CA")
+
+    async def scenario():
+        ws, params = await open_stream(live_asgi, call_sid)
+        stream_sid = new_sid("MZ")
+        await ws.send(start_message(call_sid, params, stream_sid))
+        await ws.send("{not json")
+        await ws.send(json.dumps({"event": "media", "streamSid": stream_sid, "media": {"payload": "@@@not base64@@"}}))
+        await ws.send(json.dumps({"event": "teleport", "streamSid": stream_sid}))
+        await ws.send(json.dumps({"event": "mark", "streamSid": stream_sid, "mark": {"name": "never-sent:1"}}))
+        await ws.send(json.dumps({"event": "start", "streamSid": stream_sid}))  # out of order: a second start
+        await ws.send(b"\x00\x01binary")
+        await asyncio.sleep(0.3)
+        alive = ws.state.name == "OPEN"
+        await ws.send(json.dumps({"event": "media", "media": {"payload": "A" * (1024 * 1024)}}))
+        return alive, await closed_with(ws)
+
+    alive, code = asyncio.run(scenario())
+    assert alive, "the stream was closed by frames that should only be ignored"
+    call = finalized_call(call_sid)
+    if live_asgi.kind == "daphne":
+        # daphne itself drops a connection that sends a 1 MB message before the application sees it.
+        assert code == 1006 and (call.status, call.end_reason) == ("interrupted", "stream_closed")
+    else:
+        assert code == 1009, (code, live_asgi.log())
+        assert (call.status, call.end_reason) == ("failed", "stream_protocol_error")
+    # The same server process goes on serving other calls.
+    report = simulate(live_asgi, utterances=1)
+    assert report.ok, report.failures
+    assert finalized_call(report.call_sid).status == "completed"
