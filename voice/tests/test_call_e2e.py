@@ -296,3 +296,33 @@ def test_bad_frames_are_ignored_an_oversized_frame_closes_and_the_call_is_still_
     report = simulate(live_asgi, utterances=1)
     assert report.ok, report.failures
     assert finalized_call(report.call_sid).status == "completed"
+
+
+def test_twilio_rest_calls_run_off_the_event_loop(live_asgi, standin, twilio_standin):
+    """While Twilio holds our hang-up request open, the same server process keeps serving requests."""
+    import threading
+
+    standin.script = Script.from_obj(tool_script("end_call", "caller is done", "Goodbye!"))
+    call_sid = twilio_standin.add_call(to=BUSINESS_NUMBER, from_="+12025550143")
+    held, release, answered = threading.Event(), threading.Event(), []
+
+    def hold_the_hang_up(sid, form):
+        if form.get("Status") == "completed":
+            held.set()
+            release.wait(timeout=20)
+
+    def probe_while_held():
+        try:
+            if held.wait(timeout=30):
+                answered.append(httpx.get(live_asgi.base_url + "/healthz/", timeout=5).status_code)
+        finally:
+            release.set()
+
+    twilio_standin.on_update = hold_the_hang_up
+    prober = threading.Thread(target=probe_while_held)
+    prober.start()
+    simulate(live_asgi, call_sid=call_sid, utterances=1, hang_up_after_s=15)
+    prober.join(timeout=30)
+    assert held.is_set(), "the hang-up never reached Twilio"
+    assert answered == [200]
+    assert finalized_call(call_sid).end_reason == "agent_ended"
