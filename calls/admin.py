@@ -1,6 +1,6 @@
 from django.contrib import admin
 
-from calls.models import Call, CallEvent, TranscriptEntry
+from calls.models import Appointment, Call, CallEvent, Customer, Message, TranscriptEntry
 
 
 class TranscriptInline(admin.TabularInline):
@@ -43,3 +43,31 @@ class CallEventAdmin(admin.ModelAdmin):
     list_filter = ["kind"]
     search_fields = ["call__twilio_call_sid"]
     raw_id_fields = ["call"]
+
+
+@admin.register(Customer)
+class CustomerAdmin(admin.ModelAdmin):
+    list_display = ["phone", "name", "business", "call_count", "first_seen_at", "last_seen_at"]
+    list_filter = ["last_seen_at"]
+    search_fields = ["phone", "name", "business__name"]
+    raw_id_fields = ["business", "last_call"]
+    readonly_fields = ["first_seen_at", "last_seen_at", "call_count", "last_call"]
+
+
+@admin.register(Appointment)
+class AppointmentAdmin(admin.ModelAdmin):
+    list_display = ["id", "business", "customer", "service_name", "starts_at", "ends_at", "status", "created_at"]
+    list_filter = ["status", "starts_at"]
+    search_fields = ["customer__phone", "customer__name", "service_name", "business__name"]
+    date_hierarchy = "starts_at"
+    raw_id_fields = ["business", "customer", "service", "created_by_call"]
+    readonly_fields = ["cancelled_at", "created_at", "updated_at"]
+
+
+@admin.register(Message)
+class MessageAdmin(admin.ModelAdmin):
+    list_display = ["id", "business", "name", "callback_number", "urgency", "status", "created_at", "handled_at"]
+    list_filter = ["status", "urgency", "created_at"]
+    search_fields = ["name", "callback_number", "body", "business__name"]
+    date_hierarchy = "created_at"
+    raw_id_fields = ["business", "customer", "call", "handled_by"]

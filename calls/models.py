@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
-from django.db import models
-from django.db.models import Q
+from django.conf import settings
+from django.contrib.postgres.constraints import ExclusionConstraint
+from django.contrib.postgres.fields import DateTimeRangeField, RangeBoundary, RangeOperators
+from django.db import DEFAULT_DB_ALIAS, connections, models
+from django.db.models import Func, Q
 from django.utils import timezone
 
-from accounts.models import Business
+from accounts.models import Business, Service
+from accounts.phone import validate_e164
 
 
 class Call(models.Model):
@@ -51,7 +55,11 @@ class Call(models.Model):
     input_cached_tokens = models.PositiveIntegerField(default=0)
     output_audio_tokens = models.PositiveIntegerField(default=0)
     output_text_tokens = models.PositiveIntegerField(default=0)
-    cost_usd = models.DecimalField(max_digits=10, decimal_places=6, default=0)
+    supervisor_input_tokens = models.PositiveIntegerField(default=0)
+    supervisor_output_tokens = models.PositiveIntegerField(default=0)
+    supervisor_cost_usd = models.DecimalField(max_digits=10, decimal_places=6, default=0)
+    cost_usd = models.DecimalField(max_digits=10, decimal_places=6, default=0,
+                                   help_text="Everything the call cost: realtime model plus supervisor.")
     error = models.TextField(blank=True)
 
     class Meta:
@@ -129,3 +137,158 @@ class CallEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.kind} @{self.offset_ms}ms"
+
+
+# --- customers, appointments and messages: what the receptionist's tools read and write ---------------------
+
+class PostgresExclusionConstraint(ExclusionConstraint):
+    """An `ExclusionConstraint` that exists on PostgreSQL only.
+
+    The embedded dev mode runs on SQLite, which has no exclusion constraints: there the table is created without
+    it and the booking service's per-business lock is the only guard. Every DDL path (create table, add, remove,
+    SQLite's table remake) and model validation go through these methods, so no migration needs a vendor check.
+    """
+
+    def constraint_sql(self, model, schema_editor):
+        if schema_editor.connection.vendor != "postgresql":
+            return None
+        return super().constraint_sql(model, schema_editor)
+
+    def create_sql(self, model, schema_editor):
+        if schema_editor.connection.vendor != "postgresql":
+            return None
+        return super().create_sql(model, schema_editor)
+
+    def remove_sql(self, model, schema_editor):
+        if schema_editor.connection.vendor != "postgresql":
+            return None
+        return super().remove_sql(model, schema_editor)
+
+    def validate(self, model, instance, exclude=None, using=DEFAULT_DB_ALIAS):
+        if connections[using].vendor != "postgresql":
+            return
+        super().validate(model, instance, exclude=exclude, using=using)
+
+
+class TsTzRange(Func):
+    """PostgreSQL's `tstzrange(start, end)`, half-open `[start, end)`: back-to-back appointments don't overlap."""
+
+    function = "TSTZRANGE"
+    output_field = DateTimeRangeField()
+
+
+E164_REGEX = r"^\+[1-9][0-9]{6,14}$"
+
+
+class Customer(models.Model):
+    """Someone who called or booked, known to one business by their phone number."""
+
+    business = models.ForeignKey(Business, on_delete=models.CASCADE, related_name="customers")
+    phone = models.CharField(max_length=16, validators=[validate_e164], help_text="E.164, like +14155552671.")
+    name = models.CharField(max_length=120, blank=True)
+    notes = models.TextField(blank=True, help_text="Staff notes; the receptionist can read them.")
+    first_seen_at = models.DateTimeField(default=timezone.now)
+    last_seen_at = models.DateTimeField(default=timezone.now)
+    call_count = models.PositiveIntegerField(default=0, help_text="Calls from this number, counted once each.")
+    # The last call counted in call_count: recording the same call twice does not count it twice.
+    last_call = models.ForeignKey(Call, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+
+    class Meta:
+        ordering = ["-last_seen_at"]
+        indexes = [models.Index(fields=["business", "-last_seen_at"], name="customer_business_seen")]
+        constraints = [
+            models.UniqueConstraint(fields=["business", "phone"], name="customer_business_phone_unique"),
+            models.CheckConstraint(condition=Q(phone__regex=E164_REGEX), name="customer_phone_e164"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name or 'Unknown'} ({self.phone})"
+
+
+class Appointment(models.Model):
+    """A booked time for one service. Times are stored in UTC; the business's time zone is only for display."""
+
+    class Status(models.TextChoices):
+        BOOKED = "booked", "Booked"
+        CANCELLED = "cancelled", "Cancelled"
+        COMPLETED = "completed", "Completed"
+        NO_SHOW = "no_show", "No-show"
+
+    business = models.ForeignKey(Business, on_delete=models.CASCADE, related_name="appointments")
+    customer = models.ForeignKey(Customer, on_delete=models.PROTECT, related_name="appointments")
+    service = models.ForeignKey(Service, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+    service_name = models.CharField(max_length=120, help_text="The service's name when booked; survives its deletion.")
+    starts_at = models.DateTimeField()
+    ends_at = models.DateTimeField()
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.BOOKED)
+    notes = models.TextField(blank=True)
+    created_by_call = models.ForeignKey(Call, on_delete=models.SET_NULL, null=True, blank=True,
+                                        related_name="appointments_created")
+    cancelled_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["starts_at"]
+        indexes = [
+            models.Index(fields=["business", "starts_at"], name="appointment_business_start"),
+            models.Index(fields=["customer", "starts_at"], name="appointment_customer_start"),
+        ]
+        constraints = [
+            models.CheckConstraint(condition=Q(ends_at__gt=models.F("starts_at")), name="appointment_ends_after_start"),
+            models.CheckConstraint(condition=Q(status__in=["booked", "cancelled", "completed", "no_show"]),
+                                   name="appointment_status_valid"),
+            # Two booked appointments of one business never overlap, whatever writes them and however many at once.
+            PostgresExclusionConstraint(
+                name="appointment_no_overlap",
+                expressions=[("business", RangeOperators.EQUAL),
+                             (TsTzRange("starts_at", "ends_at", RangeBoundary()), RangeOperators.OVERLAPS)],
+                condition=Q(status="booked"),
+                violation_error_message="Another booked appointment overlaps this time.",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.service_name} @ {self.starts_at:%Y-%m-%d %H:%M} UTC ({self.status})"
+
+
+class Message(models.Model):
+    """A message taken for the team, to call someone back."""
+
+    class Urgency(models.TextChoices):
+        LOW = "low", "Low"
+        NORMAL = "normal", "Normal"
+        HIGH = "high", "High"
+
+    class Status(models.TextChoices):
+        OPEN = "open", "Open"
+        HANDLED = "handled", "Handled"
+
+    business = models.ForeignKey(Business, on_delete=models.CASCADE, related_name="messages")
+    customer = models.ForeignKey(Customer, on_delete=models.SET_NULL, null=True, blank=True, related_name="messages")
+    call = models.ForeignKey(Call, on_delete=models.SET_NULL, null=True, blank=True, related_name="messages")
+    name = models.CharField(max_length=120)
+    callback_number = models.CharField(max_length=16, validators=[validate_e164])
+    body = models.TextField()
+    urgency = models.CharField(max_length=8, choices=Urgency.choices, default=Urgency.NORMAL)
+    status = models.CharField(max_length=8, choices=Status.choices, default=Status.OPEN)
+    handled_at = models.DateTimeField(null=True, blank=True)
+    handled_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True,
+                                   related_name="+")
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [
+            models.Index(fields=["business", "-created_at"], name="message_business_created"),
+            models.Index(fields=["business", "status"], name="message_business_status"),
+        ]
+        constraints = [
+            models.CheckConstraint(condition=Q(urgency__in=["low", "normal", "high"]), name="message_urgency_valid"),
+            models.CheckConstraint(condition=Q(status="open", handled_at__isnull=True)
+                                   | Q(status="handled", handled_at__isnull=False), name="message_handled_has_time"),
+            models.CheckConstraint(condition=Q(callback_number__regex=E164_REGEX), name="message_callback_e164"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name}: {self.body[:60]}"

@@ -1,18 +1,25 @@
-"""Writes for calls: creation, the stream start, recording, finalisation and reconciliation."""
+"""Writes for calls: creation, the stream start, recording, finalisation and reconciliation; customers,
+appointments and messages."""
 
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from datetime import timezone as dt_timezone
 from decimal import Decimal
 from typing import Any
 
 from django.conf import settings
-from django.db import transaction
+from django.core.exceptions import ValidationError
+from django.db import IntegrityError, connection, transaction
+from django.db.models import F
 from django.utils import timezone
 
 from accounts.models import Business
-from calls.models import Call, CallEvent, TranscriptEntry
+from accounts.phone import normalize_e164
+from calls import selectors
+from calls.models import Appointment, Call, CallEvent, Customer, Message, TranscriptEntry
 
 log = logging.getLogger(__name__)
 
@@ -156,3 +163,190 @@ def call_reconcile_twilio_status(*, twilio_call_sid: str, call_status: str, dura
                       error="The media stream never connected.")
     call.refresh_from_db()
     return call
+
+
+# --- customers, appointments and messages (the receptionist's tools write through these) -------------------
+
+class ActionError(Exception):
+    """An action that can't be done as asked; str(error) is a sentence the model can act on."""
+
+
+class NotFound(ActionError):
+    pass
+
+
+class SlotTaken(ActionError):
+    """Another booked appointment overlaps the requested time (found by the re-check or the database)."""
+
+
+OVERLAP_CONSTRAINT = "appointment_no_overlap"
+SLOT_TAKEN_MESSAGE = "That time was just taken."
+
+
+def _phone_or_error(phone: str, what: str = "phone number") -> str:
+    try:
+        normalized = normalize_e164(phone)
+    except ValidationError as exc:
+        raise ActionError(f"The {what} is not valid: {exc.messages[0]}") from exc
+    if not normalized:
+        raise ActionError(f"A {what} is needed, in international format like +14155552671.")
+    return normalized
+
+
+def _locked_business(business_id: int) -> Business:
+    """Lock the business row (call inside a transaction): bookings of one business queue behind each other.
+
+    SQLite has no row locks and takes its single write lock at a transaction's first write, so there a no-op
+    write comes first; a concurrent booking then waits for this one instead of failing with "database is locked".
+    """
+    if connection.vendor == "sqlite":
+        Business.objects.filter(id=business_id).update(updated_at=F("updated_at"))
+    business = Business.objects.select_for_update().filter(id=business_id).first()
+    if business is None:
+        raise NotFound("This business no longer exists.")
+    return business
+
+
+def _check_bookable(*, business: Business, starts_at: datetime, ends_at: datetime, now: datetime,
+                    exclude_appointment_id: int | None = None) -> None:
+    if starts_at <= now:
+        raise ActionError("That time is in the past. Choose a time later than now "
+                          f"({selectors.format_local(now, business)} local time).")
+    if not selectors.fits_opening_hours(business=business, starts_at=starts_at, ends_at=ends_at):
+        raise ActionError("That time is outside the opening hours (the whole appointment must fit in them). "
+                          "Use check_availability to find a free time.")
+    if selectors.booked_between(business=business, starts_at=starts_at, ends_at=ends_at,
+                                exclude_appointment_id=exclude_appointment_id):
+        raise SlotTaken(SLOT_TAKEN_MESSAGE)
+
+
+def customer_record_call(*, business_id: int, phone: str, call_id: int | None) -> Customer | None:
+    """Create or refresh the caller's Customer when a call comes in; None for a withheld or invalid number.
+
+    Idempotent per call: recording the same call again neither counts it twice nor fails.
+    """
+    try:
+        phone = normalize_e164(phone)
+    except ValidationError:
+        return None
+    if not phone:
+        return None
+    now = timezone.now()
+    customer, _ = Customer.objects.get_or_create(business_id=business_id, phone=phone,
+                                                 defaults={"first_seen_at": now, "last_seen_at": now})
+    rows = Customer.objects.filter(id=customer.id)
+    if call_id is not None:
+        rows = rows.exclude(last_call_id=call_id)
+    rows.update(call_count=F("call_count") + 1, last_call_id=call_id, last_seen_at=now)
+    customer.refresh_from_db()
+    return customer
+
+
+def customer_get_or_create(*, business: Business, phone: str, name: str = "", rename: bool = False) -> Customer:
+    """The customer with that E.164 number, created with `name` if new. An existing customer's name is set when
+    it was blank, or replaced when `rename` is true."""
+    customer, created = Customer.objects.get_or_create(business=business, phone=phone, defaults={"name": name})
+    if not created and name and (rename or not customer.name) and customer.name != name:
+        customer.name = name
+        customer.save(update_fields=["name"])
+    return customer
+
+
+def appointment_book(*, business_id: int, service_name: str, customer_name: str, phone: str, start: datetime,
+                     notes: str = "", call_id: int | None = None, now: datetime | None = None) -> Appointment:
+    """Book `service_name` at `start` (aware) for the customer with that phone number (created or renamed).
+
+    Bookings of one business are serialised by a lock on its row and re-checked inside it; on PostgreSQL the
+    exclusion constraint backs that up. A time that overlaps a booked appointment raises SlotTaken.
+    """
+    customer_name = customer_name.strip()
+    if not customer_name:
+        raise ActionError("The caller's name is needed to book. Ask for it.")
+    phone = _phone_or_error(phone)
+    now = now or timezone.now()
+    try:
+        with transaction.atomic():
+            business = _locked_business(business_id)
+            service = selectors.service_by_name(business=business, name=service_name)
+            if service is None:
+                raise ActionError(selectors.unknown_service_message(business=business, name=service_name))
+            starts_at = start.astimezone(dt_timezone.utc)
+            ends_at = starts_at + timedelta(minutes=service.duration_minutes)
+            _check_bookable(business=business, starts_at=starts_at, ends_at=ends_at, now=now)
+            customer = customer_get_or_create(business=business, phone=phone, name=customer_name, rename=True)
+            return Appointment.objects.create(
+                business=business, customer=customer, service=service, service_name=service.name,
+                starts_at=starts_at, ends_at=ends_at, notes=notes.strip(), created_by_call_id=call_id)
+    except IntegrityError as exc:
+        if OVERLAP_CONSTRAINT in str(exc):  # a write that skipped the lock (admin, another code path)
+            raise SlotTaken(SLOT_TAKEN_MESSAGE) from exc
+        raise
+
+
+def appointment_reschedule(*, business_id: int, appointment_id: int, start: datetime,
+                           now: datetime | None = None) -> Appointment:
+    """Move a booked, future appointment to `start`, keeping its id and length. Raises SlotTaken on overlap."""
+    now = now or timezone.now()
+    try:
+        with transaction.atomic():
+            business = _locked_business(business_id)
+            appointment = (Appointment.objects.select_for_update()
+                           .filter(business=business, id=appointment_id).first())
+            if appointment is None:
+                raise NotFound(f"There is no appointment {appointment_id}. Use find_appointments to look it up.")
+            if appointment.status != Appointment.Status.BOOKED:
+                raise ActionError(f"That appointment is {appointment.get_status_display().lower()}, so it can't "
+                                  "be moved. Book a new one instead.")
+            if appointment.starts_at <= now:
+                raise ActionError("That appointment has already started or is over, so it can't be moved.")
+            starts_at = start.astimezone(dt_timezone.utc)
+            ends_at = starts_at + (appointment.ends_at - appointment.starts_at)
+            _check_bookable(business=business, starts_at=starts_at, ends_at=ends_at, now=now,
+                            exclude_appointment_id=appointment.id)
+            appointment.starts_at, appointment.ends_at = starts_at, ends_at
+            appointment.save(update_fields=["starts_at", "ends_at", "updated_at"])
+            return appointment
+    except IntegrityError as exc:
+        if OVERLAP_CONSTRAINT in str(exc):
+            raise SlotTaken(SLOT_TAKEN_MESSAGE) from exc
+        raise
+
+
+@transaction.atomic
+def appointment_cancel(*, business_id: int, appointment_id: int, now: datetime | None = None) -> Appointment:
+    """Cancel a booked, future appointment. Cancelling a cancelled one returns it unchanged (idempotent)."""
+    now = now or timezone.now()
+    appointment = (Appointment.objects.select_for_update()
+                   .filter(business_id=business_id, id=appointment_id).first())
+    if appointment is None:
+        raise NotFound(f"There is no appointment {appointment_id}. Use find_appointments to look it up.")
+    if appointment.status == Appointment.Status.CANCELLED:
+        return appointment
+    if appointment.status != Appointment.Status.BOOKED:
+        raise ActionError(f"That appointment is {appointment.get_status_display().lower()}; it can't be cancelled.")
+    if appointment.starts_at <= now:
+        raise ActionError("That appointment has already started or is over, so it can't be cancelled.")
+    appointment.status = Appointment.Status.CANCELLED
+    appointment.cancelled_at = now
+    appointment.save(update_fields=["status", "cancelled_at", "updated_at"])
+    return appointment
+
+
+def message_take(*, business_id: int, call_id: int | None, name: str, callback_number: str, body: str,
+                 urgency: str = Message.Urgency.NORMAL) -> Message:
+    """Save a message for the team, linked to the customer with that callback number (created if new)."""
+    name, body = name.strip(), body.strip()
+    if not name:
+        raise ActionError("The caller's name is needed for the message. Ask for it.")
+    if not body:
+        raise ActionError("The message is empty. Ask what the caller wants to tell the team.")
+    if urgency not in Message.Urgency.values:
+        raise ActionError(f"urgency must be one of: {', '.join(Message.Urgency.values)}.")
+    callback_number = _phone_or_error(callback_number, "callback number")
+    business = Business.objects.filter(id=business_id).first()
+    if business is None:
+        raise NotFound("This business no longer exists.")
+    with transaction.atomic():
+        customer = customer_get_or_create(business=business, phone=callback_number, name=name)
+        return Message.objects.create(business=business, customer=customer, call_id=call_id, name=name,
+                                      callback_number=callback_number, body=body, urgency=urgency)

@@ -326,3 +326,17 @@ CALL_MAX_SECONDS = env_int("CALL_MAX_SECONDS", 30 * 60)
 # Server VAD tuning for phone audio.
 VAD_SILENCE_MS = env_int("VAD_SILENCE_MS", 500)
 VAD_PREFIX_PADDING_MS = env_int("VAD_PREFIX_PADDING_MS", 300)
+
+# --- Supervisor -------------------------------------------------------------------------------
+
+# How long the voice agent waits for the supervisor before apologising and offering to take a message.
+SUPERVISOR_DEADLINE_SECONDS = float(env_str("SUPERVISOR_DEADLINE_SECONDS", "8"))
+SUPERVISOR_MAX_STEPS = env_int("SUPERVISOR_MAX_STEPS", 6)
+SUPERVISOR_MODEL_TIMEOUT_SECONDS = float(env_str("SUPERVISOR_MODEL_TIMEOUT_SECONDS", "7"))
+# USD per million tokens for the supervisor's text model.
+SUPERVISOR_PRICES = {
+    "default": {"in": 2.00, "cached": 0.50, "out": 8.00},
+    "gpt-4.1": {"in": 2.00, "cached": 0.50, "out": 8.00},
+    "gpt-4.1-mini": {"in": 0.40, "cached": 0.10, "out": 1.60},
+}
+SUPERVISOR_PRICES.update(json.loads(env_str("SUPERVISOR_PRICES_JSON", "{}")))

@@ -7,7 +7,8 @@ import itertools
 
 from allauth.account.models import EmailAddress
 
-from accounts.models import Business, FAQEntry, Membership, OpeningHours, Service, User
+from accounts.models import Business, ClosedDate, FAQEntry, Membership, OpeningHours, Service, User
+from calls.models import Appointment, Call, Customer, Message
 
 _seq = itertools.count(1)
 PASSWORD = "correct-horse-battery-staple"
@@ -47,3 +48,32 @@ def make_service(business: Business, name: str = "Consultation", minutes: int = 
 
 def make_faq(business: Business, question: str = "Do you have parking?", answer: str = "Yes, behind the building.") -> FAQEntry:
     return FAQEntry.objects.create(business=business, question=question, answer=answer)
+
+
+def make_closed_date(business: Business, date: str, reason: str = "") -> ClosedDate:
+    return ClosedDate.objects.create(business=business, date=dt.date.fromisoformat(date), reason=reason)
+
+
+def make_customer(business: Business, phone: str = "+14155550123", name: str = "Dana Scully", **fields) -> Customer:
+    return Customer.objects.create(business=business, phone=phone, name=name, **fields)
+
+
+def make_appointment(business: Business, starts_at: dt.datetime, *, minutes: int = 30,
+                     customer: Customer | None = None, service: Service | None = None, status: str = "booked",
+                     **fields) -> Appointment:
+    """An appointment at an aware `starts_at`; the customer and service are made up when not given."""
+    customer = customer or make_customer(business, phone=f"+1212555{next(_seq) % 10000:04d}")
+    return Appointment.objects.create(
+        business=business, customer=customer, service=service, service_name=service.name if service else "Consultation",
+        starts_at=starts_at, ends_at=starts_at + dt.timedelta(minutes=minutes), status=status, **fields)
+
+
+def make_message(business: Business, *, customer: Customer | None = None, name: str = "Dana Scully",
+                 callback_number: str = "+14155550123", body: str = "Please call me back.", urgency: str = "normal",
+                 **fields) -> Message:
+    return Message.objects.create(business=business, customer=customer, name=name, callback_number=callback_number,
+                                  body=body, urgency=urgency, **fields)
+
+
+def make_call(business: Business, from_number: str = "+14155550123", **fields) -> Call:
+    return Call.objects.create(business=business, from_number=from_number, to_number=business.phone_number, **fields)

@@ -10,6 +10,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from accounts.models import Business, OpeningHours
+from calls.selectors import caller_context, open_status
 
 LANGUAGE_NAMES = dict(Business.Language.choices)
 
@@ -18,6 +19,17 @@ PHONE_AUDIO = {"type": "audio/pcmu"}          # Twilio: G.711 μ-law, 8 kHz, 8 b
 BROWSER_AUDIO = {"type": "audio/pcm", "rate": 24000}  # PCM16 24 kHz, 48 bytes per ms
 
 REALTIME_TOOLS: list[dict[str, Any]] = [
+    {
+        "type": "function",
+        "name": "ask_supervisor",
+        "description": "Ask your supervisor, who can look things up and act: availability, booking, moving or "
+                       "cancelling appointments, prices, policies, taking a message, anything you are not sure "
+                       "of. Say a short filler such as 'One moment, let me check.' before calling it, then read "
+                       "its answer to the caller.",
+        "parameters": {"type": "object", "additionalProperties": False, "required": ["request"],
+                       "properties": {"request": {"type": "string", "description": (
+                           "What the caller needs, with every detail they gave (names, dates, times, numbers).")}}},
+    },
     {
         "type": "function",
         "name": "end_call",
@@ -67,8 +79,17 @@ def describe_hours(business: Business) -> str:
 
 
 def build_instructions(business: Business, *, now: dt.datetime | None = None) -> str:
-    local_now = timezone.localtime(now or timezone.now(), business.tzinfo)
+    now = now or timezone.now()
+    local_now = timezone.localtime(now, business.tzinfo)
     language = LANGUAGE_NAMES.get(business.language, "English")
+    status = open_status(business=business, now=now)
+    if status.open_now:
+        open_line = f"The business is open now, until {timezone.localtime(status.closes_at, business.tzinfo):%H:%M}."
+    elif status.next_opening:
+        open_line = (f"The business is closed now; it opens again "
+                     f"{timezone.localtime(status.next_opening, business.tzinfo):%A at %H:%M}.")
+    else:
+        open_line = "The business is closed now."
     services = "\n".join(
         f"- {s.name}: {s.duration_minutes} minutes" + (f", {s.price} " if s.price is not None else "")
         + (f" — {s.description}" if s.description else "")
@@ -78,11 +99,14 @@ def build_instructions(business: Business, *, now: dt.datetime | None = None) ->
                 else "There is no one to transfer to; offer to take a message instead.")
     parts = [
         f"You are the friendly phone receptionist of {business.name}. Speak {language}. "
-        f"It is now {local_now:%A %d %B %Y, %H:%M} in the business's time zone ({business.time_zone}).",
+        f"It is now {local_now:%A %d %B %Y, %H:%M} in the business's time zone ({business.time_zone}). {open_line}",
         "Rules for the phone: keep every reply short (one or two sentences), natural and warm; ask one "
         "question at a time; never read out lists, URLs or symbols; say times the way people speak them; "
-        "if you did not understand, ask the caller to repeat. Never invent facts: if you do not know, say so "
-        "and offer to take a message. When the caller is done, say goodbye and call end_call. " + transfer,
+        "if you did not understand, ask the caller to repeat. Never invent facts. You may greet, chat, ask the "
+        "caller to repeat and collect details yourself; for everything else (availability, bookings, changes, "
+        "cancellations, prices, questions you cannot answer from what is below, taking a message) say a short "
+        "filler like 'One moment, let me check.' and call ask_supervisor with everything the caller said, then "
+        "tell the caller its answer. When the caller is done, say goodbye and call end_call. " + transfer,
         f"Opening hours ({business.time_zone}):\n{describe_hours(business)}",
         f"Services:\n{services}",
         f"Frequently asked questions:\n{faq}",
@@ -94,13 +118,27 @@ def build_instructions(business: Business, *, now: dt.datetime | None = None) ->
     return "\n\n".join(parts)
 
 
-def load_agent_profile(business_id: int) -> AgentProfile:
+def describe_caller(business: Business, caller_number: str) -> str:
+    """What the agent knows about who is calling: the number, and a returning caller's name and bookings."""
+    if not caller_number:
+        return "The caller's number is withheld."
+    lines = [f"The caller is calling from {caller_number}."]
+    context = caller_context(business_id=business.id, phone=caller_number)
+    if context and context.get("name"):
+        lines.append(f"This is a returning caller: {context['name']}. Greet them by name.")
+        for appointment in context.get("upcoming_appointments", [])[:3]:
+            lines.append(f"They have {appointment['service']} booked for {appointment['start'].replace('T', ' at ')}.")
+    return " ".join(lines)
+
+
+def load_agent_profile(business_id: int, caller_number: str = "") -> AgentProfile:
     business = (Business.objects.prefetch_related("opening_hours", "closed_dates", "services", "faq_entries")
                 .get(id=business_id))
     greeting = business.greeting or f"Thank you for calling {business.name}. How can I help you today?"
+    instructions = build_instructions(business) + "\n\n" + describe_caller(business, caller_number)
     return AgentProfile(business_id=business.id, name=business.name, greeting=greeting, voice=business.voice,
                         language=business.language, transfer_number=business.transfer_number,
-                        instructions=build_instructions(business))
+                        instructions=instructions)
 
 
 def session_update(profile: AgentProfile, audio_format: dict[str, Any]) -> dict[str, Any]:

@@ -13,6 +13,8 @@ import logging
 import re
 from typing import Any
 
+from channels.layers import get_channel_layer
+
 from calls.models import Call
 from voice import twilio_api
 from voice.agent import PHONE_AUDIO
@@ -91,6 +93,11 @@ class TwilioMediaStream:
             return
         await send({"type": "websocket.accept"})
         stream = _StreamState(send)
+        # Answers for this call (the supervisor's, from a worker) arrive on its own channel, read by a
+        # separate task so the media loop below never waits on the channel layer.
+        layer = get_channel_layer()
+        stream.reply_channel = await layer.new_channel("call.") if layer is not None else ""
+        listener = asyncio.create_task(self.listen(layer, stream)) if layer is not None else None
         try:
             while True:
                 message = await receive()
@@ -106,7 +113,19 @@ class TwilioMediaStream:
             log.exception("Twilio media stream crashed")
             stream.crashed = True
         finally:
+            if listener is not None:
+                listener.cancel()
             await stream.end()
+
+    @staticmethod
+    async def listen(layer: Any, stream: "_StreamState") -> None:
+        while True:
+            message = await layer.receive(stream.reply_channel)
+            if stream.session is not None:
+                try:
+                    await stream.session.channel_message(message)
+                except Exception:
+                    log.exception("Could not handle a channel message for a call")
 
 
 class _StreamState:
@@ -120,6 +139,7 @@ class _StreamState:
         self.disconnected = False
         self.crashed = False
         self.close_reason = ""
+        self.reply_channel = ""
 
     async def close(self, code: int, reason: str) -> bool:
         self.close_reason = reason
@@ -203,7 +223,8 @@ class _StreamState:
             return await self.close(CLOSE_POLICY, str(exc))
         self.stream_sid = stream_sid
         self.transport = TwilioTransport(self.send, stream_sid, grant.twilio_call_sid)
-        self.session = CallSession(call_id=grant.call_id, business_id=grant.business_id, transport=self.transport)
+        self.session = CallSession(call_id=grant.call_id, business_id=grant.business_id, transport=self.transport,
+                                   caller_number=grant.caller_number, reply_channel=self.reply_channel)
         await self.session.start()
         return not self.session.finished.is_set()
 

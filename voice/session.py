@@ -15,12 +15,14 @@ from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable, Protocol
 
 import websockets
+from asgiref.sync import sync_to_async
 from channels.db import database_sync_to_async
 from django.conf import settings
 
 from calls.models import Call, CallEvent
 from calls.services import CallRecord, Usage, call_finalize, call_record_entries
 from voice.agent import AgentProfile, greeting_response, load_agent_profile, session_update
+from voice.supervisor import SUPERVISOR_FAILED_ANSWER
 
 log = logging.getLogger(__name__)
 
@@ -31,8 +33,10 @@ UNAVAILABLE_MESSAGE = ("I'm sorry, our phone assistant is having trouble right n
 UNAVAILABLE_TRANSFER_MESSAGE = "I'm sorry, our phone assistant is having trouble. Let me connect you to the team."
 
 
-class TransferFailed(Exception):
-    pass
+def enqueue_supervisor(kwargs: dict[str, Any]) -> None:
+    from voice.tasks import ask_supervisor
+
+    ask_supervisor.apply_async(kwargs=kwargs)
 
 
 class CallTransport(Protocol):
@@ -78,9 +82,11 @@ def b64_len_to_bytes(payload: str) -> int:
 
 
 class CallSession:
-    def __init__(self, *, call_id: int, business_id: int, transport: CallTransport,
-                 profile: AgentProfile | None = None) -> None:
+    def __init__(self, *, call_id: int, business_id: int, transport: CallTransport, caller_number: str = "",
+                 reply_channel: str = "", profile: AgentProfile | None = None) -> None:
         self.call_id = call_id
+        self.caller_number = caller_number
+        self.reply_channel = reply_channel  # where the supervisor's answers come back (channel layer)
         self.business_id = business_id
         self.transport = transport
         self.profile = profile
@@ -106,6 +112,9 @@ class CallSession:
         self.after_playback: Callable[[], Awaitable[None]] | None = None
         self._after_playback_deadline: float | None = None
         self.bad_upstream_events = 0
+        self.conversation: list[dict[str, str]] = []  # what was said, for the supervisor
+        self.pending_supervisor: dict[str, asyncio.Task] = {}  # tool call id -> its deadline
+        self.response_create_pending: str | None = None  # instructions to send once no response is active
 
     # --- small helpers ---------------------------------------------------------------------------
 
@@ -137,7 +146,7 @@ class CallSession:
     async def start(self) -> None:
         """Load the business, open OpenAI, configure the session and have the agent greet the caller."""
         if self.profile is None:
-            self.profile = await database_sync_to_async(load_agent_profile)(self.business_id)
+            self.profile = await database_sync_to_async(load_agent_profile)(self.business_id, self.caller_number)
         url = f"{settings.OPENAI_REALTIME_URL}?model={settings.OPENAI_REALTIME_MODEL}"
         try:
             self.upstream = await websockets.connect(
@@ -184,9 +193,10 @@ class CallSession:
         self._finishing = True
         self.ready = False
         current = asyncio.current_task()
-        for task in self._tasks:
+        for task in [*self._tasks, *self.pending_supervisor.values()]:
             if task is not current:
                 task.cancel()
+        self.pending_supervisor.clear()
         if self.upstream is not None:
             try:
                 await asyncio.wait_for(self.upstream.close(), timeout=2)
@@ -332,6 +342,7 @@ class CallSession:
         if caller is None:
             caller = self._caller_items[event["item_id"]] = {"order": self.reserve_transcript()}
         caller["written"] = True
+        self.conversation.append({"speaker": "caller", "text": event.get("transcript", "").strip()})
         self.add_transcript(caller["order"], "caller", event.get("transcript", "").strip(), caller.get("start_ms"),
                             caller.get("end_ms"))
 
@@ -340,6 +351,7 @@ class CallSession:
         if audio is None:  # text-only item
             audio = self.items[event["item_id"]] = ItemAudio(response_id=event.get("response_id", ""),
                                                              order=self.reserve_transcript(), started_ms=self.now_ms())
+        self.conversation.append({"speaker": "agent", "text": event.get("transcript", "").strip()})
         self.add_transcript(audio.order, "agent", event.get("transcript", "").strip(), audio.started_ms,
                             audio.started_ms + round(audio.sent_ms), interrupted=audio.cleared)
 
@@ -362,10 +374,20 @@ class CallSession:
         for output in state.tool_outputs:
             await self.send_upstream({"type": "conversation.item.create", "item": output})
         if state.follow_up is not None:
-            await self.send_upstream({"type": "response.create", "response": {"instructions": state.follow_up}}
-                                     if state.follow_up else {"type": "response.create"})
+            await self._create_response(state.follow_up)
+        elif self.response_create_pending is not None:
+            instructions, self.response_create_pending = self.response_create_pending, None
+            await self._create_response(instructions)
         elif self.after_playback is not None and self.pending_marks == 0:
             await self._run_after_playback()
+
+    async def _create_response(self, instructions: str) -> None:
+        """Ask for a response now, or as soon as the active one is done (only one may run at a time)."""
+        if self.active_response is not None:
+            self.response_create_pending = instructions
+            return
+        await self.send_upstream({"type": "response.create", "response": {"instructions": instructions}}
+                                 if instructions else {"type": "response.create"})
 
     async def _on_function_call(self, event: dict[str, Any]) -> None:
         name, call_id = event.get("name", ""), event["call_id"]
@@ -378,9 +400,12 @@ class CallSession:
             arguments, result = {}, {"error": f"The arguments were not valid JSON ({exc}). Call the tool again."}
         else:
             tool = self.TOOLS.get(name)
-            result = await tool(self, state, arguments) if tool else {
-                "error": f"There is no tool called {name!r}. Use end_call or transfer_to_human."}
-        self.add_event(CallEvent.Kind.TOOL_CALL, name=name, arguments=arguments, result=result, call_id=call_id)
+            result = await tool(self, state, arguments, call_id) if tool else {
+                "error": f"There is no tool called {name!r}. Use ask_supervisor, end_call or transfer_to_human."}
+        self.add_event(CallEvent.Kind.TOOL_CALL, name=name, arguments=arguments, call_id=call_id,
+                       result=result if result is not None else "sent to the supervisor")
+        if result is None:
+            return  # answered later, when the supervisor replies
         state.tool_outputs.append({"type": "function_call_output", "call_id": call_id, "output": json.dumps(result)})
         if state.follow_up is None and "error" in result:
             state.follow_up = ""  # let the model react to the error
@@ -426,7 +451,7 @@ class CallSession:
         if self.after_playback is not None and self.playback_drained():
             await self._run_after_playback()
 
-    async def _tool_end_call(self, state: ResponseState, arguments: dict[str, Any]) -> dict[str, Any]:
+    async def _tool_end_call(self, state: ResponseState, arguments: dict[str, Any], call_id: str) -> dict[str, Any]:
         reason = str(arguments.get("reason") or "conversation finished")[:200]
         if not state.spoke:
             state.follow_up = "Say a short, warm goodbye. Do not ask anything else."
@@ -442,7 +467,7 @@ class CallSession:
         await self.finish(status=Call.Status.COMPLETED, reason=end_reason)
         await self.transport.close()  # no socket outlives its call, whatever the provider does next
 
-    async def _tool_transfer(self, state: ResponseState, arguments: dict[str, Any]) -> dict[str, Any]:
+    async def _tool_transfer(self, state: ResponseState, arguments: dict[str, Any], call_id: str) -> dict[str, Any]:
         reason = str(arguments.get("reason") or "")[:200]
         number = self.profile.transfer_number if self.profile else ""
         if not number:
@@ -459,15 +484,76 @@ class CallSession:
             await self.transport.transfer(number)
         except Exception as exc:
             self.add_event(CallEvent.Kind.TRANSFER, ok=False, to=number, reason=reason, error=str(exc))
-            await self.send_upstream({"type": "response.create", "response": {"instructions": (
-                "The transfer did not go through. Apologise briefly and offer to take a message with the "
-                "caller's name, number and what it is about.")}})
+            await self._create_response("The transfer did not go through. Apologise briefly and offer to take a "
+                                        "message with the caller's name, number and what it is about.")
             return
         self.add_event(CallEvent.Kind.TRANSFER, ok=True, to=number, reason=reason)
         await self.finish(status=Call.Status.COMPLETED, reason="transferred")
         await self.transport.close()  # the call now runs the <Dial>; our stream is done
 
-    TOOLS: dict[str, Callable[["CallSession", ResponseState, dict[str, Any]], Awaitable[dict[str, Any]]]] = {
+    # --- the supervisor hand-off ----------------------------------------------------------------
+
+    async def _tool_ask_supervisor(self, state: ResponseState, arguments: dict[str, Any], call_id: str) -> dict[str, Any] | None:
+        request = str(arguments.get("request") or "").strip()[:2000]
+        if not request:
+            return {"error": "Put what the caller needs in `request` and call ask_supervisor again."}
+        if not self.reply_channel:
+            return {"error": "The supervisor is not available on this call. Offer to take a message."}
+        self.pending_supervisor[call_id] = asyncio.create_task(self._supervisor_deadline(call_id))
+        self._tasks.append(asyncio.create_task(self._dispatch_supervisor(call_id, request)))
+        return None
+
+    async def _dispatch_supervisor(self, tool_call_id: str, request: str) -> None:
+        kwargs = {"call_id": self.call_id, "tool_call_id": tool_call_id, "reply_channel": self.reply_channel,
+                  "request": request, "conversation": self.conversation[-30:], "caller_number": self.caller_number}
+        try:
+            # Publishing to the broker (or, embedded, running the task) happens off the event loop's thread.
+            await sync_to_async(enqueue_supervisor, thread_sensitive=False)(kwargs)
+        except Exception as exc:
+            log.exception("Call %s: could not hand the request to the supervisor", self.call_id)
+            await self.supervisor_answer({"tool_call_id": tool_call_id, "ok": False,
+                                          "answer": SUPERVISOR_FAILED_ANSWER, "error": f"queue unavailable: {exc}"})
+
+    async def _supervisor_deadline(self, tool_call_id: str) -> None:
+        await asyncio.sleep(settings.SUPERVISOR_DEADLINE_SECONDS)
+        if self.pending_supervisor.pop(tool_call_id, None) is None:
+            return
+        self.add_event(CallEvent.Kind.SUPERVISOR, step="deadline_missed", tool_call_id=tool_call_id,
+                       deadline_s=settings.SUPERVISOR_DEADLINE_SECONDS)
+        await self._answer_tool(tool_call_id, {"error": "The lookup is taking too long."}, instructions=(
+            "Apologise: you could not find that out right now. Offer to take a message with the caller's name, "
+            "number and what it is about, so someone from the team calls back."))
+
+    async def supervisor_answer(self, message: dict[str, Any]) -> None:
+        """The supervisor's answer arrived over the channel layer."""
+        tool_call_id = str(message.get("tool_call_id", ""))
+        deadline = self.pending_supervisor.pop(tool_call_id, None)
+        if deadline is None:
+            log.info("Call %s: dropped a supervisor answer that came after its deadline", self.call_id)
+            self.add_event(CallEvent.Kind.SUPERVISOR, step="late_answer_dropped", tool_call_id=tool_call_id)
+            return
+        deadline.cancel()
+        answer = str(message.get("answer") or SUPERVISOR_FAILED_ANSWER)
+        if message.get("ok"):
+            await self._answer_tool(tool_call_id, {"answer": answer}, instructions="")
+        else:
+            self.add_event(CallEvent.Kind.SUPERVISOR, step="failed", tool_call_id=tool_call_id,
+                           error=str(message.get("error", ""))[:500])
+            await self._answer_tool(tool_call_id, {"answer": answer, "error": "lookup failed"}, instructions=(
+                f"Apologise and tell the caller: {answer}"))
+
+    async def _answer_tool(self, tool_call_id: str, output: dict[str, Any], *, instructions: str) -> None:
+        await self.send_upstream({"type": "conversation.item.create", "item": {
+            "type": "function_call_output", "call_id": tool_call_id, "output": json.dumps(output)}})
+        await self._create_response(instructions)
+
+    async def channel_message(self, message: dict[str, Any]) -> None:
+        """A message for this call from elsewhere (workers, the dashboard), via the channel layer."""
+        if message.get("type") == "supervisor.answer":
+            await self.supervisor_answer(message)
+
+    TOOLS: dict[str, Callable[["CallSession", ResponseState, dict[str, Any], str], Awaitable[dict[str, Any] | None]]] = {
+        "ask_supervisor": _tool_ask_supervisor,
         "end_call": _tool_end_call,
         "transfer_to_human": _tool_transfer,
     }

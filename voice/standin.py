@@ -1,6 +1,8 @@
 """Local stand-in for the OpenAI Realtime API (GA protocol) and a few OpenAI HTTP endpoints.
 
-It lets the product run offline, in demos, tests and benchmarks. It speaks only the GA
+It lets the product run offline, in demos, tests and benchmarks. Besides the Realtime WebSocket it
+answers the Chat Completions API (``POST /v1/chat/completions``, non-streaming) from a script, for the
+supervisor text model (see "Chat Completions" below). The WebSocket speaks only the GA
 Realtime protocol (``/v1/realtime?model=...``, ``session.type`` required, ``audio.input`` /
 ``audio.output`` formats, ``response.output_audio.*`` events). A client that sends the beta header
 ``OpenAI-Beta: realtime=v1`` is treated the way the real server has treated it since May 2026:
@@ -22,6 +24,7 @@ In-process use (tests)::
         standin.http_url   # http://127.0.0.1:PORT
         standin.base_url   # http://127.0.0.1:PORT/v1          (for the openai SDK)
         standin.sessions   # snapshot of the session log, {session_id: record}
+        standin.chat_requests   # snapshot of the chat completions log, [record, ...]
 
     standin = RealtimeStandin(port=0).start_in_thread()   # synchronous tests
     ...
@@ -87,7 +90,9 @@ A script is a JSON object (file or dict)::
       "default_after_tool": "Okay.",
       "out_of_band": "OK.",
       "response_delay_ms": 0,
-      "fail": {}
+      "fail": {},
+      "supervisor": [...],                 # chat completions, see "Chat Completions" below
+      "supervisor_time_zone": "UTC"
     }
 
 * ``greeting``: spoken by the first response that is requested before any caller turn was
@@ -125,9 +130,67 @@ response/item ids for the whole session). There is no VAD and there are no respo
 cut out of the message text without parsing the JSON or decoding the audio. ``session.update`` is still
 answered; other events are only logged.
 
+Chat Completions (the supervisor)
+=================================
+``POST /v1/chat/completions`` answers like the real API (non-streaming ``chat.completion`` object: id
+``chatcmpl-...``, ``choices[0].message`` with ``content`` and/or one ``tool_calls`` entry (id ``call_...``,
+``arguments`` a JSON string), ``finish_reason`` ``"tool_calls"`` or ``"stop"``, ``usage`` estimated at 4
+characters per token, ``system_fingerprint``). The model is echoed; any model name is accepted. It rejects,
+with the real API's 400 error bodies, the usual mistakes: missing ``model`` / ``messages``, bad roles,
+``function.arguments`` that is not a string, a ``tool`` message whose ``tool_call_id`` does not answer the
+assistant ``tool_calls`` message right before it ("Invalid parameter: messages with role 'tool' must be a
+response to a preceeding message with 'tool_calls'."), an assistant ``tool_calls`` message whose calls are
+not all answered, ``tool_choice`` / ``parallel_tool_calls`` without ``tools``; and ``stream: true``,
+which the stand-in does not support.
+
+The answer comes from the script's ``supervisor`` list::
+
+    "supervisor": [
+      {"match": "book", "steps": [
+         {"tool": "check_availability", "arguments": {"date": "{today+1}", "service": "Cleaning"}},
+         {"tool": "book_appointment", "arguments": {"name": "Ann Lee", "phone": "{caller}",
+                                                    "start": "{result.check_availability.slots.0}"}},
+         {"say": "You're booked for {result.book_appointment.start}."}]},
+      {"match": ["message", "call me back"], "delay_ms": 800, "steps": [...]},
+      {"match": "refund", "status": 500, "count": 1, "steps": [{"say": "Refunds take five days."}]},
+      {"default": true, "steps": [{"say": "I can help with bookings and questions."}]}
+    ]
+
+* The entry is the first whose ``match`` (a string or a list of alternatives, case-insensitive substring)
+  occurs in the request's LAST user message, else the ``"default": true`` entry, else a generic answer
+  (``DEFAULT_SUPERVISOR_SAY``, with a warning).
+* The step is the number of assistant messages with ``tool_calls`` after that last user message, so the
+  stand-in keeps no state between requests and several conversations can run at once. Past the last
+  step the answer is the generic text (with a warning).
+* A step has ``say`` (the message ``content``) and/or ``tool`` + ``arguments`` (one tool call; an object,
+  or a JSON string). A tool missing from the request's ``tools`` (or against ``tool_choice``) is still
+  called, with a warning in the log.
+* Templates, in ``say`` and in every string of ``arguments``:
+    - ``{result.TOOL}`` / ``{result.TOOL.path.to.value}``: the content of the most recent ``tool`` message
+      answering a call of TOOL in this request, or a value in it (JSON; dotted path, integer indexes into
+      lists, negative ones from the end). Missing values render as "" and add a warning.
+    - ``{today}``, ``{today+N}``, ``{today-N}``: a date, YYYY-MM-DD. "Today" is the first valid YYYY-MM-DD
+      in the system/developer messages (the supervisor's prompt says "Today is 2026-03-09 ..." in the
+      business's zone); without one, the current date in ``supervisor_time_zone`` (default "UTC").
+    - ``{caller}``: the first E.164-looking number (``+`` and 7-15 digits) in the system, developer or
+      user messages, in message order.
+  An ``arguments`` string that is exactly one template keeps the value's JSON type (``"{result.x.count}"``
+  gives ``2``); elsewhere non-string values are written as JSON.
+* Failure knobs, on an entry (every step of it) or a step (that step only; a step's own knobs win):
+    - ``"delay_ms": N``: wait before answering (other requests go on meanwhile).
+    - ``"status": 500`` (or 400, 429, 502, 503 ...): answer with that HTTP error in the real API's shape;
+      429 and 503 carry ``retry-after`` (``"retry_after": seconds``, default 1).
+    - ``"hang": true``: never answer; the request ends when the client gives up (it is logged as
+      ``client_disconnected``) or, after ``CHAT_HANG_CAP_S`` (60 s), by closing the connection.
+    - ``"count": N``: the status/hang applies to the first N requests reaching that entry/step only, so a
+      retry can succeed.
+
 HTTP on the same port
 =====================
 * ``GET /v1/models``, ``GET /v1/models/{id}``: OpenAI list/model shapes (Bearer auth required).
+* ``POST /v1/chat/completions``: see above. Every ``/v1/`` route requires ``Authorization: Bearer <any
+  non-empty key>``; otherwise 401 ``{"error": {"message", "type": "invalid_request_error", "param": null,
+  "code": "invalid_api_key"}}``.
 * ``GET /standin/sessions``: ``{"object": "standin.sessions", "sessions": {session_id: record}}``,
   where a record is::
 
@@ -150,9 +213,21 @@ HTTP on the same port
      "closed_by": null|"client"|"server", "close_code": int|null, "close_reason": str|null,
      "started_at": unix time, "ended_at": unix time|null}
 
-* ``POST /standin/reset``: clears the session log. ``GET /standin/health``: ``{"status": "ok"}``.
-* ``RealtimeStandin.add_http_route(method, path, handler)`` adds more endpoints (e.g. scripted
-  ``POST /v1/chat/completions``); request bodies with a ``Content-Length`` are read (no chunked
+* ``GET /standin/chat``: ``{"object": "standin.chat", "requests": [record, ...]}`` (oldest first, at most
+  10000), one record per chat completions request that passed the auth check::
+
+    {"id": "chatcmpl-..."|null, "outcome": "pending"|"hanging"|"answered"|"invalid_request"|
+                                           "scripted_error"|"client_disconnected"|"hang_cap"|"stopped",
+     "status": int|null, "model", "entry": {"index", "match": [str], "default": bool}|null, "step": int,
+     "last_user_message", "messages": int, "tools": [names], "tool_choice", "caller", "today",
+     "tool_results": [{"tool_call_id", "name", "content"}]  (tool messages after the last user message),
+     "tool_calls": [{"id", "name", "arguments"}], "content", "finish_reason", "usage",
+     "error": null|{"message", "type", "param", "code"}, "warnings": [str], "delay_ms",
+     "user_agent", "started_at", "ended_at", "duration_ms"}
+
+* ``POST /standin/reset``: clears the session and chat logs. ``GET /standin/health``: ``{"status": "ok"}``.
+* ``RealtimeStandin.add_http_route(method, path, handler)`` adds more endpoints (or replaces a built-in
+  one such as ``POST /v1/chat/completions``); request bodies with a ``Content-Length`` are read (no chunked
   transfer encoding). Each HTTP request gets ``Connection: close``.
 """
 
@@ -179,8 +254,10 @@ import threading
 import time
 import wave
 import warnings
+import zoneinfo
 from array import array
 from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
 from typing import Any, Awaitable, Callable
 from urllib.parse import parse_qs
 
@@ -202,6 +279,12 @@ __all__ = [
     "serve_until_signalled",
     "DEFAULT_SESSION",
     "BETA_DISABLED_MESSAGE",
+    "ChatKnobs",
+    "SupervisorEntry",
+    "SupervisorStep",
+    "CHAT_HANG_CAP_S",
+    "DEFAULT_SUPERVISOR_SAY",
+    "TOOL_MESSAGE_WITHOUT_CALL",
 ]
 
 log = logging.getLogger("voice.standin")
@@ -218,6 +301,7 @@ MAX_LOGGED_EVENTS = 10_000
 MAX_MESSAGE_BYTES = 16 * 2**20  # the real API takes appends up to 15 MiB
 MAX_HTTP_BODY = 16 * 2**20
 MIN_COMMIT_MS = 100
+OPEN_TIMEOUT_S = 10.0  # opening handshake / plain HTTP request limit (websockets' default open_timeout)
 
 # Audio formats: type -> (bytes per millisecond, sample rate)
 _FORMATS = {"audio/pcm": (48, 24000), "audio/pcmu": (8, 8000), "audio/pcma": (8, 8000)}
@@ -287,7 +371,8 @@ _TRACKED_HEADER_BETA = "OpenAI-Beta"
 # --------------------------------------------------------------------------------------------
 
 _TURN_KEYS = {"caller", "agent", "say", "tool", "after_tool"}
-_SCRIPT_KEYS = {"greeting", "turns", "default_agent", "default_after_tool", "out_of_band", "response_delay_ms", "fail"}
+_SCRIPT_KEYS = {"greeting", "turns", "default_agent", "default_after_tool", "out_of_band", "response_delay_ms", "fail",
+                "supervisor", "supervisor_time_zone"}
 _FAIL_KEYS = {"refuse_connection", "drop_after_ms", "drop_after_responses", "error_on_session_update", "expire_after_ms"}
 
 
@@ -312,6 +397,8 @@ class Script:
     out_of_band: str = DEFAULT_OUT_OF_BAND
     response_delay_ms: int = 0
     fail: dict[str, Any] = field(default_factory=dict)
+    supervisor: list[SupervisorEntry] = field(default_factory=list)
+    supervisor_time_zone: str = "UTC"
 
     @classmethod
     def from_obj(cls, obj: Script | dict | str | os.PathLike | None) -> Script:
@@ -331,6 +418,14 @@ class Script:
         if not isinstance(fail, dict):
             raise ValueError("script 'fail' must be an object")
         _check_keys(fail, _FAIL_KEYS, "script 'fail'")
+        supervisor = obj.get("supervisor") or []
+        if not isinstance(supervisor, list):
+            raise ValueError("script 'supervisor' must be a list")
+        time_zone = _opt_str(obj, "supervisor_time_zone", "UTC", "script") or "UTC"
+        try:
+            zoneinfo.ZoneInfo(time_zone)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"script 'supervisor_time_zone': unknown time zone {time_zone!r}") from None
         return cls(
             greeting=_opt_str(obj, "greeting", DEFAULT_GREETING, "script"),
             turns=[_parse_step(t, f"turns[{i}]") for i, t in enumerate(turns)],
@@ -339,6 +434,8 @@ class Script:
             out_of_band=_opt_str(obj, "out_of_band", DEFAULT_OUT_OF_BAND, "script"),
             response_delay_ms=int(obj.get("response_delay_ms") or 0),
             fail=dict(fail),
+            supervisor=[_parse_supervisor_entry(e, f"supervisor[{i}]") for i, e in enumerate(supervisor)],
+            supervisor_time_zone=time_zone,
         )
 
 
@@ -413,6 +510,125 @@ def _fill_output(text: str, output: str) -> str:
 def _fill_step(step: Step, output: str) -> Step:
     return Step(text=_fill_output(step.text, output) if step.text else step.text, tool=step.tool,
                 after_tool=step.after_tool, caller=step.caller)
+
+
+# ---- supervisor (chat completions) script -----------------------------------------------------
+
+_CHAT_KNOB_KEYS = {"delay_ms", "status", "hang", "count", "retry_after"}
+_SUPERVISOR_ENTRY_KEYS = {"match", "default", "steps"} | _CHAT_KNOB_KEYS
+_SUPERVISOR_STEP_KEYS = {"say", "tool", "arguments"} | _CHAT_KNOB_KEYS
+_TOOL_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+
+
+@dataclass(frozen=True)
+class ChatKnobs:
+    """Failure knobs of a supervisor entry or step (None: not set at this level)."""
+
+    delay_ms: int | None = None      # sleep before answering
+    status: int | None = None        # answer with this HTTP error instead
+    hang: bool = False               # never answer (until the client goes away or the hang cap)
+    count: int | None = None         # status/hang only for the first N requests that reach this entry/step
+    retry_after: float | None = None  # retry-after header (seconds) of a 429/503
+
+    @property
+    def fails(self) -> bool:
+        return self.status is not None or self.hang
+
+
+@dataclass(frozen=True)
+class SupervisorStep:
+    """One scripted chat completion: ``say`` (content) and/or one call of ``tool`` with ``arguments``."""
+
+    say: str | None = None
+    tool: str | None = None
+    arguments: Any = None  # JSON-able object (templates in its strings) or a JSON string (a template itself)
+    knobs: ChatKnobs = field(default_factory=ChatKnobs)
+
+
+@dataclass(frozen=True)
+class SupervisorEntry:
+    """A scripted supervisor conversation, chosen by the request's last user message."""
+
+    match: tuple[str, ...] = ()  # lower-cased alternatives; empty for the default entry
+    default: bool = False
+    steps: tuple[SupervisorStep, ...] = ()
+    knobs: ChatKnobs = field(default_factory=ChatKnobs)
+
+    def describe(self) -> str:
+        return "default" if self.default else " | ".join(self.match)
+
+
+def _number(obj: dict, key: str, where: str, *, integer: bool = False, minimum: float = 0) -> Any:
+    value = obj.get(key)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < minimum \
+            or (integer and value != int(value)):
+        kind = "an integer" if integer else "a number"
+        raise ValueError(f"{where} '{key}' must be {kind} >= {minimum:g}")
+    return int(value) if integer else float(value)
+
+
+def _parse_chat_knobs(obj: dict, where: str) -> ChatKnobs:
+    status = _number(obj, "status", where, integer=True, minimum=400)
+    if status is not None and (status > 599 or status not in http.HTTPStatus.__members__.values()):
+        raise ValueError(f"{where} 'status' must be an HTTP error status (400-599)")
+    hang = obj.get("hang", False)
+    if not isinstance(hang, bool):
+        raise ValueError(f"{where} 'hang' must be true or false")
+    knobs = ChatKnobs(delay_ms=_number(obj, "delay_ms", where, integer=True), status=status, hang=hang,
+                      count=_number(obj, "count", where, integer=True, minimum=1),
+                      retry_after=_number(obj, "retry_after", where))
+    if (knobs.count is not None or knobs.retry_after is not None) and not knobs.fails:
+        raise ValueError(f"{where}: 'count' and 'retry_after' need 'status' or 'hang'")
+    return knobs
+
+
+def _parse_supervisor_step(obj: Any, where: str) -> SupervisorStep:
+    if not isinstance(obj, dict):
+        raise ValueError(f"{where} must be an object")
+    _check_keys(obj, _SUPERVISOR_STEP_KEYS, where)
+    say = _opt_str(obj, "say", None, where)
+    tool = _opt_str(obj, "tool", None, where)
+    if say is None and tool is None:
+        raise ValueError(f"{where} needs 'say' and/or 'tool'")
+    if tool is not None and not _TOOL_NAME.match(tool):
+        raise ValueError(f"{where} 'tool' must be a function name (letters, digits, _ and -, at most 64)")
+    if "arguments" in obj and tool is None:
+        raise ValueError(f"{where}: 'arguments' needs a 'tool'")
+    arguments = obj.get("arguments", {}) if tool is not None else None
+    if isinstance(arguments, str):
+        with contextlib.suppress(ValueError):
+            arguments = json.loads(arguments)  # templates inside a JSON string still work on its string leaves
+    if tool is not None and not isinstance(arguments, (dict, str)):
+        raise ValueError(f"{where} 'arguments' must be an object or a JSON string")
+    return SupervisorStep(say=say, tool=tool, arguments=copy.deepcopy(arguments), knobs=_parse_chat_knobs(obj, where))
+
+
+def _parse_supervisor_entry(obj: Any, where: str) -> SupervisorEntry:
+    if not isinstance(obj, dict):
+        raise ValueError(f"{where} must be an object")
+    _check_keys(obj, _SUPERVISOR_ENTRY_KEYS, where)
+    default = obj.get("default", False)
+    if not isinstance(default, bool):
+        raise ValueError(f"{where} 'default' must be true or false")
+    match = obj.get("match")
+    if (match is None) == (not default):
+        raise ValueError(f"{where} needs either 'match' or \"default\": true")
+    alternatives: tuple[str, ...] = ()
+    if match is not None:
+        items = [match] if isinstance(match, str) else match
+        if not isinstance(items, list) or not items or not all(isinstance(m, str) and m.strip() for m in items):
+            raise ValueError(f"{where} 'match' must be a non-empty string or a list of them")
+        alternatives = tuple(m.lower() for m in items)
+    steps = obj.get("steps", [])
+    if not isinstance(steps, list):
+        raise ValueError(f"{where} 'steps' must be a list")
+    knobs = _parse_chat_knobs(obj, where)
+    if not steps and not knobs.fails:
+        raise ValueError(f"{where} needs 'steps'")
+    return SupervisorEntry(match=alternatives, default=default, knobs=knobs,
+                           steps=tuple(_parse_supervisor_step(s, f"{where}.steps[{i}]") for i, s in enumerate(steps)))
 
 
 # --------------------------------------------------------------------------------------------
@@ -549,6 +765,7 @@ class HTTPRequest:
     query: dict[str, list[str]]
     headers: Headers
     body: bytes = b""
+    connection: Any = field(default=None, repr=False, compare=False)  # the _StandinConnection
 
     def json(self) -> Any:
         return json.loads(self.body or b"null")
@@ -595,6 +812,13 @@ class _StandinConnection(ServerConnection):
         self._head_buf = bytearray()
         self._head_done = False
         self._continue_sent = False
+        self.open_deadline: asyncio.Timeout | None = None
+
+    async def handshake(self, *args: Any, **kwargs: Any) -> None:
+        # serve() runs with open_timeout=None and the same limit is applied here instead, where HTTP routes
+        # that wait on purpose (chat completions delay_ms / hang) can push it back.
+        async with asyncio.timeout(OPEN_TIMEOUT_S) as self.open_deadline:
+            await super().handshake(*args, **kwargs)
 
     def data_received(self, data: bytes) -> None:
         if self._head_done:
@@ -1659,6 +1883,513 @@ def _public_item(item: dict) -> dict:
 
 
 # --------------------------------------------------------------------------------------------
+# Chat Completions (the supervisor's text model)
+# --------------------------------------------------------------------------------------------
+
+CHAT_HANG_CAP_S = 60.0
+MAX_LOGGED_CHAT_REQUESTS = 10_000
+DEFAULT_SUPERVISOR_SAY = "I'm sorry, I can't help with that right now."
+TOOL_MESSAGE_WITHOUT_CALL = (
+    "Invalid parameter: messages with role 'tool' must be a response to a preceeding message with 'tool_calls'.")
+_CHAT_ROLES = ("system", "assistant", "user", "function", "tool", "developer")
+_ID_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
+_TEMPLATE = re.compile(r"\{(today(?:[+-]\d{1,5})?|caller|result\.[A-Za-z0-9_-]+(?:\.[^{}.\s]+)*)\}")
+_ISO_DATE = re.compile(r"(?<!\d)(\d{4})-(\d{2})-(\d{2})(?!\d)")
+_E164 = re.compile(r"(?<![\w+])\+[1-9]\d{6,14}(?!\d)")
+_CHAT_ERRORS = {  # status -> (message, type, code) of the real API's usual body for it
+    400: (("This model's maximum context length is 128000 tokens. However, your messages resulted in 131072 "
+           "tokens. Please reduce the length of the messages."), "invalid_request_error", "context_length_exceeded"),
+    429: (("Rate limit reached for {model} in organization org-standin on tokens per min (TPM): Limit 30000, "
+           "Used 30000, Requested 1200. Please try again in {retry}s. Visit "
+           "https://platform.openai.com/account/rate-limits to learn more."), "tokens", "rate_limit_exceeded"),
+    500: ("The server had an error while processing your request. Sorry about that!", "server_error", None),
+    502: ("Bad gateway.", "server_error", None),
+    503: ("The engine is currently overloaded, please try again later.", "server_error", None),
+}
+
+
+def _random_id(prefix: str, n: int) -> str:
+    return prefix + "".join(secrets.choice(_ID_ALPHABET) for _ in range(n))
+
+
+def _json_type(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, (int, float)):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "an array"
+    return "an object"
+
+
+def _content_text(content: Any) -> str:
+    """The text of a chat message's ``content`` (a string or a list of content parts)."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return "\n".join(p.get("text") or p.get("refusal") or "" for p in content if isinstance(p, dict))
+    return ""
+
+
+def _chat_tokens(text: str) -> int:
+    return math.ceil(len(text) / 4)
+
+
+def _missing(param: str) -> _Error:
+    return _Error("missing_required_parameter", f"Missing required parameter: '{param}'.", param)
+
+
+def _wrong_type(param: str, expected: str, value: Any) -> _Error:
+    return _Error("invalid_type", f"Invalid type for '{param}': expected {expected}, but got {_json_type(value)} instead.",
+                  param)
+
+
+def _empty_array(param: str) -> _Error:
+    return _Error("empty_array", f"Invalid '{param}': empty array. Expected an array with minimum length 1, but got an "
+                                 "empty array instead.", param)
+
+
+def _check_content(msg: dict, where: str, *, required: bool) -> None:
+    content = msg.get("content")
+    if content is None:
+        if required:
+            raise _missing(f"{where}.content")
+        return
+    if isinstance(content, list):
+        for j, part in enumerate(content):
+            if not isinstance(part, dict) or not isinstance(part.get("type"), str):
+                raise _missing(f"{where}.content[{j}].type")
+    elif not isinstance(content, str):
+        raise _wrong_type(f"{where}.content", "one of a string or array of objects", content)
+
+
+def _check_chat_request(body: Any) -> None:
+    """Reject the request mistakes the real API rejects (raises ``_Error`` with its message)."""
+    if not isinstance(body, dict):
+        raise _Error("invalid_type", f"Invalid type for body: expected an object, but got {_json_type(body)} instead.")
+    model = body.get("model")
+    if model is None or model == "":
+        raise _Error(None, "you must provide a model parameter")
+    if not isinstance(model, str):
+        raise _wrong_type("model", "a string", model)
+    if body.get("stream"):
+        raise _Error("unsupported_value", "The stand-in does not stream chat completions; send stream=false.", "stream")
+    messages = body.get("messages")
+    if messages is None:
+        raise _missing("messages")
+    if not isinstance(messages, list):
+        raise _wrong_type("messages", "an array", messages)
+    if not messages:
+        raise _empty_array("messages")
+    for i, msg in enumerate(messages):
+        where = f"messages[{i}]"
+        if not isinstance(msg, dict):
+            raise _wrong_type(where, "an object", msg)
+        role = msg.get("role")
+        if role is None:
+            raise _missing(f"{where}.role")
+        if role not in _CHAT_ROLES:
+            raise _Error("invalid_value", f"Invalid value: {role!r}. Supported values are: 'system', 'assistant', "
+                                          "'user', 'function', 'tool', and 'developer'.", f"{where}.role")
+        if role == "assistant":
+            calls = msg.get("tool_calls")
+            _check_content(msg, where, required=not calls and msg.get("function_call") is None)
+            if calls is not None:
+                if not isinstance(calls, list):
+                    raise _wrong_type(f"{where}.tool_calls", "an array", calls)
+                if not calls:
+                    raise _empty_array(f"{where}.tool_calls")
+                for j, call in enumerate(calls):
+                    cw = f"{where}.tool_calls[{j}]"
+                    if not isinstance(call, dict):
+                        raise _wrong_type(cw, "an object", call)
+                    for key in ("id", "type", "function"):
+                        if call.get(key) is None:
+                            raise _missing(f"{cw}.{key}")
+                    if call["type"] != "function":
+                        raise _Error("invalid_value", f"Invalid value: {call['type']!r}. Supported values are: "
+                                                      "'function'.", f"{cw}.type")
+                    fn = call["function"]
+                    if not isinstance(fn, dict):
+                        raise _wrong_type(f"{cw}.function", "an object", fn)
+                    for key in ("name", "arguments"):
+                        if fn.get(key) is None:
+                            raise _missing(f"{cw}.function.{key}")
+                        if not isinstance(fn[key], str):
+                            raise _wrong_type(f"{cw}.function.{key}", "a string", fn[key])
+        elif role == "tool":
+            if msg.get("tool_call_id") is None:
+                raise _missing(f"{where}.tool_call_id")
+            if not isinstance(msg["tool_call_id"], str):
+                raise _wrong_type(f"{where}.tool_call_id", "a string", msg["tool_call_id"])
+            _check_content(msg, where, required=True)
+        else:
+            _check_content(msg, where, required=True)
+    tools = body.get("tools")
+    if tools is not None:
+        if not isinstance(tools, list):
+            raise _wrong_type("tools", "an array", tools)
+        if not tools:
+            raise _empty_array("tools")
+        for i, tool in enumerate(tools):
+            where = f"tools[{i}]"
+            if not isinstance(tool, dict):
+                raise _wrong_type(where, "an object", tool)
+            if tool.get("type") is None:
+                raise _missing(f"{where}.type")
+            if tool["type"] not in ("function", "custom"):
+                raise _Error("invalid_value", f"Invalid value: {tool['type']!r}. Supported values are: 'function' and "
+                                              "'custom'.", f"{where}.type")
+            spec = tool.get(tool["type"])
+            if not isinstance(spec, dict):
+                raise _missing(f"{where}.{tool['type']}")
+            name = spec.get("name")
+            if name is None:
+                raise _missing(f"{where}.{tool['type']}.name")
+            if not isinstance(name, str) or not _TOOL_NAME.match(name):
+                raise _Error("invalid_value", f"Invalid '{where}.{tool['type']}.name': string does not match pattern. "
+                                              "Expected a string that matches the pattern '^[a-zA-Z0-9_-]+$'.",
+                             f"{where}.{tool['type']}.name")
+    for key in ("tool_choice", "parallel_tool_calls"):
+        if body.get(key) is not None and tools is None:
+            raise _Error("invalid_value", f"Invalid value for '{key}': '{key}' is only allowed when 'tools' are "
+                                          "specified.", key)
+    choice = body.get("tool_choice")
+    if choice is not None and choice not in ("none", "auto", "required") and not (
+            isinstance(choice, dict) and isinstance((choice.get("function") or {}).get("name"), str)):
+        raise _Error("invalid_value", "Invalid value for 'tool_choice': expected 'none', 'auto', 'required' or a "
+                                      "named function.", "tool_choice")
+    _check_tool_pairing(messages)
+
+
+def _check_tool_pairing(messages: list[dict]) -> None:
+    """Each ``tool`` message answers a call of the assistant message right before its run of tool messages,
+    and every call of such a message is answered before the conversation goes on."""
+    block: set[str] = set()
+    unanswered: list[str] = []
+    block_at = -1
+    for i, msg in enumerate(messages):
+        if msg["role"] == "tool":
+            call_id = msg["tool_call_id"]
+            if call_id not in block:
+                raise _Error(None, TOOL_MESSAGE_WITHOUT_CALL, f"messages.[{i}].role")
+            if call_id in unanswered:
+                unanswered.remove(call_id)
+            continue
+        if unanswered:
+            break
+        block, block_at = set(), -1
+        if msg["role"] == "assistant" and msg.get("tool_calls"):
+            block = {call["id"] for call in msg["tool_calls"]}
+            unanswered = [call["id"] for call in msg["tool_calls"]]
+            block_at = i
+    if unanswered:
+        raise _Error(None, "An assistant message with 'tool_calls' must be followed by tool messages responding to "
+                           "each 'tool_call_id'. The following tool_call_ids did not have response messages: "
+                           + ", ".join(unanswered), f"messages.[{block_at}].role")
+
+
+class _AbortRequest(Exception):
+    """Close the HTTP connection without an answer (the client went away, a hang ended, or shutdown)."""
+
+
+class _ChatTurn:
+    """What a chat completions request says, as far as the script needs it (it keeps no state between requests)."""
+
+    def __init__(self, body: dict, time_zone: str) -> None:
+        messages: list[dict] = body["messages"]
+        self.model: str = body["model"]
+        self.messages = messages
+        self.tools = [t[t["type"]]["name"] for t in body.get("tools") or []]
+        self.tool_choice = body.get("tool_choice")
+        self.warnings: list[str] = []
+        user_at = max((i for i, m in enumerate(messages) if m["role"] == "user"), default=-1)
+        self.last_user = _content_text(messages[user_at].get("content")) if user_at >= 0 else None
+        self.step = sum(1 for m in messages[user_at + 1:] if m["role"] == "assistant" and m.get("tool_calls"))
+        names: dict[str, str] = {}
+        self.results: dict[str, str] = {}  # tool name -> content of its most recent tool message
+        self.tool_results: list[dict] = []  # tool messages after the last user message
+        for i, msg in enumerate(messages):
+            if msg["role"] == "assistant":
+                for call in msg.get("tool_calls") or []:
+                    names[call["id"]] = call["function"]["name"]
+            elif msg["role"] == "tool":
+                name = names.get(msg["tool_call_id"], "")
+                content = _content_text(msg.get("content"))
+                self.results[name] = content
+                if i > user_at:
+                    self.tool_results.append({"tool_call_id": msg["tool_call_id"], "name": name, "content": content})
+        system = "\n".join(_content_text(m.get("content")) for m in messages if m["role"] in ("system", "developer"))
+        self.today, self.today_from = self._today(system, time_zone)
+        self.caller = None
+        for msg in messages:
+            if msg["role"] in ("system", "developer", "user"):
+                found = _E164.search(_content_text(msg.get("content")))
+                if found:
+                    self.caller = found.group(0)
+                    break
+
+    @staticmethod
+    def _today(system: str, time_zone: str) -> tuple[date, str]:
+        for m in _ISO_DATE.finditer(system):
+            with contextlib.suppress(ValueError):
+                return date(int(m.group(1)), int(m.group(2)), int(m.group(3))), "system prompt"
+        return datetime.now(zoneinfo.ZoneInfo(time_zone)).date(), time_zone
+
+    # ---- templates ----------------------------------------------------------------------
+
+    def _lookup(self, expr: str) -> tuple[bool, Any]:
+        """(found, value) of one template expression (without the braces)."""
+        if expr.startswith("today"):
+            return True, (self.today + timedelta(days=int(expr[5:] or 0))).isoformat()
+        if expr == "caller":
+            if self.caller is None:
+                self.warnings.append("{caller}: no +E.164 number in the system or user messages")
+                return False, None
+            return True, self.caller
+        _, tool, *path = expr.split(".")
+        if tool not in self.results:
+            self.warnings.append(f"{{{expr}}}: no tool message answers a {tool} call in this request")
+            return False, None
+        raw = self.results[tool]
+        if not path:
+            return True, raw
+        try:
+            value: Any = json.loads(raw)
+        except ValueError:
+            self.warnings.append(f"{{{expr}}}: the {tool} result is not JSON")
+            return False, None
+        for i, key in enumerate(path):
+            if isinstance(value, dict) and key in value:
+                value = value[key]
+            elif isinstance(value, list) and re.fullmatch(r"-?\d+", key) and -len(value) <= int(key) < len(value):
+                value = value[int(key)]
+            else:
+                self.warnings.append(f"{{{expr}}}: the {tool} result has no value at {'.'.join(path[:i + 1])!r}")
+                return False, None
+        return True, value
+
+    def render(self, text: str) -> str:
+        """Replace every template in ``text`` (non-string values as JSON, missing ones as '')."""
+        def sub(m: re.Match) -> str:
+            found, value = self._lookup(m.group(1))
+            if not found:
+                return ""
+            return value if isinstance(value, str) else json.dumps(value)
+        return _TEMPLATE.sub(sub, text)
+
+    def render_value(self, obj: Any) -> Any:
+        """Render the string leaves of ``obj``; a string that is exactly one template keeps the value's JSON type."""
+        if isinstance(obj, str):
+            m = _TEMPLATE.fullmatch(obj)
+            if m is not None:
+                found, value = self._lookup(m.group(1))
+                return value if found else ""
+            return self.render(obj)
+        if isinstance(obj, dict):
+            return {key: self.render_value(value) for key, value in obj.items()}
+        if isinstance(obj, list):
+            return [self.render_value(value) for value in obj]
+        return obj
+
+    # ---- usage --------------------------------------------------------------------------
+
+    def prompt_tokens(self, messages: list[dict]) -> int:
+        tokens = 3
+        for msg in messages:
+            tokens += 4 + _chat_tokens(_content_text(msg.get("content")))
+            for call in msg.get("tool_calls") or []:
+                tokens += 3 + _chat_tokens(call["function"]["name"] + call["function"]["arguments"])
+        return tokens
+
+    def usage(self, completion_tokens: int, tools_json: str) -> dict:
+        tools_tokens = _chat_tokens(tools_json) if tools_json else 0
+        prompt = self.prompt_tokens(self.messages) + tools_tokens
+        cached = 0
+        if self.step > 0 and prompt >= 1024:
+            # a tool loop resends the previous request as its prefix: cached in 128-token blocks
+            last_assistant = max(i for i, m in enumerate(self.messages) if m["role"] == "assistant")
+            prefix = self.prompt_tokens(self.messages[:last_assistant]) + tools_tokens
+            cached = prefix // 128 * 128 if prefix >= 1024 else 0
+        return {
+            "prompt_tokens": prompt,
+            "completion_tokens": completion_tokens,
+            "total_tokens": prompt + completion_tokens,
+            "prompt_tokens_details": {"cached_tokens": cached, "audio_tokens": 0},
+            "completion_tokens_details": {"reasoning_tokens": 0, "audio_tokens": 0, "accepted_prediction_tokens": 0,
+                                          "rejected_prediction_tokens": 0},
+        }
+
+
+class _ChatCompletions:
+    """``POST /v1/chat/completions`` answered from the script's ``supervisor`` entries."""
+
+    def __init__(self, standin: RealtimeStandin) -> None:
+        self.standin = standin
+        self.log: list[dict] = []
+        self.failures: dict[tuple[int, int | None], int] = {}  # (entry, step or None) -> scripted failures so far
+        self.fingerprint = "fp_" + secrets.token_hex(5)
+
+    def select(self, last_user: str | None) -> tuple[int | None, SupervisorEntry | None]:
+        text = (last_user or "").lower()
+        for i, entry in enumerate(self.standin.script.supervisor):
+            if not entry.default and any(alt in text for alt in entry.match):
+                return i, entry
+        for i, entry in enumerate(self.standin.script.supervisor):
+            if entry.default:
+                return i, entry
+        return None, None
+
+    def scripted_failure(self, entry_at: int | None, entry: SupervisorEntry | None, step_at: int,
+                         step: SupervisorStep | None) -> ChatKnobs | None:
+        levels = []
+        if step is not None:
+            levels.append((step.knobs, (entry_at, step_at)))
+        if entry is not None:
+            levels.append((entry.knobs, (entry_at, None)))
+        for knobs, key in levels:
+            if not knobs.fails:
+                continue
+            used = self.failures.get(key, 0)
+            if knobs.count is not None and used >= knobs.count:
+                continue
+            self.failures[key] = used + 1
+            return knobs
+        return None
+
+    async def handle(self, req: HTTPRequest) -> tuple[int, Any] | tuple[int, Any, dict[str, str]]:
+        started = time.time()
+        record: dict[str, Any] = {
+            "id": None, "outcome": "pending", "status": None, "model": None, "entry": None, "step": None,
+            "last_user_message": None, "messages": None, "tools": [], "tool_choice": None, "caller": None,
+            "today": None, "tool_results": [], "tool_calls": [], "content": None, "finish_reason": None,
+            "usage": None, "error": None, "warnings": [], "delay_ms": 0,
+            "user_agent": req.headers.get("User-Agent"), "started_at": started, "ended_at": None, "duration_ms": None,
+        }
+        self.log.append(record)
+        if len(self.log) > MAX_LOGGED_CHAT_REQUESTS:
+            del self.log[: len(self.log) - MAX_LOGGED_CHAT_REQUESTS]
+        try:
+            return await self._answer(req, record)
+        finally:
+            record["ended_at"] = time.time()
+            record["duration_ms"] = round((record["ended_at"] - started) * 1000)
+
+    def _error(self, record: dict, status: int, outcome: str, error: dict,
+               headers: dict[str, str] | None = None) -> tuple[int, Any, dict[str, str]]:
+        record.update(outcome=outcome, status=status, error=error)
+        return status, {"error": error}, headers or {}
+
+    async def _answer(self, req: HTTPRequest, record: dict) -> tuple[int, Any, dict[str, str]]:
+        try:
+            body = req.json()
+        except ValueError:
+            return self._error(record, 400, "invalid_request", {
+                "message": "We could not parse the JSON body of your request. (HINT: This likely means you aren't "
+                           "using your HTTP library correctly. The OpenAI API expects a JSON payload, but what was "
+                           "sent was not valid JSON.)", "type": "invalid_request_error", "param": None, "code": None})
+        if isinstance(body, dict) and isinstance(body.get("model"), str):
+            record["model"] = body["model"]
+        try:
+            _check_chat_request(body)
+        except _Error as exc:
+            return self._error(record, 400, "invalid_request",
+                               {"message": exc.message, "type": exc.type, "param": exc.param, "code": exc.code})
+        turn = _ChatTurn(body, self.standin.script.supervisor_time_zone)
+        record["warnings"] = turn.warnings
+        entry_at, entry = self.select(turn.last_user)
+        step = entry.steps[turn.step] if entry is not None and turn.step < len(entry.steps) else None
+        record.update(
+            entry=None if entry is None else {"index": entry_at, "match": list(entry.match), "default": entry.default},
+            step=turn.step, last_user_message=turn.last_user, messages=len(turn.messages), tools=turn.tools,
+            tool_choice=turn.tool_choice, caller=turn.caller, today=turn.today.isoformat(),
+            tool_results=turn.tool_results)
+
+        # latency and scripted failures
+        delay = step.knobs.delay_ms if step is not None and step.knobs.delay_ms is not None else None
+        if delay is None and entry is not None:
+            delay = entry.knobs.delay_ms
+        record["delay_ms"] = delay or 0
+        if delay:
+            interrupted = await self.standin._pause(req, delay / 1000)
+            if interrupted:
+                record["outcome"] = interrupted
+                raise _AbortRequest(interrupted)
+        failure = self.scripted_failure(entry_at, entry, turn.step, step)
+        if failure is not None and failure.hang:
+            record["outcome"] = "hanging"
+            record["outcome"] = await self.standin._pause(req, CHAT_HANG_CAP_S) or "hang_cap"
+            raise _AbortRequest(record["outcome"])
+        if failure is not None:
+            status = int(failure.status)
+            message, type_, code = _CHAT_ERRORS.get(
+                status, (f"{http.HTTPStatus(status).phrase}.",
+                         "server_error" if status >= 500 else "invalid_request_error", None))
+            retry = failure.retry_after if failure.retry_after is not None else 1.0
+            headers = {}
+            if status in (429, 503):
+                headers["retry-after"] = f"{retry:g}"
+            if status == 429:
+                headers.update({"x-ratelimit-limit-tokens": "30000", "x-ratelimit-remaining-tokens": "0",
+                                "x-ratelimit-reset-tokens": f"{retry:g}s"})
+            return self._error(record, status, "scripted_error", {
+                "message": message.format(model=turn.model, retry=f"{retry:g}"), "type": type_, "param": None,
+                "code": code}, headers)
+
+        # the scripted answer
+        if entry is None:
+            turn.warnings.append("no supervisor entry matches the last user message and there is no default entry")
+            content, tool = DEFAULT_SUPERVISOR_SAY, None
+        elif step is None:
+            turn.warnings.append(f"supervisor entry {entry_at} ({entry.describe()}) has no step {turn.step} "
+                                 f"(it has {len(entry.steps)}); answered with a generic text")
+            content, tool = DEFAULT_SUPERVISOR_SAY, None
+        else:
+            content = turn.render(step.say) if step.say is not None else None
+            tool = step.tool
+        message: dict[str, Any] = {"role": "assistant", "content": content, "refusal": None, "annotations": []}
+        completion_tokens = _chat_tokens(content or "")
+        if tool is not None:
+            arguments = turn.render_value(step.arguments)
+            arguments = arguments if isinstance(arguments, str) else json.dumps(arguments)
+            call = {"id": _random_id("call_", 24), "type": "function", "function": {"name": tool, "arguments": arguments}}
+            message["tool_calls"] = [call]
+            completion_tokens += 3 + _chat_tokens(tool + arguments)
+            record["tool_calls"] = [{"id": call["id"], "name": tool, "arguments": arguments}]
+            if tool not in turn.tools:
+                turn.warnings.append(f"scripted tool {tool!r} is not among the request's tools {turn.tools}")
+            choice = turn.tool_choice
+            if choice == "none":
+                turn.warnings.append(f"scripted tool {tool!r} called although tool_choice is 'none'")
+            elif isinstance(choice, dict) and choice["function"]["name"] != tool:
+                turn.warnings.append(f"scripted tool {tool!r} called although tool_choice forces "
+                                     f"{choice['function']['name']!r}")
+        elif turn.tool_choice == "required" or isinstance(turn.tool_choice, dict):
+            turn.warnings.append("scripted text answer although tool_choice requires a tool call")
+        finish = "tool_calls" if tool is not None else "stop"
+        usage = turn.usage(max(1, completion_tokens), json.dumps(body.get("tools")) if body.get("tools") else "")
+        completion = {
+            "id": _random_id("chatcmpl-", 29),
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": turn.model,
+            "choices": [{"index": 0, "message": message, "logprobs": None, "finish_reason": finish}],
+            "usage": usage,
+            "service_tier": "default",
+            "system_fingerprint": self.fingerprint,
+        }
+        record.update(id=completion["id"], outcome="answered", status=200, content=content, finish_reason=finish,
+                      usage=usage)
+        for warning in turn.warnings:
+            log.warning("stand-in chat completion %s: %s", completion["id"], warning)
+        return 200, completion, {}
+
+
+# --------------------------------------------------------------------------------------------
 # The server
 # --------------------------------------------------------------------------------------------
 
@@ -1699,8 +2430,12 @@ class RealtimeStandin:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._routes: dict[tuple[str, str], HTTPHandler] = {}
+        self._stopping: asyncio.Event | None = None
+        self._chat = _ChatCompletions(self)
         self.add_http_route("GET", "/v1/models", self._http_models)
+        self.add_http_route("POST", "/v1/chat/completions", self._chat.handle)
         self.add_http_route("GET", "/standin/sessions", self._http_sessions)
+        self.add_http_route("GET", "/standin/chat", self._http_chat_log)
         self.add_http_route("POST", "/standin/reset", self._http_reset)
         self.add_http_route("GET", "/standin/health", lambda req: (200, {"status": "ok"}))
 
@@ -1733,10 +2468,12 @@ class RealtimeStandin:
     async def start(self) -> RealtimeStandin:
         """Start listening (in the running event loop)."""
         self._loop = asyncio.get_running_loop()
+        self._stopping = asyncio.Event()
         self._server = await serve(
             self._handler, self.host, self.port,
             process_request=self._process_request,
             create_connection=_StandinConnection,
+            open_timeout=None,  # _StandinConnection.handshake applies OPEN_TIMEOUT_S itself
             compression=None,  # cheaper per message; the benchmark path matters more than bandwidth
             max_size=MAX_MESSAGE_BYTES,
             server_header="openai-realtime-standin",
@@ -1746,7 +2483,9 @@ class RealtimeStandin:
         return self
 
     async def aclose(self) -> None:
-        """Stop listening and close open sessions (code 1001)."""
+        """Stop listening and close open sessions (code 1001); waiting chat requests are dropped."""
+        if self._stopping is not None:
+            self._stopping.set()
         if self._server is not None:
             self._server.close()
             await self._server.wait_closed()
@@ -1828,8 +2567,21 @@ class RealtimeStandin:
         return next(reversed(sessions.values())) if sessions else None
 
     def reset(self) -> None:
-        """Forget the session log (live sessions keep running but are no longer listed)."""
-        self._call_on_loop(self._sessions.clear)
+        """Forget the session log and the chat log (live sessions keep running but are no longer listed)."""
+        def clear() -> None:
+            self._sessions.clear()
+            self._chat.log.clear()
+        self._call_on_loop(clear)
+
+    @property
+    def chat_requests(self) -> list[dict]:
+        """A snapshot of the chat completions log, oldest first (see ``GET /standin/chat``)."""
+        return self._call_on_loop(lambda: copy.deepcopy(self._chat.log))
+
+    @property
+    def last_chat_request(self) -> dict | None:
+        requests = self.chat_requests
+        return requests[-1] if requests else None
 
     async def wait_for_close(self, session_id: str | None = None, timeout: float = 5.0) -> dict:
         """Wait until a session (default: the most recent) has ended; returns its record."""
@@ -1890,14 +2642,23 @@ class RealtimeStandin:
                 return _openai_error(405, f"Method {method} not allowed for {path}.", "method_not_allowed")
             return _openai_error(404, f"Invalid URL ({method} {path})", None)
         if path.startswith("/v1/") and not _bearer(headers):
-            return _openai_error(401, "You didn't provide an API key.", None)
-        req = HTTPRequest(method, path, query, headers, connection.http_body)
+            if headers.get("Authorization") is None:
+                message = ("You didn't provide an API key. You need to provide your API key in an Authorization "
+                           "header using Bearer auth (i.e. Authorization: Bearer YOUR_KEY).")
+            else:
+                message = "Incorrect API key provided. The stand-in accepts any non-empty Bearer token."
+            return _openai_error(401, message, "invalid_api_key")
+        req = HTTPRequest(method, path, query, headers, connection.http_body, connection=connection)
         try:
             result = handler(req)
             if asyncio.iscoroutine(result) or isinstance(result, Awaitable):
                 result = await result
             status, payload = result[0], result[1]
             extra = result[2] if len(result) > 2 else None
+        except _AbortRequest:
+            connection.transport.abort()
+            await asyncio.wait([connection.connection_lost_waiter], timeout=1)
+            return _openai_error(500, "The request was dropped.", None, "server_error")  # never sent
         except Exception:  # noqa: BLE001 - a broken route must not kill the server
             log.exception("stand-in HTTP handler failed for %s %s", method, path)
             return _openai_error(500, "The stand-in failed to handle this request.", None, "server_error")
@@ -1916,10 +2677,44 @@ class RealtimeStandin:
     def _http_sessions(self, req: HTTPRequest) -> tuple[int, Any]:
         return 200, {"object": "standin.sessions", "sessions": self._sessions}
 
+    def _http_chat_log(self, req: HTTPRequest) -> tuple[int, Any]:
+        return 200, {"object": "standin.chat", "requests": self._chat.log}
+
     def _http_reset(self, req: HTTPRequest) -> tuple[int, Any]:
-        n = len(self._sessions)
+        n, n_chat = len(self._sessions), len(self._chat.log)
         self._sessions.clear()
-        return 200, {"object": "standin.reset", "cleared": n}
+        self._chat.log.clear()
+        return 200, {"object": "standin.reset", "cleared": n, "chat_cleared": n_chat}
+
+    async def _pause(self, req: HTTPRequest, seconds: float) -> str | None:
+        """Wait ``seconds`` without holding up other requests. Returns None, or ``"client_disconnected"`` /
+        ``"stopped"`` if the client closed the connection or the stand-in is shutting down first."""
+        if seconds <= 0:
+            return None
+        loop = asyncio.get_running_loop()
+        waiters: list[asyncio.Future] = []
+        conn = req.connection
+        lost = getattr(conn, "connection_lost_waiter", None)
+        if lost is not None:
+            waiters.append(lost)
+        if getattr(conn, "open_deadline", None) is not None:
+            conn.open_deadline.reschedule(loop.time() + seconds + OPEN_TIMEOUT_S)
+        stop = asyncio.ensure_future(self._stopping.wait()) if self._stopping is not None else None
+        if stop is not None:
+            waiters.append(stop)
+        try:
+            if not waiters:
+                await asyncio.sleep(seconds)
+                return None
+            done, _ = await asyncio.wait(waiters, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            if stop is not None:
+                stop.cancel()
+        if stop is not None and stop in done:
+            return "stopped"
+        if lost is not None and lost in done:
+            return "client_disconnected"
+        return None
 
     # ---- WebSocket ------------------------------------------------------------------------
 
@@ -1973,7 +2768,8 @@ async def serve_until_signalled(standin: RealtimeStandin, out: Callable[[str], N
         out("Set:")
         out(f"  OPENAI_REALTIME_URL={standin.url}")
         out(f"  OPENAI_BASE_URL={standin.base_url}")
-        out(f"Session log: {standin.http_url}/standin/sessions   (Ctrl-C to stop)")
+        out(f"Session log: {standin.http_url}/standin/sessions   Chat log: {standin.http_url}/standin/chat"
+            "   (Ctrl-C to stop)")
         await stop.wait()
     out("Stand-in stopped.")
 

@@ -14,7 +14,7 @@ from django.conf import settings
 from django.core import signing
 
 from calls.models import Call
-from calls.services import call_claim_stream
+from calls.services import call_claim_stream, customer_record_call
 
 SALT = "voice.stream-token"
 
@@ -28,6 +28,7 @@ class StreamGrant:
     call_id: int
     business_id: int
     twilio_call_sid: str
+    caller_number: str
 
 
 def issue_stream_token(call: Call) -> str:
@@ -48,8 +49,10 @@ def redeem_stream_token(token: str, *, call_id: str | None, call_sid: str | None
         raise StreamTokenError("stream token does not match the call SID")
     if not call_claim_stream(call_id=data["call"]):
         raise StreamTokenError("stream token already used")
-    business_id = Call.objects.filter(id=data["call"]).values_list("business_id", flat=True).get()
-    return StreamGrant(call_id=data["call"], business_id=business_id, twilio_call_sid=data.get("sid") or "")
+    business_id, caller_number = Call.objects.filter(id=data["call"]).values_list("business_id", "from_number").get()
+    customer_record_call(business_id=business_id, phone=caller_number, call_id=data["call"])
+    return StreamGrant(call_id=data["call"], business_id=business_id, twilio_call_sid=data.get("sid") or "",
+                       caller_number=caller_number)
 
 
 aredeem_stream_token = database_sync_to_async(redeem_stream_token)

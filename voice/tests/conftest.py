@@ -95,18 +95,29 @@ def _database_url_for_subprocess() -> str:
     return f"postgres://{cfg['USER']}{password}@{cfg['HOST'] or '127.0.0.1'}:{cfg['PORT'] or 5432}/{cfg['NAME']}"
 
 
-def start_asgi_server(kind: str, *, standin: RealtimeStandin, twilio_standin: TwilioStandin, extra_env=None) -> LiveAsgi:
-    port = free_port()
-    base_url = f"http://127.0.0.1:{port}"
-    env = {
+def subprocess_env(*, standin: RealtimeStandin, twilio_standin: TwilioStandin, base_url: str, extra_env=None) -> dict:
+    """The environment of the server and worker processes: the test database, the stand-ins, Redis."""
+    redis_url = os.environ.get("REDIS_URL")
+    if not redis_url:
+        pytest.fail("End-to-end tests run the server and worker on Redis: set REDIS_URL (make test does).")
+    return {
         **os.environ,
+        # A database of its own on the Redis server, so flushing it never touches anything else.
+        "REDIS_URL": redis_url.rsplit("/", 1)[0] + "/5" if redis_url.count("/") > 2 else redis_url + "/5",
         "DEBUG": "false", "SECRET_KEY": os.environ["SECRET_KEY"], "DATABASE_URL": _database_url_for_subprocess(),
         "PUBLIC_BASE_URL": base_url, "ALLOWED_HOSTS": "127.0.0.1,localhost", "STATIC_MANIFEST": "false",
         "OPENAI_API_KEY": "sk-test-standin", "OPENAI_REALTIME_URL": standin.url,
+        "OPENAI_BASE_URL": standin.base_url,
         "TWILIO_ACCOUNT_SID": ACCOUNT_SID, "TWILIO_AUTH_TOKEN": AUTH_TOKEN,
         "TWILIO_API_BASE_URL": twilio_standin.base_url, "LOG_LEVEL": "INFO",
         **(extra_env or {}),
     }
+
+
+def start_asgi_server(kind: str, *, standin: RealtimeStandin, twilio_standin: TwilioStandin, extra_env=None) -> LiveAsgi:
+    port = free_port()
+    base_url = f"http://127.0.0.1:{port}"
+    env = subprocess_env(standin=standin, twilio_standin=twilio_standin, base_url=base_url, extra_env=extra_env)
     if kind == "daphne":
         cmd = [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "receptionist.asgi:application"]
     else:
@@ -138,6 +149,28 @@ def stop_process(process: subprocess.Popen) -> None:
     except subprocess.TimeoutExpired:
         os.killpg(process.pid, signal.SIGKILL)
         process.wait(timeout=5)
+
+
+def start_celery_worker(env: dict) -> LiveAsgi:
+    """A real Celery worker on the Redis broker, in its own process."""
+    import redis
+
+    redis.Redis.from_url(env["REDIS_URL"]).flushdb()  # no tasks left over from another run
+    ARTIFACTS.mkdir(exist_ok=True)
+    log_path = ARTIFACTS / f"celery-worker-{free_port()}.log"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "celery", "-A", "receptionist", "worker", "--pool", "threads", "--concurrency", "4",
+         "--loglevel", "INFO", "--without-gossip", "--without-mingle", "--without-heartbeat"],
+        cwd=ROOT, env=env, stdout=log_path.open("w"), stderr=subprocess.STDOUT, start_new_session=True)
+    deadline = time.monotonic() + 40
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            pytest.fail(f"the Celery worker exited at start:\n{log_path.read_text()}")
+        if " ready." in log_path.read_text(errors="replace"):
+            return LiveAsgi("celery", "", process, log_path)
+        time.sleep(0.2)
+    stop_process(process)
+    pytest.fail(f"the Celery worker was not ready within 40 s:\n{log_path.read_text()}")
 
 
 @pytest.fixture(params=["daphne"])

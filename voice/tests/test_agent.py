@@ -36,7 +36,7 @@ def test_session_update_is_ga_shaped_with_mulaw_both_ways(alices_business):
     assert session["audio"]["input"]["format"] == session["audio"]["output"]["format"] == {"type": "audio/pcmu"}
     assert session["audio"]["output"]["voice"] == "cedar"
     assert session["audio"]["input"]["turn_detection"]["interrupt_response"] is True
-    assert {tool["name"] for tool in session["tools"]} == {"end_call", "transfer_to_human"}
+    assert {tool["name"] for tool in session["tools"]} == {"ask_supervisor", "end_call", "transfer_to_human"}
     assert "temperature" not in session and "modalities" not in session
 
 

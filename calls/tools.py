@@ -1,0 +1,440 @@
+"""The business tools the supervisor model calls during a phone call.
+
+`SUPERVISOR_TOOLS` is the tool list for the Chat Completions API; `run_business_tool` runs one tool call and
+always returns a JSON-serialisable dict: the result, or {"error": "<a sentence the model can act on>"}.
+Every tool is scoped to one business. Times going in and out are the business's local wall time written
+"YYYY-MM-DDTHH:MM" without an offset (check_availability's slots are exactly what book_appointment takes).
+
+It is synchronous (it uses the ORM): call it from async code through `sync_to_async`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from django.core.exceptions import ValidationError
+from django.utils import timezone
+
+from accounts.models import Business, OpeningHours
+from accounts.phone import normalize_e164
+from calls import selectors, services
+from calls.models import Appointment, Call, Message
+from calls.services import ActionError, SlotTaken
+
+log = logging.getLogger(__name__)
+
+Result = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Context:
+    business: Business
+    call_id: int | None
+    caller_number: str  # E.164, or "" when withheld or not a phone number
+
+
+# --- argument parsing -------------------------------------------------------------------------------------
+
+_DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+_LOCAL_RE = re.compile(r"^(\d{4}-\d{2}-\d{2})[T ](\d{2}:\d{2})(:\d{2}(\.\d+)?)?$")
+_OFFSET_RE = re.compile(r"(Z|[+-]\d{2}:?\d{2})$", re.IGNORECASE)
+
+
+def _parse_date(value: str, field: str = "date") -> dt.date:
+    try:
+        if _DATE_RE.match(value):
+            return dt.date.fromisoformat(value)
+    except ValueError:
+        pass
+    raise ActionError(f"{field} must be a calendar date written YYYY-MM-DD, like 2026-11-24; got “{value}”.")
+
+
+def _parse_start(value: str, business: Business, field: str = "start") -> dt.datetime:
+    """A local "YYYY-MM-DDTHH:MM" as an aware UTC datetime."""
+    if "T" in value and _OFFSET_RE.search(value.split("T", 1)[1]):
+        raise ActionError(f"{field} must be the business's local time without a time-zone offset, "
+                          "like 2026-11-24T10:30.")
+    match = _LOCAL_RE.match(value)
+    try:
+        if match is None:
+            raise ValueError
+        day, wall = dt.date.fromisoformat(match[1]), dt.time.fromisoformat(match[2])
+    except ValueError:
+        raise ActionError(f"{field} must be a local date and time written YYYY-MM-DDTHH:MM, like 2026-11-24T10:30; "
+                          f"got “{value}”.") from None
+    instant = selectors.local_to_utc(day, wall, business)
+    if instant is None:
+        raise ActionError(f"{value} does not exist in {business.time_zone}: the clocks skip that time for daylight "
+                          "saving. Choose another time.")
+    return instant
+
+
+def _phone(value: str | None, ctx: Context, field: str) -> str:
+    """An E.164 number from the arguments, else the caller's number."""
+    if not value:
+        if not ctx.caller_number:
+            raise ActionError(f"The caller's number is unknown: ask for a {field.replace('_', ' ')} and pass it "
+                              "as " + field + ".")
+        return ctx.caller_number
+    try:
+        phone = normalize_e164(value)
+    except ValidationError as exc:
+        raise ActionError(f"{field} is not valid: {exc.messages[0]}") from None
+    return phone
+
+
+@dataclass(frozen=True)
+class Tool:
+    name: str
+    description: str
+    properties: dict[str, dict[str, Any]]
+    required: tuple[str, ...]
+    handler: Callable[[Context, dict[str, Any]], Result]
+
+    def schema(self) -> dict[str, Any]:
+        return {"type": "function", "function": {
+            "name": self.name, "description": self.description,
+            "parameters": {"type": "object", "properties": self.properties, "required": list(self.required),
+                           "additionalProperties": False}}}
+
+    def clean(self, arguments: dict | str) -> dict[str, Any]:
+        """Check `arguments` against the parameters; an optional one given as null or "" counts as omitted."""
+        if isinstance(arguments, str):
+            try:
+                arguments = json.loads(arguments) if arguments.strip() else {}
+            except json.JSONDecodeError as exc:
+                raise ActionError(f"The arguments were not valid JSON ({exc.msg}). Call {self.name} again with a "
+                                  "JSON object.") from None
+        if not isinstance(arguments, dict):
+            raise ActionError(f"The arguments of {self.name} must be a JSON object with named parameters.")
+        unknown = sorted(set(arguments) - set(self.properties))
+        if unknown:
+            allowed = ", ".join(self.properties) or "none"
+            raise ActionError(f"{self.name} has no parameter {', '.join(unknown)}. Its parameters are: {allowed}.")
+        cleaned: dict[str, Any] = {}
+        for key, spec in self.properties.items():
+            value = arguments.get(key)
+            if isinstance(value, str):
+                value = value.strip()
+            if value is None or value == "":
+                if key in self.required:
+                    raise ActionError(f"{self.name} needs {key}: {spec['description']}")
+                continue
+            cleaned[key] = _check_type(key, spec, value)
+        return cleaned
+
+
+def _check_type(key: str, spec: dict[str, Any], value: Any) -> Any:
+    if spec["type"] == "integer":
+        if isinstance(value, str) and value.isdigit():
+            value = int(value)
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ActionError(f"{key} must be a whole number, not {json.dumps(value)}.")
+        return value
+    if not isinstance(value, str):
+        raise ActionError(f"{key} must be a string, not {json.dumps(value)}. {spec['description']}")
+    if "enum" in spec and value not in spec["enum"]:
+        raise ActionError(f"{key} must be one of: {', '.join(spec['enum'])}; got “{value}”.")
+    if len(value) > spec.get("maxLength", 2000):
+        raise ActionError(f"{key} is too long: at most {spec.get('maxLength', 2000)} characters.")
+    return value
+
+
+# --- results ----------------------------------------------------------------------------------------------
+
+def _wall(value: dt.time) -> str:
+    return value.strftime("%H:%M")
+
+
+def _interval_dicts(intervals: list[tuple[dt.time, dt.time]] | list[selectors.OpenInterval]) -> list[dict[str, str]]:
+    pairs = [(i.opens, i.closes) if isinstance(i, selectors.OpenInterval) else i for i in intervals]
+    return [{"opens": _wall(opens), "closes": _wall(closes)} for opens, closes in pairs]
+
+
+def _local(value: dt.datetime | None, business: Business) -> str | None:
+    return selectors.format_local(value, business) if value else None
+
+
+def _appointment(appointment: Appointment, business: Business) -> Result:
+    return selectors.appointment_as_dict(appointment, business)
+
+
+def _alternatives(business: Business, starts_at: dt.datetime, duration_minutes: int,
+                  exclude_appointment_id: int | None = None, count: int = 3) -> list[str]:
+    """Free times closest to a requested one on its day, else the first ones of the next day with any."""
+    day = starts_at.astimezone(business.tzinfo).date()
+    slots = selectors.available_slots(business=business, day=day, duration_minutes=duration_minutes,
+                                      exclude_appointment_id=exclude_appointment_id)
+    if slots:
+        slots = sorted(sorted(slots, key=lambda s: (abs(s - starts_at), s))[:count])  # ties: the earlier
+    else:
+        _, slots = selectors.next_available_slots(business=business, after=day, duration_minutes=duration_minutes,
+                                                  exclude_appointment_id=exclude_appointment_id)
+        slots = slots[:count]
+    return [selectors.format_local(s, business) for s in slots]
+
+
+def _slot_taken(business: Business, starts_at: dt.datetime, duration_minutes: int,
+                exclude_appointment_id: int | None = None) -> Result:
+    alternatives = _alternatives(business, starts_at, duration_minutes, exclude_appointment_id)
+    offer = (f"Offer the caller one of these free times instead: {', '.join(alternatives)}." if alternatives
+             else "No other free time was found in the next two weeks; offer to take a message.")
+    return {"error": f"{services.SLOT_TAKEN_MESSAGE} {offer}", "alternatives": alternatives}
+
+
+# --- the tools --------------------------------------------------------------------------------------------
+
+def get_business_info(ctx: Context, args: dict[str, Any]) -> Result:
+    business, now = ctx.business, timezone.now()
+    local = selectors.local_now(business=business, now=now)
+    status = selectors.open_status(business=business, now=now)
+    result: Result = {
+        "name": business.name, "address": business.address, "phone": business.phone_number,
+        "website": business.website, "time_zone": business.time_zone,
+        "now": selectors.format_local(now, business), "today": local.strftime("%A"),
+        "open_now": status.open_now, "closes_at": _local(status.closes_at, business),
+        "next_opening": _local(status.next_opening, business),
+        "services": [{"name": s.name, "duration_minutes": s.duration_minutes,
+                      "price": str(s.price) if s.price is not None else None, "description": s.description}
+                     for s in business.services.order_by("name")],
+    }
+    if "date" in args:
+        day = _parse_date(args["date"])
+        schedule = selectors.Schedule(business, day, day)
+        intervals = schedule.intervals(day)
+        result["hours"] = {"date": day.isoformat(), "weekday": day.strftime("%A"), "open": bool(intervals),
+                           "closed_reason": schedule.closed_reason(day), "intervals": _interval_dicts(intervals)}
+    else:
+        hours = selectors.week_hours(business=business)
+        result["week"] = [{"weekday": label, "intervals": _interval_dicts(hours.get(number, []))}
+                          for number, label in OpeningHours.Weekday.choices]
+        result["upcoming_closed_dates"] = [{"date": c.date.isoformat(), "reason": c.reason}
+                                           for c in selectors.upcoming_closed_dates(business=business, now=now)]
+    return result
+
+
+def search_faq(ctx: Context, args: dict[str, Any]) -> Result:
+    entries = selectors.faq_search(business=ctx.business, query=args["query"])
+    result: Result = {"results": [{"question": e.question, "answer": e.answer} for e in entries]}
+    if not entries:
+        result["hint"] = ("No FAQ entry answers this. Don't guess: say you're not sure and offer to take a message "
+                          "so someone can call back.")
+    return result
+
+
+def check_availability(ctx: Context, args: dict[str, Any]) -> Result:
+    business, now = ctx.business, timezone.now()
+    day = _parse_date(args["date"])
+    service = None
+    if "service" in args:
+        service = selectors.service_by_name(business=business, name=args["service"])
+        if service is None:
+            raise ActionError(selectors.unknown_service_message(business=business, name=args["service"]))
+    duration = service.duration_minutes if service else selectors.DEFAULT_DURATION_MINUTES
+    schedule = selectors.Schedule(business, day, day)
+    intervals = schedule.intervals(day)
+    today = selectors.local_now(business=business, now=now).date()
+    result: Result = {"date": day.isoformat(), "weekday": day.strftime("%A"),
+                      "service": service.name if service else None, "duration_minutes": duration,
+                      "slots": [], "open_intervals": _interval_dicts(intervals)}
+    if day < today:
+        result["message"] = f"That date is in the past. Today is {today.isoformat()} ({today:%A})."
+        return result
+    slots = selectors.available_slots(business=business, day=day, duration_minutes=duration, now=now,
+                                      schedule=schedule)
+    result["slots"] = [selectors.format_local(s, business) for s in slots]
+    if slots:
+        return result
+    reason = schedule.closed_reason(day)
+    if reason is not None:
+        result["message"] = f"Closed on {day.isoformat()}" + (f" ({reason})." if reason else ".")
+    elif not intervals:
+        result["message"] = f"Closed on {day:%A}s."
+    elif day == today and all(i.closes_at <= now for i in intervals):
+        result["message"] = "Closed for the rest of today."
+    else:
+        result["message"] = f"No free time on {day.isoformat()} for {duration} minutes: fully booked."
+    next_day, next_slots = selectors.next_available_slots(business=business, after=day, duration_minutes=duration,
+                                                          now=now)
+    if next_day is not None:
+        result["next_available"] = {"date": next_day.isoformat(), "weekday": next_day.strftime("%A"),
+                                    "slots": [selectors.format_local(s, business) for s in next_slots[:6]]}
+    return result
+
+
+def book_appointment(ctx: Context, args: dict[str, Any]) -> Result:
+    business = ctx.business
+    starts_at = _parse_start(args["start"], business)
+    phone = _phone(args.get("phone"), ctx, "phone")
+    try:
+        appointment = services.appointment_book(
+            business_id=business.id, service_name=args["service"], customer_name=args["name"], phone=phone,
+            start=starts_at, notes=args.get("notes", ""), call_id=ctx.call_id)
+    except SlotTaken:
+        service = selectors.service_by_name(business=business, name=args["service"])
+        return _slot_taken(business, starts_at, service.duration_minutes if service else 30)
+    return {"appointment_id": appointment.id, "status": str(appointment.status), "service": appointment.service_name,
+            "start": selectors.format_local(appointment.starts_at, business),
+            "end": selectors.format_local(appointment.ends_at, business),
+            "customer_name": appointment.customer.name, "phone": appointment.customer.phone}
+
+
+def find_appointments(ctx: Context, args: dict[str, Any]) -> Result:
+    business = ctx.business
+    phone = _phone(args.get("phone"), ctx, "phone")
+    customer = selectors.customer_by_phone(business_id=business.id, phone=phone)
+    if customer is None:
+        return {"phone": phone, "customer_name": None, "upcoming": [], "recent_past": [],
+                "message": f"No appointments found for {phone}. Check the number with the caller."}
+    upcoming = selectors.upcoming_appointments(customer=customer)
+    return {"phone": phone, "customer_name": customer.name,
+            "upcoming": [_appointment(a, business) for a in upcoming],
+            "recent_past": [_appointment(a, business) for a in selectors.past_appointments(customer=customer)]}
+
+
+def reschedule_appointment(ctx: Context, args: dict[str, Any]) -> Result:
+    business = ctx.business
+    starts_at = _parse_start(args["start"], business)
+    before = selectors.appointment_for_business(business_id=business.id, appointment_id=args["appointment_id"])
+    try:
+        appointment = services.appointment_reschedule(business_id=business.id,
+                                                      appointment_id=args["appointment_id"], start=starts_at)
+    except SlotTaken:
+        minutes = int((before.ends_at - before.starts_at).total_seconds() // 60) if before else 30
+        return _slot_taken(business, starts_at, minutes, exclude_appointment_id=args["appointment_id"])
+    return {**_appointment(appointment, business),
+            "previous_start": selectors.format_local(before.starts_at, business) if before else None}
+
+
+def cancel_appointment(ctx: Context, args: dict[str, Any]) -> Result:
+    business = ctx.business
+    before = selectors.appointment_for_business(business_id=business.id, appointment_id=args["appointment_id"])
+    appointment = services.appointment_cancel(business_id=business.id, appointment_id=args["appointment_id"])
+    already = before is not None and before.status == Appointment.Status.CANCELLED
+    return {**_appointment(appointment, business), "already_cancelled": already}
+
+
+def lookup_caller(ctx: Context, args: dict[str, Any]) -> Result:
+    business = ctx.business
+    phone = _phone(args.get("phone"), ctx, "phone")
+    customer = selectors.customer_by_phone(business_id=business.id, phone=phone)
+    if customer is None:
+        return {"known": False, "phone": phone}
+    this_call = ctx.call_id is not None and customer.last_call_id == ctx.call_id
+    return {
+        "known": True, "phone": phone, "name": customer.name, "notes": customer.notes,
+        "previous_calls": max(0, customer.call_count - (1 if this_call else 0)),
+        "first_seen": selectors.format_local(customer.first_seen_at, business),
+        "upcoming_appointments": [_appointment(a, business)
+                                  for a in selectors.upcoming_appointments(customer=customer, limit=5)],
+        "recent_messages": [{"message_id": m.id, "created_at": selectors.format_local(m.created_at, business),
+                             "message": m.body, "urgency": m.urgency, "status": m.status}
+                            for m in selectors.recent_messages(customer=customer)],
+    }
+
+
+def take_message(ctx: Context, args: dict[str, Any]) -> Result:
+    callback_number = _phone(args.get("callback_number"), ctx, "callback_number")
+    message = services.message_take(business_id=ctx.business.id, call_id=ctx.call_id, name=args["name"],
+                                    callback_number=callback_number, body=args["message"],
+                                    urgency=args.get("urgency", Message.Urgency.NORMAL))
+    return {"message_id": message.id, "status": "saved"}
+
+
+# --- the contract -----------------------------------------------------------------------------------------
+
+_DATE = {"type": "string", "description": "A date in the business's local calendar, YYYY-MM-DD (e.g. 2026-11-24)."}
+_START = {"type": "string", "maxLength": 40,
+          "description": "Start in the business's local time, YYYY-MM-DDTHH:MM with no offset (e.g. "
+                         "2026-11-24T10:30): one of the slots from check_availability."}
+_SERVICE = {"type": "string", "maxLength": 120,
+            "description": "A service name as listed by get_business_info (case does not matter)."}
+_PHONE = {"type": "string", "maxLength": 32,
+          "description": "Phone number in international format, e.g. +14155552671. Omit it to use the caller's "
+                         "own number."}
+_APPOINTMENT_ID = {"type": "integer", "description": "The appointment_id from find_appointments or book_appointment."}
+
+TOOLS: dict[str, Tool] = {tool.name: tool for tool in [
+    Tool("get_business_info",
+         "The business's name, address, phone, website, the current local date and time, whether it is open "
+         "now (and when it next opens or closes), its services with durations and prices, and its opening "
+         "hours: for one date if given, else for the whole week with upcoming closed dates.",
+         {"date": {**_DATE, "description": _DATE["description"] + " Omit for the weekly hours."}}, (),
+         get_business_info),
+    Tool("search_faq",
+         "Search the business's frequently asked questions. Returns at most 3 entries (question, answer), "
+         "best first, or an empty list with a hint.",
+         {"query": {"type": "string", "maxLength": 300, "description": "The caller's question, in a few words."}},
+         ("query",), search_faq),
+    Tool("check_availability",
+         "Free start times on one date, in the business's local time. slots are YYYY-MM-DDTHH:MM strings that "
+         "book_appointment accepts as start; the whole service fits after each. When nothing is free, message "
+         "says why (past date, closed, fully booked) and next_available offers the next day with free times.",
+         {"date": _DATE, "service": {**_SERVICE, "description": _SERVICE["description"]
+                                     + f" Omit for a {selectors.DEFAULT_DURATION_MINUTES}-minute slot."}},
+         ("date",), check_availability),
+    Tool("book_appointment",
+         "Book a service for the caller at a free start time (check availability first). Creates the customer "
+         "record by phone number. If the time was just taken, the error lists free alternatives.",
+         {"name": {"type": "string", "maxLength": 120, "description": "The customer's name, as they said it."},
+          "phone": _PHONE, "service": _SERVICE, "start": _START,
+          "notes": {"type": "string", "maxLength": 1000, "description": "Anything the team should know (optional)."}},
+         ("name", "service", "start"), book_appointment),
+    Tool("find_appointments",
+         "A customer's upcoming booked appointments (and their last few past ones), with appointment_id, "
+         "service, local start and end, and status.",
+         {"phone": _PHONE}, (), find_appointments),
+    Tool("reschedule_appointment",
+         "Move a booked, upcoming appointment to a new free start time; it keeps its id, service and length.",
+         {"appointment_id": _APPOINTMENT_ID, "start": _START}, ("appointment_id", "start"), reschedule_appointment),
+    Tool("cancel_appointment",
+         "Cancel a booked, upcoming appointment. Cancelling one that is already cancelled changes nothing.",
+         {"appointment_id": _APPOINTMENT_ID}, ("appointment_id",), cancel_appointment),
+    Tool("lookup_caller",
+         "What the business knows about a phone number: name, staff notes, number of previous calls, upcoming "
+         "appointments and last messages; {\"known\": false} for a new caller.",
+         {"phone": _PHONE}, (), lookup_caller),
+    Tool("take_message",
+         "Save a message for the team to call the person back.",
+         {"name": {"type": "string", "maxLength": 120, "description": "Who the message is from."},
+          "callback_number": {**_PHONE, "description": "Number to call back, international format (e.g. "
+                                                       "+14155552671). Omit it to use the caller's own number."},
+          "message": {"type": "string", "maxLength": 2000, "description": "What the caller wants, in their words."},
+          "urgency": {"type": "string", "enum": list(Message.Urgency.values),
+                      "description": "How urgent it is: low, normal (the default) or high."}},
+         ("name", "message"), take_message),
+]}
+
+SUPERVISOR_TOOLS: list[dict[str, Any]] = [tool.schema() for tool in TOOLS.values()]
+
+
+def run_business_tool(*, business_id: int, call_id: int | None, caller_number: str, name: str,
+                      arguments: dict | str) -> dict:
+    """Run one supervisor tool call for one business. Never raises: problems come back as {"error": ...}."""
+    tool = TOOLS.get(name)
+    if tool is None:
+        return {"error": f"There is no tool called “{name}”. The tools are: {', '.join(TOOLS)}."}
+    try:
+        args = tool.clean(arguments)
+        business = Business.objects.filter(id=business_id).first()
+        if business is None:
+            return {"error": "This business no longer exists."}
+        if call_id is not None and not Call.objects.filter(id=call_id, business_id=business_id).exists():
+            call_id = None  # never link a record to another business's call
+        try:
+            caller = normalize_e164(caller_number or "")
+        except ValidationError:
+            caller = ""  # a browser test call's label, or a withheld number
+        return tool.handler(Context(business=business, call_id=call_id, caller_number=caller), args)
+    except ActionError as exc:
+        return {"error": str(exc)}
+    except Exception:
+        log.exception("Business tool %s failed (business %s, call %s)", name, business_id, call_id)
+        return {"error": f"Something went wrong on our side while running {name}. Apologise, and offer to take a "
+                         "message so someone can call back."}

@@ -1,0 +1,159 @@
+"""The supervisor: a stronger text model that decides and acts while the voice agent keeps the caller company.
+
+It runs in a Celery worker (or, in embedded mode, in a thread of the web process). Every step it takes —
+each model call with its tokens and duration, each tool with its arguments and result, each error — is
+stored as a `CallEvent`, and its tokens are added to the call's cost.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+from django.conf import settings
+from django.db.models import F
+from django.utils import timezone
+from openai import OpenAI, OpenAIError
+
+from accounts.models import Business
+from calls.models import Call, CallEvent
+from calls.tools import SUPERVISOR_TOOLS, run_business_tool
+from voice.agent import build_instructions
+
+log = logging.getLogger(__name__)
+
+SUPERVISOR_FAILED_ANSWER = ("I'm sorry, I couldn't look that up just now. Would you like me to take a message so "
+                            "someone from the team can call you back?")
+
+
+@dataclass
+class SupervisorResult:
+    answer: str
+    ok: bool = True
+    error: str = ""
+    steps: int = 0
+    prompt_tokens: int = 0
+    cached_tokens: int = 0
+    completion_tokens: int = 0
+    events: list[dict[str, Any]] = field(default_factory=list)
+
+
+def supervisor_system_prompt(business: Business, caller_number: str) -> str:
+    local_now = timezone.localtime(timezone.now(), business.tzinfo)
+    return "\n\n".join([
+        f"You are the supervisor behind the phone receptionist of {business.name}. A junior voice agent is on "
+        f"the phone with a caller and asked you for help. Today is {local_now:%Y-%m-%d} ({local_now:%A}), the "
+        f"local time is {local_now:%H:%M} ({business.time_zone}). The caller's number is "
+        f"{caller_number or 'unknown'}.",
+        "Use the tools to look things up and to act: check availability before booking, never invent times, "
+        "prices or facts. Times you pass and receive are the business's local time, written YYYY-MM-DDTHH:MM. "
+        "If you need something only the caller can tell you (their name, which service, which day), do not "
+        "guess: answer with the question the agent should ask. Bookings, changes, cancellations and messages "
+        "are only done when the caller clearly asked for them. Privacy: only look up, move or cancel bookings of "
+        "the number the caller is calling from (or a number they gave for themselves), never read out another "
+        "person's details, and confirm the booking's day and time with the caller before changing it.",
+        "Your final answer is read aloud to the caller word for word by the agent: one to three short, warm, "
+        "spoken sentences. No lists, no markdown, no ids, times said the way people say them.",
+        "What the agent already knows about the business:\n" + build_instructions(business),
+    ])
+
+
+def format_conversation(conversation: list[dict[str, str]]) -> str:
+    lines = [f"{turn.get('speaker', '?')}: {turn.get('text', '')}" for turn in conversation[-30:]]
+    return "\n".join(lines) or "(nothing yet)"
+
+
+def openai_client() -> OpenAI:
+    return OpenAI(api_key=settings.OPENAI_API_KEY or "missing", base_url=settings.OPENAI_BASE_URL,
+                  timeout=settings.SUPERVISOR_MODEL_TIMEOUT_SECONDS, max_retries=0)
+
+
+def run_supervisor(*, call_id: int, request: str, conversation: list[dict[str, str]], caller_number: str,
+                   client: OpenAI | None = None) -> SupervisorResult:
+    """Reason about the caller's request with the business's tools and return the sentence to say."""
+    call = Call.objects.select_related("business").get(id=call_id)
+    business = call.business
+    client = client or openai_client()
+    started = call.answered_at or call.started_at
+    result = SupervisorResult(answer=SUPERVISOR_FAILED_ANSWER)
+    messages: list[dict[str, Any]] = [
+        {"role": "system", "content": supervisor_system_prompt(business, caller_number)},
+        {"role": "user", "content": f"Conversation so far:\n{format_conversation(conversation)}\n\n"
+                                    f"The agent asks: {request}"},
+    ]
+
+    def event(**payload: Any) -> None:
+        result.events.append({"order": len(result.events) + 1,
+                              "offset_ms": max(0, int((timezone.now() - started).total_seconds() * 1000)),
+                              "kind": CallEvent.Kind.SUPERVISOR, "payload": payload})
+
+    event(step="request", request=request)
+    try:
+        for step in range(1, settings.SUPERVISOR_MAX_STEPS + 1):
+            result.steps = step
+            t0 = time.monotonic()
+            completion = client.chat.completions.create(
+                model=settings.OPENAI_SUPERVISOR_MODEL, messages=messages, tools=SUPERVISOR_TOOLS,
+                tool_choice="auto", parallel_tool_calls=False)
+            usage = completion.usage
+            prompt_tokens = usage.prompt_tokens if usage else 0
+            cached = (usage.prompt_tokens_details.cached_tokens or 0) if usage and usage.prompt_tokens_details else 0
+            completion_tokens = usage.completion_tokens if usage else 0
+            result.prompt_tokens += prompt_tokens
+            result.cached_tokens += cached
+            result.completion_tokens += completion_tokens
+            message = completion.choices[0].message
+            event(step="model", model=completion.model, duration_ms=round((time.monotonic() - t0) * 1000),
+                  prompt_tokens=prompt_tokens, completion_tokens=completion_tokens,
+                  finish_reason=completion.choices[0].finish_reason)
+            if not message.tool_calls:
+                answer = (message.content or "").strip()
+                if answer:
+                    result.answer = answer
+                else:
+                    result.ok, result.error = False, "The supervisor model returned an empty answer."
+                event(step="answer", answer=result.answer)
+                return result
+            messages.append({"role": "assistant", "content": message.content,
+                             "tool_calls": [tc.model_dump(include={"id", "type", "function"}) for tc in message.tool_calls]})
+            for tool_call in message.tool_calls:
+                output = run_business_tool(business_id=business.id, call_id=call.id, caller_number=caller_number,
+                                           name=tool_call.function.name, arguments=tool_call.function.arguments)
+                event(step="tool", name=tool_call.function.name, arguments=_json_or_text(tool_call.function.arguments),
+                      result=output)
+                messages.append({"role": "tool", "tool_call_id": tool_call.id, "content": json.dumps(output)})
+        result.ok, result.error = False, f"The supervisor did not finish within {settings.SUPERVISOR_MAX_STEPS} steps."
+    except OpenAIError as exc:
+        result.ok, result.error = False, f"Supervisor model error: {exc.__class__.__name__}: {exc}"
+    event(step="error", error=result.error)
+    return result
+
+
+def _json_or_text(arguments: str) -> Any:
+    try:
+        return json.loads(arguments)
+    except (TypeError, ValueError):
+        return arguments
+
+
+def supervisor_cost_usd(result: SupervisorResult) -> Decimal:
+    prices = settings.SUPERVISOR_PRICES.get(settings.OPENAI_SUPERVISOR_MODEL) or settings.SUPERVISOR_PRICES["default"]
+    total = ((result.prompt_tokens - result.cached_tokens) * prices["in"] + result.cached_tokens * prices["cached"]
+             + result.completion_tokens * prices["out"])
+    return (Decimal(str(total)) / Decimal(1_000_000)).quantize(Decimal("0.000001"))
+
+
+def record_supervisor_run(*, call_id: int, result: SupervisorResult) -> None:
+    """Store the run's steps and add its tokens and cost to the call."""
+    CallEvent.objects.bulk_create([CallEvent(call_id=call_id, **event) for event in result.events])
+    cost = supervisor_cost_usd(result)
+    Call.objects.filter(id=call_id).update(
+        supervisor_input_tokens=F("supervisor_input_tokens") + result.prompt_tokens,
+        supervisor_output_tokens=F("supervisor_output_tokens") + result.completion_tokens,
+        supervisor_cost_usd=F("supervisor_cost_usd") + cost,
+        cost_usd=F("cost_usd") + cost,
+    )

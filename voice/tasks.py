@@ -1,0 +1,34 @@
+"""Celery tasks of the voice app. A task is an interface: ids and JSON in, one service call."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from asgiref.sync import async_to_sync
+from celery import shared_task
+from channels.layers import get_channel_layer
+
+from voice.supervisor import SUPERVISOR_FAILED_ANSWER, record_supervisor_run, run_supervisor
+
+log = logging.getLogger(__name__)
+
+
+@shared_task(name="voice.ask_supervisor", acks_late=False, ignore_result=True)
+def ask_supervisor(*, call_id: int, tool_call_id: str, reply_channel: str, request: str,
+                   conversation: list[dict[str, str]], caller_number: str) -> None:
+    """Answer the voice agent's `ask_supervisor` call and send the answer back to the call's socket.
+
+    Not retried: the caller is waiting on the line, and the session gives up after its deadline anyway.
+    Always replies, so a failure reaches the caller as an apology rather than as silence.
+    """
+    message: dict[str, Any] = {"type": "supervisor.answer", "tool_call_id": tool_call_id}
+    try:
+        result = run_supervisor(call_id=call_id, request=request, conversation=conversation,
+                                caller_number=caller_number)
+        record_supervisor_run(call_id=call_id, result=result)
+        message.update(answer=result.answer, ok=result.ok, error=result.error)
+    except Exception as exc:  # the worker must answer even when something unexpected breaks
+        log.exception("Supervisor failed for call %s", call_id)
+        message.update(answer=SUPERVISOR_FAILED_ANSWER, ok=False, error=f"{exc.__class__.__name__}: {exc}")
+    async_to_sync(get_channel_layer().send)(reply_channel, message)

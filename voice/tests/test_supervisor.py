@@ -1,0 +1,135 @@
+"""The supervisor loop against the stand-in's Chat Completions endpoint, with the real business tools."""
+
+import datetime as dt
+
+import pytest
+from django.utils import timezone
+
+from calls.models import Appointment, Call, CallEvent, Customer, Message
+from tests.factories import make_faq, make_hours, make_service
+from voice.standin import Script
+from voice.supervisor import SUPERVISOR_FAILED_ANSWER, record_supervisor_run, run_supervisor
+
+CALLER = "+12025550143"
+
+
+@pytest.fixture
+def supervisor_settings(settings, standin):
+    settings.OPENAI_BASE_URL = standin.base_url
+    settings.OPENAI_API_KEY = "sk-test-standin"
+    return settings
+
+
+@pytest.fixture
+def open_business(alices_business):
+    for weekday in range(7):
+        make_hours(alices_business, weekday=weekday, opens="08:00", closes="18:00")
+    make_service(alices_business, name="Cleaning", minutes=45, price="120.00")
+    make_faq(alices_business, question="Do you take insurance?", answer="Yes, most PPO plans.")
+    return alices_business
+
+
+@pytest.fixture
+def call(open_business):
+    return Call.objects.create(business=open_business, twilio_call_sid="CA" + "4" * 32, from_number=CALLER,
+                               status="in_progress", answered_at=timezone.now())
+
+
+def script(standin, *entries):
+    standin.script = Script.from_obj({"supervisor": list(entries)})
+
+
+def ask(call, request, conversation=()):
+    return run_supervisor(call_id=call.id, request=request, conversation=list(conversation), caller_number=CALLER)
+
+
+def test_it_books_after_checking_availability_at_the_local_time(standin, supervisor_settings, call):
+    script(standin, {"match": "book", "steps": [
+        {"tool": "check_availability", "arguments": {"date": "{today+1}", "service": "cleaning"}},
+        {"tool": "book_appointment", "arguments": {"name": "Ann Lee", "phone": "{caller}", "service": "Cleaning",
+                                                   "start": "{result.check_availability.slots.0}"}},
+        {"say": "You're booked for a cleaning at {result.book_appointment.start}."}]})
+    result = ask(call, "Book a cleaning tomorrow for Ann Lee")
+    appointment = Appointment.objects.get()
+    local_start = timezone.localtime(appointment.starts_at, call.business.tzinfo)
+    tomorrow = timezone.localdate(timezone=call.business.tzinfo) + dt.timedelta(days=1)
+    assert (local_start.date(), local_start.time()) == (tomorrow, dt.time(8, 0))
+    assert appointment.customer.name == "Ann Lee" and appointment.created_by_call == call
+    assert result.ok and result.answer == f"You're booked for a cleaning at {tomorrow:%Y-%m-%d}T08:00."
+    steps = [(e["payload"]["step"], e["payload"].get("name")) for e in result.events]
+    assert steps == [("request", None), ("model", None), ("tool", "check_availability"), ("model", None),
+                     ("tool", "book_appointment"), ("model", None), ("answer", None)]
+
+
+def test_every_step_is_stored_and_its_tokens_are_added_to_the_cost(standin, supervisor_settings, call):
+    script(standin, {"default": True, "steps": [{"tool": "search_faq", "arguments": {"query": "insurance"}},
+                                                {"say": "Yes, we take most PPO plans."}]})
+    result = ask(call, "Do you take insurance?")
+    record_supervisor_run(call_id=call.id, result=result)
+    call.refresh_from_db()
+    events = CallEvent.objects.filter(call=call, kind="supervisor")
+    tool = events.get(payload__step="tool")
+    assert tool.payload["result"]["results"][0]["answer"] == "Yes, most PPO plans."
+    assert call.supervisor_input_tokens > 0 and call.supervisor_cost_usd > 0
+    assert call.cost_usd == call.supervisor_cost_usd
+
+
+def test_it_takes_a_message(standin, supervisor_settings, call):
+    script(standin, {"match": "message", "steps": [
+        {"tool": "take_message", "arguments": {"name": "Bo", "callback_number": "{caller}",
+                                               "message": "Please call about my bill", "urgency": "high"}},
+        {"say": "I've passed that on; someone will call you back."}]})
+    ask(call, "Take a message for the billing team")
+    message = Message.objects.get()
+    assert (message.name, message.urgency, message.callback_number, message.call) == ("Bo", "high", CALLER, call)
+
+
+def test_it_recognises_a_returning_caller(standin, supervisor_settings, call):
+    Customer.objects.create(business=call.business, phone=CALLER, name="Dana Smith")
+    script(standin, {"default": True, "steps": [{"tool": "lookup_caller", "arguments": {"phone": "{caller}"}},
+                                                {"say": "Welcome back, {result.lookup_caller.name}!"}]})
+    assert ask(call, "Who is this?").answer == "Welcome back, Dana Smith!"
+
+
+def test_it_reschedules_and_cancels(standin, supervisor_settings, call):
+    script(standin, {"match": "book", "steps": [
+        {"tool": "check_availability", "arguments": {"date": "{today+2}", "service": "Cleaning"}},
+        {"tool": "book_appointment", "arguments": {"name": "Ann", "service": "Cleaning",
+                                                   "start": "{result.check_availability.slots.0}"}},
+        {"say": "Booked."}]},
+        {"match": "move", "steps": [
+            {"tool": "find_appointments", "arguments": {"phone": "{caller}"}},
+            {"tool": "reschedule_appointment", "arguments": {"appointment_id": "{result.find_appointments.upcoming.0.appointment_id}",
+                                                             "start": "{today+3}T10:00"}},
+            {"say": "Moved to {result.reschedule_appointment.start}."}]},
+        {"match": "cancel", "steps": [
+            {"tool": "find_appointments", "arguments": {"phone": "{caller}"}},
+            {"tool": "cancel_appointment", "arguments": {"appointment_id": "{result.find_appointments.upcoming.0.appointment_id}"}},
+            {"say": "Cancelled."}]})
+    ask(call, "book a cleaning")
+    moved = ask(call, "move my appointment")
+    appointment = Appointment.objects.get()
+    day3 = timezone.localdate(timezone=call.business.tzinfo) + dt.timedelta(days=3)
+    assert timezone.localtime(appointment.starts_at, call.business.tzinfo).replace(tzinfo=None) == \
+        dt.datetime.combine(day3, dt.time(10, 0))
+    assert moved.answer == f"Moved to {day3:%Y-%m-%d}T10:00."
+    assert ask(call, "cancel it").answer == "Cancelled."
+    appointment.refresh_from_db()
+    assert appointment.status == "cancelled"
+
+
+def test_a_model_error_yields_the_apology_answer(standin, supervisor_settings, call):
+    script(standin, {"default": True, "status": 500, "steps": [{"say": "never"}]})
+    result = ask(call, "anything")
+    assert not result.ok and result.answer == SUPERVISOR_FAILED_ANSWER
+    assert "InternalServerError" in result.error
+    assert result.events[-1]["payload"]["step"] == "error"
+
+
+def test_tool_errors_reach_the_model_not_the_caller(standin, supervisor_settings, call):
+    script(standin, {"default": True, "steps": [
+        {"tool": "book_appointment", "arguments": {"name": "X", "service": "Massage", "start": "2020-01-01T10:00"}},
+        {"say": "{result.book_appointment.error}"}]})
+    result = ask(call, "book a massage")
+    assert result.ok and "Cleaning" in result.answer  # the error names the real services
+    assert not Appointment.objects.exists()
