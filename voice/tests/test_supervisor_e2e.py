@@ -1,0 +1,115 @@
+"""A whole call with reasoning: daphne + a real Celery worker on Redis + the stand-in (realtime and chat)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+
+import pytest
+from django.utils import timezone
+
+from calls.models import Appointment, CallEvent
+from tests.factories import make_hours, make_service
+from voice.standin import Script
+from voice.tests.conftest import start_asgi_server, start_celery_worker, stop_process, subprocess_env
+from voice.tests.test_call_e2e import finalized_call, simulate, upstream_record
+
+pytestmark = pytest.mark.e2e
+
+BOOKING_TURN = {"caller": "I'd like to book a cleaning tomorrow, my name is Ann Lee.",
+                "say": "One moment, let me check.",
+                "tool": {"name": "ask_supervisor", "arguments": {"request": "Book a cleaning tomorrow for Ann Lee"}},
+                "after_tool": "{output.answer}"}
+BOOKING_SUPERVISOR = {"match": "book", "steps": [
+    {"tool": "check_availability", "arguments": {"date": "{today+1}", "service": "Cleaning"}},
+    {"tool": "book_appointment", "arguments": {"name": "Ann Lee", "phone": "{caller}", "service": "Cleaning",
+                                               "start": "{result.check_availability.slots.0}"}},
+    {"say": "You're booked for a cleaning tomorrow at eight."}]}
+
+
+@pytest.fixture
+def open_harbor(harbor):
+    for weekday in range(7):
+        make_hours(harbor, weekday=weekday, opens="08:00", closes="18:00")
+    make_service(harbor, name="Cleaning", minutes=45, price="120.00")
+    return harbor
+
+
+@pytest.fixture
+def stack(request, open_harbor, standin, twilio_standin):
+    """daphne and a Celery worker sharing Redis; `extra_env` via indirect parametrisation."""
+    extra_env = getattr(request, "param", {})
+    server = start_asgi_server("daphne", standin=standin, twilio_standin=twilio_standin, extra_env=extra_env)
+    worker = start_celery_worker(subprocess_env(standin=standin, twilio_standin=twilio_standin,
+                                                base_url=server.base_url, extra_env=extra_env))
+    yield server, worker
+    stop_process(worker.process)
+    stop_process(server.process)
+
+
+def test_a_caller_books_through_the_supervisor(stack, standin):
+    server, worker = stack
+    standin.script = Script.from_obj({"greeting": "Harbor Dental, how can I help?", "turns": [BOOKING_TURN],
+                                      "supervisor": [BOOKING_SUPERVISOR]})
+    report = simulate(server, utterances=1, reply_timeout_s=15)
+    assert report.ok, (report.failures, server.log(), worker.log())
+    call = finalized_call(report.call_sid)
+
+    appointment = Appointment.objects.get()
+    local = timezone.localtime(appointment.starts_at, call.business.tzinfo)
+    assert local.date() == timezone.localdate(timezone=call.business.tzinfo) + dt.timedelta(days=1)
+    assert local.time() == dt.time(8, 0) and appointment.created_by_call == call
+
+    record = upstream_record(standin)
+    assert any(r["text"] == "You're booked for a cleaning tomorrow at eight." for r in record["responses"]), record["responses"]
+    steps = list(CallEvent.objects.filter(call=call, kind="supervisor").order_by("offset_ms", "order")
+                 .values_list("payload__step", "payload__name"))
+    assert [s for s in steps if s[0] == "tool"] == [("tool", "check_availability"), ("tool", "book_appointment")]
+    assert ("answer", None) in steps
+    assert CallEvent.objects.filter(call=call, kind="tool_call", payload__name="ask_supervisor").exists()
+    assert call.supervisor_input_tokens > 0 and call.cost_usd > call.supervisor_cost_usd > 0
+
+
+@pytest.mark.parametrize("stack", [{"SUPERVISOR_DEADLINE_SECONDS": "1.5"}], indirect=True)
+def test_a_supervisor_that_misses_its_deadline_gets_an_apology_and_its_late_answer_is_dropped(stack, standin):
+    server, worker = stack
+    standin.script = Script.from_obj({"greeting": "Harbor Dental.", "turns": [BOOKING_TURN], "supervisor": [
+        {**BOOKING_SUPERVISOR, "steps": [{"say": "Too late.", "delay_ms": 3500}]}]})
+    report = simulate(server, utterances=1, hang_up_after_s=9)
+    assert report.error is None, report.failures
+    call = finalized_call(report.call_sid)
+    assert call.status == "completed"  # not stuck
+    steps = set(CallEvent.objects.filter(call=call, kind="supervisor").values_list("payload__step", flat=True))
+    assert {"deadline_missed", "late_answer_dropped"} <= steps, steps
+    record = upstream_record(standin)
+    assert any("take a message" in (r.get("instructions") or "") for r in record["responses"]), record["responses"]
+
+
+def test_a_failing_supervisor_makes_the_agent_apologise(stack, standin):
+    server, worker = stack
+    standin.script = Script.from_obj({"greeting": "Harbor Dental.", "turns": [BOOKING_TURN], "supervisor": [
+        {**BOOKING_SUPERVISOR, "status": 500}]})
+    report = simulate(server, utterances=1, hang_up_after_s=8)
+    call = finalized_call(report.call_sid)
+    assert call.status == "completed"
+    failed = CallEvent.objects.get(call=call, kind="supervisor", payload__step="failed")
+    assert "InternalServerError" in failed.payload["error"]
+    record = upstream_record(standin)
+    assert any("Apologise" in (r.get("instructions") or "") for r in record["responses"])
+    assert not Appointment.objects.exists()
+
+
+def test_without_redis_the_supervisor_runs_in_the_web_process(open_harbor, standin, twilio_standin):
+    """Embedded mode (no REDIS_URL): eager Celery off the event loop, answers over the in-memory layer."""
+    server = start_asgi_server("daphne", standin=standin, twilio_standin=twilio_standin, extra_env={"REDIS_URL": ""})
+    try:
+        standin.script = Script.from_obj({"greeting": "Harbor Dental, how can I help?", "turns": [BOOKING_TURN],
+                                          "supervisor": [BOOKING_SUPERVISOR]})
+        report = simulate(server, utterances=1, reply_timeout_s=15)
+        assert report.ok, (report.failures, server.log())
+        call = finalized_call(report.call_sid)
+        assert Appointment.objects.filter(created_by_call=call).count() == 1
+        record = upstream_record(standin)
+        assert any(r["text"] == "You're booked for a cleaning tomorrow at eight." for r in record["responses"])
+    finally:
+        stop_process(server.process)
