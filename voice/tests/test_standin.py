@@ -653,7 +653,8 @@ def test_script_rejects_unknown_keys():
 
 def test_the_example_fixture_script_loads():
     script = load_script(REPO / "voice" / "fixtures" / "standin_harbor_dental.json")
-    assert script.turns[1].tool["name"] == "transfer_to_human"
+    assert script.turns[1].tool["name"] == "ask_supervisor"
+    assert script.turns[2].tool["name"] == "end_call"
 
 
 @pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng not installed")
