@@ -368,12 +368,13 @@ class CallSession:
         usage = response.get("usage")
         if usage:
             self.usage.add_realtime_usage(usage)
-        state = self.responses.pop(response_id, None)
-        if state is None:
-            return
-        for output in state.tool_outputs:
+        await self._settle_response(self.responses.pop(response_id, None))
+
+    async def _settle_response(self, state: ResponseState | None) -> None:
+        """A response is over: hand its tool outputs to the model and start whatever comes next."""
+        for output in state.tool_outputs if state else ():
             await self.send_upstream({"type": "conversation.item.create", "item": output})
-        if state.follow_up is not None:
+        if state is not None and state.follow_up is not None:
             await self._create_response(state.follow_up)
         elif self.response_create_pending is not None:
             instructions, self.response_create_pending = self.response_create_pending, None
@@ -409,8 +410,8 @@ class CallSession:
         state.tool_outputs.append({"type": "function_call_output", "call_id": call_id, "output": json.dumps(result)})
         if state.follow_up is None and "error" in result:
             state.follow_up = ""  # let the model react to the error
-        if event.get("response_id") not in self.responses:  # response already finished: send right away
-            await self._on_response_done({"response": {"id": state.response_id}})
+        if event.get("response_id") not in self.responses:  # its response already finished: settle now
+            await self._settle_response(state)
 
     async def _on_error(self, event: dict[str, Any]) -> None:
         error = event.get("error") or {}
