@@ -71,3 +71,45 @@ class MessageAdmin(admin.ModelAdmin):
     search_fields = ["name", "callback_number", "body", "business__name"]
     date_hierarchy = "created_at"
     raw_id_fields = ["business", "customer", "call", "handled_by"]
+
+
+# --- after the call -------------------------------------------------------------------------------------------
+
+from calls.models import (CallNotification, NotificationSettings, WebhookAttempt,  # noqa: E402
+                          WebhookDelivery, WebhookEndpoint)
+
+
+@admin.register(NotificationSettings)
+class NotificationSettingsAdmin(admin.ModelAdmin):
+    list_display = ["business", "email_mode", "updated_at"]
+    raw_id_fields = ["business"]
+
+
+@admin.register(WebhookEndpoint)
+class WebhookEndpointAdmin(admin.ModelAdmin):
+    list_display = ["business", "url", "is_active", "created_at"]
+    raw_id_fields = ["business"]
+    exclude = ["secret"]  # operators never need to read a tenant's signing secret
+
+
+@admin.register(CallNotification)
+class CallNotificationAdmin(admin.ModelAdmin):
+    list_display = ["call", "status", "recipient", "attempts", "sent_at"]
+    list_filter = ["status"]
+    raw_id_fields = ["call"]
+
+
+class WebhookAttemptInline(admin.TabularInline):
+    model = WebhookAttempt
+    extra = 0
+    fields = ["number", "started_at", "status_code", "ok", "duration_ms", "error"]
+    readonly_fields = fields
+
+
+@admin.register(WebhookDelivery)
+class WebhookDeliveryAdmin(admin.ModelAdmin):
+    list_display = ["message_id", "call", "event_type", "status", "attempts", "created_at", "delivered_at"]
+    list_filter = ["status", "event_type"]
+    search_fields = ["message_id"]
+    raw_id_fields = ["call", "endpoint"]
+    inlines = [WebhookAttemptInline]

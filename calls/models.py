@@ -61,6 +61,21 @@ class Call(models.Model):
     cost_usd = models.DecimalField(max_digits=10, decimal_places=6, default=0,
                                    help_text="Everything the call cost: realtime model plus supervisor.")
     error = models.TextField(blank=True)
+    # --- after the call: summary and extraction (calls.postcall), stored once -------------------------------
+    summary = models.TextField(blank=True)
+    caller_name = models.CharField(max_length=120, blank=True)
+    reason = models.TextField(blank=True, help_text="Why the caller called, in a sentence.")
+    action_items = models.JSONField(default=list, blank=True)
+    sentiment = models.CharField(max_length=16, blank=True)
+    follow_up_needed = models.BooleanField(null=True, blank=True)
+    follow_up_reason = models.TextField(blank=True)
+    summary_model = models.CharField(max_length=64, blank=True)
+    summary_input_tokens = models.PositiveIntegerField(default=0)
+    summary_output_tokens = models.PositiveIntegerField(default=0)
+    summary_cost_usd = models.DecimalField(max_digits=10, decimal_places=6, default=0)
+    summary_error = models.TextField(blank=True, help_text="Why there is no summary (the model failed).")
+    # Set once, by the compare-and-set that stores the summary (or records that there will be none).
+    summarized_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-started_at"]
@@ -292,3 +307,126 @@ class Message(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name}: {self.body[:60]}"
+
+
+# --- after the call: per-business settings, and status rows that make every side effect happen once ---------
+
+class NotificationSettings(models.Model):
+    """Which calls the business hears about by email (to `Business.notification_email`)."""
+
+    class EmailMode(models.TextChoices):
+        ALL = "all", "Every call"
+        FOLLOW_UP = "follow_up", "Only calls that need a follow-up"
+        OFF = "off", "Off"
+
+    business = models.OneToOneField(Business, on_delete=models.CASCADE, related_name="notification_settings")
+    email_mode = models.CharField(max_length=10, choices=EmailMode.choices, default=EmailMode.ALL)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name_plural = "notification settings"
+        constraints = [models.CheckConstraint(condition=Q(email_mode__in=["all", "follow_up", "off"]),
+                                              name="notification_email_mode_valid")]
+
+    def __str__(self) -> str:
+        return f"{self.business}: email {self.email_mode}"
+
+
+class WebhookEndpoint(models.Model):
+    """Where a business wants its `call.completed` events (Standard Webhooks, signed with `secret`)."""
+
+    business = models.OneToOneField(Business, on_delete=models.CASCADE, related_name="webhook_endpoint")
+    url = models.URLField(max_length=500)
+    # whsec_<base64>; needed in clear to sign, shown to the owner once when created or rotated.
+    secret = models.CharField(max_length=100)
+    is_active = models.BooleanField(default=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"{self.business}: {self.url}"
+
+
+class CallNotification(models.Model):
+    """The email about one call: claimed QUEUED -> SENDING by compare-and-set, then SENT, SKIPPED or FAILED.
+
+    At most once: a worker that dies inside the SMTP exchange leaves SENDING and nothing resends it.
+    """
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        SENDING = "sending", "Sending"
+        SENT = "sent", "Sent"
+        SKIPPED = "skipped", "Skipped"
+        FAILED = "failed", "Failed"
+
+    call = models.OneToOneField(Call, on_delete=models.CASCADE, related_name="notification")
+    status = models.CharField(max_length=8, choices=Status.choices, default=Status.QUEUED)
+    recipient = models.EmailField(blank=True)
+    attempts = models.PositiveIntegerField(default=0)
+    error = models.TextField(blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    sent_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [models.CheckConstraint(
+            condition=Q(status__in=["queued", "sending", "sent", "skipped", "failed"]), name="notification_status_valid")]
+
+    def __str__(self) -> str:
+        return f"email for call {self.call_id}: {self.status}"
+
+
+class WebhookDelivery(models.Model):
+    """One event for one endpoint, delivered at least once under a stable `message_id` (receivers dedupe on it).
+
+    The body is fixed when the row is created, so every attempt sends the same bytes (re-signed per attempt).
+    """
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending"
+        DELIVERED = "delivered", "Delivered"
+        FAILED = "failed", "Failed"
+
+    call = models.ForeignKey(Call, on_delete=models.CASCADE, related_name="webhook_deliveries")
+    endpoint = models.ForeignKey(WebhookEndpoint, on_delete=models.SET_NULL, null=True, blank=True,
+                                 related_name="deliveries")
+    event_type = models.CharField(max_length=40)
+    message_id = models.CharField(max_length=64, unique=True)
+    url = models.URLField(max_length=500)
+    payload = models.JSONField()
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
+    attempts = models.PositiveIntegerField(default=0)
+    last_error = models.TextField(blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    delivered_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        verbose_name_plural = "webhook deliveries"
+        ordering = ["-created_at"]
+        constraints = [
+            models.UniqueConstraint(fields=["call", "event_type"], name="webhook_delivery_once_per_call_event"),
+            models.CheckConstraint(condition=Q(status__in=["pending", "delivered", "failed"]),
+                                   name="webhook_delivery_status_valid"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.event_type} {self.message_id}: {self.status}"
+
+
+class WebhookAttempt(models.Model):
+    """One HTTP attempt of a delivery: what came back and how long it took."""
+
+    delivery = models.ForeignKey(WebhookDelivery, on_delete=models.CASCADE, related_name="attempt_log")
+    number = models.PositiveIntegerField()
+    started_at = models.DateTimeField(default=timezone.now)
+    status_code = models.PositiveIntegerField(null=True, blank=True)
+    duration_ms = models.PositiveIntegerField(default=0)
+    ok = models.BooleanField(default=False)
+    error = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["delivery", "number"]
+        constraints = [models.UniqueConstraint(fields=["delivery", "number"], name="webhook_attempt_number_unique")]
+
+    def __str__(self) -> str:
+        return f"attempt {self.number}: {self.status_code or self.error[:40]}"

@@ -128,6 +128,9 @@ def call_finalize(*, call_id: int, status: str, end_reason: str, usage: Usage | 
         call.output_text_tokens += usage.output_text
         call.cost_usd += usage.cost_usd(call.model)
     call.save()
+    from calls.postcall import postcall_enqueue  # postcall imports this module
+
+    postcall_enqueue(call.id)  # summary, email, webhook: queued when this transaction commits
     return True
 
 
@@ -350,3 +353,31 @@ def message_take(*, business_id: int, call_id: int | None, name: str, callback_n
         customer = customer_get_or_create(business=business, phone=callback_number, name=name)
         return Message.objects.create(business=business, customer=customer, call_id=call_id, name=name,
                                       callback_number=callback_number, body=body, urgency=urgency)
+
+
+# --- per-business post-call settings ------------------------------------------------------------------------
+
+@transaction.atomic
+def notification_settings_save(*, business: Business, email_mode: str, webhook_url: str,
+                               rotate_secret: bool = False) -> tuple[Any, str]:
+    """Save the email switch and the webhook URL. Returns (endpoint or None, the new secret if one was made)."""
+    from calls.models import NotificationSettings, WebhookEndpoint
+    from calls.postcall import webhook_secret_new
+
+    NotificationSettings.objects.update_or_create(business=business, defaults={"email_mode": email_mode})
+    endpoint = WebhookEndpoint.objects.select_for_update().filter(business=business).first()
+    if not webhook_url:
+        if endpoint is not None and endpoint.is_active:
+            endpoint.is_active = False
+            endpoint.save(update_fields=["is_active", "updated_at"])
+        return endpoint, ""
+    if endpoint is None:
+        secret = webhook_secret_new()
+        endpoint = WebhookEndpoint.objects.create(business=business, url=webhook_url, secret=secret)
+        return endpoint, secret
+    secret = webhook_secret_new() if rotate_secret or not endpoint.secret else ""
+    endpoint.url, endpoint.is_active = webhook_url, True
+    if secret:
+        endpoint.secret = secret
+    endpoint.save()
+    return endpoint, secret

@@ -340,3 +340,66 @@ SUPERVISOR_PRICES = {
     "gpt-4.1-mini": {"in": 0.40, "cached": 0.10, "out": 1.60},
 }
 SUPERVISOR_PRICES.update(json.loads(env_str("SUPERVISOR_PRICES_JSON", "{}")))
+
+# --- Billing (Polar) --------------------------------------------------------------------------
+
+# Empty POLAR_ACCESS_TOKEN: checkout and portal are off (404); calls are still gated by the free trial.
+# Overrides Polar's API address (sandbox/production come from POLAR_SERVER); only for a local stand-in.
+POLAR_API_BASE_URL = env_str("POLAR_API_BASE_URL", "")
+POLAR_TIMEOUT_SECONDS = float(env_str("POLAR_TIMEOUT_SECONDS", "10"))
+# With POLAR_WEBHOOK_SECRET set, build the SDK's webhook parser (~9 s of CPU) in a background thread at start-up.
+POLAR_WARM_UP = env_bool("POLAR_WARM_UP", True)
+# Minutes of calls a new business gets before it must subscribe.
+BILLING_TRIAL_MINUTES = env_int("BILLING_TRIAL_MINUTES", 30)
+# The plans on the pricing page, each mapped to a Polar product: a JSON list of
+# {"key", "name", "product_id", "included_minutes", "hard_cap", "price"}; "price" is shown when Polar is unreachable.
+BILLING_PLANS = json.loads(env_str("BILLING_PLANS", "[]"))
+if not isinstance(BILLING_PLANS, list) or not all(isinstance(p, dict) and p.get("key") and p.get("product_id")
+                                                    for p in BILLING_PLANS):
+    raise ImproperlyConfigured("BILLING_PLANS must be a JSON list of objects, each with a key and a product_id")
+# The event name the Polar meter counts (sum of metadata.minutes).
+BILLING_USAGE_EVENT_NAME = env_str("BILLING_USAGE_EVENT_NAME", "call.completed")
+# How long prices read from Polar stay cached.
+BILLING_PRICE_CACHE_SECONDS = env_int("BILLING_PRICE_CACHE_SECONDS", 3600)
+# Celery beat re-reports any finished call whose usage has not reached Polar (a missed status callback, an outage).
+BILLING_USAGE_SWEEP_SECONDS = env_int("BILLING_USAGE_SWEEP_SECONDS", 300)
+CELERY_BEAT_SCHEDULE = {
+    "billing-sweep-unreported-usage": {"task": "billing.sweep_unreported_usage",
+                                       "schedule": float(BILLING_USAGE_SWEEP_SECONDS)},
+}
+
+# --- After the call (calls/postcall.py): summary, email, webhook, reaper --------------------------
+
+# USD per million tokens for the summary model; override with SUMMARY_PRICES_JSON.
+SUMMARY_PRICES = {
+    "default": {"in": 0.40, "cached": 0.10, "out": 1.60},
+    "gpt-4.1-mini": {"in": 0.40, "cached": 0.10, "out": 1.60},
+    "gpt-4.1": {"in": 2.00, "cached": 0.50, "out": 8.00},
+}
+SUMMARY_PRICES.update(json.loads(env_str("SUMMARY_PRICES_JSON", "{}")))
+SUMMARY_MODEL_TIMEOUT_SECONDS = float(env_str("SUMMARY_MODEL_TIMEOUT_SECONDS", "30"))
+# Retries of a failing summary (transient model errors) before the call is marked with the error.
+SUMMARY_MAX_RETRIES = env_int("SUMMARY_MAX_RETRIES", 4)
+# Backoff of post-call retries: base * 2**retry seconds, capped.
+POSTCALL_RETRY_BASE_SECONDS = float(env_str("POSTCALL_RETRY_BASE_SECONDS", "10"))
+POSTCALL_RETRY_MAX_SECONDS = float(env_str("POSTCALL_RETRY_MAX_SECONDS", "3600"))
+EMAIL_MAX_RETRIES = env_int("EMAIL_MAX_RETRIES", 5)
+# The file-based email backend's folder (EMAIL_BACKEND=django.core.mail.backends.filebased.EmailBackend).
+EMAIL_FILE_PATH = env_str("EMAIL_FILE_PATH") or str(BASE_DIR / "test-artifacts" / "mail")
+WEBHOOK_MAX_ATTEMPTS = env_int("WEBHOOK_MAX_ATTEMPTS", 8)
+WEBHOOK_TIMEOUT_SECONDS = float(env_str("WEBHOOK_TIMEOUT_SECONDS", "10"))
+# Only for development and tests: allow webhook URLs that resolve to private or loopback addresses.
+WEBHOOK_ALLOW_PRIVATE_ADDRESSES = env_bool("WEBHOOK_ALLOW_PRIVATE_ADDRESSES", DEBUG)
+# The reaper: a ringing call whose stream never started, or a live call with no activity (events) for this
+# long or past CALL_MAX_SECONDS (+ grace) since it was answered, is finalised as interrupted.
+REAPER_INTERVAL_SECONDS = env_int("REAPER_INTERVAL_SECONDS", 60)
+REAPER_RINGING_MINUTES = env_int("REAPER_RINGING_MINUTES", 5)
+REAPER_IDLE_MINUTES = env_int("REAPER_IDLE_MINUTES", 15)
+REAPER_GRACE_SECONDS = env_int("REAPER_GRACE_SECONDS", 120)
+# How long Redis keeps an unacknowledged (acks_late) task before giving it to another worker; tasks of a
+# worker that died are redelivered after it. Keep it above the longest retry countdown.
+CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": env_int("CELERY_VISIBILITY_TIMEOUT", 3600)}
+CELERY_BEAT_SCHEDULE = {
+    **globals().get("CELERY_BEAT_SCHEDULE", {}),
+    "calls.reap_stuck_calls": {"task": "calls.reap_stuck_calls", "schedule": float(REAPER_INTERVAL_SECONDS)},
+}

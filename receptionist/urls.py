@@ -9,5 +9,7 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("accounts/", include("allauth.urls")),
     path("voice/", include("voice.urls")),
+    path("", include("calls.urls")),
+    path("billing/", include("billing.urls")),
     path("", include("accounts.urls")),
 ]

@@ -47,7 +47,7 @@ def test_another_business_object_is_404(client, alice, bob, alices_business, cha
 
 
 @pytest.mark.parametrize("name", ["dashboard", "settings_profile", "settings_hours", "settings_services",
-                                  "settings_faq", "team"])
+                                  "settings_faq", "team", "billing"])
 def test_business_pages_show_only_the_members_business(client, alices_business, charlie, name):
     make_service(alices_business, name="Alice-only whitening")
     client.force_login(charlie)
@@ -68,3 +68,16 @@ def test_a_formset_cannot_edit_another_business_service(client, alices_business,
 def test_anonymous_visitors_are_sent_to_login(client, db):
     response = client.get(reverse("settings_profile"))
     assert response.status_code == 302 and response["Location"].startswith(reverse("account_login"))
+
+
+def test_billing_acts_only_on_the_members_own_business(client, alices_business, charlie, settings):
+    """Billing URLs name no object: checkout and portal always use the signed-in owner's current business."""
+    from billing.models import BillingAccount
+
+    settings.POLAR_ACCESS_TOKEN = ""  # Polar off: nothing leaves the process
+    BillingAccount.objects.create(business=alices_business, trial_minutes=5, status="past_due", plan_key="alice-plan")
+    client.force_login(charlie)
+    page = client.get(reverse("billing")).content.decode()
+    assert "Alice Dental" not in page and "alice-plan" not in page and "Past due" not in page
+    assert client.post(reverse("billing_portal"), {"business": alices_business.pk}).status_code == 404
+    assert BillingAccount.objects.get(business=alices_business).status == "past_due"

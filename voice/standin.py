@@ -185,6 +185,20 @@ The answer comes from the script's ``supervisor`` list::
     - ``"count": N``: the status/hang applies to the first N requests reaching that entry/step only, so a
       retry can succeed.
 
+Structured output (the call summary)
+====================================
+A chat completions request with ``response_format: {"type": "json_schema", "json_schema": {"schema": ...}}``
+is answered, whatever the ``supervisor`` entries say, with ``choices[0].message.content`` a JSON document:
+a default built from the schema (each property: an enum's ``"other"`` or ``"neutral"`` if it has one, else
+its first value; a text quoting the request's user messages for strings; ``false``, ``0``, ``[]``), with the
+script's ``summary.document`` merged over it::
+
+    "summary": {"document": {"summary": "Ann booked a cleaning.", "outcome": "booked"},
+                "status": 500, "count": 2, "delay_ms": 200}
+
+``summary`` takes the same failure knobs as a supervisor entry (``delay_ms``, ``status``, ``hang``,
+``count``, ``retry_after``). Its log record has ``entry.summary`` true.
+
 HTTP on the same port
 =====================
 * ``GET /v1/models``, ``GET /v1/models/{id}``: OpenAI list/model shapes (Bearer auth required).
@@ -372,7 +386,7 @@ _TRACKED_HEADER_BETA = "OpenAI-Beta"
 
 _TURN_KEYS = {"caller", "agent", "say", "tool", "after_tool"}
 _SCRIPT_KEYS = {"greeting", "turns", "default_agent", "default_after_tool", "out_of_band", "response_delay_ms", "fail",
-                "supervisor", "supervisor_time_zone"}
+                "supervisor", "supervisor_time_zone", "summary"}
 _FAIL_KEYS = {"refuse_connection", "drop_after_ms", "drop_after_responses", "error_on_session_update", "expire_after_ms"}
 
 
@@ -399,6 +413,7 @@ class Script:
     fail: dict[str, Any] = field(default_factory=dict)
     supervisor: list[SupervisorEntry] = field(default_factory=list)
     supervisor_time_zone: str = "UTC"
+    summary: SummaryScript | None = None
 
     @classmethod
     def from_obj(cls, obj: Script | dict | str | os.PathLike | None) -> Script:
@@ -436,6 +451,7 @@ class Script:
             fail=dict(fail),
             supervisor=[_parse_supervisor_entry(e, f"supervisor[{i}]") for i, e in enumerate(supervisor)],
             supervisor_time_zone=time_zone,
+            summary=_parse_summary(obj["summary"]) if obj.get("summary") is not None else None,
         )
 
 
@@ -629,6 +645,27 @@ def _parse_supervisor_entry(obj: Any, where: str) -> SupervisorEntry:
         raise ValueError(f"{where} needs 'steps'")
     return SupervisorEntry(match=alternatives, default=default, knobs=knobs,
                            steps=tuple(_parse_supervisor_step(s, f"{where}.steps[{i}]") for i, s in enumerate(steps)))
+
+
+_SUMMARY_KEYS = {"document"} | _CHAT_KNOB_KEYS
+
+
+@dataclass(frozen=True)
+class SummaryScript:
+    """The answer to structured-output requests (``response_format`` json_schema): a JSON document."""
+
+    document: dict[str, Any] = field(default_factory=dict)  # merged over the default built from the schema
+    knobs: ChatKnobs = field(default_factory=ChatKnobs)
+
+
+def _parse_summary(obj: Any) -> SummaryScript:
+    if not isinstance(obj, dict):
+        raise ValueError("script 'summary' must be an object")
+    _check_keys(obj, _SUMMARY_KEYS, "script 'summary'")
+    document = obj.get("document", {})
+    if not isinstance(document, dict):
+        raise ValueError("script 'summary' 'document' must be an object")
+    return SummaryScript(document=copy.deepcopy(document), knobs=_parse_chat_knobs(obj, "script 'summary'"))
 
 
 # --------------------------------------------------------------------------------------------
@@ -2299,6 +2336,9 @@ class _ChatCompletions:
         except _Error as exc:
             return self._error(record, 400, "invalid_request",
                                {"message": exc.message, "type": exc.type, "param": exc.param, "code": exc.code})
+        response_format = body.get("response_format")
+        if isinstance(response_format, dict) and response_format.get("type") == "json_schema":
+            return await self._answer_structured(req, body, record)
         turn = _ChatTurn(body, self.standin.script.supervisor_time_zone)
         record["warnings"] = turn.warnings
         entry_at, entry = self.select(turn.last_user)
@@ -2387,6 +2427,88 @@ class _ChatCompletions:
         for warning in turn.warnings:
             log.warning("stand-in chat completion %s: %s", completion["id"], warning)
         return 200, completion, {}
+
+
+    async def _answer_structured(self, req: HTTPRequest, body: dict, record: dict) -> tuple[int, Any, dict[str, str]]:
+        """A structured-output request (the call summary): the script's ``summary`` document, or a default."""
+        script = self.standin.script.summary or SummaryScript()
+        messages = body["messages"]
+        user_text = "\n".join(_content_text(m.get("content")) for m in messages if m["role"] == "user")
+        record.update(entry={"index": None, "match": [], "default": False, "summary": True}, step=0,
+                      last_user_message=user_text[-2000:], messages=len(messages), model=body["model"])
+        if script.knobs.delay_ms:
+            record["delay_ms"] = script.knobs.delay_ms
+            interrupted = await self.standin._pause(req, script.knobs.delay_ms / 1000)
+            if interrupted:
+                record["outcome"] = interrupted
+                raise _AbortRequest(interrupted)
+        failure = None
+        if script.knobs.fails:
+            used = self.failures.get((-1, None), 0)
+            if script.knobs.count is None or used < script.knobs.count:
+                self.failures[(-1, None)] = used + 1
+                failure = script.knobs
+        if failure is not None and failure.hang:
+            record["outcome"] = "hanging"
+            record["outcome"] = await self.standin._pause(req, CHAT_HANG_CAP_S) or "hang_cap"
+            raise _AbortRequest(record["outcome"])
+        if failure is not None:
+            status = int(failure.status)
+            message, type_, code = _CHAT_ERRORS.get(
+                status, (f"{http.HTTPStatus(status).phrase}.",
+                         "server_error" if status >= 500 else "invalid_request_error", None))
+            retry = failure.retry_after if failure.retry_after is not None else 1.0
+            headers = {"retry-after": f"{retry:g}"} if status in (429, 503) else {}
+            return self._error(record, status, "scripted_error", {
+                "message": message.format(model=body["model"], retry=f"{retry:g}"), "type": type_, "param": None,
+                "code": code}, headers)
+        schema = ((body["response_format"].get("json_schema") or {}).get("schema")) or {}
+        document = _default_document(schema, user_text)
+        if isinstance(document, dict):
+            document.update(copy.deepcopy(script.document))
+        else:
+            document = copy.deepcopy(script.document)
+        content = json.dumps(document)
+        prompt = sum(4 + _chat_tokens(_content_text(m.get("content"))) for m in messages) + _chat_tokens(json.dumps(schema))
+        completion_tokens = max(1, _chat_tokens(content))
+        usage = {"prompt_tokens": prompt, "completion_tokens": completion_tokens,
+                 "total_tokens": prompt + completion_tokens,
+                 "prompt_tokens_details": {"cached_tokens": 0, "audio_tokens": 0},
+                 "completion_tokens_details": {"reasoning_tokens": 0, "audio_tokens": 0,
+                                               "accepted_prediction_tokens": 0, "rejected_prediction_tokens": 0}}
+        completion = {
+            "id": _random_id("chatcmpl-", 29), "object": "chat.completion", "created": int(time.time()),
+            "model": body["model"],
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": content, "refusal": None,
+                                                 "annotations": []}, "logprobs": None, "finish_reason": "stop"}],
+            "usage": usage, "service_tier": "default", "system_fingerprint": self.fingerprint,
+        }
+        record.update(id=completion["id"], outcome="answered", status=200, content=content, finish_reason="stop",
+                      usage=usage)
+        return 200, completion, {}
+
+
+def _default_document(schema: Any, text: str) -> Any:
+    """A value that fits a JSON schema: enums take "other"/"neutral" or their first value, strings quote the request."""
+    if not isinstance(schema, dict):
+        return None
+    if schema.get("enum"):
+        return next((v for v in ("other", "neutral") if v in schema["enum"]), schema["enum"][0])
+    kind = schema.get("type")
+    if isinstance(kind, list):
+        kind = next((k for k in kind if k != "null"), "null")
+    if kind == "object":
+        return {key: _default_document(sub, text) for key, sub in (schema.get("properties") or {}).items()}
+    if kind == "array":
+        return []
+    if kind == "boolean":
+        return False
+    if kind in ("integer", "number"):
+        return 0
+    if kind == "string":
+        words = " ".join(text.split()[:30])
+        return f"Stand-in summary: {words}" if words else "Stand-in summary."
+    return None
 
 
 # --------------------------------------------------------------------------------------------

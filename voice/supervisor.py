@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from functools import lru_cache
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
@@ -68,8 +69,15 @@ def format_conversation(conversation: list[dict[str, str]]) -> str:
 
 
 def openai_client() -> OpenAI:
-    return OpenAI(api_key=settings.OPENAI_API_KEY or "missing", base_url=settings.OPENAI_BASE_URL,
-                  timeout=settings.SUPERVISOR_MODEL_TIMEOUT_SECONDS, max_retries=0)
+    return _shared_client(settings.OPENAI_API_KEY or "missing", settings.OPENAI_BASE_URL,
+                          settings.SUPERVISOR_MODEL_TIMEOUT_SECONDS)
+
+
+@lru_cache(maxsize=4)
+def _shared_client(api_key: str, base_url: str, timeout: float) -> OpenAI:
+    # One client per process: building one loads the CA bundle (~70 ms) and a shared one keeps its
+    # connection to the API alive between hand-offs.
+    return OpenAI(api_key=api_key, base_url=base_url, timeout=timeout, max_retries=0)
 
 
 def run_supervisor(*, call_id: int, request: str, conversation: list[dict[str, str]], caller_number: str,

@@ -9,7 +9,9 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
 from accounts.models import Business
-from calls.services import call_create_inbound, call_reconcile_twilio_status
+from billing.services import call_gate, usage_record_for_call
+from calls.models import Call
+from calls.services import call_create_inbound, call_finalize, call_reconcile_twilio_status
 from voice import twilio_api
 from voice.stream_tokens import issue_stream_token
 
@@ -17,6 +19,9 @@ log = logging.getLogger(__name__)
 
 UNKNOWN_NUMBER_MESSAGE = ("Sorry, this number is not connected to a receptionist yet. "
                           "Please check the number and try again. Goodbye.")
+BILLING_TRANSFER_MESSAGE = "Thank you for calling. Please hold while we connect you."
+BILLING_HANGUP_MESSAGE = ("Thank you for calling. We can't take your call right now. "
+                          "Please try again later. Goodbye.")
 
 
 def twiml(body: str) -> HttpResponse:
@@ -35,8 +40,15 @@ def twilio_incoming(request: HttpRequest) -> HttpResponse:
     if business is None or not call_sid:
         log.info("Incoming call to an unknown number %s", to_number)
         return twiml(twilio_api.say_twiml(UNKNOWN_NUMBER_MESSAGE))
+    decision = call_gate(business=business)
     call = call_create_inbound(business=business, twilio_call_sid=call_sid,
                                from_number=request.POST.get("From", ""), to_number=to_number)
+    if not decision.allowed:
+        # Billing refuses the call: still logged, with the reason; the caller is forwarded or told politely.
+        call_finalize(call_id=call.id, status=Call.Status.FAILED, end_reason=f"billing_{decision.reason}",
+                      error=f"Not answered by the receptionist: billing ({decision.reason}).")
+        message = BILLING_TRANSFER_MESSAGE if business.transfer_number else BILLING_HANGUP_MESSAGE
+        return twiml(twilio_api.say_twiml(message, language=business.language, transfer_to=business.transfer_number))
     return twiml(twilio_api.connect_stream_twiml(call_id=call.id, token=issue_stream_token(call)))
 
 
@@ -46,8 +58,10 @@ def twilio_status(request: HttpRequest) -> HttpResponse:
     if not twilio_api.signature_is_valid(request):
         log.warning("Refused a status callback with a missing or bad Twilio signature")
         return HttpResponseForbidden("Invalid Twilio signature")
-    call_reconcile_twilio_status(twilio_call_sid=request.POST.get("CallSid", ""),
-                                 call_status=request.POST.get("CallStatus", ""),
-                                 duration=request.POST.get("CallDuration"))
+    call = call_reconcile_twilio_status(twilio_call_sid=request.POST.get("CallSid", ""),
+                                        call_status=request.POST.get("CallStatus", ""),
+                                        duration=request.POST.get("CallDuration"))
+    if call is not None and call.finalized_at is not None:
+        usage_record_for_call(call_id=call.id)  # billing: the call's minutes, reported to Polar after commit
     # Always 2xx for a valid request, known call or not, so Twilio does not retry.
     return HttpResponse(status=204)

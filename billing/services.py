@@ -1,0 +1,373 @@
+"""Writes for billing: the billing state (from Polar's webhooks), the call gate, usage reporting, checkout/portal."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import math
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from django.conf import settings
+from django.core.mail import send_mail
+from django.db import IntegrityError, transaction
+from django.db.models import F
+from django.utils import timezone
+from django.utils.dateparse import parse_datetime
+
+from accounts.models import Business, Membership
+from billing import polar_client
+from billing.models import BillingAccount, PolarWebhookEvent, UsageRecord
+from billing.plans import plan_by_key, plan_by_product
+from billing.selectors import minutes_used
+from calls.models import Call
+
+log = logging.getLogger(__name__)
+
+S = BillingAccount.Status
+ALLOWED_SUBSCRIPTION_STATUSES = {S.ACTIVE, S.TRIALING}
+LIVE_SUBSCRIPTION_STATUSES = {S.ACTIVE, S.TRIALING, S.PAST_DUE}
+
+
+# --- the billing state ------------------------------------------------------------------------------------------
+
+def account_for_business(business: Business) -> BillingAccount:
+    """The business's billing state; a business that has none starts its free trial now."""
+    account = BillingAccount.objects.filter(business=business).first()
+    if account is not None:
+        return account
+    try:
+        with transaction.atomic():
+            return BillingAccount.objects.create(business=business, trial_minutes=settings.BILLING_TRIAL_MINUTES)
+    except IntegrityError:  # created concurrently
+        return BillingAccount.objects.get(business=business)
+
+
+# --- the call gate ----------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class CallDecision:
+    allowed: bool
+    reason: str = ""  # trial_exhausted, minutes_exhausted, past_due, subscription_ended, subscription_inactive
+
+
+def can_take_call(business: Business, *, now: dt.datetime | None = None) -> CallDecision:
+    """May the receptionist answer a call for `business` right now? Reads only (besides the lazy free trial)."""
+    now = now or timezone.now()
+    account = account_for_business(business)
+    if account.is_free_trial:
+        if minutes_used(account) >= account.trial_minutes:
+            return CallDecision(False, "trial_exhausted")
+        return CallDecision(True)
+    if account.status == S.PAST_DUE:
+        return CallDecision(False, "past_due")
+    if account.status not in ALLOWED_SUBSCRIPTION_STATUSES:
+        return CallDecision(False, "subscription_inactive")
+    if account.current_period_end is not None and account.current_period_end <= now and account.cancel_at_period_end:
+        return CallDecision(False, "subscription_ended")  # cancelled, and the revocation webhook hasn't come yet
+    allowance = account.minutes_allowance
+    if allowance is not None and minutes_used(account) >= allowance:
+        return CallDecision(False, "minutes_exhausted")
+    return CallDecision(True)
+
+
+def call_gate(*, business: Business) -> CallDecision:
+    """`can_take_call`, remembering the outcome: the first refusal emails the owners once, the next allowed call
+    re-arms it. The email is sent at most once per refusal streak (a compare-and-set claims it)."""
+    decision = can_take_call(business)
+    if decision.allowed:
+        BillingAccount.objects.filter(business=business, blocked_at__isnull=False).update(
+            blocked_at=None, blocked_reason="")
+        return decision
+    claimed = BillingAccount.objects.filter(business=business, blocked_at__isnull=True).update(
+        blocked_at=timezone.now(), blocked_reason=decision.reason)
+    if claimed:
+        from billing.tasks import notify_calls_blocked
+
+        transaction.on_commit(lambda: notify_calls_blocked.delay(business.id, decision.reason), robust=True)
+    return decision
+
+
+REASON_TEXT = {
+    "trial_exhausted": "your free trial minutes are used up",
+    "minutes_exhausted": "this period's included minutes are used up",
+    "past_due": "the last payment failed",
+    "subscription_ended": "the subscription has ended",
+    "subscription_inactive": "there is no active subscription",
+}
+
+
+def calls_blocked_notify(*, business_id: int, reason: str) -> int:
+    """Email the business's owners that calls are being refused. Returns the number of emails sent."""
+    business = Business.objects.filter(id=business_id).first()
+    if business is None:
+        return 0
+    owners = list(Membership.objects.filter(business=business, role=Membership.Role.OWNER)
+                  .values_list("user__email", flat=True))
+    if not owners:
+        return 0
+    url = settings.PUBLIC_BASE_URL + "/billing/"
+    why = REASON_TEXT.get(reason, "of the billing state")
+    body = (f"Your AI receptionist for {business.name} is not answering calls because {why}.\n\n"
+            f"Callers hear a short message{' and are forwarded to ' + business.transfer_number if business.transfer_number else ''}."
+            f"\n\nChoose a plan or update your payment details here: {url}\n")
+    return send_mail(f"Your receptionist is not answering calls for {business.name}", body,
+                     settings.DEFAULT_FROM_EMAIL, owners)
+
+
+# --- Polar webhooks ---------------------------------------------------------------------------------------------
+
+def _when(value: str | None) -> dt.datetime | None:
+    return parse_datetime(value) if value else None
+
+
+def _business_for(*, external_id: str | None, customer_id: str | None) -> Business | None:
+    if external_id:
+        try:
+            return Business.objects.filter(uuid=uuid.UUID(external_id)).first()
+        except ValueError:
+            pass
+    if customer_id:
+        account = BillingAccount.objects.select_related("business").filter(polar_customer_id=customer_id).first()
+        if account is not None:
+            return account.business
+    return None
+
+
+def _locked_account(business: Business) -> BillingAccount:
+    account_for_business(business)
+    return BillingAccount.objects.select_for_update().get(business=business)
+
+
+def _apply_plan(account: BillingAccount, product_id: str) -> None:
+    plan = plan_by_product(product_id)
+    account.polar_product_id = product_id
+    account.plan_key = plan.key if plan else ""
+    account.included_minutes = plan.included_minutes if plan else 0
+    account.hard_cap = plan.hard_cap if plan else False
+
+
+def _on_subscription(event: Any, business: Business) -> str:
+    sub = event.data
+    account = _locked_account(business)
+    state_at = _when(sub.modified_at) or _when(event.timestamp)
+    if (account.polar_subscription_id and sub.id != account.polar_subscription_id
+            and account.status in LIVE_SUBSCRIPTION_STATUSES and sub.status not in ALLOWED_SUBSCRIPTION_STATUSES):
+        return "other_subscription"  # an old subscription winding down doesn't touch the current one
+    if account.polar_state_at and state_at and state_at < account.polar_state_at:
+        return "stale"  # delivered out of order: never roll the state back
+    account.status = S.REVOKED if event.type == "subscription.revoked" else sub.status
+    account.polar_subscription_id = sub.id
+    account.polar_customer_id = sub.customer_id or account.polar_customer_id
+    account.current_period_start = _when(sub.current_period_start)
+    account.current_period_end = _when(sub.current_period_end)
+    account.cancel_at_period_end = bool(sub.cancel_at_period_end)
+    account.polar_state_at = state_at
+    _apply_plan(account, sub.product_id)
+    account.save()
+    return "applied"
+
+
+def _on_customer_state(event: Any, business: Business) -> str:
+    state = event.data
+    account = _locked_account(business)
+    state_at = _when(event.timestamp)
+    if account.polar_state_at and state_at and state_at < account.polar_state_at:
+        return "stale"
+    account.polar_customer_id = state.id
+    subs = list(state.active_subscriptions)
+    if subs:
+        sub = next((s for s in subs if s.id == account.polar_subscription_id), subs[0])
+        trial_end = _when(sub.trial_end)
+        if sub.status == "granted":
+            account.status = S.TRIALING if trial_end and trial_end > timezone.now() else S.ACTIVE
+        else:
+            account.status = S.PAST_DUE
+        account.polar_subscription_id = sub.id
+        account.current_period_start = _when(sub.current_period_start)
+        account.current_period_end = _when(sub.current_period_end)
+        account.cancel_at_period_end = bool(sub.cancel_at_period_end)
+        _apply_plan(account, sub.product_id)
+    elif account.polar_subscription_id and account.status in LIVE_SUBSCRIPTION_STATUSES:
+        account.status = S.REVOKED
+    account.polar_state_at = state_at
+    account.save()
+    return "applied"
+
+
+def _on_order_paid(event: Any, business: Business) -> str:
+    order = event.data
+    account = _locked_account(business)
+    account.polar_customer_id = order.customer_id or account.polar_customer_id
+    paid_at = _when(order.modified_at) or _when(order.created_at) or timezone.now()
+    account.last_paid_at = max(filter(None, [account.last_paid_at, paid_at]))
+    account.save(update_fields=["polar_customer_id", "last_paid_at", "updated_at"])
+    return "applied"
+
+
+def _subscription_owner(event: Any) -> Business | None:
+    data = event.data
+    return _business_for(external_id=data.customer.external_id, customer_id=data.customer_id)
+
+
+def _state_owner(event: Any) -> Business | None:
+    return _business_for(external_id=event.data.external_id, customer_id=event.data.id)
+
+
+HANDLERS: dict[str, tuple[Callable[[Any], Business | None], Callable[[Any, Business], str]]] = {
+    **{t: (_subscription_owner, _on_subscription) for t in (
+        "subscription.created", "subscription.active", "subscription.updated", "subscription.canceled",
+        "subscription.uncanceled", "subscription.revoked", "subscription.past_due")},
+    "order.paid": (_subscription_owner, _on_order_paid),
+    "customer.state_changed": (_state_owner, _on_customer_state),
+}
+
+
+@transaction.atomic
+def webhook_receive(*, webhook_id: str, event: Any, payload: dict) -> str:
+    """Store a verified delivery once by webhook-id and apply it; a redelivery returns "duplicate".
+
+    Stored and applied in one transaction: if applying fails, nothing is stored and Polar's retry tries again.
+    """
+    row, created = PolarWebhookEvent.objects.get_or_create(
+        webhook_id=webhook_id, defaults={"type": event.type, "payload": payload})
+    if not created:
+        return "duplicate"
+    handler = HANDLERS.get(event.type)
+    if handler is None:
+        outcome, business = "ignored", None
+    else:
+        find_owner, apply = handler
+        business = find_owner(event)
+        outcome = apply(event, business) if business is not None else "unknown_business"
+    row.business = business
+    row.outcome = outcome
+    row.save(update_fields=["business", "outcome"])
+    log.info("Polar %s %s: %s", event.type, webhook_id, outcome)
+    return outcome
+
+
+# --- usage ------------------------------------------------------------------------------------------------------
+
+def billable_seconds(call: Call) -> int:
+    """Phone calls the receptionist answered (its media stream connected); browser test calls are free."""
+    if call.channel != Call.Channel.TWILIO or call.stream_started_at is None:
+        return 0
+    return call.duration_seconds or 0
+
+
+def billed_minutes(seconds: int) -> int:
+    """Per call, rounded up to the next whole minute: 61 s bills 2 minutes, 0 s bills nothing."""
+    return math.ceil(seconds / 60)
+
+
+def usage_record_for_call(*, call_id: int) -> UsageRecord | None:
+    """The usage record of a finalised call, created once; a new billable one is reported to Polar after commit."""
+    call = Call.objects.filter(id=call_id, finalized_at__isnull=False).first()
+    if call is None:
+        return None
+    seconds = billable_seconds(call)
+    minutes = billed_minutes(seconds)
+    record, created = UsageRecord.objects.get_or_create(call=call, defaults={
+        "business_id": call.business_id, "external_id": f"call_{call.id}", "seconds": seconds, "minutes": minutes,
+        "occurred_at": call.ended_at or call.finalized_at,
+        "status": UsageRecord.Status.PENDING if minutes else UsageRecord.Status.NOT_BILLABLE})
+    if created and record.status == UsageRecord.Status.PENDING:
+        enqueue_usage_report(record.id)
+    return record
+
+
+def enqueue_usage_report(record_id: int) -> None:
+    """Report after commit. Without Polar credentials the record stays pending until they are set (the sweep)."""
+    from billing.tasks import report_usage
+
+    if not polar_client.is_configured():
+        return
+    transaction.on_commit(lambda: report_usage.delay(record_id), robust=True)  # a broker hiccup: the sweep resends
+
+
+def usage_report(*, record_id: int) -> str:
+    """Send one record to Polar. At least once: a retry resends the same external_id, which Polar counts as a
+    duplicate, never a second charge. Raises `PolarUnavailable` for the task to retry; `PolarRejected` marks the
+    record failed."""
+    record = UsageRecord.objects.select_related("business").filter(id=record_id).first()
+    if record is None or record.status in (UsageRecord.Status.SENT, UsageRecord.Status.NOT_BILLABLE):
+        return "nothing_to_do"
+    UsageRecord.objects.filter(id=record.id).update(attempts=F("attempts") + 1)
+    try:
+        inserted, duplicates = polar_client.ingest_call_minutes(
+            external_customer_id=str(record.business.uuid), external_id=record.external_id, minutes=record.minutes,
+            seconds=record.seconds, call_id=record.call_id, timestamp=record.occurred_at.isoformat())
+    except polar_client.PolarFailure as exc:
+        status = UsageRecord.Status.FAILED if exc.permanent else UsageRecord.Status.PENDING
+        UsageRecord.objects.filter(id=record.id).update(status=status, last_error=str(exc)[:2000])
+        raise
+    UsageRecord.objects.filter(id=record.id).update(status=UsageRecord.Status.SENT, reported_at=timezone.now(),
+                                                    last_error="")
+    return "duplicate" if duplicates and not inserted else "sent"
+
+
+def usage_mark_failed(*, record_id: int, error: str) -> None:
+    UsageRecord.objects.filter(id=record_id).exclude(status=UsageRecord.Status.SENT).update(
+        status=UsageRecord.Status.FAILED, last_error=error[:2000])
+
+
+SWEEP_GRACE = dt.timedelta(minutes=2)  # let the status callback (Twilio's final duration) arrive first
+SWEEP_BATCH = 500
+
+
+def usage_sweep(*, now: dt.datetime | None = None) -> dict[str, int]:
+    """Catch up on usage a missed callback or an outage left behind: record finished calls that have no record,
+    and re-send records still pending or failed (same external_id, so never double-billed)."""
+    now = now or timezone.now()
+    cutoff = now - SWEEP_GRACE
+    missing = list(Call.objects.filter(finalized_at__lte=cutoff, usage_record__isnull=True)
+                   .order_by("finalized_at").values_list("id", flat=True)[:SWEEP_BATCH])
+    for call_id in missing:
+        usage_record_for_call(call_id=call_id)
+    stuck = list(UsageRecord.objects.filter(status__in=[UsageRecord.Status.PENDING, UsageRecord.Status.FAILED],
+                                            created_at__lte=cutoff)
+                 .order_by("created_at").values_list("id", flat=True)[:SWEEP_BATCH])
+    for record_id in stuck:
+        enqueue_usage_report(record_id)
+    return {"recorded": len(missing), "resent": len(stuck)}
+
+
+# --- checkout and portal ----------------------------------------------------------------------------------------
+
+class BillingUnavailable(Exception):
+    """A sentence for the owner: why the checkout or portal can't open now."""
+
+
+def checkout_url(*, business: Business, email: str, plan_key: str, customer_ip: str) -> str:
+    """A Polar checkout for `plan_key`, tied to the business by its UUID (never an email: it can't change)."""
+    plan = plan_by_key(plan_key)
+    if plan is None:
+        raise BillingUnavailable("That plan doesn't exist.")
+    account = account_for_business(business)
+    base = settings.PUBLIC_BASE_URL
+    try:
+        return polar_client.create_checkout(
+            product_id=plan.product_id, external_customer_id=str(business.uuid),
+            customer_id=account.polar_customer_id, customer_email=email, customer_name=business.name,
+            success_url=base + "/billing/success/?checkout_id={CHECKOUT_ID}", return_url=base + "/billing/",
+            customer_ip_address=customer_ip, metadata={"business_id": str(business.id), "plan": plan.key})
+    except polar_client.PolarFailure as exc:
+        log.warning("Checkout for business %s failed: %s", business.id, exc)
+        raise BillingUnavailable("Polar, our payment provider, could not open the checkout. Please try again.") from exc
+
+
+def portal_url(*, business: Business) -> str:
+    account = account_for_business(business)
+    if account.is_free_trial and not account.polar_customer_id:
+        raise BillingUnavailable("Choose a plan first; the billing portal opens once you have subscribed.")
+    try:
+        return polar_client.create_portal_url(customer_id=account.polar_customer_id,
+                                              external_customer_id=str(business.uuid),
+                                              return_url=settings.PUBLIC_BASE_URL + "/billing/")
+    except polar_client.PolarFailure as exc:
+        log.warning("Customer portal for business %s failed: %s", business.id, exc)
+        raise BillingUnavailable("Polar, our payment provider, could not open the billing portal. "
+                                 "Please try again.") from exc

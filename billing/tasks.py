@@ -1,0 +1,39 @@
+"""Celery tasks of billing: ids in, one service call each."""
+
+from __future__ import annotations
+
+import logging
+
+from celery import shared_task
+
+from billing import services
+from billing.polar_client import PolarUnavailable
+
+log = logging.getLogger(__name__)
+MAX_RETRIES = 6
+
+
+@shared_task(name="billing.report_usage", bind=True, acks_late=True, max_retries=MAX_RETRIES, ignore_result=True)
+def report_usage(self, record_id: int) -> str:
+    """Report one call's minutes to Polar. Network errors, 5xx and 429 are retried with backoff (honouring
+    Retry-After); after the last retry the record is marked failed, the error logged and raised. The sweep
+    re-sends failed records later with the same external_id."""
+    try:
+        return services.usage_report(record_id=record_id)
+    except PolarUnavailable as exc:
+        if self.request.retries >= self.max_retries:
+            services.usage_mark_failed(record_id=record_id, error=str(exc))
+            log.error("Usage record %s could not reach Polar after %s retries: %s", record_id, self.max_retries, exc)
+            raise
+        countdown = exc.retry_after if exc.retry_after is not None else min(600, 10 * 2 ** self.request.retries)
+        raise self.retry(exc=exc, countdown=countdown)
+
+
+@shared_task(name="billing.sweep_unreported_usage", ignore_result=True)
+def sweep_unreported_usage() -> dict[str, int]:
+    return services.usage_sweep()
+
+
+@shared_task(name="billing.notify_calls_blocked", acks_late=True, ignore_result=True)
+def notify_calls_blocked(business_id: int, reason: str) -> None:
+    services.calls_blocked_notify(business_id=business_id, reason=reason)

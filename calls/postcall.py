@@ -1,0 +1,520 @@
+"""After the call: summary and extraction, the notification email, the `call.completed` webhook, the reaper.
+
+`call_finalize` enqueues `postcall_enqueue(call_id)` on commit; the Celery tasks in `calls/tasks.py` are thin
+wrappers around the services here. Every side effect happens once per call, whoever retries:
+
+* summary: at least once to the model, at most once stored (compare-and-set on `Call.summarized_at`); a
+  retried or duplicated task finds it stored and goes on to the notifications.
+* email: at most once (compare-and-set QUEUED -> SENDING on the call's `CallNotification`, unique per call).
+* webhook: at least once under one stable `webhook-id` (a `WebhookDelivery` row, unique per call and event,
+  locked with `select_for_update` while it is attempted); Standard Webhooks receivers dedupe on that id.
+"""
+
+from __future__ import annotations
+
+import base64
+import ipaddress
+import json
+import logging
+import secrets
+import smtplib
+import socket
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import httpx
+from django.conf import settings
+from django.core.mail import send_mail
+from django.db import transaction
+from django.db.models import F, Max
+from django.template.loader import render_to_string
+from django.utils import timezone
+from openai import (
+    APIConnectionError,
+    APIStatusError,
+    APITimeoutError,
+    OpenAI,
+    OpenAIError,
+)
+from standardwebhooks import Webhook
+
+from accounts.models import Business
+from calls.models import (
+    Call,
+    CallEvent,
+    CallNotification,
+    Message,
+    NotificationSettings,
+    TranscriptEntry,
+    WebhookAttempt,
+    WebhookDelivery,
+    WebhookEndpoint,
+)
+from calls.services import call_finalize
+
+log = logging.getLogger(__name__)
+
+OUTCOMES = ["booked", "rescheduled", "cancelled", "message_taken", "answered", "transferred", "abandoned", "spam",
+            "other"]
+SENTIMENTS = ["positive", "neutral", "negative", "mixed"]
+EVENT_CALL_COMPLETED = "call.completed"
+
+
+class TransientError(Exception):
+    """Worth retrying later: the model, the mail server or the network failed for now."""
+
+
+def retry_countdown(retries: int) -> float:
+    """Exponential backoff with a little jitter: base * 2**retries, capped."""
+    delay = min(settings.POSTCALL_RETRY_BASE_SECONDS * (2 ** retries), settings.POSTCALL_RETRY_MAX_SECONDS)
+    return delay * (1 + secrets.randbelow(100) / 1000)
+
+
+def postcall_enqueue(call_id: int) -> None:
+    """Queue the post-call work once the current transaction commits (call from `call_finalize`)."""
+    from calls.tasks import summarize_call
+
+    transaction.on_commit(lambda: summarize_call.delay(call_id))
+
+
+def dashboard_call_url(call: Call) -> str:
+    # The dashboard's call page is not built yet; this is the address it will have.
+    return f"{settings.PUBLIC_BASE_URL}/dashboard/calls/{call.id}/"
+
+
+# --- summary and extraction --------------------------------------------------------------------------------
+
+SUMMARY_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["summary", "caller_name", "reason", "outcome", "action_items", "sentiment", "follow_up_needed",
+                 "follow_up_reason"],
+    "properties": {
+        "summary": {"type": "string", "description": "Two or three sentences: who called, what they wanted, "
+                                                     "what happened."},
+        "caller_name": {"type": "string", "description": "The caller's name if they said it, else empty."},
+        "reason": {"type": "string", "description": "Why they called, in one short sentence."},
+        "outcome": {"type": "string", "enum": OUTCOMES},
+        "action_items": {"type": "array", "items": {"type": "string"},
+                         "description": "What the team should do, one short imperative each; empty if nothing."},
+        "sentiment": {"type": "string", "enum": SENTIMENTS},
+        "follow_up_needed": {"type": "boolean"},
+        "follow_up_reason": {"type": "string", "description": "Why a follow-up is needed; empty if not."},
+    },
+}
+
+SUMMARY_INSTRUCTIONS = (
+    "You write the after-call note for a small business whose AI phone receptionist just handled a call. Read "
+    "the transcript and the list of what the receptionist actually did, and fill in the fields. The summary is "
+    "two or three plain sentences for the owner. The outcome is one of: booked (a new appointment was made), "
+    "rescheduled, cancelled, message_taken, answered (questions answered, nothing else), transferred, abandoned "
+    "(the caller hung up before anything happened), spam, other. Action items are what the team must do next. "
+    "A follow-up is needed when someone from the team has to contact the caller or act. Never invent facts."
+)
+
+
+@dataclass
+class Extraction:
+    summary: str = ""
+    caller_name: str = ""
+    reason: str = ""
+    outcome: str = "other"
+    action_items: list[str] | None = None
+    sentiment: str = ""
+    follow_up_needed: bool | None = None
+    follow_up_reason: str = ""
+
+    @classmethod
+    def from_json(cls, content: str) -> Extraction:
+        data = json.loads(content)
+        if not isinstance(data, dict):
+            raise ValueError("the summary is not a JSON object")
+        outcome = str(data.get("outcome") or "other")
+        sentiment = str(data.get("sentiment") or "")
+        items = data.get("action_items") or []
+        return cls(
+            summary=str(data.get("summary") or "").strip()[:4000],
+            caller_name=str(data.get("caller_name") or "").strip()[:120],
+            reason=str(data.get("reason") or "").strip()[:2000],
+            outcome=outcome if outcome in OUTCOMES else "other",
+            action_items=[str(i).strip()[:500] for i in items if str(i).strip()][:20] if isinstance(items, list) else [],
+            sentiment=sentiment[:16] if sentiment in SENTIMENTS else "",
+            follow_up_needed=bool(data.get("follow_up_needed")),
+            follow_up_reason=str(data.get("follow_up_reason") or "").strip()[:2000],
+        )
+
+
+def actions_of_call(call: Call) -> list[str]:
+    """What the receptionist's tools actually did on this call, strongest first (these override the model)."""
+    actions = []
+    if call.appointments_created.exists():
+        actions.append("booked")
+    tool_steps = CallEvent.objects.filter(call=call, kind=CallEvent.Kind.SUPERVISOR, payload__step="tool",
+                                          payload__name__in=["reschedule_appointment", "cancel_appointment"])
+    done = {step.payload.get("name") for step in tool_steps
+            if isinstance(step.payload.get("result"), dict) and "error" not in step.payload["result"]
+            and not step.payload["result"].get("already_cancelled")}
+    if "reschedule_appointment" in done:
+        actions.append("rescheduled")
+    if "cancel_appointment" in done:
+        actions.append("cancelled")
+    if Message.objects.filter(call=call).exists():
+        actions.append("message_taken")
+    if CallEvent.objects.filter(call=call, kind=CallEvent.Kind.TRANSFER, payload__ok=True).exists():
+        actions.append("transferred")
+    return actions
+
+
+def summary_prompt(call: Call, actions: list[str]) -> str:
+    lines = [f"{entry.speaker}: {entry.text}" for entry in call.transcript.order_by("order")]
+    business = call.business
+    local = timezone.localtime(call.started_at, business.tzinfo)
+    return "\n".join([
+        (f"Business: {business.name}. Call at {local:%Y-%m-%d %H:%M} ({business.time_zone}) from "
+         f"{call.from_number or 'an unknown number'}; it lasted {call.duration_seconds or 0} s and ended: "
+         f"{call.end_reason or call.status}."),
+        "What the receptionist did: " + (", ".join(actions) if actions else "nothing recorded") + ".",
+        "Transcript:", *(lines[-400:] or ["(nothing was said)"]),
+    ])
+
+
+def summary_cost_usd(model: str, prompt_tokens: int, cached_tokens: int, completion_tokens: int) -> Decimal:
+    prices = settings.SUMMARY_PRICES.get(model) or settings.SUMMARY_PRICES["default"]
+    total = ((prompt_tokens - cached_tokens) * prices["in"] + cached_tokens * prices["cached"]
+             + completion_tokens * prices["out"])
+    return (Decimal(str(total)) / Decimal(1_000_000)).quantize(Decimal("0.000001"))
+
+
+_clients: dict[tuple[str, str, float], OpenAI] = {}
+
+
+def summary_client() -> OpenAI:
+    """One client per configuration and process (it keeps its connection pool; it is thread-safe)."""
+    key = (settings.OPENAI_API_KEY or "missing", settings.OPENAI_BASE_URL, settings.SUMMARY_MODEL_TIMEOUT_SECONDS)
+    if key not in _clients:
+        _clients[key] = OpenAI(api_key=key[0], base_url=key[1], timeout=key[2], max_retries=0)
+    return _clients[key]
+
+
+def _store_summary(call: Call, extraction: Extraction, **usage: Any) -> bool:
+    """Compare-and-set: the first stored summary wins; a duplicate or late one changes nothing."""
+    cost = usage.pop("summary_cost_usd", Decimal(0))
+    stored = Call.objects.filter(id=call.id, summarized_at__isnull=True).update(
+        summary=extraction.summary, caller_name=extraction.caller_name, reason=extraction.reason,
+        outcome=extraction.outcome, action_items=extraction.action_items or [], sentiment=extraction.sentiment,
+        follow_up_needed=extraction.follow_up_needed, follow_up_reason=extraction.follow_up_reason,
+        summary_cost_usd=F("summary_cost_usd") + cost, cost_usd=F("cost_usd") + cost,
+        summarized_at=timezone.now(), **usage)
+    return stored == 1
+
+
+def call_summarize(*, call_id: int, client: OpenAI | None = None) -> bool:
+    """Summarise the call and extract its fields; False if it was already done. Raises TransientError."""
+    call = Call.objects.select_related("business").filter(id=call_id).first()
+    if call is None or call.summarized_at is not None:
+        return False
+    actions = actions_of_call(call)
+    caller_spoke = TranscriptEntry.objects.filter(call=call, speaker=TranscriptEntry.Speaker.CALLER).exclude(
+        text="[not transcribed]").exists()
+    if not caller_spoke:
+        # Nothing to summarise: no model call, no cost.
+        outcome = actions[0] if actions else "abandoned"
+        return _store_summary(call, Extraction(summary="", outcome=outcome, action_items=[],
+                                               follow_up_needed=False))
+    model = settings.OPENAI_SUMMARY_MODEL
+    client = client or summary_client()
+    try:
+        completion = client.chat.completions.create(
+            model=model,
+            messages=[{"role": "system", "content": SUMMARY_INSTRUCTIONS},
+                      {"role": "user", "content": summary_prompt(call, actions)}],
+            response_format={"type": "json_schema",
+                             "json_schema": {"name": "call_summary", "strict": True, "schema": SUMMARY_SCHEMA}},
+        )
+    except (APIConnectionError, APITimeoutError) as exc:
+        raise TransientError(f"Summary model unreachable: {exc.__class__.__name__}: {exc}") from exc
+    except APIStatusError as exc:
+        if exc.status_code == 429 or exc.status_code >= 500:
+            raise TransientError(f"Summary model error {exc.status_code}: {exc.message}") from exc
+        call_summary_failed(call_id=call.id, error=f"Summary model error {exc.status_code}: {exc.message}")
+        return False
+    except OpenAIError as exc:
+        call_summary_failed(call_id=call.id, error=f"Summary model error: {exc.__class__.__name__}: {exc}")
+        return False
+    try:
+        extraction = Extraction.from_json(completion.choices[0].message.content or "")
+    except (ValueError, TypeError) as exc:
+        call_summary_failed(call_id=call.id, error=f"The summary model's answer is not valid: {exc}")
+        return False
+    if actions:
+        extraction.outcome = actions[0]  # what the tools did beats what the model thinks happened
+    usage = completion.usage
+    prompt_tokens = usage.prompt_tokens if usage else 0
+    cached = (usage.prompt_tokens_details.cached_tokens or 0) if usage and usage.prompt_tokens_details else 0
+    completion_tokens = usage.completion_tokens if usage else 0
+    return _store_summary(call, extraction, summary_model=model, summary_input_tokens=prompt_tokens,
+                          summary_output_tokens=completion_tokens,
+                          summary_cost_usd=summary_cost_usd(model, prompt_tokens, cached, completion_tokens))
+
+
+def call_summary_failed(*, call_id: int, error: str) -> bool:
+    """Give up on the summary: record why, keep the outcome the tools prove (compare-and-set, like a summary)."""
+    call = Call.objects.filter(id=call_id).first()
+    if call is None:
+        return False
+    actions = actions_of_call(call)
+    return Call.objects.filter(id=call_id, summarized_at__isnull=True).update(
+        summary_error=error[:4000], outcome=actions[0] if actions else (call.outcome or ""),
+        summarized_at=timezone.now()) == 1
+
+
+# --- notifications: what to send once the summary is settled ---------------------------------------------
+
+def call_dispatch_notifications(*, call_id: int) -> None:
+    """Create the call's email and webhook status rows (once) and queue whatever is still to do."""
+    from calls.tasks import deliver_webhook, send_call_email
+
+    call = Call.objects.select_related("business").filter(id=call_id).first()
+    if call is None:
+        return
+    with transaction.atomic():
+        notification, _ = CallNotification.objects.get_or_create(call=call)
+        if notification.status == CallNotification.Status.QUEUED:
+            transaction.on_commit(lambda: send_call_email.delay(call_id))
+        endpoint = WebhookEndpoint.objects.filter(business_id=call.business_id, is_active=True).first()
+        if endpoint is not None:
+            delivery, _ = WebhookDelivery.objects.get_or_create(
+                call=call, event_type=EVENT_CALL_COMPLETED,
+                defaults={"endpoint": endpoint, "url": endpoint.url, "message_id": f"msg_{uuid.uuid4().hex}",
+                          "payload": call_completed_payload(call)})
+            if delivery.status == WebhookDelivery.Status.PENDING:
+                transaction.on_commit(lambda: deliver_webhook.delay(delivery.id))
+
+
+def email_mode(business: Business) -> str:
+    settings_row = NotificationSettings.objects.filter(business=business).first()
+    return settings_row.email_mode if settings_row else NotificationSettings.EmailMode.ALL
+
+
+def _email_wanted(call: Call) -> tuple[bool, str]:
+    mode = email_mode(call.business)
+    if mode == NotificationSettings.EmailMode.OFF:
+        return False, "notifications are off"
+    if not call.business.notification_email:
+        return False, "the business has no notification email"
+    if mode == NotificationSettings.EmailMode.FOLLOW_UP and call.follow_up_needed is False:
+        return False, "no follow-up needed"  # unknown (no summary) still notifies
+    return True, ""
+
+
+def call_notification_send(*, call_id: int) -> str:
+    """Send the call's email at most once. Returns the notification's status; raises TransientError to retry."""
+    claimed = CallNotification.objects.filter(call_id=call_id, status=CallNotification.Status.QUEUED).update(
+        status=CallNotification.Status.SENDING, attempts=F("attempts") + 1)
+    if not claimed:
+        return "not_queued"  # done, skipped, or another worker has it
+    call = Call.objects.select_related("business").get(id=call_id)
+    wanted, why = _email_wanted(call)
+    if not wanted:
+        CallNotification.objects.filter(call_id=call_id).update(status=CallNotification.Status.SKIPPED, error=why)
+        return CallNotification.Status.SKIPPED
+    recipient = call.business.notification_email
+    context = {"call": call, "business": call.business, "url": dashboard_call_url(call),
+               "outcome": call.outcome.replace("_", " ") if call.outcome else "unknown",
+               "caller": " ".join(filter(None, [call.caller_name, call.from_number])) or "an unknown caller",
+               "local_started": timezone.localtime(call.started_at, call.business.tzinfo)}
+    subject = f"{call.business.name}: call from {context['caller']} ({context['outcome']})"
+    if call.follow_up_needed:
+        subject = "Follow-up needed — " + subject
+    body = render_to_string("calls/email/call_summary.txt", context)
+    try:
+        send_mail(subject[:200], body, settings.DEFAULT_FROM_EMAIL, [recipient], fail_silently=False)
+    except (smtplib.SMTPException, OSError) as exc:
+        # Nothing was accepted: put it back in the queue for the retry.
+        CallNotification.objects.filter(call_id=call_id).update(status=CallNotification.Status.QUEUED,
+                                                                error=f"{exc.__class__.__name__}: {exc}"[:2000])
+        raise TransientError(f"Email failed: {exc}") from exc
+    CallNotification.objects.filter(call_id=call_id).update(status=CallNotification.Status.SENT, recipient=recipient,
+                                                            sent_at=timezone.now(), error="")
+    return CallNotification.Status.SENT
+
+
+def call_notification_failed(*, call_id: int, error: str) -> None:
+    CallNotification.objects.filter(call_id=call_id, status=CallNotification.Status.QUEUED).update(
+        status=CallNotification.Status.FAILED, error=error[:2000])
+
+
+# --- the outbound webhook ---------------------------------------------------------------------------------
+
+def webhook_secret_new() -> str:
+    return "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
+
+
+def call_completed_payload(call: Call) -> dict[str, Any]:
+    def iso(value: datetime | None) -> str | None:
+        return value.isoformat() if value else None
+
+    return {
+        "type": EVENT_CALL_COMPLETED,
+        "timestamp": timezone.now().isoformat(),
+        "data": {
+            "call_id": call.id, "business_id": call.business_id, "channel": call.channel,
+            "direction": call.direction, "from_number": call.from_number, "to_number": call.to_number,
+            "status": call.status, "end_reason": call.end_reason, "started_at": iso(call.started_at),
+            "answered_at": iso(call.answered_at), "ended_at": iso(call.ended_at),
+            "duration_seconds": call.duration_seconds, "outcome": call.outcome, "summary": call.summary,
+            "caller_name": call.caller_name, "reason": call.reason, "action_items": call.action_items,
+            "sentiment": call.sentiment, "follow_up_needed": call.follow_up_needed,
+            "follow_up_reason": call.follow_up_reason, "summary_error": call.summary_error,
+            "url": dashboard_call_url(call),
+        },
+    }
+
+
+class BlockedAddress(Exception):
+    """The webhook URL resolves to an address we never send to (private, loopback, link-local ...)."""
+
+
+def _address_allowed(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+    if settings.WEBHOOK_ALLOW_PRIVATE_ADDRESSES:
+        return True
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return ip.is_global and not ip.is_multicast
+
+
+def resolve_webhook_target(url: str) -> tuple[str, str, int, str]:
+    """(scheme, host, port, pinned address) of a webhook URL whose every resolved address is allowed."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise BlockedAddress(f"Not an http(s) URL: {url!r}")
+    host = parts.hostname
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except socket.gaierror as exc:
+        raise TransientError(f"Cannot resolve {host}: {exc}") from exc
+    addresses = [info[4][0] for info in infos]
+    for address in addresses:
+        if not _address_allowed(ipaddress.ip_address(address.split("%")[0])):
+            raise BlockedAddress(f"{host} resolves to {address}, a private or reserved address.")
+    return parts.scheme, host, port, addresses[0]
+
+
+@dataclass
+class AttemptResult:
+    ok: bool
+    status_code: int | None = None
+    error: str = ""
+    retry: bool = True
+
+
+def _post_pinned(url: str, body: str, headers: dict[str, str]) -> AttemptResult:
+    """POST to the address we checked (no second DNS lookup, no redirects followed)."""
+    scheme, host, port, address = resolve_webhook_target(url)
+    parts = urlsplit(url)
+    netloc_ip = f"[{address}]" if ":" in address else address
+    pinned = urlunsplit((scheme, f"{netloc_ip}:{port}", parts.path or "/", parts.query, ""))
+    host_header = host if parts.port is None else f"{host}:{parts.port}"
+    extensions = {"sni_hostname": host} if scheme == "https" else {}
+    with httpx.Client(timeout=settings.WEBHOOK_TIMEOUT_SECONDS, follow_redirects=False) as client:
+        response = client.post(pinned, content=body.encode(), extensions=extensions,
+                               headers={**headers, "Host": host_header, "Content-Type": "application/json",
+                                        "User-Agent": "ai-receptionist-webhooks/1"})
+    if 200 <= response.status_code < 300:
+        return AttemptResult(ok=True, status_code=response.status_code)
+    if 300 <= response.status_code < 400:
+        return AttemptResult(ok=False, status_code=response.status_code,
+                             error=f"Redirect to {response.headers.get('location', '?')!r} not followed.")
+    return AttemptResult(ok=False, status_code=response.status_code, error=f"HTTP {response.status_code}")
+
+
+def webhook_deliver(*, delivery_id: int) -> bool:
+    """Attempt one delivery (locked, so one attempt at a time). True if another attempt should be scheduled."""
+    with transaction.atomic():
+        delivery = (WebhookDelivery.objects.select_for_update(skip_locked=True)
+                    .filter(id=delivery_id, status=WebhookDelivery.Status.PENDING).first())
+        if delivery is None:
+            return False  # delivered, given up, or being attempted by another worker right now
+        endpoint = delivery.endpoint
+        number = delivery.attempts + 1
+        started_at, t0 = timezone.now(), time.monotonic()
+        body = json.dumps(delivery.payload, separators=(",", ":"))
+        if endpoint is None:
+            result = AttemptResult(ok=False, error="The endpoint was deleted.", retry=False)
+        else:
+            try:
+                signature = Webhook(endpoint.secret).sign(delivery.message_id, started_at, body)
+                headers = {"webhook-id": delivery.message_id,
+                           "webhook-timestamp": str(int(started_at.timestamp())), "webhook-signature": signature}
+                result = _post_pinned(delivery.url, body, headers)
+            except BlockedAddress as exc:
+                result = AttemptResult(ok=False, error=str(exc), retry=False)
+            except TransientError as exc:
+                result = AttemptResult(ok=False, error=str(exc))
+            except httpx.HTTPError as exc:
+                result = AttemptResult(ok=False, error=f"{exc.__class__.__name__}: {exc}")
+        WebhookAttempt.objects.create(delivery=delivery, number=number, started_at=started_at,
+                                      status_code=result.status_code, ok=result.ok, error=result.error[:2000],
+                                      duration_ms=round((time.monotonic() - t0) * 1000))
+        delivery.attempts = number
+        if result.ok:
+            delivery.status, delivery.delivered_at, delivery.last_error = (WebhookDelivery.Status.DELIVERED,
+                                                                          timezone.now(), "")
+        else:
+            delivery.last_error = result.error[:2000]
+            if not result.retry or number >= settings.WEBHOOK_MAX_ATTEMPTS:
+                delivery.status = WebhookDelivery.Status.FAILED
+        delivery.save(update_fields=["attempts", "status", "delivered_at", "last_error"])
+        log.info("Webhook %s attempt %s for call %s: %s", delivery.message_id, number, delivery.call_id,
+                 result.status_code or result.error)
+        return delivery.status == WebhookDelivery.Status.PENDING
+
+
+# --- the reaper -------------------------------------------------------------------------------------------
+
+def calls_reap_stuck(*, now: datetime | None = None) -> list[int]:
+    """Finalise calls still ringing/in progress long after they could be; returns their ids.
+
+    A ringing call whose media stream never started after REAPER_RINGING_MINUTES, or a call in progress with
+    no recorded activity (events) for REAPER_IDLE_MINUTES or answered more than CALL_MAX_SECONDS (+ grace) ago.
+    Live calls write events every turn, so they are never idle that long.
+    """
+    now = now or timezone.now()
+    reaped = []
+    live = Call.objects.filter(status__in=[Call.Status.RINGING, Call.Status.IN_PROGRESS], finalized_at__isnull=True)
+    ringing = live.filter(stream_started_at__isnull=True,
+                          started_at__lt=now - timedelta(minutes=settings.REAPER_RINGING_MINUTES))
+    for call in ringing:
+        if _reap(call, now=now, last_activity=call.started_at, reason="reaped_never_connected",
+                 error="Reaped: the media stream never started."):
+            reaped.append(call.id)
+    idle_before = now - timedelta(minutes=settings.REAPER_IDLE_MINUTES)
+    capped_before = now - timedelta(seconds=settings.CALL_MAX_SECONDS + settings.REAPER_GRACE_SECONDS)
+    for call in live.filter(stream_started_at__isnull=False).annotate(last_event=Max("events__created_at")):
+        last = max(filter(None, [call.last_event, call.answered_at, call.stream_started_at, call.started_at]))
+        begin = call.answered_at or call.stream_started_at or call.started_at
+        if begin < capped_before:
+            reason, error = "reaped_over_cap", "Reaped: still open past the call length cap."
+        elif last < idle_before:
+            reason, error = "reaped_idle", f"Reaped: no activity since {last.isoformat()}."
+        else:
+            continue
+        if _reap(call, now=now, last_activity=last, reason=reason, error=error):
+            reaped.append(call.id)
+    return reaped
+
+
+def _reap(call: Call, *, now: datetime, last_activity: datetime, reason: str, error: str) -> bool:
+    with transaction.atomic():
+        Call.objects.filter(id=call.id, finalized_at__isnull=True, ended_at__isnull=True).update(
+            ended_at=min(last_activity, now))
+        done = call_finalize(call_id=call.id, status=Call.Status.INTERRUPTED, end_reason=reason, error=error)
+    if done:
+        log.warning("Call %s reaped (%s)", call.id, reason)
+    return done
