@@ -112,7 +112,6 @@ class CallSession:
         self.responses: dict[str, ResponseState] = {}
         self.active_response: str | None = None
         self.dropped_responses: set[str] = set()
-        self.input_bytes = 0
         self.speech_end_at: float | None = None  # monotonic time the caller's last turn ended
         self.speech_stopped_at: float | None = None
         self.after_playback: Callable[[], Awaitable[None]] | None = None
@@ -171,7 +170,6 @@ class CallSession:
         """Forward one chunk of caller audio (base64, in the transport's format) to OpenAI, untouched."""
         if not self.ready:
             return  # before the agent is connected the caller is still hearing the ring
-        self.input_bytes += b64_len_to_bytes(payload)
         try:
             await self.upstream.send('{"type":"input_audio_buffer.append","audio":"' + payload + '"}')
         except websockets.ConnectionClosed:

@@ -2316,6 +2316,25 @@ class _ChatCompletions:
             record["ended_at"] = time.time()
             record["duration_ms"] = round((record["ended_at"] - started) * 1000)
 
+    async def _scripted_failure(self, req: Any, record: dict, failure: Any, *, model: str) -> Any:
+        """A scripted hang or OpenAI-shaped error (shared by the chat and summary answers)."""
+        if failure.hang:
+            record["outcome"] = "hanging"
+            record["outcome"] = await self.standin._pause(req, CHAT_HANG_CAP_S) or "hang_cap"
+            raise _AbortRequest(record["outcome"])
+        status = int(failure.status)
+        message, type_, code = _CHAT_ERRORS.get(
+            status, (f"{http.HTTPStatus(status).phrase}.",
+                     "server_error" if status >= 500 else "invalid_request_error", None))
+        retry = failure.retry_after if failure.retry_after is not None else 1.0
+        headers = {"retry-after": f"{retry:g}"} if status in (429, 503) else {}
+        if status == 429:
+            headers.update({"x-ratelimit-limit-tokens": "30000", "x-ratelimit-remaining-tokens": "0",
+                            "x-ratelimit-reset-tokens": f"{retry:g}s"})
+        return self._error(record, status, "scripted_error", {
+            "message": message.format(model=model, retry=f"{retry:g}"), "type": type_, "param": None,
+            "code": code}, headers)
+
     def _error(self, record: dict, status: int, outcome: str, error: dict,
                headers: dict[str, str] | None = None) -> tuple[int, Any, dict[str, str]]:
         record.update(outcome=outcome, status=status, error=error)
@@ -2360,25 +2379,8 @@ class _ChatCompletions:
                 record["outcome"] = interrupted
                 raise _AbortRequest(interrupted)
         failure = self.scripted_failure(entry_at, entry, turn.step, step)
-        if failure is not None and failure.hang:
-            record["outcome"] = "hanging"
-            record["outcome"] = await self.standin._pause(req, CHAT_HANG_CAP_S) or "hang_cap"
-            raise _AbortRequest(record["outcome"])
         if failure is not None:
-            status = int(failure.status)
-            message, type_, code = _CHAT_ERRORS.get(
-                status, (f"{http.HTTPStatus(status).phrase}.",
-                         "server_error" if status >= 500 else "invalid_request_error", None))
-            retry = failure.retry_after if failure.retry_after is not None else 1.0
-            headers = {}
-            if status in (429, 503):
-                headers["retry-after"] = f"{retry:g}"
-            if status == 429:
-                headers.update({"x-ratelimit-limit-tokens": "30000", "x-ratelimit-remaining-tokens": "0",
-                                "x-ratelimit-reset-tokens": f"{retry:g}s"})
-            return self._error(record, status, "scripted_error", {
-                "message": message.format(model=turn.model, retry=f"{retry:g}"), "type": type_, "param": None,
-                "code": code}, headers)
+            return await self._scripted_failure(req, record, failure, model=turn.model)
 
         # the scripted answer
         if entry is None:
@@ -2448,20 +2450,8 @@ class _ChatCompletions:
             if script.knobs.count is None or used < script.knobs.count:
                 self.failures[(-1, None)] = used + 1
                 failure = script.knobs
-        if failure is not None and failure.hang:
-            record["outcome"] = "hanging"
-            record["outcome"] = await self.standin._pause(req, CHAT_HANG_CAP_S) or "hang_cap"
-            raise _AbortRequest(record["outcome"])
         if failure is not None:
-            status = int(failure.status)
-            message, type_, code = _CHAT_ERRORS.get(
-                status, (f"{http.HTTPStatus(status).phrase}.",
-                         "server_error" if status >= 500 else "invalid_request_error", None))
-            retry = failure.retry_after if failure.retry_after is not None else 1.0
-            headers = {"retry-after": f"{retry:g}"} if status in (429, 503) else {}
-            return self._error(record, status, "scripted_error", {
-                "message": message.format(model=body["model"], retry=f"{retry:g}"), "type": type_, "param": None,
-                "code": code}, headers)
+            return await self._scripted_failure(req, record, failure, model=body["model"])
         schema = ((body["response_format"].get("json_schema") or {}).get("schema")) or {}
         document = _default_document(schema, user_text)
         if isinstance(document, dict):
