@@ -100,10 +100,12 @@ def subprocess_env(*, standin: RealtimeStandin, twilio_standin: TwilioStandin, b
     redis_url = os.environ.get("REDIS_URL")
     if not redis_url:
         pytest.fail("End-to-end tests run the server and worker on Redis: set REDIS_URL (make test does).")
+    e2e_db = os.environ.get("TEST_E2E_REDIS_DB", "5")
     return {
         **os.environ,
-        # A database of its own on the Redis server, so flushing it never touches anything else.
-        "REDIS_URL": redis_url.rsplit("/", 1)[0] + "/5" if redis_url.count("/") > 2 else redis_url + "/5",
+        # A database of its own on the Redis server, so flushing it never touches anything else
+        # (TEST_E2E_REDIS_DB lets two test runs share one Redis server).
+        "REDIS_URL": (redis_url.rsplit("/", 1)[0] if redis_url.count("/") > 2 else redis_url) + "/" + e2e_db,
         "DEBUG": "false", "SECRET_KEY": os.environ["SECRET_KEY"], "DATABASE_URL": _database_url_for_subprocess(),
         "PUBLIC_BASE_URL": base_url, "ALLOWED_HOSTS": "127.0.0.1,localhost", "STATIC_MANIFEST": "false",
         "OPENAI_API_KEY": "sk-test-standin", "OPENAI_REALTIME_URL": standin.url,
