@@ -1,5 +1,5 @@
 .PHONY: run test check
-# Set up and run the product on embedded defaults at http://127.0.0.1:8000.
+# Set up and run the product on embedded defaults at http://127.0.0.1:8000 (demo mode without OPENAI_API_KEY).
 run:
 	bash scripts/run.sh
 

@@ -23,11 +23,15 @@ M = TypeVar("M", bound=Model)
 
 def current_membership(request: HttpRequest) -> Membership | None:
     """The membership the signed-in user is working in: the one chosen in the session, else the oldest."""
-    user = request.user
-    if not user.is_authenticated:
+    return session_membership(request.user, request.session)
+
+
+def session_membership(user: Any, session: Any) -> Membership | None:
+    """`current_membership` for anything with a user and a session (a WebSocket's scope as well as a request)."""
+    if user is None or not user.is_authenticated:
         return None
     memberships = Membership.objects.select_related("business").filter(user=user)
-    chosen = request.session.get(SESSION_KEY)
+    chosen = session.get(SESSION_KEY)
     if chosen is not None:
         membership = memberships.filter(business_id=chosen).first()
         if membership is not None:

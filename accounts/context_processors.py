@@ -1,4 +1,10 @@
+from django.conf import settings
 from django.http import HttpRequest
+
+
+def demo_mode(request: HttpRequest) -> dict:
+    """Every page says when replies come from the local stand-in rather than OpenAI."""
+    return {"demo_mode": settings.DEMO_MODE}
 
 
 def current_business(request: HttpRequest) -> dict:

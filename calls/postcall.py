@@ -55,7 +55,8 @@ from calls.models import (
     WebhookDelivery,
     WebhookEndpoint,
 )
-from calls.services import call_finalize
+from calls.live import publish_call_changed
+from calls.services import call_finalize, call_search_refresh
 
 log = logging.getLogger(__name__)
 
@@ -210,6 +211,9 @@ def _store_summary(call: Call, extraction: Extraction, **usage: Any) -> bool:
         follow_up_needed=extraction.follow_up_needed, follow_up_reason=extraction.follow_up_reason,
         summary_cost_usd=F("summary_cost_usd") + cost, cost_usd=F("cost_usd") + cost,
         summarized_at=timezone.now(), **usage)
+    if stored:
+        call_search_refresh(call_id=call.id)  # the summary, reason and caller's name become searchable
+        publish_call_changed(call_id=call.id, business_id=call.business_id, status=call.status)
     return stored == 1
 
 
@@ -268,9 +272,12 @@ def call_summary_failed(*, call_id: int, error: str) -> bool:
     if call is None:
         return False
     actions = actions_of_call(call)
-    return Call.objects.filter(id=call_id, summarized_at__isnull=True).update(
+    stored = Call.objects.filter(id=call_id, summarized_at__isnull=True).update(
         summary_error=error[:4000], outcome=actions[0] if actions else (call.outcome or ""),
         summarized_at=timezone.now()) == 1
+    if stored:
+        publish_call_changed(call_id=call.id, business_id=call.business_id, status=call.status)
+    return stored
 
 
 # --- notifications: what to send once the summary is settled ---------------------------------------------

@@ -8,17 +8,21 @@ the same tzinfo ignores the DST fold, so neither is ever done with local datetim
 
 from __future__ import annotations
 
+import bisect
 import datetime as dt
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
+from decimal import Decimal
 
 from django.core.exceptions import ValidationError
 from django.db import connection
+from django.db.models import Case, Count, Exists, IntegerField, OuterRef, Q, QuerySet, When
 from django.utils import timezone
 
 from accounts.models import Business, ClosedDate, FAQEntry, OpeningHours, Service
 from accounts.phone import normalize_e164
-from calls.models import Appointment, Customer, Message
+from calls.models import Appointment, Call, CallEvent, Customer, Message, TranscriptEntry
 
 UTC = dt.timezone.utc
 SLOT_STEP_MINUTES = 15
@@ -322,3 +326,429 @@ def appointments_between(*, business: Business, starts_at: dt.datetime, ends_at:
     return list(Appointment.objects.filter(business=business, starts_at__gte=starts_at, starts_at__lt=ends_at)
                 .select_related("customer").order_by("starts_at"))
 
+
+
+# --- dashboard: home, appointments, messages, customers ---------------------------------------------------
+
+DASHBOARD_PAGE_SIZE = 25
+HISTORY_LIMIT = 50  # rows of each kind on a customer's page; the lists have the rest
+# Open messages are read most urgent first; the database sorts by this rank so a page is one query.
+URGENCY_RANK = Case(When(urgency=Message.Urgency.HIGH, then=0), When(urgency=Message.Urgency.NORMAL, then=1),
+                    default=2, output_field=IntegerField())
+
+
+def local_day_bounds(*, business: Business, day: dt.date) -> tuple[dt.datetime, dt.datetime]:
+    """The UTC instants a local calendar day starts and ends: 23 or 25 hours apart on DST days."""
+    return (_bound_to_utc(day, dt.time(0), business),
+            _bound_to_utc(day + dt.timedelta(days=1), dt.time(0), business))
+
+
+@dataclass(frozen=True)
+class CalendarDay:
+    date: dt.date
+    is_today: bool
+    appointments: list[Appointment]
+
+
+@dataclass(frozen=True)
+class AppointmentCalendar:
+    """A day or a Monday-to-Sunday week of appointments, each on the local date it starts on."""
+
+    view: str  # "day" or "week"
+    days: list[CalendarDay]
+    today: dt.date
+    previous: dt.date
+    next: dt.date
+
+    @property
+    def count(self) -> int:
+        return sum(len(day.appointments) for day in self.days)
+
+
+def appointment_calendar(*, business: Business, view: str, day: dt.date,
+                         now: dt.datetime | None = None) -> AppointmentCalendar:
+    """The appointments (every status) of the local `day`, or of the week containing it; one query."""
+    step = 7 if view == "week" else 1
+    first = day - dt.timedelta(days=day.weekday()) if view == "week" else day
+    dates = [first + dt.timedelta(days=offset) for offset in range(step)]
+    starts_at, _ = local_day_bounds(business=business, day=dates[0])
+    _, ends_at = local_day_bounds(business=business, day=dates[-1])
+    by_date: dict[dt.date, list[Appointment]] = {date: [] for date in dates}
+    for appointment in appointments_between(business=business, starts_at=starts_at, ends_at=ends_at):
+        by_date[appointment.starts_at.astimezone(business.tzinfo).date()].append(appointment)
+    today = local_now(business=business, now=now).date()
+    return AppointmentCalendar(view=view, days=[CalendarDay(date, date == today, by_date[date]) for date in dates],
+                               today=today, previous=day - dt.timedelta(days=step), next=day + dt.timedelta(days=step))
+
+
+def appointments_upcoming(*, business: Business, now: dt.datetime | None = None) -> QuerySet[Appointment]:
+    """Appointments (every status) that have not ended yet, soonest first."""
+    return (Appointment.objects.filter(business=business, ends_at__gt=now or timezone.now())
+            .select_related("customer").order_by("starts_at", "id"))
+
+
+def appointments_past(*, business: Business, now: dt.datetime | None = None) -> QuerySet[Appointment]:
+    """Appointments that have ended, most recent first."""
+    return (Appointment.objects.filter(business=business, ends_at__lte=now or timezone.now())
+            .select_related("customer").order_by("-starts_at", "-id"))
+
+
+def messages_for_dashboard(*, business: Business, status: str) -> QuerySet[Message]:
+    """Open messages most urgent first then newest; handled ones most recently handled first."""
+    rows = Message.objects.filter(business=business, status=status).select_related("handled_by")
+    if status == Message.Status.OPEN:
+        return rows.order_by(URGENCY_RANK, "-created_at", "-id")
+    return rows.order_by("-handled_at", "-id")
+
+
+def message_counts(*, business: Business) -> dict[str, int]:
+    """{"open": n, "handled": n} in one query."""
+    return Message.objects.filter(business=business).aggregate(
+        open=Count("id", filter=Q(status=Message.Status.OPEN)),
+        handled=Count("id", filter=Q(status=Message.Status.HANDLED)))
+
+
+def customers_search(*, business: Business, query: str = "") -> QuerySet[Customer]:
+    """Customers whose name contains `query`, or whose number contains its digits (3 or more, any punctuation),
+    most recently seen first."""
+    rows = Customer.objects.filter(business=business)
+    query = query.strip()
+    if query:
+        match = Q(name__icontains=query)
+        digits = re.sub(r"\D", "", query)
+        if len(digits) >= 3:
+            match |= Q(phone__contains=digits)
+        rows = rows.filter(match)
+    return rows.order_by("-last_seen_at", "-id")
+
+
+@dataclass(frozen=True)
+class CustomerHistory:
+    """A customer's calls (from their number), appointments and messages, newest first, HISTORY_LIMIT of each."""
+
+    customer: Customer
+    calls: list[Call]
+    appointments: list[Appointment]
+    messages: list[Message]
+    more_calls: bool
+    more_appointments: bool
+    more_messages: bool
+
+
+def customer_history(*, customer: Customer, limit: int = HISTORY_LIMIT) -> CustomerHistory:
+    """Three queries whatever the customer's history; every row is of the customer's own business."""
+    business_id = customer.business_id
+    calls = list(Call.objects.filter(business_id=business_id, from_number=customer.phone)
+                 .order_by("-started_at", "-id")[:limit + 1])
+    appointments = list(Appointment.objects.filter(business_id=business_id, customer=customer)
+                        .order_by("-starts_at", "-id")[:limit + 1])
+    messages = list(Message.objects.filter(business_id=business_id, customer=customer)
+                    .select_related("handled_by").order_by("-created_at", "-id")[:limit + 1])
+    return CustomerHistory(customer=customer, calls=calls[:limit], appointments=appointments[:limit],
+                           messages=messages[:limit], more_calls=len(calls) > limit,
+                           more_appointments=len(appointments) > limit, more_messages=len(messages) > limit)
+
+
+@dataclass(frozen=True)
+class DashboardHome:
+    calls_today: int
+    calls_last_7_days: int
+    open_messages: int
+    appointments_left_today: int
+    latest_calls: list[Call]
+    top_open_messages: list[Message]
+    appointments_today: list[Appointment]
+
+
+def dashboard_home(*, business: Business, now: dt.datetime | None = None, rows: int = 5) -> DashboardHome:
+    """The home page's figures and short lists, in five queries. "Today" and "the last 7 days" are local days
+    (today and the six before it), so they turn over at the business's midnight."""
+    now = now or timezone.now()
+    today = local_now(business=business, now=now).date()
+    today_starts, today_ends = local_day_bounds(business=business, day=today)
+    week_starts, _ = local_day_bounds(business=business, day=today - dt.timedelta(days=6))
+    call_figures = Call.objects.filter(business=business, started_at__gte=week_starts,
+                                       started_at__lt=today_ends).aggregate(
+        today=Count("id", filter=Q(started_at__gte=today_starts)), week=Count("id"))
+    open_rows = messages_for_dashboard(business=business, status=Message.Status.OPEN)
+    appointments_today = appointments_between(business=business, starts_at=today_starts, ends_at=today_ends)
+    return DashboardHome(
+        calls_today=call_figures["today"], calls_last_7_days=call_figures["week"],
+        open_messages=open_rows.count(),
+        appointments_left_today=sum(1 for a in appointments_today
+                                    if a.status == Appointment.Status.BOOKED and a.ends_at > now),
+        latest_calls=list(Call.objects.filter(business=business).order_by("-started_at", "-id")[:rows]),
+        top_open_messages=list(open_rows[:rows]),
+        appointments_today=appointments_today,
+    )
+
+
+# --- dashboard: calls list and detail ---------------------------------------------------------------------
+
+CALLS_PAGE_SIZE = 50
+# What a list row (and the CSV) shows; the transcript-sized columns (search_vector, error, …) stay in the table.
+CALL_LIST_FIELDS = ("id", "business_id", "started_at", "channel", "status", "outcome", "from_number", "caller_name",
+                    "duration_seconds", "cost_usd", "summary", "end_reason")
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=UTC)
+
+
+@dataclass(frozen=True)
+class CallFilters:
+    """The calls list's filters; dates are local calendar dates of the business, both ends included."""
+
+    q: str = ""
+    date_from: dt.date | None = None
+    date_to: dt.date | None = None
+    outcome: str = ""
+    status: str = ""
+    channel: str = ""
+
+    @property
+    def active(self) -> bool:
+        return any((self.q, self.date_from, self.date_to, self.outcome, self.status, self.channel))
+
+
+def _search_query(text: str) -> str | None:
+    """A PostgreSQL tsquery (raw syntax) for what a person typed: every word must match, each as a prefix
+    ("dav" finds "David"); something that looks like a phone number matches any run of its digits. Built from
+    \\w runs only, so nothing the user types is tsquery syntax."""
+    squeezed = re.sub(r"[\s().+-]", "", text)
+    if squeezed.isdigit() and len(squeezed) >= 3:
+        return f"{squeezed}:*"
+    words = re.findall(r"\w+", text.lower())[:12]
+    return " & ".join(f"{word}:*" for word in words) or None
+
+
+def calls_filtered(*, business: Business, filters: CallFilters) -> QuerySet[Call]:
+    """The business's calls matching the filters (not ordered). On PostgreSQL `q` is a full-text query on each
+    call's search document (GIN index); on SQLite it is a substring of the number, name, summary or transcript."""
+    rows = Call.objects.filter(business=business)
+    if filters.date_from:
+        rows = rows.filter(started_at__gte=local_day_bounds(business=business, day=filters.date_from)[0])
+    if filters.date_to:
+        rows = rows.filter(started_at__lt=local_day_bounds(business=business, day=filters.date_to)[1])
+    if filters.outcome:
+        rows = rows.filter(outcome=filters.outcome)
+    if filters.status:
+        rows = rows.filter(status=filters.status)
+    if filters.channel:
+        rows = rows.filter(channel=filters.channel)
+    q = filters.q.strip()
+    if q and connection.vendor == "postgresql":
+        from django.contrib.postgres.search import SearchQuery
+
+        query = _search_query(q)
+        if query is None:
+            return rows.none()
+        rows = rows.filter(search_vector=SearchQuery(query, search_type="raw",
+                                                     config=SEARCH_CONFIGS.get(business.language, "simple")))
+    elif q:
+        said = TranscriptEntry.objects.filter(call=OuterRef("pk"), text__icontains=q)
+        rows = rows.filter(Q(from_number__icontains=q) | Q(caller_name__icontains=q) | Q(summary__icontains=q)
+                           | Exists(said))
+    return rows
+
+
+def call_cursor(call: Call) -> str:
+    """A call's place in the newest-first order, for keyset paging: "<microseconds since 1970>_<id>"."""
+    delta = call.started_at - _EPOCH
+    return f"{(delta.days * 86400 + delta.seconds) * 1_000_000 + delta.microseconds}_{call.id}"
+
+
+def parse_call_cursor(value: str | None) -> tuple[dt.datetime, int] | None:
+    match = re.fullmatch(r"(-?\d{1,20})_(\d{1,18})", value or "")
+    if match is None:
+        return None
+    try:
+        return _EPOCH + dt.timedelta(microseconds=int(match[1])), int(match[2])
+    except OverflowError:
+        return None
+
+
+@dataclass(frozen=True)
+class CallPage:
+    calls: list[Call]
+    older: str | None  # cursor for the next (older) page
+    newer: str | None  # cursor for the previous (newer) page; None on the first page
+
+
+def call_list_page(*, business: Business, filters: CallFilters, after: str | None = None, before: str | None = None,
+                   per_page: int = CALLS_PAGE_SIZE) -> CallPage:
+    """One page of calls, newest first, in one query at any depth: keyset paging on (started_at, id) over the
+    (business, started_at, id) index, and no COUNT. `after` pages to older calls, `before` to newer ones."""
+    rows = calls_filtered(business=business, filters=filters).only(*CALL_LIST_FIELDS)
+    before_key = parse_call_cursor(before)
+    after_key = None if before_key else parse_call_cursor(after)
+    if before_key:
+        at, call_id = before_key
+        # The bound on started_at alone is what the index can range-scan; the OR only settles ties.
+        newer = list(rows.filter(Q(started_at__gt=at) | Q(started_at=at, id__gt=call_id), started_at__gte=at)
+                     .order_by("started_at", "id")[:per_page + 1])
+        if len(newer) > per_page:
+            calls = newer[:per_page][::-1]
+            return CallPage(calls=calls, older=call_cursor(calls[-1]), newer=call_cursor(calls[0]))
+        after_key = None  # back at the top: show the first page as it is now
+    elif after_key:
+        at, call_id = after_key
+        rows = rows.filter(Q(started_at__lt=at) | Q(started_at=at, id__lt=call_id), started_at__lte=at)
+    found = list(rows.order_by("-started_at", "-id")[:per_page + 1])
+    calls = found[:per_page]
+    newer = (call_cursor(calls[0]) if calls else after) if after_key else None
+    return CallPage(calls=calls, older=call_cursor(calls[-1]) if len(found) > per_page else None, newer=newer)
+
+
+def calls_for_export(*, business: Business, filters: CallFilters) -> QuerySet[Call]:
+    """Every call matching the filters, newest first, with only the exported columns (stream it with .iterator())."""
+    return calls_filtered(business=business, filters=filters).only(*CALL_LIST_FIELDS).order_by("-started_at", "-id")
+
+
+def format_offset(ms: int | None) -> str:
+    """Milliseconds since the call started as m:ss.mmm."""
+    if ms is None:
+        return ""
+    minutes, rest = divmod(int(ms), 60_000)
+    return f"{minutes}:{rest // 1000:02d}.{rest % 1000:03d}"
+
+
+def percentile(values: list[int], q: float) -> float | None:
+    """The q-quantile (0..1) by linear interpolation between closest ranks; None for no values."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    k = (len(ordered) - 1) * q
+    lo = int(k)
+    hi = min(lo + 1, len(ordered) - 1)
+    return ordered[lo] + (ordered[hi] - ordered[lo]) * (k - lo)
+
+
+@dataclass
+class TimelineItem:
+    """One line of a call's timeline: a turn (`entry`) or an event (`event`), at `offset_ms` from the start."""
+
+    offset_ms: int
+    kind: str  # "caller", "agent" or a CallEvent kind
+    entry: TranscriptEntry | None = None
+    event: CallEvent | None = None
+    latency_ms: int | None = None  # agent turns: caller's end of speech to the agent's first audio
+
+    @property
+    def offset(self) -> str:
+        return format_offset(self.offset_ms)
+
+    @property
+    def payload(self) -> dict:
+        return getattr(self.event, "payload", None) or {}
+
+
+@dataclass(frozen=True)
+class LatencyStats:
+    count: int
+    p50: float | None
+    p95: float | None
+    max: int | None
+
+
+@dataclass(frozen=True)
+class CostBreakdown:
+    """Call.cost_usd is everything: the realtime model (added at finalisation), the supervisor and the summary."""
+
+    realtime_usd: Decimal
+    supervisor_usd: Decimal
+    summary_usd: Decimal
+    total_usd: Decimal
+
+
+@dataclass(frozen=True)
+class CallDetail:
+    call: Call
+    timeline: list[TimelineItem]
+    latency: LatencyStats
+    cost: CostBreakdown
+    appointments: list[Appointment]
+    messages: list[Message]
+    customer: Customer | None
+
+
+# Events not drawn on the timeline: usage is in the cost breakdown, latency sits next to its agent turn.
+HIDDEN_EVENT_KINDS = frozenset({"usage"})
+# A latency event is written when the agent's first audio of a turn arrives, right after the turn's start_ms.
+LATENCY_MATCH_MS = 500
+
+
+def call_timeline(entries: list[TranscriptEntry], events: list[CallEvent]) -> tuple[list[TimelineItem], list[int]]:
+    """Merge transcript entries and events by offset (turns first on a tie) and put each latency next to the
+    agent turn it measured. A turn with no start time takes the previous turn's offset. Returns the timeline
+    and every latency in ms."""
+    items: list[TimelineItem] = []
+    last_offset = 0
+    agent_turns: list[TimelineItem] = []
+    for entry in entries:
+        offset = entry.start_ms if entry.start_ms is not None else (
+            entry.end_ms if entry.end_ms is not None else last_offset)
+        last_offset = offset
+        item = TimelineItem(offset_ms=offset, kind=entry.speaker, entry=entry)
+        items.append(item)
+        if entry.speaker == "agent":
+            agent_turns.append(item)
+    latencies: list[int] = []
+    turn_starts = [turn.offset_ms for turn in agent_turns]
+    for event in events:
+        if event.kind == "latency":
+            ms = event.payload.get("ms") if isinstance(event.payload, dict) else None
+            if isinstance(ms, (int, float)):
+                latencies.append(int(ms))
+                i = bisect.bisect_right(turn_starts, event.offset_ms) - 1
+                if i >= 0 and event.offset_ms - turn_starts[i] <= LATENCY_MATCH_MS \
+                        and agent_turns[i].latency_ms is None:
+                    agent_turns[i].latency_ms = int(ms)
+                    continue
+        if event.kind in HIDDEN_EVENT_KINDS:
+            continue
+        items.append(TimelineItem(offset_ms=event.offset_ms, kind=event.kind, event=event))
+    # Python's sort is stable: turns (added first) stay before events at the same offset, each in its own order.
+    items.sort(key=lambda item: (item.offset_ms, 0 if item.entry is not None else 1))
+    return items, latencies
+
+
+def call_detail(*, call: Call) -> CallDetail:
+    """Everything the call page shows, in five queries whatever the number of turns and events."""
+    entries = list(TranscriptEntry.objects.filter(call=call).order_by("order"))
+    events = list(CallEvent.objects.filter(call=call).order_by("offset_ms", "order", "id"))
+    timeline, latencies = call_timeline(entries, events)
+    appointments = list(Appointment.objects.filter(business_id=call.business_id, created_by_call=call)
+                        .order_by("starts_at", "id"))
+    messages = list(Message.objects.filter(business_id=call.business_id, call=call).order_by("created_at", "id"))
+    customer = (Customer.objects.filter(business_id=call.business_id, phone=call.from_number).first()
+                if call.channel == Call.Channel.TWILIO and call.from_number else None)
+    realtime = call.cost_usd - call.supervisor_cost_usd - call.summary_cost_usd
+    return CallDetail(
+        call=call, timeline=timeline,
+        latency=LatencyStats(count=len(latencies), p50=percentile(latencies, 0.5), p95=percentile(latencies, 0.95),
+                             max=max(latencies) if latencies else None),
+        cost=CostBreakdown(realtime_usd=realtime, supervisor_usd=call.supervisor_cost_usd,
+                           summary_usd=call.summary_cost_usd, total_usd=call.cost_usd),
+        appointments=appointments, messages=messages, customer=customer)
+
+
+CSV_COLUMNS = ["id", "started_at", "channel", "status", "outcome", "caller_number", "caller_name",
+               "duration_seconds", "cost_usd", "summary", "end_reason"]
+# A spreadsheet runs a cell that starts with one of these as a formula (CSV injection); tab and CR count too.
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_safe(value: object) -> object:
+    """Text that a spreadsheet would read as a formula gets a leading apostrophe; other values pass through."""
+    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
+        return "'" + value
+    return value
+
+
+def calls_csv_rows(*, business: Business, filters: CallFilters, chunk_size: int = 2000) -> Iterator[list[object]]:
+    """The header, then one row per matching call (newest first), read from the database in chunks."""
+    yield CSV_COLUMNS
+    tz = business.tzinfo
+    for call in calls_for_export(business=business, filters=filters).iterator(chunk_size=chunk_size):
+        yield [csv_safe(value) for value in (
+            call.id, call.started_at.astimezone(tz).isoformat(), call.channel, call.status, call.outcome,
+            call.from_number, call.caller_name, "" if call.duration_seconds is None else call.duration_seconds,
+            call.cost_usd, call.summary, call.end_reason)]

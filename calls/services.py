@@ -19,6 +19,7 @@ from django.utils import timezone
 from accounts.models import Business
 from accounts.phone import normalize_e164
 from calls import selectors
+from calls.live import publish_call_changed
 from calls.models import Appointment, Call, CallEvent, Customer, Message, TranscriptEntry
 
 log = logging.getLogger(__name__)
@@ -26,17 +27,56 @@ log = logging.getLogger(__name__)
 
 def call_create_inbound(*, business: Business, twilio_call_sid: str, from_number: str, to_number: str) -> Call:
     """Record a ringing inbound call. A webhook retried by Twilio returns the call it already made."""
-    call, _ = Call.objects.get_or_create(
+    call, created = Call.objects.get_or_create(
         twilio_call_sid=twilio_call_sid,
         defaults={"business": business, "from_number": from_number[:32], "to_number": to_number[:32],
                   "channel": Call.Channel.TWILIO, "direction": Call.Direction.INBOUND},
     )
+    if created:
+        call_search_refresh(call_id=call.id)  # findable by its number while it rings
+        publish_call_changed(call_id=call.id, business_id=call.business_id, status=call.status)
     return call
 
 
 def call_create_browser(*, business: Business, user_label: str) -> Call:
-    return Call.objects.create(business=business, channel=Call.Channel.BROWSER, from_number=user_label[:32],
+    call = Call.objects.create(business=business, channel=Call.Channel.BROWSER, from_number=user_label[:32],
                                to_number=business.phone_number)
+    call_search_refresh(call_id=call.id)
+    return call
+
+
+# --- the dashboard's search document --------------------------------------------------------------------------
+
+def _search_config_sql() -> str:
+    """The business's text search configuration (stemming, stop words), as SQL over `b.language`."""
+    cases = " ".join(f"WHEN '{code}' THEN '{config}'" for code, config in sorted(selectors.SEARCH_CONFIGS.items()))
+    return f"(CASE b.language {cases} ELSE 'simple' END)::regconfig"
+
+
+# One statement rebuilds a call's document from what is stored, so every writer (the session's flushes, the
+# post-call summary, call creation) can run it any number of times with the same result. The caller's digits
+# also go in as every suffix of 4+ digits ('simple' config, no stemming), so a prefix query on any run of the
+# number ("5552671", "415555") finds it. The transcript is capped: a tsvector must stay under 1 MB.
+SEARCH_REFRESH_SQL = f"""
+UPDATE {Call._meta.db_table} AS c SET search_vector =
+    to_tsvector({_search_config_sql()}, concat_ws(' ', c.from_number, c.caller_name, c.summary, c.reason,
+        left((SELECT string_agg(t.text, ' ' ORDER BY t."order") FROM {TranscriptEntry._meta.db_table} AS t
+              WHERE t.call_id = c.id), 200000)))
+    || to_tsvector('simple', coalesce((
+        SELECT string_agg(substr(d.digits, i), ' ')
+        FROM (SELECT regexp_replace(c.from_number, '[^0-9]', '', 'g') AS digits) AS d,
+             generate_series(1, length(d.digits) - 3) AS i), ''))
+FROM {Business._meta.db_table} AS b
+WHERE b.id = c.business_id AND c.id = %s
+"""
+
+
+def call_search_refresh(*, call_id: int) -> None:
+    """Rebuild the call's full-text search document (PostgreSQL; SQLite searches the columns directly)."""
+    if connection.vendor != "postgresql":
+        return
+    with connection.cursor() as cursor:
+        cursor.execute(SEARCH_REFRESH_SQL, [call_id])
 
 
 def call_claim_stream(*, call_id: int) -> bool:
@@ -44,6 +84,9 @@ def call_claim_stream(*, call_id: int) -> bool:
     now = timezone.now()
     claimed = Call.objects.filter(id=call_id, stream_started_at__isnull=True, finalized_at__isnull=True).update(
         stream_started_at=now, answered_at=now, status=Call.Status.IN_PROGRESS)
+    if claimed:
+        business_id = Call.objects.filter(id=call_id).values_list("business_id", flat=True).first()
+        publish_call_changed(call_id=call_id, business_id=business_id, status=Call.Status.IN_PROGRESS)
     return claimed == 1
 
 
@@ -100,6 +143,8 @@ def call_record_entries(*, call_id: int, record: CallRecord) -> None:
             [TranscriptEntry(call_id=call_id, **entry) for entry in record.transcripts], ignore_conflicts=True)
     if record.events:
         CallEvent.objects.bulk_create([CallEvent(call_id=call_id, **event) for event in record.events])
+    if record.transcripts:
+        call_search_refresh(call_id=call_id)
 
 
 @transaction.atomic
@@ -131,6 +176,7 @@ def call_finalize(*, call_id: int, status: str, end_reason: str, usage: Usage | 
     from calls.postcall import postcall_enqueue  # postcall imports this module
 
     postcall_enqueue(call.id)  # summary, email, webhook: queued when this transaction commits
+    publish_call_changed(call_id=call.id, business_id=call.business_id, status=call.status)  # on commit too
     return True
 
 
@@ -150,15 +196,17 @@ def call_reconcile_twilio_status(*, twilio_call_sid: str, call_status: str, dura
     if call is None:
         return None
     if call_status == "in-progress" and call.status == Call.Status.RINGING:
-        Call.objects.filter(id=call.id, status=Call.Status.RINGING).update(status=Call.Status.IN_PROGRESS,
-                                                                          answered_at=timezone.now())
+        if Call.objects.filter(id=call.id, status=Call.Status.RINGING).update(status=Call.Status.IN_PROGRESS,
+                                                                             answered_at=timezone.now()):
+            publish_call_changed(call_id=call.id, business_id=call.business_id, status=Call.Status.IN_PROGRESS)
     final = TWILIO_FINAL_STATUS.get(call_status)
     if final is None:
         return call
     seconds = int(duration) if duration and duration.isdigit() else None
     if seconds is not None:
         # Twilio's billed duration is the authority on how long the caller was connected.
-        Call.objects.filter(id=call.id).update(duration_seconds=seconds)
+        if Call.objects.filter(id=call.id).exclude(duration_seconds=seconds).update(duration_seconds=seconds):
+            publish_call_changed(call_id=call.id, business_id=call.business_id, status=call.status)
     if call.stream_started_at is None:
         # The stream never connected (caller hung up while ringing, or the socket never opened): nobody
         # else will finalise this call. A call with a stream is finalised by its session, with its usage.
@@ -381,3 +429,29 @@ def notification_settings_save(*, business: Business, email_mode: str, webhook_u
         endpoint.secret = secret
     endpoint.save()
     return endpoint, secret
+
+
+# --- dashboard: messages ------------------------------------------------------------------------------------
+
+def message_mark_handled(*, business_id: int, message_id: int, user: Any, now: datetime | None = None) -> Message:
+    """Mark an open message handled by `user`, now. Idempotent: a handled message keeps who handled it and when.
+
+    One compare-and-set UPDATE writes status and handled_at together, as the table's check constraint requires,
+    so two people pressing the button at once record only the first.
+    """
+    Message.objects.filter(business_id=business_id, id=message_id, status=Message.Status.OPEN).update(
+        status=Message.Status.HANDLED, handled_at=now or timezone.now(), handled_by=user)
+    message = Message.objects.filter(business_id=business_id, id=message_id).first()
+    if message is None:
+        raise NotFound(f"There is no message {message_id}.")
+    return message
+
+
+def message_reopen(*, business_id: int, message_id: int) -> Message:
+    """Put a handled message back in the open list, forgetting who handled it. Idempotent."""
+    Message.objects.filter(business_id=business_id, id=message_id, status=Message.Status.HANDLED).update(
+        status=Message.Status.OPEN, handled_at=None, handled_by=None)
+    message = Message.objects.filter(business_id=business_id, id=message_id).first()
+    if message is None:
+        raise NotFound(f"There is no message {message_id}.")
+    return message

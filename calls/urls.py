@@ -4,4 +4,17 @@ from calls import views
 
 urlpatterns = [
     path("settings/notifications/", views.settings_notifications, name="settings_notifications"),
+    # dashboard: calls
+    path("dashboard/calls/", views.call_list, name="call_list"),
+    path("dashboard/calls/export.csv", views.call_export, name="call_export"),
+    path("dashboard/calls/<int:call_id>/", views.call_detail, name="call_detail"),
+    # dashboard: appointments, messages, customers
+    path("dashboard/appointments/", views.appointment_list, name="appointment_list"),
+    path("dashboard/appointments/<int:appointment_id>/cancel/", views.appointment_cancel, name="appointment_cancel"),
+    path("dashboard/messages/", views.message_list, name="message_list"),
+    path("dashboard/messages/<int:message_id>/handle/", views.message_handle, name="message_handle"),
+    path("dashboard/messages/<int:message_id>/reopen/", views.message_reopen, name="message_reopen"),
+    path("dashboard/customers/", views.customer_list, name="customer_list"),
+    path("dashboard/customers/<int:customer_id>/", views.customer_detail, name="customer_detail"),
+    path("dashboard/analytics/", views.analytics_page, name="analytics"),
 ]

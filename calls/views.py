@@ -1,12 +1,24 @@
 from __future__ import annotations
 
-from django.contrib import messages
-from django.http import HttpRequest, HttpResponse
-from django.shortcuts import redirect, render
+import csv
+import datetime
+from urllib.parse import urlencode
 
-from accounts.access import business_view
-from calls import forms, services
-from calls.models import NotificationSettings, WebhookEndpoint
+from django.contrib import messages
+from django.core.paginator import Page, Paginator
+from django.db.models import QuerySet
+from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.utils import timezone
+from django.utils.formats import date_format
+from django.utils.http import url_has_allowed_host_and_scheme
+from django.utils.timezone import localtime
+from django.views.decorators.http import require_POST
+
+from accounts.access import business_view, get_for_business
+from calls import analytics, charts, forms, selectors, services
+from calls.models import Appointment, Call, Customer, Message, NotificationSettings, WebhookEndpoint
 
 
 @business_view(owner_only=True)
@@ -31,3 +43,163 @@ def settings_notifications(request: HttpRequest) -> HttpResponse:
     return render(request, "calls/settings_notifications.html",
                   {"form": form, "endpoint": endpoint, "new_secret": new_secret,
                    "deliveries": endpoint.deliveries.order_by("-created_at")[:10] if endpoint else []})
+
+
+# --- dashboard: appointments, messages, customers ----------------------------------------------------------
+
+APPOINTMENT_VIEWS = ("upcoming", "past", "day", "week")
+
+
+def _page(request: HttpRequest, rows: QuerySet) -> Page:
+    return Paginator(rows, selectors.DASHBOARD_PAGE_SIZE).get_page(request.GET.get("page"))
+
+
+def _back(request: HttpRequest, fallback: str) -> str:
+    """Where a dashboard form came from (its `next` field, same site only), else the `fallback` page."""
+    target = request.POST.get("next", "")
+    if url_has_allowed_host_and_scheme(target, allowed_hosts={request.get_host()}, require_https=request.is_secure()):
+        return target
+    return reverse(fallback)
+
+
+def _day_from_query(value: str) -> datetime.date | None:
+    """A `date=YYYY-MM-DD` parameter; None when missing, malformed or too far out to step a week from."""
+    try:
+        day = datetime.date.fromisoformat(value)
+    except ValueError:
+        return None
+    return day if 1900 <= day.year <= 2999 else None
+
+
+@business_view()
+def appointment_list(request: HttpRequest) -> HttpResponse:
+    """Upcoming and past appointments as lists; a day or a week as a calendar, in the business's time zone."""
+    business = request.business
+    view = request.GET.get("view", "upcoming")
+    if view not in APPOINTMENT_VIEWS:
+        view = "upcoming"
+    context: dict = {"view": view, "now": timezone.now()}
+    if view in ("day", "week"):
+        day = _day_from_query(request.GET.get("date", "")) or selectors.local_now(business=business).date()
+        context["calendar"] = selectors.appointment_calendar(business=business, view=view, day=day)
+    else:
+        rows = (selectors.appointments_upcoming if view == "upcoming" else selectors.appointments_past)(
+            business=business, now=context["now"])
+        context["page"] = _page(request, rows)
+    return render(request, "calls/appointment_list.html", context)
+
+
+@require_POST
+@business_view()
+def appointment_cancel(request: HttpRequest, appointment_id: int) -> HttpResponse:
+    appointment = get_for_business(Appointment, request.business, pk=appointment_id)
+    was_cancelled = appointment.status == Appointment.Status.CANCELLED
+    try:
+        services.appointment_cancel(business_id=request.business.id, appointment_id=appointment.id)
+    except services.ActionError as exc:
+        messages.error(request, str(exc))
+    else:
+        when = date_format(localtime(appointment.starts_at, request.business.tzinfo), "D j M Y, H:i")
+        messages.success(request, f"{appointment.service_name} on {when} was already cancelled." if was_cancelled
+                         else f"Cancelled {appointment.service_name} on {when}.")
+    return redirect(_back(request, "appointment_list"))
+
+
+@business_view()
+def message_list(request: HttpRequest) -> HttpResponse:
+    status = request.GET.get("status", Message.Status.OPEN)
+    if status not in Message.Status.values:
+        status = Message.Status.OPEN
+    rows = selectors.messages_for_dashboard(business=request.business, status=status)
+    return render(request, "calls/message_list.html", {
+        "status": status, "page": _page(request, rows), "counts": selectors.message_counts(business=request.business)})
+
+
+@require_POST
+@business_view()
+def message_handle(request: HttpRequest, message_id: int) -> HttpResponse:
+    message = get_for_business(Message, request.business, pk=message_id)
+    services.message_mark_handled(business_id=request.business.id, message_id=message.id, user=request.user)
+    messages.success(request, f"{message.name}'s message is marked handled.")
+    return redirect(_back(request, "message_list"))
+
+
+@require_POST
+@business_view()
+def message_reopen(request: HttpRequest, message_id: int) -> HttpResponse:
+    message = get_for_business(Message, request.business, pk=message_id)
+    services.message_reopen(business_id=request.business.id, message_id=message.id)
+    messages.success(request, f"{message.name}'s message is open again.")
+    return redirect(_back(request, "message_list"))
+
+
+@business_view()
+def customer_list(request: HttpRequest) -> HttpResponse:
+    query = request.GET.get("q", "").strip()[:100]
+    rows = selectors.customers_search(business=request.business, query=query)
+    return render(request, "calls/customer_list.html", {"query": query, "page": _page(request, rows)})
+
+
+@business_view()
+def customer_detail(request: HttpRequest, customer_id: int) -> HttpResponse:
+    customer = get_for_business(Customer, request.business, pk=customer_id)
+    return render(request, "calls/customer_detail.html", {
+        "history": selectors.customer_history(customer=customer), "now": timezone.now()})
+
+
+@business_view()
+def analytics_page(request: HttpRequest) -> HttpResponse:
+    """Charts of the business's calls over a chosen period of local days (default: the last 30)."""
+    business = request.business
+    form = forms.AnalyticsPeriodForm(request.GET, today=timezone.localdate(timezone=business.tzinfo))
+    report = analytics.analytics_report(business, form.chosen_period()) if form.is_valid() else None
+    return render(request, "calls/analytics.html", {
+        "form": form, "report": report, "charts": charts.analytics_charts(report) if report else None,
+        "figures": charts.headline_figures(report) if report else []})
+
+
+# --- dashboard: calls list, detail and CSV export ---------------------------------------------------------
+
+def _call_filter_form(request: HttpRequest) -> forms.CallFilterForm:
+    form = forms.CallFilterForm(request.GET)
+    form.is_valid()  # invalid fields are reported on the page and left out of the filters
+    return form
+
+
+@business_view()
+def call_list(request: HttpRequest) -> HttpResponse:
+    """Newest calls first, filtered and searched, 50 a page (keyset paging: as fast on page 2,000 as on page 1)."""
+    form = _call_filter_form(request)
+    filters = form.filters()
+    page = selectors.call_list_page(business=request.business, filters=filters,
+                                    after=request.GET.get("after"), before=request.GET.get("before"))
+    filter_params = {name: request.GET[name] for name in form.fields
+                     if request.GET.get(name) and name not in form.errors}
+    return render(request, "calls/call_list.html", {
+        "form": form, "filters": filters, "page": page, "filter_query": urlencode(filter_params),
+        "first_page": page.newer is None})
+
+
+@business_view()
+def call_detail(request: HttpRequest, call_id: int) -> HttpResponse:
+    call = get_for_business(Call.objects.defer("search_vector"), request.business, pk=call_id)
+    return render(request, "calls/call_detail.html", {"detail": selectors.call_detail(call=call)})
+
+
+class _Echo:
+    """csv.writer writes into this and gets the line back, so rows can be streamed one at a time."""
+
+    def write(self, value: str) -> str:
+        return value
+
+
+@business_view()
+def call_export(request: HttpRequest) -> StreamingHttpResponse:
+    """The filtered calls list as CSV, every page, streamed from a server-side cursor."""
+    filters = _call_filter_form(request).filters()
+    writer = csv.writer(_Echo())
+    rows = selectors.calls_csv_rows(business=request.business, filters=filters)
+    filename = f"calls-{timezone.localdate(timezone=request.business.tzinfo):%Y-%m-%d}.csv"
+    response = StreamingHttpResponse((writer.writerow(row) for row in rows), content_type="text/csv; charset=utf-8")
+    response["Content-Disposition"] = f'attachment; filename="{filename}"'
+    return response

@@ -121,6 +121,7 @@ TEMPLATES = [
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
                 "accounts.context_processors.current_business",
+                "accounts.context_processors.demo_mode",
             ],
         },
     },
@@ -271,6 +272,9 @@ OPENAI_REALTIME_URL = env_str("OPENAI_REALTIME_URL", "wss://api.openai.com/v1/re
 OPENAI_REALTIME_MODEL = env_str("OPENAI_REALTIME_MODEL", "gpt-realtime")
 OPENAI_SUPERVISOR_MODEL = env_str("OPENAI_SUPERVISOR_MODEL", "gpt-4.1")
 OPENAI_SUMMARY_MODEL = env_str("OPENAI_SUMMARY_MODEL", "gpt-4.1-mini")
+# On when the OpenAI addresses point at the local stand-in (scripts/run.sh sets it without OPENAI_API_KEY):
+# every page says that replies are simulated.
+DEMO_MODE = env_bool("DEMO_MODE", False)
 
 TWILIO_ACCOUNT_SID = env_str("TWILIO_ACCOUNT_SID")
 TWILIO_AUTH_TOKEN = env_str("TWILIO_AUTH_TOKEN")

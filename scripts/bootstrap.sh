@@ -15,7 +15,8 @@ if [ ! -x .venv/bin/python ]; then
 fi
 stamp=".venv/.installed-$(basename "$req" .txt)"
 hash=$(cat requirements*.txt | sha256sum | cut -c1-16)
-if [ "$(cat "$stamp" 2>/dev/null)" != "$hash" ]; then
+# The test requirements include the runtime ones, so a venv set up for the tests is ready to run the product.
+if [ "$(cat "$stamp" 2>/dev/null)" != "$hash" ] && [ "$(cat .venv/.installed-requirements-dev 2>/dev/null)" != "$hash" ]; then
   echo "bootstrap: installing $req into .venv"
   .venv/bin/python -m pip install -q --disable-pip-version-check -r "$req" 2> >(grep -v "^WARNING: Location" >&2)
   echo "$hash" > "$stamp"

@@ -1,19 +1,68 @@
 #!/usr/bin/env bash
-# Set up and run the product at http://127.0.0.1:8000. With no DATABASE_URL/REDIS_URL: SQLite, an in-memory
-# channel layer and Celery tasks run in-process. With REDIS_URL set, a Celery worker runs beside the server.
+# Set up and run the product at http://127.0.0.1:${PORT:-8000}. With no DATABASE_URL/REDIS_URL: SQLite, an
+# in-memory channel layer and Celery tasks run in-process. With REDIS_URL set, a Celery worker runs beside the server.
+# Without OPENAI_API_KEY it runs in demo mode: the local OpenAI stand-in answers calls from a script
+# (voice/fixtures/standin_demo.json), spoken with espeak-ng when it is installed, and every page says so.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/bootstrap.sh
 export DEBUG=${DEBUG:-true}
-export PUBLIC_BASE_URL=${PUBLIC_BASE_URL:-http://127.0.0.1:8000}
+PORT=${PORT:-8000}
+export PUBLIC_BASE_URL=${PUBLIC_BASE_URL:-http://127.0.0.1:$PORT}
 PY=.venv/bin/python
+
+worker_pid="" standin_pid="" server_pid=""
+stop_children() {
+  local pids=() pid
+  for pid in "$server_pid" "$worker_pid" "$standin_pid"; do
+    [ -n "$pid" ] && kill "$pid" 2>/dev/null && pids+=("$pid")
+  done
+  for pid in "${pids[@]}"; do
+    for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+  done
+  return 0
+}
+trap stop_children EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
 $PY manage.py migrate --noinput
 $PY manage.py seed_demo
-worker_pid=""
+
+if [ -z "${OPENAI_API_KEY:-}" ]; then
+  standin_port=${DEMO_STANDIN_PORT:-8765}
+  if ! command -v espeak-ng >/dev/null; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+      echo "demo: installing espeak-ng so the stand-in speaks its replies"
+      { timeout 300 apt-get update -qq && DEBIAN_FRONTEND=noninteractive timeout 300 apt-get install -y -qq espeak-ng >/dev/null; } \
+        || echo "demo: could not install espeak-ng; the stand-in answers with tones instead of speech"
+    else
+      echo "demo: espeak-ng is not installed; the stand-in answers with tones instead of speech"
+    fi
+  fi
+  $PY manage.py realtime_standin --port "$standin_port" --audio espeak --script voice/fixtures/standin_demo.json &
+  standin_pid=$!
+  for _ in $(seq 100); do
+    kill -0 "$standin_pid" 2>/dev/null || { echo "demo: the OpenAI stand-in did not start (is port $standin_port free? set DEMO_STANDIN_PORT)" >&2; exit 1; }
+    (exec 3<>"/dev/tcp/127.0.0.1/$standin_port") 2>/dev/null && break
+    sleep 0.2
+  done
+  (exec 3<>"/dev/tcp/127.0.0.1/$standin_port") 2>/dev/null || { echo "demo: the OpenAI stand-in is not listening on port $standin_port" >&2; exit 1; }
+  # Not a secret: the stand-in accepts any key, and nothing reaches OpenAI.
+  export OPENAI_API_KEY=demo-mode-local-standin
+  export OPENAI_REALTIME_URL="ws://127.0.0.1:$standin_port/v1/realtime"
+  export OPENAI_BASE_URL="http://127.0.0.1:$standin_port/v1"
+  export DEMO_MODE=true
+  echo "Demo mode: no OPENAI_API_KEY, so calls are answered by the local stand-in on port $standin_port (simulated replies)."
+  echo "           Set OPENAI_API_KEY to use OpenAI."
+fi
+
 if [ -n "${REDIS_URL:-}" ]; then
   .venv/bin/celery -A receptionist worker --loglevel=INFO --concurrency=2 &
   worker_pid=$!
-  trap '[ -n "$worker_pid" ] && kill "$worker_pid" 2>/dev/null' EXIT
 fi
-echo "Serving on http://127.0.0.1:8000  (admin: create one with: .venv/bin/python manage.py createsuperuser)"
-$PY manage.py runserver 127.0.0.1:8000
+echo "Serving on http://127.0.0.1:$PORT  (admin: create one with: .venv/bin/python manage.py createsuperuser)"
+# In the background so a signal reaches the traps above at once, which then stop every child.
+$PY manage.py runserver "127.0.0.1:$PORT" &
+server_pid=$!
+wait "$server_pid"

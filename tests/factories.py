@@ -77,3 +77,19 @@ def make_message(business: Business, *, customer: Customer | None = None, name: 
 
 def make_call(business: Business, from_number: str = "+14155550123", **fields) -> Call:
     return Call.objects.create(business=business, from_number=from_number, to_number=business.phone_number, **fields)
+
+
+def make_transcript(call: Call, turns: list[tuple[str, str, int | None]]) -> list:
+    """Transcript entries for `call` from (speaker, text, start_ms) in order; numbered 1, 2, …"""
+    from calls.models import TranscriptEntry
+
+    return TranscriptEntry.objects.bulk_create([
+        TranscriptEntry(call=call, order=n, speaker=speaker, text=text, start_ms=start_ms,
+                        end_ms=None if start_ms is None else start_ms + 1500)
+        for n, (speaker, text, start_ms) in enumerate(turns, 1)])
+
+
+def make_event(call: Call, kind: str, offset_ms: int, order: int = 1, **payload):
+    from calls.models import CallEvent
+
+    return CallEvent.objects.create(call=call, kind=kind, offset_ms=offset_ms, order=order, payload=payload)

@@ -4,12 +4,16 @@ Every URL that names an object by id must appear in OBJECT_URLS; the first test 
 such URL is added without a tenancy check here.
 """
 
+import datetime as dt
+
 import pytest
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
+from django.utils import timezone
 
 from accounts import services
 from accounts.models import Membership
-from tests.factories import make_service
+from tests.factories import make_call, make_service
+from tests.factories import make_appointment, make_customer, make_message
 
 # url name -> (HTTP method, function building one of Alice's objects and returning its URL kwargs)
 OBJECT_URLS = {
@@ -17,6 +21,12 @@ OBJECT_URLS = {
         business=ctx["business"], email="x@example.com", role="staff", invited_by=ctx["alice"]).pk}),
     "member_remove": ("post", lambda ctx: {"membership_id": Membership.objects.get(user=ctx["bob"]).pk}),
     "business_switch": ("post", lambda ctx: {"business_id": ctx["business"].pk}),
+    "appointment_cancel": ("post", lambda ctx: {"appointment_id": make_appointment(
+        ctx["business"], timezone.now() + dt.timedelta(days=1)).pk}),
+    "message_handle": ("post", lambda ctx: {"message_id": make_message(ctx["business"]).pk}),
+    "message_reopen": ("post", lambda ctx: {"message_id": make_message(ctx["business"]).pk}),
+    "customer_detail": ("get", lambda ctx: {"customer_id": make_customer(ctx["business"]).pk}),
+    "call_detail": ("get", lambda ctx: {"call_id": make_call(ctx["business"]).pk}),
 }
 # Routes with an id-like parameter that is not a tenant object id.
 NOT_TENANT_OBJECTS = {"invite_accept"}  # a signed token, tested in test_invites
@@ -47,7 +57,9 @@ def test_another_business_object_is_404(client, alice, bob, alices_business, cha
 
 
 @pytest.mark.parametrize("name", ["dashboard", "settings_profile", "settings_hours", "settings_services",
-                                  "settings_faq", "team", "billing"])
+                                  "settings_faq", "team", "billing",
+                                  "appointment_list", "message_list", "customer_list", "analytics",
+                                  "test_call"])
 def test_business_pages_show_only_the_members_business(client, alices_business, charlie, name):
     make_service(alices_business, name="Alice-only whitening")
     client.force_login(charlie)

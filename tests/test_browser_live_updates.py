@@ -1,0 +1,137 @@
+"""Live dashboard pages in real headless Chromium, served by daphne on the Redis channel layer: a call's page
+and the calls list update themselves when the call changes (static/calls/live.js), and a call's page stops
+listening once the call has ended."""
+
+from __future__ import annotations
+
+import os
+import re
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, Callable
+
+import pytest
+from django.db import connections
+from django.utils import timezone
+
+from calls.live import publish_call_changed
+from calls.models import Call
+from calls.services import call_create_inbound, call_finalize
+from tests.factories import PASSWORD, make_call
+from voice.standin import RealtimeStandin
+from voice.tests.conftest import ACCOUNT_SID, AUTH_TOKEN, start_asgi_server, stop_process
+from voice.twilio_standin import TwilioStandin
+
+pytestmark = [pytest.mark.browser, pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
+
+ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync"]
+
+
+@pytest.fixture
+def server(settings):
+    """daphne in a subprocess, and this test process on the same Redis channel layer as the server."""
+    standin = RealtimeStandin(port=0)
+    standin.start_in_thread()
+    twilio = TwilioStandin(account_sid=ACCOUNT_SID, auth_token=AUTH_TOKEN)
+    twilio.start_in_thread()
+    # No collectstatic in tests: the server finds static/calls/live.js where it lies.
+    live = start_asgi_server("daphne", standin=standin, twilio_standin=twilio,
+                             extra_env={"WHITENOISE_USE_FINDERS": "true"})
+    redis_url = os.environ["REDIS_URL"]
+    server_redis = (redis_url.rsplit("/", 1)[0] if redis_url.count("/") > 2 else redis_url) + "/" + \
+        os.environ.get("TEST_E2E_REDIS_DB", "5")
+    settings.CHANNEL_LAYERS = {"default": {"BACKEND": "channels_redis.core.RedisChannelLayer",
+                                           "CONFIG": {"hosts": [{"address": server_redis, "socket_timeout": 10}]}}}
+    yield live
+    stop_process(live.process)
+    twilio.stop()
+    standin.stop()
+
+
+@pytest.fixture
+def page():
+    from playwright.sync_api import sync_playwright
+
+    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"  # Playwright's sync API keeps an event loop in this thread
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path="/usr/bin/chromium", headless=True, args=CHROMIUM_ARGS)
+        page = browser.new_context(viewport={"width": 1280, "height": 900}).new_page()
+        errors: list[str] = []
+        page.on("pageerror", lambda exc: errors.append(str(exc)))
+        yield page
+        browser.close()
+    os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
+    connections.close_all()
+    assert errors == []
+
+
+def elsewhere(func: Callable[..., Any], **kwargs: Any) -> Any:
+    """Run a write the way a worker or a request thread would: on a thread with no event loop (this one has
+    Playwright's)."""
+    def run() -> Any:
+        try:
+            return func(**kwargs)
+        finally:
+            connections.close_all()
+
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(run).result(timeout=30)
+
+
+def sign_in(page, base_url: str, user, settings) -> None:
+    # The server process checks passwords with the product's hashers, not the tests' fast one.
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.PBKDF2PasswordHasher"]
+    user.set_password(PASSWORD)
+    user.save(update_fields=["password"])
+    page.goto(base_url + "/accounts/login/")
+    page.fill("input[name=login]", user.email)
+    page.fill("input[name=password]", PASSWORD)
+    page.locator("form button[type=submit]").last.click()
+    page.wait_for_url(re.compile("/dashboard/"))
+
+
+def listening(page, socket, call: Call) -> None:
+    """Wait until the page's socket has joined its group: nudge until the browser receives a frame."""
+    for _ in range(40):
+        elsewhere(publish_call_changed, call_id=call.id, business_id=call.business_id, status=call.status)
+        try:
+            socket.wait_for_event("framereceived", timeout=250)
+            return
+        except Exception:
+            continue
+    pytest.fail("the page's live socket never received anything")
+
+
+def test_a_live_call_page_and_the_calls_list_update_themselves(page, server, alice, alices_business, settings):
+    call = make_call(alices_business, status=Call.Status.IN_PROGRESS, answered_at=timezone.now())
+    sign_in(page, server.base_url, alice, settings)
+
+    with page.expect_websocket(lambda ws: ws.url.endswith(f"/ws/dashboard/calls/{call.id}/")) as opened:
+        page.goto(f"{server.base_url}/dashboard/calls/{call.id}/")
+    socket = opened.value
+    assert page.locator("#call-live .live-badge").count() == 1
+    listening(page, socket, call)
+
+    elsewhere(call_finalize, call_id=call.id, status=Call.Status.COMPLETED, end_reason="caller_hung_up")
+    page.wait_for_selector("#call-live:not([data-live-socket])", timeout=10_000)
+    assert page.locator("#call-live .live-badge").count() == 0
+    for _ in range(50):  # the call ended: the page stops listening
+        if socket.is_closed():
+            break
+        page.wait_for_timeout(100)
+    assert socket.is_closed()
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "live-call-ended.png"), full_page=True)
+
+    with page.expect_websocket(lambda ws: ws.url.endswith("/ws/dashboard/calls/")) as opened:
+        page.goto(f"{server.base_url}/dashboard/calls/")
+    listening(page, opened.value, call)
+    rows = page.locator("#call-list-live tbody tr")
+    assert rows.count() == 1
+    elsewhere(call_create_inbound, business=alices_business, twilio_call_sid="CA" + "7" * 32,
+              from_number="+12025550143", to_number=alices_business.phone_number)
+    page.wait_for_function("document.querySelectorAll('#call-list-live tbody tr').length === 2", timeout=10_000)
+    assert page.locator("#call-list-live tbody tr.is-live").count() == 1
+    page.screenshot(path=str(ARTIFACTS / "live-calls-list.png"), full_page=True)

@@ -1,0 +1,165 @@
+"""Demo mode: without OPENAI_API_KEY the run command starts the local stand-in, points the product at it and
+says so on every page; the demo script fits the seeded demo business."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+from django.core.management import call_command
+from django.utils import timezone
+
+from accounts.models import Business, OpeningHours
+from calls.models import Appointment, Call
+from tests.factories import make_closed_date
+from voice.standin import RealtimeStandin, Script, load_script
+from voice.supervisor import run_supervisor
+
+ROOT = Path(__file__).resolve().parent.parent
+FIXTURES = sorted((ROOT / "voice" / "fixtures").glob("*.json"))
+DEMO_SCRIPT = ROOT / "voice" / "fixtures" / "standin_demo.json"
+BANNER = "replies are simulated by a local stand-in; no calls reach OpenAI"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+# --- the banner ------------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("url", ["/", "/accounts/login/"])
+def test_demo_mode_shows_the_banner_on_every_page(db, client, settings, url):
+    settings.DEMO_MODE = True
+    page = client.get(url).content.decode()
+    assert BANNER in page
+    assert 'class="demo-banner" role="note"' in page
+
+
+def test_demo_mode_shows_the_banner_to_a_signed_in_owner(client, settings, alice, alices_business):
+    settings.DEMO_MODE = True
+    client.force_login(alice)
+    assert BANNER in client.get("/dashboard/").content.decode()
+
+
+@pytest.mark.parametrize("url", ["/", "/accounts/login/"])
+def test_without_demo_mode_there_is_no_banner(db, client, settings, url):
+    settings.DEMO_MODE = False
+    page = client.get(url).content.decode()
+    assert BANNER not in page and "demo-banner" not in page
+
+
+# --- the demo script -------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("path", FIXTURES, ids=[p.name for p in FIXTURES])
+def test_every_stand_in_fixture_script_loads(path):
+    script = load_script(path)
+    assert isinstance(script, Script) and script.turns
+
+
+def test_the_demo_script_asks_the_supervisor_to_book_and_ends_the_call():
+    script = load_script(DEMO_SCRIPT)
+    assert [t.tool["name"] if t.tool else None for t in script.turns] == [None, "ask_supervisor", "end_call"]
+    assert script.summary is not None and script.summary.document["caller_name"] == "Alex Morgan"
+
+
+@pytest.fixture
+def demo_business(db) -> Business:
+    call_command("seed_demo", stdout=open(os.devnull, "w"))
+    return Business.objects.get(name="Harbor Dental")
+
+
+@pytest.fixture
+def demo_standin(settings):
+    standin = RealtimeStandin(script=str(DEMO_SCRIPT), port=0).start_in_thread()
+    settings.OPENAI_BASE_URL, settings.OPENAI_API_KEY = standin.base_url, "demo-mode-local-standin"
+    yield standin
+    standin.stop()
+
+
+def demo_booking_request() -> str:
+    return json.loads(DEMO_SCRIPT.read_text())["turns"][1]["tool"]["arguments"]["request"]
+
+
+@pytest.mark.parametrize("tomorrow_open", [True, False], ids=["tomorrow-open", "tomorrow-closed"])
+def test_the_demo_script_books_a_cleaning_with_the_seeded_business(demo_business, demo_standin, tomorrow_open):
+    tomorrow = timezone.localdate(timezone=demo_business.tzinfo) + dt.timedelta(days=1)
+    if tomorrow_open and tomorrow.weekday() == 6:  # the demo practice is closed on Sundays
+        OpeningHours.objects.create(business=demo_business, weekday=6, opens=dt.time(9), closes=dt.time(13))
+    if not tomorrow_open:
+        make_closed_date(demo_business, tomorrow.isoformat(), reason="Staff training")
+    call = Call.objects.create(business=demo_business, channel=Call.Channel.BROWSER, from_number="Demo Owner",
+                               status=Call.Status.IN_PROGRESS, answered_at=timezone.now())
+
+    result = run_supervisor(call_id=call.id, request=demo_booking_request(), conversation=[], caller_number="")
+
+    appointment = Appointment.objects.get(business=demo_business)
+    local_start = timezone.localtime(appointment.starts_at, demo_business.tzinfo)
+    assert (local_start.date() == tomorrow) is tomorrow_open
+    assert local_start.date() > tomorrow or tomorrow_open
+    assert (appointment.customer.name, appointment.customer.phone) == ("Alex Morgan", "+14155550123")
+    assert appointment.service_name == "Cleaning" and appointment.created_by_call == call
+    assert result.ok and result.answer == f"You're booked, Alex: a cleaning at {local_start:%Y-%m-%dT%H:%M}."
+
+
+# --- the run command -------------------------------------------------------------------------------------------
+
+def wait_for(url: str, deadline: float, process: subprocess.Popen, log: Path) -> httpx.Response:
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            pytest.fail(f"scripts/run.sh exited with {process.returncode}:\n{log.read_text(errors='replace')}")
+        try:
+            return httpx.get(url, timeout=2)
+        except httpx.TransportError:
+            time.sleep(0.25)
+    pytest.fail(f"{url} did not answer in time:\n{log.read_text(errors='replace')}")
+
+
+def refuses_connections(port: int) -> bool:
+    with socket.socket() as sock:
+        return sock.connect_ex(("127.0.0.1", port)) != 0
+
+
+@pytest.mark.e2e
+def test_the_run_command_without_an_openai_key_starts_the_stand_in_and_serves_in_demo_mode(tmp_path):
+    port, standin_port = free_port(), free_port()
+    log = tmp_path / "run.log"
+    # What a newcomer has: no OpenAI key, no database or Redis settings, no DEBUG, no secret key.
+    env = {"PATH": os.environ["PATH"], "HOME": os.environ.get("HOME", str(tmp_path)), "LANG": "C.UTF-8",
+           "DATABASE_URL": f"sqlite:///{tmp_path / 'demo.sqlite3'}", "PORT": str(port),
+           "DEMO_STANDIN_PORT": str(standin_port)}
+    with open(log, "wb") as out:
+        process = subprocess.Popen(["bash", "scripts/run.sh"], cwd=ROOT, env=env, stdout=out,
+                                   stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 50
+        assert wait_for(f"http://127.0.0.1:{port}/healthz/", deadline, process, log).text == "ok"
+        standin = httpx.get(f"http://127.0.0.1:{standin_port}/standin/health", timeout=2)
+        assert standin.json() == {"status": "ok"}
+        models = httpx.get(f"http://127.0.0.1:{standin_port}/v1/models", timeout=2,
+                           headers={"Authorization": "Bearer demo-mode-local-standin"})
+        assert models.status_code == 200
+        assert BANNER in httpx.get(f"http://127.0.0.1:{port}/", timeout=5).text
+        assert "Demo mode" in log.read_text()
+
+        # Stopping the run command (only its own process) stops the stand-in and the server with it.
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=15)
+        time.sleep(0.2)
+        assert refuses_connections(standin_port), log.read_text(errors="replace")
+        assert refuses_connections(port), log.read_text(errors="replace")
+    finally:
+        try:
+            os.killpg(process.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        process.wait(timeout=10)
