@@ -4,7 +4,6 @@ from accounts import views
 
 urlpatterns = [
     path("onboarding/", views.onboarding, name="onboarding"),
-    path("dashboard/", views.dashboard, name="dashboard"),
     path("settings/", views.settings_profile, name="settings_profile"),
     path("settings/hours/", views.settings_hours, name="settings_hours"),
     path("settings/services/", views.settings_services, name="settings_services"),

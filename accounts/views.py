@@ -6,16 +6,12 @@ from django.core.exceptions import PermissionDenied
 from django.db import transaction
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
-from django.utils import timezone
 from django.views.decorators.http import require_POST
 
 from accounts import forms, services
 from accounts.access import business_view, current_membership, get_for_business, select_business
 from accounts.adapters import PENDING_INVITE_SESSION_KEY
 from accounts.models import Invite, Membership
-from accounts.selectors import setup_checklist
-# The home page summarises what calls produced; the only place accounts reads calls' data.
-from calls.selectors import dashboard_home
 
 
 def landing(request: HttpRequest) -> HttpResponse:
@@ -45,14 +41,6 @@ def onboarding(request: HttpRequest) -> HttpResponse:
         messages.success(request, "Your receptionist is set up. Add services and answers to common questions next.")
         return redirect("dashboard")
     return render(request, "accounts/onboarding.html", {"form": form})
-
-
-@business_view()
-def dashboard(request: HttpRequest) -> HttpResponse:
-    checklist = setup_checklist(request.business)
-    return render(request, "accounts/dashboard.html", {
-        "checklist": checklist, "setup_done": all(item.done for item in checklist),
-        "home": dashboard_home(business=request.business), "now": timezone.now()})
 
 
 def _settings_page(request: HttpRequest, *, template: str, build, save) -> HttpResponse:

@@ -102,6 +102,8 @@ class Call(models.Model):
             # The dashboard pages newest first by (started_at, id); the id makes the keyset unique.
             models.Index(fields=["business", "-started_at", "-id"], name="call_business_started_id"),
             PostgresGinIndex(fields=["search_vector"], name="call_search_vector"),
+            # A customer's page lists the calls from their number.
+            models.Index(fields=["business", "from_number", "-started_at"], name="call_business_caller"),
         ]
         constraints = [
             models.CheckConstraint(condition=Q(status__in=["ringing", "in_progress", "completed", "failed",

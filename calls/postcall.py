@@ -33,6 +33,7 @@ from django.core.mail import send_mail
 from django.db import transaction
 from django.db.models import F, Max
 from django.template.loader import render_to_string
+from django.urls import reverse
 from django.utils import timezone
 from openai import (
     APIConnectionError,
@@ -84,8 +85,7 @@ def postcall_enqueue(call_id: int) -> None:
 
 
 def dashboard_call_url(call: Call) -> str:
-    # The dashboard's call page is not built yet; this is the address it will have.
-    return f"{settings.PUBLIC_BASE_URL}/dashboard/calls/{call.id}/"
+    return settings.PUBLIC_BASE_URL + reverse("call_detail", kwargs={"call_id": call.id})
 
 
 # --- summary and extraction --------------------------------------------------------------------------------

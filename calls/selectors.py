@@ -438,7 +438,7 @@ class CustomerHistory:
 def customer_history(*, customer: Customer, limit: int = HISTORY_LIMIT) -> CustomerHistory:
     """Three queries whatever the customer's history; every row is of the customer's own business."""
     business_id = customer.business_id
-    calls = list(Call.objects.filter(business_id=business_id, from_number=customer.phone)
+    calls = list(Call.objects.filter(business_id=business_id, from_number=customer.phone).only(*CALL_LIST_FIELDS)
                  .order_by("-started_at", "-id")[:limit + 1])
     appointments = list(Appointment.objects.filter(business_id=business_id, customer=customer)
                         .order_by("-starts_at", "-id")[:limit + 1])
@@ -477,7 +477,8 @@ def dashboard_home(*, business: Business, now: dt.datetime | None = None, rows: 
         open_messages=open_rows.count(),
         appointments_left_today=sum(1 for a in appointments_today
                                     if a.status == Appointment.Status.BOOKED and a.ends_at > now),
-        latest_calls=list(Call.objects.filter(business=business).order_by("-started_at", "-id")[:rows]),
+        latest_calls=list(Call.objects.filter(business=business).only(*CALL_LIST_FIELDS)
+                          .order_by("-started_at", "-id")[:rows]),
         top_open_messages=list(open_rows[:rows]),
         appointments_today=appointments_today,
     )

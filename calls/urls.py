@@ -4,7 +4,8 @@ from calls import views
 
 urlpatterns = [
     path("settings/notifications/", views.settings_notifications, name="settings_notifications"),
-    # dashboard: calls
+    # dashboard: home and calls
+    path("dashboard/", views.dashboard, name="dashboard"),
     path("dashboard/calls/", views.call_list, name="call_list"),
     path("dashboard/calls/export.csv", views.call_export, name="call_export"),
     path("dashboard/calls/<int:call_id>/", views.call_detail, name="call_detail"),

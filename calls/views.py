@@ -17,8 +17,18 @@ from django.utils.timezone import localtime
 from django.views.decorators.http import require_POST
 
 from accounts.access import business_view, get_for_business
+from accounts.selectors import setup_checklist
 from calls import analytics, charts, forms, selectors, services
 from calls.models import Appointment, Call, Customer, Message, NotificationSettings, WebhookEndpoint
+
+
+@business_view()
+def dashboard(request: HttpRequest) -> HttpResponse:
+    """The home page: setup checklist, today's figures, the latest calls, open messages, today's appointments."""
+    checklist = setup_checklist(request.business)
+    return render(request, "accounts/dashboard.html", {
+        "checklist": checklist, "setup_done": all(item.done for item in checklist),
+        "home": selectors.dashboard_home(business=request.business), "now": timezone.now()})
 
 
 @business_view(owner_only=True)
