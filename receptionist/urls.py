@@ -2,6 +2,7 @@ from django.contrib import admin
 from django.urls import include, path
 
 from accounts import views as account_views
+from voice import views as voice_views
 
 urlpatterns = [
     path("", account_views.landing, name="landing"),
@@ -9,6 +10,7 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("accounts/", include("allauth.urls")),
     path("voice/", include("voice.urls")),
+    path("dashboard/test-call/", voice_views.test_call, name="test_call"),
     path("", include("calls.urls")),
     path("billing/", include("billing.urls")),
     path("", include("accounts.urls")),

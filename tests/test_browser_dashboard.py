@@ -37,9 +37,10 @@ def page():
         errors: list[str] = []
         page.on("pageerror", lambda exc: errors.append(str(exc)))
         yield page
+        # The ORM connection this thread opened under Playwright's loop must go before the test database does.
+        connections.close_all()
         browser.close()
     os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
-    connections.close_all()
     assert errors == []
 
 

@@ -3,6 +3,7 @@
 The Twilio media consumer is a plain ASGI application with its own receive loop rather than a Channels
 consumer class: Channels' dispatch makes a thread hop before every message, which caps a process at a few
 dozen calls (see docs/benchmarks.md). Per frame this loop only parses JSON and forwards the payload.
+The browser test call (`BrowserCall`) has the same shape and runs the same call session.
 """
 
 from __future__ import annotations
@@ -11,14 +12,23 @@ import asyncio
 import json
 import logging
 import re
+from dataclasses import dataclass
+from types import SimpleNamespace
 from typing import Any
+from urllib.parse import urlparse
 
+from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
+from django.conf import settings
+from django.db import transaction
+from django.http.request import validate_host
 
-from calls.models import Call
+from accounts.access import current_membership
+from calls.models import Call, CallEvent
+from calls.services import call_claim_stream, call_create_browser
 from voice import twilio_api
-from voice.agent import PHONE_AUDIO
-from voice.session import CallSession
+from voice.agent import BROWSER_AUDIO, PHONE_AUDIO
+from voice.session import CallSession, b64_len_to_bytes
 from voice.stream_tokens import StreamTokenError, aredeem_stream_token
 
 log = logging.getLogger(__name__)
@@ -70,6 +80,9 @@ class TwilioTransport:
     async def fallback(self, message: str, *, language: str, transfer_to: str) -> None:
         twiml = twilio_api.say_twiml(message, language=language, transfer_to=transfer_to)
         await asyncio.to_thread(twilio_api.redirect_call, self.call_sid, twiml)
+
+    def notify(self, event: dict[str, Any]) -> None:
+        pass  # a phone shows nothing; the dashboard follows the call through the database
 
     async def close(self, code: int = 1000) -> None:
         if not self.closed:
@@ -242,3 +255,270 @@ class _StreamState:
             await session.finish(status=Call.Status.INTERRUPTED, reason="stream_closed",
                                  error="Twilio's media stream closed without a stop message.")
 
+
+
+# --- the browser test call ----------------------------------------------------------------------------------
+
+CLOSE_NOT_SIGNED_IN = 4401
+# The page sends 40 ms chunks (2,560 base64 characters); a second of audio in one frame is not the page talking.
+MAX_BROWSER_AUDIO_CHARS = 64_000
+MAX_MARK_CHARS = 200
+
+
+class BrowserTransport:
+    """Sends agent audio to the test-call page as JSON text frames: base64 PCM16 24 kHz, forwarded untouched.
+
+    A browser cannot be hung up or transferred by a phone company, so those become messages the page shows.
+    """
+
+    audio_format = BROWSER_AUDIO
+    bytes_per_ms = 48  # 24,000 samples/s x 2 bytes
+
+    def __init__(self, send: Any) -> None:
+        self._send = send
+        self.closed = False
+        self._notices: set[asyncio.Task] = set()
+
+    async def _text(self, text: str) -> None:
+        if not self.closed:
+            await self._send({"type": "websocket.send", "text": text})
+
+    async def send_json(self, message: dict[str, Any]) -> None:
+        await self._text(json.dumps(message))
+
+    async def send_audio(self, payload: str) -> None:
+        await self._text('{"type":"audio","audio":"' + payload + '"}')
+
+    async def send_mark(self, name: str) -> None:
+        await self._text('{"type":"mark","name":' + json.dumps(name) + "}")
+
+    async def clear_audio(self) -> None:
+        await self._text('{"type":"clear"}')
+
+    async def hang_up(self) -> None:
+        await self.send_json({"type": "hangup", "by": "agent"})
+
+    async def transfer(self, number: str) -> None:
+        await self.send_json({"type": "transfer", "number": number, "message": (
+            f"On a phone call the receptionist would now transfer you to {number}. "
+            "A browser call can't be transferred, so the test call ends here.")})
+
+    async def fallback(self, message: str, *, language: str, transfer_to: str) -> None:
+        await self.send_json({"type": "fallback", "message": message, "language": language})
+
+    def notify(self, event: dict[str, Any]) -> None:
+        message = page_message(event)
+        if message is None or self.closed:
+            return
+        # Sent from a task of its own so the session's handler (maybe on the audio path) never waits for it.
+        task = asyncio.get_running_loop().create_task(self.send_json(message))
+        self._notices.add(task)
+        task.add_done_callback(self._notices.discard)
+
+    async def close(self, code: int = 1000) -> None:
+        if not self.closed:
+            self.closed = True
+            try:
+                await self._send({"type": "websocket.close", "code": code})
+            except Exception:
+                pass
+
+
+def page_message(event: dict[str, Any]) -> dict[str, Any] | None:
+    """What the test-call page shows of a recorded transcript entry or event (None: nothing)."""
+    if event.get("type") == "transcript":
+        return {"type": "transcript", "speaker": event["speaker"], "text": event["text"], "order": event["order"],
+                "interrupted": event["interrupted"]}
+    payload = event.get("payload") or {}
+    kind = event.get("kind")
+    if kind == CallEvent.Kind.LATENCY:
+        return {"type": "latency", "ms": payload.get("ms"), "item_id": payload.get("item_id")}
+    if kind == CallEvent.Kind.BARGE_IN:
+        return {"type": "barge_in", "heard_ms": payload.get("heard_ms")}
+    if kind == CallEvent.Kind.TOOL_CALL:
+        return {"type": "tool", "name": payload.get("name")}
+    return None
+
+
+def origin_allowed(scope: dict) -> bool:
+    """A page of ours opened the socket: its Origin is the public URL or one of ALLOWED_HOSTS.
+
+    Browsers always send Origin on WebSocket handshakes; without the check, any site could open a call with
+    the visitor's session cookie.
+    """
+    origin = next((value for name, value in scope.get("headers", []) if name == b"origin"), b"").decode("latin-1")
+    parsed = urlparse(origin)
+    if parsed.scheme not in ("http", "https") or not parsed.hostname:
+        return False
+    public = urlparse(settings.PUBLIC_BASE_URL)
+    if (parsed.scheme, parsed.netloc) == (public.scheme, public.netloc):
+        return True
+    return validate_host(parsed.hostname, settings.ALLOWED_HOSTS)
+
+
+@dataclass(frozen=True)
+class BrowserCallGrant:
+    call_id: int
+    business_id: int
+
+
+def browser_call_open(*, user: Any, session: Any) -> BrowserCallGrant | None:
+    """Record a browser test call in the user's current business (as the dashboard resolves it); None if
+    they are a member of none."""
+    # current_membership reads only `user` and `session` of the request.
+    membership = current_membership(SimpleNamespace(user=user, session=session if session is not None else {}))
+    if membership is None:
+        return None
+    with transaction.atomic():
+        call = call_create_browser(business=membership.business, user_label=user.email)
+        call_claim_stream(call_id=call.id)  # answered at once: there is no ringing on a browser call
+    return BrowserCallGrant(call_id=call.id, business_id=membership.business_id)
+
+
+async def forward_call_messages(layer: Any, channel: str, session: CallSession) -> None:
+    """Hand messages for the call (the supervisor's answers, from a worker) to its session."""
+    while True:
+        message = await layer.receive(channel)
+        try:
+            await session.channel_message(message)
+        except Exception:
+            log.exception("Could not handle a channel message for call %s", session.call_id)
+
+
+class BrowserCall:
+    """`/ws/browser/call/`: a signed-in member talks to their own receptionist from the dashboard.
+
+    Wrapped in `AuthMiddlewareStack` (routing.py) for the session's user. The socket is accepted before the
+    checks so that a refusal carries a close code the page can explain: 4403 for another site's page (Origin)
+    or a user with no business, 4401 for a visitor who is not signed in. The call is recorded like a phone
+    call (channel "browser") and runs the same call session. Frames from the page:
+    `{"type":"audio","audio":<base64 PCM16 24 kHz>}`, `{"type":"mark","name":...}` once the audio before that
+    mark has played (or was cleared), and `{"type":"hangup"}`.
+    """
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        message = await receive()
+        if message["type"] != "websocket.connect":
+            return
+        await send({"type": "websocket.accept"})
+        if not origin_allowed(scope):
+            log.warning("Refused a browser call from another origin")
+            await send({"type": "websocket.close", "code": CLOSE_POLICY})
+            return
+        user = scope.get("user")
+        if user is None or not user.is_authenticated:
+            await send({"type": "websocket.close", "code": CLOSE_NOT_SIGNED_IN})
+            return
+        # The only database work of the connection: everything after it runs on the event loop.
+        grant = await database_sync_to_async(browser_call_open)(user=user, session=scope.get("session"))
+        if grant is None:
+            await send({"type": "websocket.close", "code": CLOSE_POLICY})
+            return
+        # Answers for this call (the supervisor's, from a worker) arrive on its own channel, read by a separate
+        # task so the audio loop below never waits on the channel layer.
+        layer = get_channel_layer()
+        reply_channel = await layer.new_channel("call.") if layer is not None else ""
+        transport = BrowserTransport(send)
+        call = _BrowserCallState(CallSession(call_id=grant.call_id, business_id=grant.business_id,
+                                             transport=transport, reply_channel=reply_channel), transport)
+        listener = (asyncio.create_task(forward_call_messages(layer, reply_channel, call.session))
+                    if layer is not None else None)
+        try:
+            await call.transport.send_json({"type": "call", "call_id": grant.call_id, "status": "connecting"})
+            await call.session.start()
+            if not call.session.finished.is_set():
+                await call.transport.send_json({"type": "live"})
+                while True:
+                    message = await receive()
+                    if message["type"] == "websocket.receive":
+                        if not await call.handle(message.get("text"), message.get("bytes")):
+                            break
+                    elif message["type"] == "websocket.disconnect":
+                        call.disconnected = True
+                        break
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("Browser call %s crashed", grant.call_id)
+            call.crashed = True
+        finally:
+            if listener is not None:
+                listener.cancel()
+            await call.end()
+
+
+class _BrowserCallState:
+    def __init__(self, session: CallSession, transport: BrowserTransport) -> None:
+        self.session = session
+        self.transport = transport
+        self.bad_frames = 0
+        self.hung_up = False
+        self.disconnected = False
+        self.crashed = False
+        self.close_reason = ""
+
+    async def close(self, code: int, reason: str) -> bool:
+        self.close_reason = reason
+        log.warning("Closing browser call %s (%s): %s", self.session.call_id, code, reason)
+        await self.transport.close(code)
+        return False
+
+    async def bad_frame(self, why: str) -> bool:
+        self.bad_frames += 1
+        if self.bad_frames == 1 or self.bad_frames % 10 == 0:
+            log.warning("Ignoring a bad frame on browser call %s (%d so far): %s", self.session.call_id,
+                        self.bad_frames, why)
+        if self.bad_frames >= MAX_BAD_FRAMES:
+            return await self.close(CLOSE_PROTOCOL, f"too many bad frames ({self.bad_frames})")
+        return True
+
+    async def handle(self, text: str | None, data: bytes | None) -> bool:
+        """Handle one frame from the page; False ends the call."""
+        if text is None:
+            if data is not None and len(data) > MAX_FRAME_CHARS:
+                return await self.close(CLOSE_TOO_BIG, "oversized binary frame")
+            return await self.bad_frame("binary frame")
+        if len(text) > MAX_FRAME_CHARS:
+            return await self.close(CLOSE_TOO_BIG, f"frame of {len(text)} characters")
+        try:
+            frame = json.loads(text)
+            kind = frame["type"]
+        except (ValueError, KeyError, TypeError):
+            return await self.bad_frame("not a JSON object with a type")
+        if kind == "audio":
+            payload = frame.get("audio")
+            if not isinstance(payload, str) or not payload or len(payload) > MAX_BROWSER_AUDIO_CHARS \
+                    or len(payload) % 4 or not BASE64.fullmatch(payload) or b64_len_to_bytes(payload) % 2:
+                return await self.bad_frame("audio is not base64 PCM16")
+            await self.session.caller_audio(payload)
+            return True
+        if kind == "mark":
+            name = frame.get("name")
+            if not isinstance(name, str) or len(name) > MAX_MARK_CHARS:
+                return await self.bad_frame("mark without a name")
+            self.session.playback_marked(name)
+            if self.session.after_playback is not None:
+                await self.session.check_playback()
+            return True
+        if kind == "hangup":
+            self.hung_up = True
+            return False
+        return await self.bad_frame(f"unknown type {str(kind)[:40]!r}")
+
+    async def end(self) -> None:
+        if self.hung_up:
+            status, reason, error = Call.Status.COMPLETED, "caller_hung_up", ""
+        elif self.crashed:
+            status, reason, error = Call.Status.FAILED, "server_error", "The browser call handler crashed."
+        elif self.close_reason:
+            status, reason, error = Call.Status.FAILED, "stream_protocol_error", self.close_reason
+        else:
+            status, reason, error = (Call.Status.INTERRUPTED, "browser_disconnected",
+                                     "The browser closed the connection without hanging up.")
+        if self.bad_frames:
+            self.session.add_event(CallEvent.Kind.ERROR, source="browser", bad_frames=self.bad_frames,
+                                   message=f"Ignored {self.bad_frames} malformed frames from the browser.")
+        await self.session.finish(status=status, reason=reason, error=error)
+        if not self.disconnected and not self.transport.closed:
+            await self.transport.send_json({"type": "ended", "status": status, "reason": reason})
+            await self.transport.close()

@@ -19,6 +19,7 @@ from asgiref.sync import sync_to_async
 from channels.db import DatabaseSyncToAsync, database_sync_to_async
 from django.conf import settings
 
+from calls.live import apublish_call_changed
 from calls.models import Call, CallEvent
 from calls.services import CallRecord, Usage, call_finalize, call_record_entries
 from voice.agent import AgentProfile, greeting_response, load_agent_profile, session_update
@@ -58,6 +59,10 @@ class CallTransport(Protocol):
     async def transfer(self, number: str) -> None: ...
     async def fallback(self, message: str, *, language: str, transfer_to: str) -> None: ...
     async def close(self) -> None: ...
+
+    def notify(self, event: dict[str, Any]) -> None:
+        """A transcript entry or call event as it is recorded, for a caller's side that shows the call live
+        (the browser test call). Must return at once: it is called from the session's event handlers."""
 
 
 @dataclass
@@ -128,8 +133,9 @@ class CallSession:
 
     def add_event(self, kind: str, **payload: Any) -> None:
         self._event_order += 1
-        self.record.events.append({"order": self._event_order, "offset_ms": self.now_ms(), "kind": kind,
-                                   "payload": payload})
+        event = {"order": self._event_order, "offset_ms": self.now_ms(), "kind": kind, "payload": payload}
+        self.record.events.append(event)
+        self.transport.notify({"type": "event", **event})
 
     def reserve_transcript(self) -> int:
         self._transcript_order += 1
@@ -137,8 +143,10 @@ class CallSession:
 
     def add_transcript(self, order: int, speaker: str, text: str, start_ms: int | None, end_ms: int | None,
                        interrupted: bool = False) -> None:
-        self.record.transcripts.append({"order": order, "speaker": speaker, "text": text, "start_ms": start_ms,
-                                        "end_ms": end_ms, "interrupted": interrupted})
+        entry = {"order": order, "speaker": speaker, "text": text, "start_ms": start_ms, "end_ms": end_ms,
+                 "interrupted": interrupted}
+        self.record.transcripts.append(entry)
+        self.transport.notify({"type": "transcript", **entry})
 
     async def send_upstream(self, event: dict[str, Any]) -> None:
         try:
@@ -243,6 +251,9 @@ class CallSession:
             return
         record, self.record = self.record, CallRecord()
         await in_db_pool(call_record_entries)(call_id=self.call_id, record=record)
+        # Dashboards showing this call re-read it (best effort, bounded wait; call_finalize announces the end).
+        await apublish_call_changed(call_id=self.call_id, business_id=self.business_id,
+                                    status=Call.Status.IN_PROGRESS)
 
     async def _housekeeping(self) -> None:
         while True:
@@ -339,7 +350,9 @@ class CallSession:
         self.speech_end_at = now - settings.VAD_SILENCE_MS / 1000
         caller = self._caller_items.get(event.get("item_id", ""))
         if caller is not None:
-            caller["end_ms"] = self.now_ms() - settings.VAD_SILENCE_MS
+            # Never before the turn's start (nor negative, which the database refuses along with the whole batch):
+            # audio that arrives faster than real time, e.g. a browser flushing its queue, ends turns early.
+            caller["end_ms"] = max(caller.get("start_ms") or 0, self.now_ms() - settings.VAD_SILENCE_MS)
 
     async def _on_caller_transcript(self, event: dict[str, Any]) -> None:
         caller = self._caller_items.get(event["item_id"])

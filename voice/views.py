@@ -1,13 +1,18 @@
-"""Twilio's webhooks. Each checks the signature first and does nothing slow: Twilio waits 15 s at most."""
+"""Twilio's webhooks, and the dashboard's browser test-call page.
+
+Each webhook checks the signature first and does nothing slow: Twilio waits 15 s at most.
+"""
 
 from __future__ import annotations
 
 import logging
 
 from django.http import HttpRequest, HttpResponse, HttpResponseForbidden
+from django.shortcuts import render
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
+from accounts.access import business_view
 from accounts.models import Business
 from billing.services import call_gate, usage_record_for_call
 from calls.models import Call
@@ -65,3 +70,9 @@ def twilio_status(request: HttpRequest) -> HttpResponse:
         usage_record_for_call(call_id=call.id)  # billing: the call's minutes, reported to Polar after commit
     # Always 2xx for a valid request, known call or not, so Twilio does not retry.
     return HttpResponse(status=204)
+
+
+@business_view()
+def test_call(request: HttpRequest) -> HttpResponse:
+    """The owner talks to their own receptionist from the browser; the page drives /ws/browser/call/."""
+    return render(request, "voice/test_call.html", {"business": request.business})  # type: ignore[attr-defined]
