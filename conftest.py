@@ -1,5 +1,6 @@
 import pytest
 
+from tests.browser import chromium_page
 from tests.factories import add_member, make_business, make_user
 
 
@@ -49,3 +50,10 @@ def _empty_cache():
 def live_server(django_db_setup, live_server):
     # Depend on the test database so the server thread (and its connections) stops before the database is dropped.
     return live_server
+
+
+@pytest.fixture
+def page():
+    """A page in real headless Chromium (tests marked `browser`)."""
+    with chromium_page() as page:
+        yield page

@@ -4,44 +4,18 @@ Screenshots of every page land in test-artifacts/ (kept by CI as artifacts).
 """
 
 import datetime as dt
-import os
 import re
 from decimal import Decimal
-from pathlib import Path
 
 import pytest
-from django.db import connections
 from django.utils import timezone
 
 from calls.models import Call, CallEvent, TranscriptEntry
 from calls.services import call_search_refresh
+from tests.browser import ARTIFACTS
 from tests.factories import PASSWORD, make_appointment, make_call, make_customer, make_message
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
-
-ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync"]
-
-
-@pytest.fixture
-def page():
-    from playwright.sync_api import sync_playwright
-
-    # Playwright's sync API runs an event loop in this thread; the ORM calls made by the test itself are safe.
-    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path="/usr/bin/chromium", headless=True, args=CHROMIUM_ARGS)
-        context = browser.new_context(viewport={"width": 1280, "height": 900})
-        page = context.new_page()
-        errors: list[str] = []
-        page.on("pageerror", lambda exc: errors.append(str(exc)))
-        yield page
-        # The ORM connection this thread opened under Playwright's loop must go before the test database does.
-        connections.close_all()
-        browser.close()
-    os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
-    assert errors == []
 
 
 def seed_a_week_of_calls(business) -> "object":
@@ -92,7 +66,6 @@ def sign_in(page, base_url: str, email: str) -> None:
 
 def test_an_owner_reads_calls_a_call_and_analytics_in_a_real_browser(page, live_server, alice, alices_business):
     call = seed_a_week_of_calls(alices_business)
-    ARTIFACTS.mkdir(exist_ok=True)
     sign_in(page, live_server.url, alice.email)
     page.screenshot(path=str(ARTIFACTS / "dashboard-home.png"), full_page=True)
 

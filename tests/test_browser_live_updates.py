@@ -7,7 +7,6 @@ from __future__ import annotations
 import os
 import re
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from typing import Any, Callable
 
 import pytest
@@ -17,16 +16,13 @@ from django.utils import timezone
 from calls.live import publish_call_changed
 from calls.models import Call
 from calls.services import call_create_inbound, call_finalize
+from tests.browser import ARTIFACTS
 from tests.factories import PASSWORD, make_call
 from voice.standin import RealtimeStandin
 from voice.tests.conftest import ACCOUNT_SID, AUTH_TOKEN, start_asgi_server, stop_process
 from voice.twilio_standin import TwilioStandin
 
 pytestmark = [pytest.mark.browser, pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
-
-ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync"]
 
 
 @pytest.fixture
@@ -48,23 +44,6 @@ def server(settings):
     stop_process(live.process)
     twilio.stop()
     standin.stop()
-
-
-@pytest.fixture
-def page():
-    from playwright.sync_api import sync_playwright
-
-    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"  # Playwright's sync API keeps an event loop in this thread
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path="/usr/bin/chromium", headless=True, args=CHROMIUM_ARGS)
-        page = browser.new_context(viewport={"width": 1280, "height": 900}).new_page()
-        errors: list[str] = []
-        page.on("pageerror", lambda exc: errors.append(str(exc)))
-        yield page
-        browser.close()
-    os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
-    connections.close_all()
-    assert errors == []
 
 
 def elsewhere(func: Callable[..., Any], **kwargs: Any) -> Any:
@@ -122,7 +101,6 @@ def test_a_live_call_page_and_the_calls_list_update_themselves(page, server, ali
             break
         page.wait_for_timeout(100)
     assert socket.is_closed()
-    ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "live-call-ended.png"), full_page=True)
 
     with page.expect_websocket(lambda ws: ws.url.endswith("/ws/dashboard/calls/")) as opened:

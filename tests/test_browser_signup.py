@@ -1,43 +1,19 @@
 """A newcomer signs up and finishes onboarding through the real pages, in real headless Chromium."""
 
-import os
 import re
-from pathlib import Path
 
 import pytest
 from django.core import mail
 from django.db import connections
 
 from accounts.models import Business, OpeningHours
+from tests.browser import ARTIFACTS
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
-
-ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync"]
-
-
-@pytest.fixture
-def page():
-    from playwright.sync_api import sync_playwright
-
-    # Playwright's sync API runs an event loop in this thread; the ORM calls made by the test itself are safe.
-    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path="/usr/bin/chromium", headless=True, args=CHROMIUM_ARGS)
-        context = browser.new_context(viewport={"width": 1200, "height": 900})
-        page = context.new_page()
-        errors: list[str] = []
-        page.on("pageerror", lambda exc: errors.append(str(exc)))
-        yield page
-        browser.close()
-    os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
-    assert errors == []
 
 
 def test_a_new_owner_signs_up_verifies_and_completes_onboarding(page, live_server, settings):
     settings.PUBLIC_BASE_URL = live_server.url
-    ARTIFACTS.mkdir(exist_ok=True)
     page.goto(live_server.url + "/")
     page.get_by_role("link", name=re.compile("start free", re.I)).first.click()
     page.fill("input[name=email]", "maria@clinic.example")

@@ -141,13 +141,53 @@ class TwilioMediaStream:
                     log.exception("Could not handle a channel message for a call")
 
 
-class _StreamState:
+class _AudioSocket:
+    """What both audio sockets (Twilio's media stream, the browser call) do with a frame before reading it:
+    size limits, JSON with a type field, and a budget of malformed frames after which the socket closes."""
+
+    kind = "audio socket"  # for the logs
+
+    def __init__(self) -> None:
+        self.bad_frames = 0
+
+    def name(self) -> str:
+        return self.kind
+
+    async def close(self, code: int, reason: str) -> bool:
+        raise NotImplementedError
+
+    async def bad_frame(self, why: str) -> bool:
+        self.bad_frames += 1
+        if self.bad_frames == 1 or self.bad_frames % 10 == 0:
+            log.warning("Ignoring a bad frame on %s (%d so far): %s", self.name(), self.bad_frames, why)
+        if self.bad_frames >= MAX_BAD_FRAMES:
+            return await self.close(CLOSE_PROTOCOL, f"too many bad frames ({self.bad_frames})")
+        return True
+
+    async def decode(self, text: str | None, data: bytes | None, type_key: str, what: str) -> tuple[Any, bool]:
+        """(frame, its type) of a well-formed frame; else (None, whether the socket stays open)."""
+        if text is None:
+            if data is not None and len(data) > MAX_FRAME_CHARS:
+                return None, await self.close(CLOSE_TOO_BIG, "oversized binary frame")
+            return None, await self.bad_frame("binary frame")
+        if len(text) > MAX_FRAME_CHARS:
+            return None, await self.close(CLOSE_TOO_BIG, f"frame of {len(text)} characters")
+        try:
+            frame = json.loads(text)
+            return frame, frame[type_key]
+        except (ValueError, KeyError, TypeError):
+            return None, await self.bad_frame(f"not {what}")
+
+
+class _StreamState(_AudioSocket):
+    kind = "a Twilio media stream"
+
     def __init__(self, send: Any) -> None:
+        super().__init__()
         self.send = send
         self.session: CallSession | None = None
         self.transport: TwilioTransport | None = None
         self.stream_sid: str | None = None
-        self.bad_frames = 0
         self.stopped = False
         self.disconnected = False
         self.crashed = False
@@ -165,27 +205,11 @@ class _StreamState:
             self.transport.closed = True
         return False
 
-    async def bad_frame(self, why: str) -> bool:
-        self.bad_frames += 1
-        if self.bad_frames == 1 or self.bad_frames % 10 == 0:
-            log.warning("Ignoring a bad frame on a Twilio media stream (%d so far): %s", self.bad_frames, why)
-        if self.bad_frames >= MAX_BAD_FRAMES:
-            return await self.close(CLOSE_PROTOCOL, "too many bad frames")
-        return True
-
     async def handle(self, text: str | None, data: bytes | None) -> bool:
         """Handle one frame; False ends the stream."""
-        if text is None:
-            if data is not None and len(data) > MAX_FRAME_CHARS:
-                return await self.close(CLOSE_TOO_BIG, "oversized binary frame")
-            return await self.bad_frame("binary frame")
-        if len(text) > MAX_FRAME_CHARS:
-            return await self.close(CLOSE_TOO_BIG, f"frame of {len(text)} characters")
-        try:
-            frame = json.loads(text)
-            event = frame["event"]
-        except (ValueError, KeyError, TypeError):
-            return await self.bad_frame("not a Media Streams JSON message")
+        frame, event = await self.decode(text, data, "event", "a Media Streams JSON message")
+        if frame is None:
+            return event
         if event == "media":
             if self.session is None:
                 return await self.close(CLOSE_PROTOCOL, "media before start")
@@ -447,11 +471,11 @@ class BrowserCall:
             await call.end()
 
 
-class _BrowserCallState:
+class _BrowserCallState(_AudioSocket):
     def __init__(self, session: CallSession, transport: BrowserTransport) -> None:
+        super().__init__()
         self.session = session
         self.transport = transport
-        self.bad_frames = 0
         self.hung_up = False
         self.disconnected = False
         self.crashed = False
@@ -463,28 +487,14 @@ class _BrowserCallState:
         await self.transport.close(code)
         return False
 
-    async def bad_frame(self, why: str) -> bool:
-        self.bad_frames += 1
-        if self.bad_frames == 1 or self.bad_frames % 10 == 0:
-            log.warning("Ignoring a bad frame on browser call %s (%d so far): %s", self.session.call_id,
-                        self.bad_frames, why)
-        if self.bad_frames >= MAX_BAD_FRAMES:
-            return await self.close(CLOSE_PROTOCOL, f"too many bad frames ({self.bad_frames})")
-        return True
+    def name(self) -> str:
+        return f"browser call {self.session.call_id}"
 
     async def handle(self, text: str | None, data: bytes | None) -> bool:
         """Handle one frame from the page; False ends the call."""
-        if text is None:
-            if data is not None and len(data) > MAX_FRAME_CHARS:
-                return await self.close(CLOSE_TOO_BIG, "oversized binary frame")
-            return await self.bad_frame("binary frame")
-        if len(text) > MAX_FRAME_CHARS:
-            return await self.close(CLOSE_TOO_BIG, f"frame of {len(text)} characters")
-        try:
-            frame = json.loads(text)
-            kind = frame["type"]
-        except (ValueError, KeyError, TypeError):
-            return await self.bad_frame("not a JSON object with a type")
+        frame, kind = await self.decode(text, data, "type", "a JSON object with a type")
+        if frame is None:
+            return kind
         if kind == "audio":
             payload = frame.get("audio")
             if not isinstance(payload, str) or not payload or len(payload) > MAX_BROWSER_AUDIO_CHARS \

@@ -15,12 +15,12 @@ import httpx
 import pytest
 from django.db import connection
 
+from tests.browser import ARTIFACTS
 from tests.factories import make_business, make_user
 from voice.standin import RealtimeStandin
 from voice.twilio_standin import TwilioStandin
 
 ROOT = Path(__file__).resolve().parents[2]
-ARTIFACTS = ROOT / "test-artifacts"
 AUTH_TOKEN = "e2e-twilio-auth-token"
 ACCOUNT_SID = "AC" + "e" * 32
 BUSINESS_NUMBER = "+14155550100"

@@ -3,7 +3,6 @@ the page's AudioWorklets and /ws/browser/call/ on daphne, to the OpenAI Realtime
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
 import subprocess
@@ -12,11 +11,11 @@ from pathlib import Path
 
 import pytest
 from django.conf import settings as django_settings
-from django.db import connections
 
 from calls.models import Call, CallEvent, TranscriptEntry
 from voice.standin import Script
-from voice.tests.conftest import ARTIFACTS, start_asgi_server, stop_process
+from tests.browser import ARTIFACTS, chromium_page
+from voice.tests.conftest import start_asgi_server, stop_process
 
 pytestmark = [pytest.mark.browser, pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
@@ -24,9 +23,9 @@ CALLER_SAYS = "What are your opening hours?"
 GREETING = "Harbor Dental, hello!"
 ANSWER = "We're open eight to five."
 LEAD_SILENCE_S = 3.0  # the greeting (a tone of about 1.4 s) ends well before the caller speaks
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--autoplay-policy=no-user-gesture-required",
-                 "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream"]
+# A fake microphone (and, unless a test says otherwise, a granted permission prompt) for the test-call page.
+FAKE_MIC_ARGS = ["--autoplay-policy=no-user-gesture-required", "--use-fake-ui-for-media-stream",
+                 "--use-fake-device-for-media-stream"]
 
 
 def spoken_wav(directory: Path, text: str, lead_silence_s: float) -> tuple[Path, float]:
@@ -57,26 +56,17 @@ def server(harbor, standin, twilio_standin):
 def browser_page(request, tmp_path, server, client, harbor):
     """Chromium signed in as Harbor's owner, its microphone saying CALLER_SAYS after a silence of
     LEAD_SILENCE_S (or the indirect parameter) from the moment the page opens it."""
-    from playwright.sync_api import sync_playwright
-
     wav, speech_s = spoken_wav(tmp_path, CALLER_SAYS, getattr(request, "param", LEAD_SILENCE_S))
-    client.force_login(harbor.memberships.get().user)
-    cookie = client.cookies[django_settings.SESSION_COOKIE_NAME].value
-    # Playwright's sync API runs an event loop in this thread; the ORM calls made by the test itself are safe.
-    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path="/usr/bin/chromium", headless=True,
-                                    args=[*CHROMIUM_ARGS, f"--use-file-for-fake-audio-capture={wav}%noloop"])
-        context = browser.new_context(viewport={"width": 1200, "height": 900})
-        context.add_cookies([{"name": django_settings.SESSION_COOKIE_NAME, "value": cookie, "url": server.base_url}])
-        page = context.new_page()
-        errors: list[str] = []
-        page.on("pageerror", lambda exc: errors.append(str(exc)))
+    with chromium_page(args=[*FAKE_MIC_ARGS, f"--use-file-for-fake-audio-capture={wav}%noloop"],
+                       cookies=[session_cookie(client, harbor, server.base_url)]) as page:
         yield page, speech_s
-        connections.close_all()  # the ORM calls made under Playwright's loop have a connection of their own
-        browser.close()
-    os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
-    assert errors == []
+
+
+def session_cookie(client, business, url: str) -> dict:
+    """The session cookie of the business's owner, signed in, for the browser."""
+    client.force_login(business.memberships.get().user)
+    return {"name": django_settings.SESSION_COOKIE_NAME, "value": client.cookies[django_settings.SESSION_COOKIE_NAME].value,
+            "url": url}
 
 
 def played_ms(page) -> int:
@@ -176,29 +166,14 @@ def test_talking_over_the_greeting_stops_its_playback_at_once(browser_page, serv
 
 
 def test_a_denied_microphone_is_explained_on_the_page(server, client, harbor):
-    from playwright.sync_api import sync_playwright
-
-    client.force_login(harbor.memberships.get().user)
-    cookie = client.cookies[django_settings.SESSION_COOKIE_NAME].value
-    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
-    try:
-        with sync_playwright() as p:
-            # A fake device but no fake permission prompt: headless Chromium denies the microphone.
-            browser = p.chromium.launch(executable_path="/usr/bin/chromium", headless=True,
-                                        args=[a for a in CHROMIUM_ARGS if a != "--use-fake-ui-for-media-stream"])
-            context = browser.new_context()
-            context.add_cookies([{"name": django_settings.SESSION_COOKIE_NAME, "value": cookie,
-                                  "url": server.base_url}])
-            page = context.new_page()
-            page.goto(server.base_url + "/dashboard/test-call/")
-            page.get_by_role("button", name="Start call").click()
-            page.wait_for_selector("#test-call[data-status=error]", timeout=10_000)
-            assert "Microphone permission denied" in page.inner_text("#test-call-alert")
-            assert page.is_enabled("#test-call-start") and not page.is_enabled("#test-call-hangup")
-            browser.close()
-    finally:
-        os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
-        connections.close_all()
+    # A fake device but no fake permission prompt: headless Chromium denies the microphone.
+    with chromium_page(args=[a for a in FAKE_MIC_ARGS if a != "--use-fake-ui-for-media-stream"],
+                       cookies=[session_cookie(client, harbor, server.base_url)]) as page:
+        page.goto(server.base_url + "/dashboard/test-call/")
+        page.get_by_role("button", name="Start call").click()
+        page.wait_for_selector("#test-call[data-status=error]", timeout=10_000)
+        assert "Microphone permission denied" in page.inner_text("#test-call-alert")
+        assert page.is_enabled("#test-call-start") and not page.is_enabled("#test-call-hangup")
     assert not Call.objects.exists()
 
 
@@ -253,14 +228,9 @@ RESAMPLING_PROBE = """async () => {
 
 
 def test_the_worklets_resample_when_the_audio_context_runs_at_48_khz(live_server):
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path="/usr/bin/chromium", headless=True, args=CHROMIUM_ARGS)
-        page = browser.new_page()
+    with chromium_page(args=FAKE_MIC_ARGS) as page:
         page.goto(live_server.url + "/healthz/")  # a page of our origin: worklets need a secure context
         result = page.evaluate(RESAMPLING_PROBE)
-        browser.close()
     speech, hiss, playback = result["speech"], result["hiss"], result["playback"]
     assert 23_000 <= speech["samples"] <= 24_000  # one second of 48 kHz input gives a second at 24 kHz
     assert abs(speech["hz"] - 440) < 5 and speech["rms"] > 0.5
