@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import os
+import shutil
+import subprocess
+import wave
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
+import pytest
 from django.db import connections
 
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"  # screenshots, kept by CI
@@ -42,3 +46,18 @@ def chromium_page(*, args: tuple[str, ...] | list[str] = (), viewport: dict[str,
     finally:
         os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
     assert errors == [], f"JavaScript errors on the page: {errors}"
+
+
+def spoken_wav(directory: Path, text: str, lead_silence_s: float) -> tuple[Path, float]:
+    """`text` spoken by espeak-ng as 48 kHz mono PCM16, after `lead_silence_s` and before 2 s of silence.
+    Returns the file and how long the speech itself lasts."""
+    for tool in ("espeak-ng", "sox"):
+        if shutil.which(tool) is None:
+            pytest.fail(f"{tool} is missing: `make test` installs it (apt-get install espeak-ng sox)")
+    raw, padded = directory / "speech-raw.wav", directory / "caller.wav"
+    subprocess.run(["espeak-ng", "-v", "en-us", "-s", "150", "-w", str(raw), text], check=True)
+    # espeak peaks at full scale: -3 dB keeps the resampler from clipping.
+    subprocess.run(["sox", str(raw), "-r", "48000", "-c", "1", "-b", "16", str(padded), "gain", "-n", "-3",
+                    "pad", str(lead_silence_s), "2"], check=True)
+    with wave.open(str(raw)) as speech:
+        return padded, speech.getnframes() / speech.getframerate()

@@ -19,6 +19,7 @@ from django.utils import timezone
 
 from accounts.models import Business, OpeningHours
 from calls.models import Appointment, Call
+from tests.browser import ARTIFACTS, chromium_page, spoken_wav
 from tests.factories import make_closed_date
 from voice.standin import RealtimeStandin, Script, load_script
 from voice.supervisor import run_supervisor
@@ -129,14 +130,26 @@ def refuses_connections(port: int) -> bool:
         return sock.connect_ex(("127.0.0.1", port)) != 0
 
 
+def newcomer_env(tmp_path: Path, port: int, standin_port: int) -> dict[str, str]:
+    """What a newcomer has: no OpenAI key, no database or Redis settings, no DEBUG, no secret key."""
+    return {"PATH": os.environ["PATH"], "HOME": os.environ.get("HOME", str(tmp_path)), "LANG": "C.UTF-8",
+            "DATABASE_URL": f"sqlite:///{tmp_path / 'demo.sqlite3'}", "PORT": str(port),
+            "DEMO_STANDIN_PORT": str(standin_port)}
+
+
+def kill_run_command(process: subprocess.Popen) -> None:
+    try:
+        os.killpg(process.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    process.wait(timeout=10)
+
+
 @pytest.mark.e2e
 def test_the_run_command_without_an_openai_key_starts_the_stand_in_and_serves_in_demo_mode(tmp_path):
     port, standin_port = free_port(), free_port()
     log = tmp_path / "run.log"
-    # What a newcomer has: no OpenAI key, no database or Redis settings, no DEBUG, no secret key.
-    env = {"PATH": os.environ["PATH"], "HOME": os.environ.get("HOME", str(tmp_path)), "LANG": "C.UTF-8",
-           "DATABASE_URL": f"sqlite:///{tmp_path / 'demo.sqlite3'}", "PORT": str(port),
-           "DEMO_STANDIN_PORT": str(standin_port)}
+    env = newcomer_env(tmp_path, port, standin_port)
     with open(log, "wb") as out:
         process = subprocess.Popen(["bash", "scripts/run.sh"], cwd=ROOT, env=env, stdout=out,
                                    stderr=subprocess.STDOUT, start_new_session=True)
@@ -158,8 +171,56 @@ def test_the_run_command_without_an_openai_key_starts_the_stand_in_and_serves_in
         assert refuses_connections(standin_port), log.read_text(errors="replace")
         assert refuses_connections(port), log.read_text(errors="replace")
     finally:
-        try:
-            os.killpg(process.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        process.wait(timeout=10)
+        kill_run_command(process)
+
+
+DEMO_CALLER_SAYS = "Hi, what are your opening hours?"
+
+
+@pytest.mark.e2e
+@pytest.mark.browser
+def test_a_newcomers_first_browser_test_call_works_in_demo_mode(tmp_path):
+    """`make run` with nothing configured, then the demo owner signs in and talks to the receptionist."""
+    script = json.loads(DEMO_SCRIPT.read_text())
+    greeting, first_turn = script["greeting"], script["turns"][0]
+    # The caller speaks once the (espeak-spoken) greeting has played.
+    wav, _ = spoken_wav(tmp_path, DEMO_CALLER_SAYS, lead_silence_s=7.0)
+    port, standin_port = free_port(), free_port()
+    base = f"http://127.0.0.1:{port}"
+    log = tmp_path / "run.log"
+    with open(log, "wb") as out:
+        process = subprocess.Popen(["bash", "scripts/run.sh"], cwd=ROOT, env=newcomer_env(tmp_path, port, standin_port),
+                                   stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        wait_for(f"{base}/healthz/", time.monotonic() + 50, process, log)
+        mic = ["--autoplay-policy=no-user-gesture-required", "--use-fake-ui-for-media-stream",
+               "--use-fake-device-for-media-stream", f"--use-file-for-fake-audio-capture={wav}%noloop"]
+        with chromium_page(args=mic) as page:
+            page.goto(f"{base}/accounts/login/")
+            page.fill("input[name=login]", "owner@demo.example")
+            page.fill("input[name=password]", "demo-receptionist-2026")
+            page.locator("form button[type=submit]").last.click()
+            page.wait_for_url("**/dashboard/")
+            assert BANNER in page.inner_text("body")
+
+            page.goto(f"{base}/dashboard/test-call/")
+            page.get_by_role("button", name="Start call").click()
+            transcript = page.locator("#test-call-transcript")
+            transcript.get_by_text(greeting).wait_for(timeout=15_000)
+            transcript.get_by_text(first_turn["caller"]).wait_for(timeout=30_000)
+            transcript.get_by_text(first_turn["agent"]).wait_for(timeout=15_000)
+            assert int(page.get_attribute("#test-call", "data-played-ms")) > 1000  # the greeting was heard
+            page.screenshot(path=str(ARTIFACTS / "demo-test-call.png"), full_page=True)
+            page.get_by_role("button", name="Hang up").click()
+            page.wait_for_selector("#test-call[data-status=ended]", timeout=10_000)
+
+            # The call is recorded, and its summary (the stand-in's, run in-process) arrives on its page.
+            page.get_by_role("link", name="open this call").click()
+            page.wait_for_url("**/dashboard/calls/*/")
+            main = page.locator("main")
+            for text in [first_turn["caller"], first_turn["agent"]]:
+                assert text in main.inner_text()
+            main.get_by_text(script["summary"]["document"]["summary"]).wait_for(timeout=20_000)
+            page.screenshot(path=str(ARTIFACTS / "demo-call-detail.png"), full_page=True)
+    finally:
+        kill_run_command(process)

@@ -4,17 +4,13 @@ the page's AudioWorklets and /ws/browser/call/ on daphne, to the OpenAI Realtime
 from __future__ import annotations
 
 import re
-import shutil
-import subprocess
-import wave
-from pathlib import Path
 
 import pytest
 from django.conf import settings as django_settings
 
 from calls.models import Call, CallEvent, TranscriptEntry
 from voice.standin import Script
-from tests.browser import ARTIFACTS, chromium_page
+from tests.browser import ARTIFACTS, chromium_page, spoken_wav
 from voice.tests.conftest import start_asgi_server, stop_process
 
 pytestmark = [pytest.mark.browser, pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
@@ -26,21 +22,6 @@ LEAD_SILENCE_S = 3.0  # the greeting (a tone of about 1.4 s) ends well before th
 # A fake microphone (and, unless a test says otherwise, a granted permission prompt) for the test-call page.
 FAKE_MIC_ARGS = ["--autoplay-policy=no-user-gesture-required", "--use-fake-ui-for-media-stream",
                  "--use-fake-device-for-media-stream"]
-
-
-def spoken_wav(directory: Path, text: str, lead_silence_s: float) -> tuple[Path, float]:
-    """`text` spoken by espeak-ng as 48 kHz mono PCM16, after `lead_silence_s` and before 2 s of silence.
-    Returns the file and how long the speech itself lasts."""
-    for tool in ("espeak-ng", "sox"):
-        if shutil.which(tool) is None:
-            pytest.fail(f"{tool} is missing: `make test` installs it (apt-get install espeak-ng sox)")
-    raw, padded = directory / "speech-raw.wav", directory / "caller.wav"
-    subprocess.run(["espeak-ng", "-v", "en-us", "-s", "150", "-w", str(raw), text], check=True)
-    # espeak peaks at full scale: -3 dB keeps the resampler from clipping.
-    subprocess.run(["sox", str(raw), "-r", "48000", "-c", "1", "-b", "16", str(padded), "gain", "-n", "-3",
-                    "pad", str(lead_silence_s), "2"], check=True)
-    with wave.open(str(raw)) as speech:
-        return padded, speech.getnframes() / speech.getframerate()
 
 
 @pytest.fixture
