@@ -1,6 +1,7 @@
 from django.contrib import admin
 
 from calls.models import Appointment, Call, CallEvent, Customer, Message, TranscriptEntry
+from calls.services import call_search_refresh
 
 
 class TranscriptInline(admin.TabularInline):
@@ -27,6 +28,11 @@ class CallAdmin(admin.ModelAdmin):
     raw_id_fields = ["business"]
     readonly_fields = ["stream_started_at", "finalized_at"]
     inlines = [TranscriptInline, EventInline]
+
+    def save_related(self, request, form, formsets, change) -> None:
+        super().save_related(request, form, formsets, change)
+        # An operator's edit (caller name, summary, transcript) must be what the dashboard's search finds.
+        call_search_refresh(call_id=form.instance.pk)
 
 
 @admin.register(TranscriptEntry)

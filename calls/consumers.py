@@ -20,7 +20,7 @@ from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.http import Http404
 
 from accounts.access import get_for_business, session_membership
-from accounts.models import Business
+from accounts.models import Business, Membership
 from calls.live import CALL_CHANGED, business_calls_group, call_changed_message, call_group
 from calls.models import Call
 
@@ -37,6 +37,11 @@ def _current_business(scope: dict[str, Any]) -> Business | None:
 
 
 @database_sync_to_async
+def _still_member(user: Any, business_id: int) -> bool:
+    return Membership.objects.filter(user=user, business_id=business_id).exists()
+
+
+@database_sync_to_async
 def _call_status(business: Business, call_id: int) -> str | None:
     """The call's status if it belongs to the business, else None (another business's call looks absent)."""
     try:
@@ -47,6 +52,7 @@ def _call_status(business: Business, call_id: int) -> str | None:
 
 class _DashboardSocket(AsyncJsonWebsocketConsumer):
     group: str | None = None
+    business_id: int | None = None
 
     async def refuse(self, code: int) -> None:
         await self.accept()
@@ -65,6 +71,10 @@ class _DashboardSocket(AsyncJsonWebsocketConsumer):
         pass  # the browser only listens
 
     async def call_changed(self, message: dict[str, Any]) -> None:
+        # Someone removed from the business while the page is open hears nothing more of its calls.
+        if self.business_id is not None and not await _still_member(self.scope["user"], self.business_id):
+            await self.close(code=CLOSE_FORBIDDEN)
+            return
         await self.send_json({"type": CALL_CHANGED, "call_id": message["call_id"], "status": message["status"]})
 
     async def signed_in_business(self) -> Business | None:
@@ -76,6 +86,8 @@ class _DashboardSocket(AsyncJsonWebsocketConsumer):
         business = await _current_business(self.scope)
         if business is None:
             await self.refuse(CLOSE_FORBIDDEN)
+        else:
+            self.business_id = business.id
         return business
 
 

@@ -13,7 +13,6 @@ import json
 import logging
 import re
 from dataclasses import dataclass
-from types import SimpleNamespace
 from typing import Any
 from urllib.parse import urlparse
 
@@ -23,7 +22,7 @@ from django.conf import settings
 from django.db import transaction
 from django.http.request import validate_host
 
-from accounts.access import current_membership
+from accounts.access import session_membership
 from calls.models import Call, CallEvent
 from calls.services import call_claim_stream, call_create_browser
 from voice import twilio_api
@@ -389,8 +388,7 @@ class BrowserCallGrant:
 def browser_call_open(*, user: Any, session: Any) -> BrowserCallGrant | None:
     """Record a browser test call in the user's current business (as the dashboard resolves it); None if
     they are a member of none."""
-    # current_membership reads only `user` and `session` of the request.
-    membership = current_membership(SimpleNamespace(user=user, session=session if session is not None else {}))
+    membership = session_membership(user, session if session is not None else {})
     if membership is None:
         return None
     with transaction.atomic():

@@ -6,10 +6,12 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import io
+from html.parser import HTMLParser
 from decimal import Decimal
 
 import pytest
 from django.db import connection
+from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
@@ -502,3 +504,63 @@ def test_a_member_of_a_new_business_exports_only_the_header(client, db):
     client.force_login(user)
     assert export_rows(client) == [["id", "started_at", "channel", "status", "outcome", "caller_number",
                                     "caller_name", "duration_seconds", "cost_usd", "summary", "end_reason"]]
+
+
+# --- operators' admin ---------------------------------------------------------------------------------------
+
+class _FormFields(HTMLParser):
+    """The values a browser would submit for the form with `id` (inputs, selects, textareas)."""
+
+    def __init__(self, form_id: str) -> None:
+        super().__init__()
+        self.form_id, self.inside, self.data = form_id, False, {}
+        self._select: str | None = None
+        self._textarea: str | None = None
+
+    def handle_starttag(self, tag: str, attrs: list) -> None:
+        a = dict(attrs)
+        if tag == "form":
+            self.inside = a.get("id") == self.form_id
+        if not self.inside or "name" not in a and tag != "option":
+            return
+        if tag == "input" and a.get("type") not in ("submit", "button", "file"):
+            if a.get("type") not in ("checkbox", "radio") or "checked" in a:
+                self.data[a["name"]] = a.get("value", "on" if a.get("type") == "checkbox" else "")
+        elif tag == "select":
+            self._select = a["name"]
+            self.data.setdefault(a["name"], "")
+        elif tag == "option" and self._select and "selected" in a:
+            self.data[self._select] = a.get("value", "")
+        elif tag == "textarea":
+            self._textarea = a["name"]
+            self.data[a["name"]] = ""
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "select":
+            self._select = None
+        elif tag == "textarea":
+            self._textarea = None
+        elif tag == "form":
+            self.inside = False
+
+    def handle_data(self, data: str) -> None:
+        if self._textarea:
+            self.data[self._textarea] += data
+
+
+def test_an_operator_renaming_the_caller_in_the_admin_makes_the_new_name_searchable(owner_client, alices_business):
+    call = make_call(alices_business, status="completed", caller_name="Walter")
+    call_search_refresh(call_id=call.id)
+    operator = make_user("operator@example.com")
+    operator.is_staff = operator.is_superuser = True
+    operator.save()
+    client = Client()
+    client.force_login(operator)
+    url = reverse("admin:calls_call_change", args=[call.id])
+    form = _FormFields("call_form")
+    form.feed(client.get(url).content.decode())
+    form.data["caller_name"] = "Astrid Farnsworth"
+    assert client.post(url, form.data).status_code == 302
+
+    rows = owner_client.get(reverse("call_list"), {"q": "Farnsworth"}).content.decode()
+    assert f"/dashboard/calls/{call.id}/" in rows

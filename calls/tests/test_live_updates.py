@@ -14,6 +14,7 @@ from django.test import Client
 from openai import OpenAI
 
 from accounts.access import SESSION_KEY
+from accounts.models import Membership
 from calls import live
 from calls.models import Call, TranscriptEntry
 from calls.postcall import call_summarize
@@ -222,6 +223,17 @@ async def test_a_teammate_may_follow_the_business_s_calls(bob, live_call):
     cookie = await database_sync_to_async(session_cookie)(bob)
     page = await connected(f"/ws/dashboard/calls/{live_call.id}/", cookie=cookie)
     assert await page.receive_nothing(timeout=0.2)
+    await page.disconnect()
+
+
+async def test_a_teammate_removed_from_the_business_hears_nothing_more_of_its_calls(bob, live_call):
+    cookie = await database_sync_to_async(session_cookie)(bob)
+    page = await connected(f"/ws/dashboard/calls/{live_call.id}/", cookie=cookie)
+    await database_sync_to_async(lambda: Membership.objects.filter(user=bob).delete())()
+    await database_sync_to_async(call_finalize)(call_id=live_call.id, status=Call.Status.COMPLETED,
+                                                end_reason="caller_hung_up")
+    message = await page.receive_output(timeout=5)
+    assert message == {"type": "websocket.close", "code": 4403}
     await page.disconnect()
 
 
