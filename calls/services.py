@@ -38,10 +38,22 @@ def call_create_inbound(*, business: Business, twilio_call_sid: str, from_number
     return call
 
 
+class TooManyBrowserCalls(Exception):
+    """The business already runs as many browser test calls as BROWSER_CALLS_AT_ONCE allows."""
+
+
 def call_create_browser(*, business: Business, user_label: str) -> Call:
-    call = Call.objects.create(business=business, channel=Call.Channel.BROWSER, from_number=user_label[:32],
-                               to_number=business.phone_number)
-    call_search_refresh(call_id=call.id)
+    """Record a browser test call, unless the business already runs BROWSER_CALLS_AT_ONCE of them."""
+    with transaction.atomic():
+        # Locking the business row serialises concurrent starts: two tabs cannot both slip under the cap.
+        Business.objects.select_for_update().filter(pk=business.pk).exists()
+        running = Call.objects.filter(business=business, channel=Call.Channel.BROWSER, finalized_at__isnull=True,
+                                      status__in=[Call.Status.RINGING, Call.Status.IN_PROGRESS]).count()
+        if running >= settings.BROWSER_CALLS_AT_ONCE:
+            raise TooManyBrowserCalls(f"{running} browser test calls are already running for this business.")
+        call = Call.objects.create(business=business, channel=Call.Channel.BROWSER, from_number=user_label[:32],
+                                   to_number=business.phone_number)
+        call_search_refresh(call_id=call.id)
     return call
 
 

@@ -327,6 +327,9 @@ OPENAI_TRANSCRIPTION_MODEL = env_str("OPENAI_TRANSCRIPTION_MODEL", "gpt-4o-mini-
 STREAM_TOKEN_MAX_AGE_SECONDS = env_int("STREAM_TOKEN_MAX_AGE_SECONDS", 60)
 # Hard cap on one call; OpenAI ends a realtime session at 60 minutes anyway.
 CALL_MAX_SECONDS = env_int("CALL_MAX_SECONDS", 30 * 60)
+# Browser test calls run on the operator's OpenAI key and are not billed: keep them short and few at a time.
+BROWSER_CALL_MAX_SECONDS = env_int("BROWSER_CALL_MAX_SECONDS", 10 * 60)
+BROWSER_CALLS_AT_ONCE = env_int("BROWSER_CALLS_AT_ONCE", 2)
 # Server VAD tuning for phone audio.
 VAD_SILENCE_MS = env_int("VAD_SILENCE_MS", 500)
 VAD_PREFIX_PADDING_MS = env_int("VAD_PREFIX_PADDING_MS", 300)

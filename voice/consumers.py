@@ -24,7 +24,7 @@ from django.http.request import validate_host
 
 from accounts.access import session_membership
 from calls.models import Call, CallEvent
-from calls.services import call_claim_stream, call_create_browser
+from calls.services import TooManyBrowserCalls, call_claim_stream, call_create_browser
 from voice import twilio_api
 from voice.agent import BROWSER_AUDIO, PHONE_AUDIO
 from voice.session import CallSession, b64_len_to_bytes
@@ -283,6 +283,7 @@ class _StreamState(_AudioSocket):
 # --- the browser test call ----------------------------------------------------------------------------------
 
 CLOSE_NOT_SIGNED_IN = 4401
+CLOSE_TOO_MANY_CALLS = 4429  # the business already runs BROWSER_CALLS_AT_ONCE test calls
 # The page sends 40 ms chunks (2,560 base64 characters); a second of audio in one frame is not the page talking.
 MAX_BROWSER_AUDIO_CHARS = 64_000
 MAX_MARK_CHARS = 200
@@ -387,7 +388,7 @@ class BrowserCallGrant:
 
 def browser_call_open(*, user: Any, session: Any) -> BrowserCallGrant | None:
     """Record a browser test call in the user's current business (as the dashboard resolves it); None if
-    they are a member of none."""
+    they are a member of none. Raises TooManyBrowserCalls when the business runs all it may."""
     membership = session_membership(user, session if session is not None else {})
     if membership is None:
         return None
@@ -412,8 +413,9 @@ class BrowserCall:
 
     Wrapped in `AuthMiddlewareStack` (routing.py) for the session's user. The socket is accepted before the
     checks so that a refusal carries a close code the page can explain: 4403 for another site's page (Origin)
-    or a user with no business, 4401 for a visitor who is not signed in. The call is recorded like a phone
-    call (channel "browser") and runs the same call session. Frames from the page:
+    or a user with no business, 4401 for a visitor who is not signed in, 4429 when the business already runs
+    BROWSER_CALLS_AT_ONCE test calls. The call is recorded like a phone call (channel "browser"), runs the same
+    call session and lasts at most BROWSER_CALL_MAX_SECONDS. Frames from the page:
     `{"type":"audio","audio":<base64 PCM16 24 kHz>}`, `{"type":"mark","name":...}` once the audio before that
     mark has played (or was cleared), and `{"type":"hangup"}`.
     """
@@ -432,7 +434,12 @@ class BrowserCall:
             await send({"type": "websocket.close", "code": CLOSE_NOT_SIGNED_IN})
             return
         # The only database work of the connection: everything after it runs on the event loop.
-        grant = await database_sync_to_async(browser_call_open)(user=user, session=scope.get("session"))
+        try:
+            grant = await database_sync_to_async(browser_call_open)(user=user, session=scope.get("session"))
+        except TooManyBrowserCalls as exc:
+            log.info("Refused a browser test call: %s", exc)
+            await send({"type": "websocket.close", "code": CLOSE_TOO_MANY_CALLS})
+            return
         if grant is None:
             await send({"type": "websocket.close", "code": CLOSE_POLICY})
             return
@@ -441,8 +448,9 @@ class BrowserCall:
         layer = get_channel_layer()
         reply_channel = await layer.new_channel("call.") if layer is not None else ""
         transport = BrowserTransport(send)
-        call = _BrowserCallState(CallSession(call_id=grant.call_id, business_id=grant.business_id,
-                                             transport=transport, reply_channel=reply_channel), transport)
+        session = CallSession(call_id=grant.call_id, business_id=grant.business_id, transport=transport,
+                              reply_channel=reply_channel, max_seconds=settings.BROWSER_CALL_MAX_SECONDS)
+        call = _BrowserCallState(session, transport)
         listener = (asyncio.create_task(forward_call_messages(layer, reply_channel, call.session))
                     if layer is not None else None)
         try:

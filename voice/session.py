@@ -94,13 +94,15 @@ def b64_len_to_bytes(payload: str) -> int:
 
 class CallSession:
     def __init__(self, *, call_id: int, business_id: int, transport: CallTransport, caller_number: str = "",
-                 reply_channel: str = "", profile: AgentProfile | None = None) -> None:
+                 reply_channel: str = "", profile: AgentProfile | None = None,
+                 max_seconds: int | None = None) -> None:
         self.call_id = call_id
         self.caller_number = caller_number
         self.reply_channel = reply_channel  # where the supervisor's answers come back (channel layer)
         self.business_id = business_id
         self.transport = transport
         self.profile = profile
+        self.max_seconds = max_seconds or settings.CALL_MAX_SECONDS  # then the agent ends the call
         self.t0 = time.monotonic()
         self.upstream: Any = None
         self.ready = False
@@ -265,7 +267,7 @@ class CallSession:
             if self.after_playback is not None and self._after_playback_deadline is not None \
                     and time.monotonic() > self._after_playback_deadline:
                 await self._run_after_playback()
-            if time.monotonic() - self.t0 > settings.CALL_MAX_SECONDS:
+            if time.monotonic() - self.t0 > self.max_seconds:
                 await self._end_by_agent("max_duration")
                 return
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 
+from django.conf import settings
 from django.http import HttpRequest, HttpResponse, HttpResponseForbidden
 from django.shortcuts import render
 from django.views.decorators.csrf import csrf_exempt
@@ -75,4 +76,6 @@ def twilio_status(request: HttpRequest) -> HttpResponse:
 @business_view()
 def test_call(request: HttpRequest) -> HttpResponse:
     """The owner talks to their own receptionist from the browser; the page drives /ws/browser/call/."""
-    return render(request, "voice/test_call.html", {"business": request.business})  # type: ignore[attr-defined]
+    return render(request, "voice/test_call.html", {
+        "business": request.business,  # type: ignore[attr-defined]
+        "max_minutes": max(1, settings.BROWSER_CALL_MAX_SECONDS // 60)})

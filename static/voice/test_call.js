@@ -39,6 +39,7 @@
     4401: "You are signed out. Sign in again to make a test call.",
     4403: "This page can't start a call for your business (no access to it, or the page came from another site).",
     4400: "The call was closed because the browser sent data the server did not understand.",
+    4429: "Your business already has as many test calls running as it may. Hang up another one (another tab, or a teammate's) and try again.",
     1009: "The call was closed because the browser sent too much data at once.",
   };
 

@@ -14,8 +14,10 @@ import pytest
 from channels.testing import WebsocketCommunicator
 from django.conf import settings as django_settings
 from django.urls import reverse
+from django.utils import timezone
 
 from calls.models import Call, CallEvent, TranscriptEntry
+from calls.services import TooManyBrowserCalls, call_create_browser
 from tests.factories import make_business, make_call, make_user
 from voice.standin import Script
 from voice.tests.conftest import HARBOR_SCRIPT, start_asgi_server, stop_process
@@ -225,6 +227,39 @@ def test_the_call_is_recorded_in_the_business_chosen_in_the_session(client, harb
     page = asyncio.run(scenario())
     call = finalized(next(m["call_id"] for m in page.messages if m["type"] == "call"))
     assert call.business == second and not Call.objects.filter(business=harbor).exists()
+
+
+def test_a_business_running_all_its_test_calls_is_refused_another(owner_cookie, harbor, standin, settings):
+    settings.BROWSER_CALLS_AT_ONCE = 1
+    running = make_call(harbor, channel="browser", status="in_progress")
+    assert asyncio.run(refusal_code(communicator(owner_cookie))) == 4429
+    assert list(Call.objects.all()) == [running] and standin.sessions == {}
+
+
+def test_finished_test_calls_and_phone_calls_do_not_count_against_the_cap(harbor, settings):
+    settings.BROWSER_CALLS_AT_ONCE = 1
+    make_call(harbor, channel="browser", status="completed", finalized_at=timezone.now())
+    make_call(harbor, channel="twilio", status="in_progress")
+    call = call_create_browser(business=harbor, user_label="owner@harbor.example")
+    assert call.channel == "browser"
+    with pytest.raises(TooManyBrowserCalls):
+        call_create_browser(business=harbor, user_label="owner@harbor.example")
+
+
+def test_a_test_call_ends_after_its_length_limit(owner_cookie, standin, settings):
+    settings.BROWSER_CALL_MAX_SECONDS = 1
+
+    async def scenario():
+        page = PageStandIn(communicator(owner_cookie))
+        assert (await page.ws.connect())[0]
+        await page.pump(lambda p: p.has("hangup"), timeout=8)
+        await page.wait(3)  # until the server closes
+        return page
+
+    page = asyncio.run(scenario())
+    call = finalized(next(m["call_id"] for m in page.messages if m["type"] == "call"))
+    assert (call.status, call.end_reason) == ("completed", "max_duration")
+    assert call.duration_seconds is not None and call.duration_seconds < 5
 
 
 def test_malformed_frames_are_ignored_then_too_many_close_the_call_which_is_still_recorded(owner_cookie, standin):
