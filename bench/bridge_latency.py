@@ -49,6 +49,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+# The repository root, so `bench.benchlib` and the product's apps import both when this runs as a script and
+# when it is imported as `bench.<name>` (a bench's own Celery worker does that).
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from bench.benchlib import update_doc  # noqa: E402
+
 try:  # websockets' C masking helper; a pure-Python fallback keeps the bench standalone
     from websockets.speedups import apply_mask
 except ImportError:  # pragma: no cover
@@ -1233,18 +1238,6 @@ def oddities(results: list[RunResult], ctx: dict[str, Any]) -> list[str]:
     return notes
 
 
-def update_doc(path: Path, section: str) -> None:
-    text = path.read_text() if path.exists() else (
-        "# Benchmarks\n\nMeasurements of the product's hot paths, with the commands that produced them.\n")
-    lines = text.splitlines(keepends=True)
-    start = next((i for i, line in enumerate(lines) if line.rstrip() == SECTION), None)
-    if start is None:
-        new = text.rstrip("\n") + "\n\n" + section.rstrip("\n") + "\n"
-    else:
-        end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines))
-        new = "".join(lines[:start]) + section.rstrip("\n") + "\n" + ("\n" + "".join(lines[end:]) if end < len(lines) else "")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(new)
 
 
 def versions() -> str:
@@ -1434,7 +1427,7 @@ Client side and checks (core 1 saturation shows up here; unreadable = media we c
 """
         if notes:
             section += "\nOdd things seen in this run:\n\n" + "\n".join(f"- {n}" for n in notes) + "\n"
-        update_doc(out, section)
+        update_doc(out, SECTION, section)
         print(f"wrote the section to {out}")
     return 0
 

@@ -28,10 +28,14 @@ import time
 from decimal import Decimal
 from pathlib import Path
 
+# The repository root, so `bench.benchlib` and the product's apps import both when this runs as a script and
+# when it is imported as `bench.<name>` (a bench's own Celery worker does that).
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from bench.benchlib import other_benchmarks, percentile, update_doc  # noqa: E402
+
 REPO = Path(__file__).resolve().parent.parent
 PY = sys.executable
 SECTION = "## Dashboard calls pages (bench/dashboard.py)"
-OTHER_BENCHES = ("bridge_latency", "supervisor_dispatch", "postcall_latency")
 
 FIRST = ["Ann", "Ben", "Carla", "David", "Elena", "Farid", "Grace", "Hiro", "Ines", "Jamal", "Kate", "Luis", "Maya",
          "Noah", "Olga", "Priya", "Quinn", "Rosa", "Sam", "Tara", "Umar", "Vera", "Will", "Xena", "Yusuf", "Zoe"]
@@ -59,41 +63,10 @@ OUTCOMES = ["booked"] * 30 + ["answered"] * 30 + ["message_taken"] * 15 + ["resc
 RARE_WORD = "periodontist"  # said in about 1 call in 500: a selective search
 
 
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    k = (len(ordered) - 1) * q
-    lo, hi = int(k), min(int(k) + 1, len(ordered) - 1)
-    return ordered[lo] + (ordered[hi] - ordered[lo]) * (k - lo)
 
 
-def other_benchmarks() -> list[str]:
-    found = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit() or int(entry) == os.getpid():
-            continue
-        try:
-            cmdline = Path(f"/proc/{entry}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-        except OSError:
-            continue
-        if any(name in cmdline for name in OTHER_BENCHES):
-            found.append(f"{entry}: {cmdline.strip()[:120]}")
-    return found
 
 
-def update_doc(path: Path, section: str) -> None:
-    """Replace our section (up to the next `## ` heading) or append it; other sections are left as they are."""
-    text = path.read_text() if path.exists() else "# Benchmarks\n"
-    lines = text.splitlines(keepends=True)
-    start = next((i for i, line in enumerate(lines) if line.rstrip() == SECTION), None)
-    body = section.rstrip("\n") + "\n"
-    if start is None:
-        new = text.rstrip("\n") + "\n\n" + body
-    else:
-        end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines))
-        new = "".join(lines[:start]) + body + ("\n" + "".join(lines[end:]) if end < len(lines) else "")
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(new)
-    os.replace(tmp, path)
 
 
 # --- seeding ----------------------------------------------------------------------------------------------------
@@ -406,7 +379,7 @@ def main(argv: list[str]) -> int:
         if running:
             print(f"not writing {args.out}: other benchmarks are running:\n" + "\n".join(running), file=sys.stderr)
             return 1
-        update_doc(REPO / args.out if not os.path.isabs(args.out) else Path(args.out), section)
+        update_doc(REPO / args.out if not os.path.isabs(args.out) else Path(args.out), SECTION, section)
         print(f"wrote the section to {args.out}")
     return 0
 

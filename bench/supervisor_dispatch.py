@@ -29,7 +29,6 @@ import contextlib
 import datetime as dt
 import faulthandler
 import json
-import math
 import os
 import platform
 import re
@@ -45,6 +44,12 @@ import time
 import urllib.request
 from pathlib import Path
 from typing import Any
+
+# The repository root, so `bench.benchlib` and the product's apps import both when this runs as a script and
+# when it is imported as `bench.<name>` (a bench's own Celery worker does that).
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from bench.benchlib import nearest_rank as pct  # noqa: E402
+from bench.benchlib import other_benchmarks, update_doc  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 PY = sys.executable
@@ -107,13 +112,6 @@ if __name__ == "bench.supervisor_dispatch" and os.environ.get(EMPTY_TASK_ENV) ==
 # --- small helpers ----------------------------------------------------------------------------------------------
 
 
-def pct(values: list[float], p: float) -> float | None:
-    """Nearest-rank percentile."""
-    if not values:
-        return None
-    ordered = sorted(values)
-    rank = max(1, math.ceil(p / 100 * len(ordered)))
-    return ordered[min(rank, len(ordered)) - 1]
 
 
 def median(values: list[float]) -> float | None:
@@ -177,25 +175,6 @@ def self_cpu_seconds() -> float:
     return usage.user + usage.system
 
 
-def other_benchmarks() -> list[str]:
-    """Other benchmarks running now (Python running a bench/*.py script, this run's own processes excepted): they
-    would share the CPUs and may write docs/benchmarks.md too."""
-    found = []
-    me = os.getpid()
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit() or int(entry) == me:
-            continue
-        try:
-            args = [a.decode(errors="replace") for a in Path(f"/proc/{entry}/cmdline").read_bytes().split(b"\0") if a]
-            if int(_stat(int(entry))[1]) == me:
-                continue
-        except (OSError, ValueError, IndexError):
-            continue
-        if not args or "python" not in Path(args[0]).name:
-            continue
-        if any(a.endswith(".py") and Path(a).parent.name == "bench" for a in args[1:3]):
-            found.append(f"{entry}: {' '.join(args)[:120]}")
-    return found
 
 
 try:  # resolved here, not in the forked child
@@ -819,22 +798,6 @@ def slow_outliers(result: dict[str, Any], limit: int = 5) -> list[str]:
     return out
 
 
-def update_doc(path: Path, section: str) -> None:
-    """Replace our section (up to the next `## ` heading) or append it; other sections are left as they are."""
-    text = path.read_text() if path.exists() else (
-        "# Benchmarks\n\nMeasurements of the product's hot paths, with the commands that produced them.\n")
-    lines = text.splitlines(keepends=True)
-    start = next((i for i, line in enumerate(lines) if line.rstrip() == SECTION), None)
-    body = section.rstrip("\n") + "\n"
-    if start is None:
-        new = text.rstrip("\n") + "\n\n" + body
-    else:
-        end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines))
-        new = "".join(lines[:start]) + body + ("\n" + "".join(lines[end:]) if end < len(lines) else "")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(new)
-    os.replace(tmp, path)
 
 
 # --- main -------------------------------------------------------------------------------------------------------
@@ -1162,7 +1125,7 @@ Where the time goes (medians of this run):
             print(f"another benchmark started meanwhile; not touching {out}. The section is in {side}",
                   file=sys.stderr)
             return 3
-        update_doc(out, section)
+        update_doc(out, SECTION, section)
         print(f"wrote the section to {out}")
     return 0
 
