@@ -111,14 +111,7 @@ class TwilioMediaStream:
         stream.reply_channel = await layer.new_channel("call.") if layer is not None else ""
         listener = asyncio.create_task(self.listen(layer, stream)) if layer is not None else None
         try:
-            while True:
-                message = await receive()
-                if message["type"] == "websocket.receive":
-                    if not await stream.handle(message.get("text"), message.get("bytes")):
-                        break
-                elif message["type"] == "websocket.disconnect":
-                    stream.disconnected = True
-                    break
+            await stream.read_frames(receive)
         except asyncio.CancelledError:
             raise
         except Exception:
@@ -148,9 +141,26 @@ class _AudioSocket:
 
     def __init__(self) -> None:
         self.bad_frames = 0
+        self.disconnected = False
+        self.crashed = False
+        self.close_reason = ""  # why we closed the socket (a protocol error), if we did
 
     def name(self) -> str:
         return self.kind
+
+    async def handle(self, text: str | None, data: bytes | None) -> bool:
+        raise NotImplementedError
+
+    async def read_frames(self, receive: Any) -> None:
+        """Hand every frame to `handle` until it ends the call or the other side goes away."""
+        while True:
+            message = await receive()
+            if message["type"] == "websocket.receive":
+                if not await self.handle(message.get("text"), message.get("bytes")):
+                    return
+            elif message["type"] == "websocket.disconnect":
+                self.disconnected = True
+                return
 
     async def close(self, code: int, reason: str) -> bool:
         raise NotImplementedError
@@ -188,9 +198,6 @@ class _StreamState(_AudioSocket):
         self.transport: TwilioTransport | None = None
         self.stream_sid: str | None = None
         self.stopped = False
-        self.disconnected = False
-        self.crashed = False
-        self.close_reason = ""
         self.reply_channel = ""
 
     async def close(self, code: int, reason: str) -> bool:
@@ -458,14 +465,7 @@ class BrowserCall:
             await call.session.start()
             if not call.session.finished.is_set():
                 await call.transport.send_json({"type": "live"})
-                while True:
-                    message = await receive()
-                    if message["type"] == "websocket.receive":
-                        if not await call.handle(message.get("text"), message.get("bytes")):
-                            break
-                    elif message["type"] == "websocket.disconnect":
-                        call.disconnected = True
-                        break
+                await call.read_frames(receive)
         except asyncio.CancelledError:
             raise
         except Exception:
@@ -483,9 +483,6 @@ class _BrowserCallState(_AudioSocket):
         self.session = session
         self.transport = transport
         self.hung_up = False
-        self.disconnected = False
-        self.crashed = False
-        self.close_reason = ""
 
     async def close(self, code: int, reason: str) -> bool:
         self.close_reason = reason
