@@ -331,6 +331,31 @@ def main(argv: list[str]) -> int:
         results.append((name, times, queries, size))
         print(f"{name:55s} p50 {percentile(times, .5):6.1f} ms  p95 {percentile(times, .95):6.1f} ms  "
               f"{queries} queries  {size / 1024:.0f} KiB", flush=True)
+    # The other pages, for the record (the issue sets no goal for them): fewer requests, they are heavier.
+    from django.db.models import Count
+
+    from calls.models import Customer
+
+    Customer.objects.bulk_create([Customer(business=big, phone=n, name=f"Customer {i}")
+                                  for i, n in enumerate(sorted(set(numbers)))], batch_size=5000)
+    busiest = Call.objects.filter(business=big, channel="twilio").values("from_number").annotate(
+        n=Count("id")).order_by("-n").first()
+    customer = Customer.objects.get(business=big, phone=busiest["from_number"])
+    other_scenarios = [
+        ("home (figures, latest calls, messages, appointments)", "/dashboard/", {}),
+        ("analytics, last 30 days", "/dashboard/analytics/", {"period": "30"}),
+        ("analytics, last 365 days (every call)", "/dashboard/analytics/",
+         {"date_from": (local_today - dt.timedelta(days=364)).isoformat(), "date_to": local_today.isoformat()}),
+        ("customers list", "/dashboard/customers/", {}),
+        (f"customer detail ({busiest['n']} calls from the number)", f"/dashboard/customers/{customer.id}/", {}),
+    ]
+    other_iterations = max(20, args.iterations // 4)
+    other_results = []
+    for name, url, params in other_scenarios:
+        times, queries, size = time_page(client, url, params, other_iterations, warmup=3)
+        other_results.append((name, times, queries))
+        print(f"{name:55s} p50 {percentile(times, .5):6.1f} ms  p95 {percentile(times, .95):6.1f} ms  "
+              f"{queries} queries  {size / 1024:.0f} KiB", flush=True)
     # The same pages for the small business (200 calls, a 10-row detail): the counts must not change.
     counted = [(scenarios[0], {}), (scenarios[2], scenarios[2][2]), (scenarios[3], {"q": "cleaning"}),
                (scenarios[-1], None)]
@@ -362,6 +387,11 @@ def main(argv: list[str]) -> int:
         "Every page runs session, user and membership, then its own: the list 1, the detail 6 (call, turns, events, "
         "appointments, messages, customer).", "",
         f"| page | queries at {args.calls:,} calls | queries at 200 calls |", "| --- | --- | --- |", *count_rows, "",
+        f"The other dashboard pages over the same data, {other_iterations} requests each (no goal set for them; the "
+        f"customers table holds {Customer.objects.filter(business=big).count():,} customers):", "",
+        "| page | p50 ms | p95 ms | queries |", "| --- | --- | --- | --- |",
+        *[f"| {name} | {percentile(t, .5):.1f} | {percentile(t, .95):.1f} | {q} |" for name, t, q in other_results],
+        "",
         f"- Seeding (COPY, then the product's search-document statement over every call, then VACUUM ANALYZE) took "
         f"{seed_s:.0f} s; the calls table is {call_size} with a {gin_size} GIN index on the search documents.",
         "- The list pages by keyset on (started_at, id) over the (business, started_at, id) index and never counts "
