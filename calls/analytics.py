@@ -39,15 +39,17 @@ WEEKDAY_NAMES = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturd
 
 @dataclass(frozen=True)
 class Period:
-    """Local calendar days `start`..`end`, both included, in the business's time zone."""
+    """Local calendar days `start`..`end`, both included, in the business's time zone; the calls of one
+    channel (phone or browser test calls) or, with `channel` empty, all of them."""
 
     start: dt.date
     end: dt.date
+    channel: str = ""
 
     @classmethod
-    def last_days(cls, days: int, *, today: dt.date) -> Period:
+    def last_days(cls, days: int, *, today: dt.date, channel: str = "") -> Period:
         """The `days` days ending with (and including) `today`."""
-        return cls(start=today - dt.timedelta(days=days - 1), end=today)
+        return cls(start=today - dt.timedelta(days=days - 1), end=today, channel=channel)
 
     @property
     def length(self) -> int:
@@ -66,14 +68,16 @@ class Period:
 def _calls(business: Business, period: Period) -> QuerySet[Call]:
     starts_at, ends_at = period.bounds(business.tzinfo)
     # order_by(): no default ordering may leak into a GROUP BY.
-    return Call.objects.filter(business=business, started_at__gte=starts_at, started_at__lt=ends_at).order_by()
+    calls = Call.objects.filter(business=business, started_at__gte=starts_at, started_at__lt=ends_at)
+    return (calls.filter(channel=period.channel) if period.channel else calls).order_by()
 
 
 def _latency_events(business: Business, period: Period) -> QuerySet[CallEvent]:
     """Turn-latency events of the period's calls; a turn counts on the local day its call started."""
     starts_at, ends_at = period.bounds(business.tzinfo)
-    return CallEvent.objects.filter(call__business=business, call__started_at__gte=starts_at,
-                                    call__started_at__lt=ends_at, kind=CallEvent.Kind.LATENCY).order_by()
+    events = CallEvent.objects.filter(call__business=business, call__started_at__gte=starts_at,
+                                      call__started_at__lt=ends_at, kind=CallEvent.Kind.LATENCY)
+    return (events.filter(call__channel=period.channel) if period.channel else events).order_by()
 
 
 # --- percentiles -------------------------------------------------------------------------------------------

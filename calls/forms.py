@@ -48,7 +48,10 @@ class AnalyticsPeriodForm(forms.Form):
     PERIOD_CHOICES = [(str(days), f"Last {days} days") for days in analytics.PRESET_DAYS] + [("custom", "Custom")]
     max_days = analytics.MAX_PERIOD_DAYS
 
+    CHANNEL_CHOICES = [("", "All calls"), ("twilio", "Phone calls"), ("browser", "Browser test calls")]
+
     period = forms.ChoiceField(choices=PERIOD_CHOICES, required=False)
+    channel = forms.ChoiceField(choices=CHANNEL_CHOICES, required=False)
     start = forms.DateField(label="From", required=False, widget=forms.DateInput(attrs={"type": "date"}))
     end = forms.DateField(label="To", required=False, widget=forms.DateInput(attrs={"type": "date"}))
 
@@ -82,9 +85,10 @@ class AnalyticsPeriodForm(forms.Form):
     def chosen_period(self) -> analytics.Period:
         """The period asked for; call after `is_valid()`."""
         data = self.cleaned_data
+        channel = data.get("channel") or ""
         if data["period"] == "custom":
-            return analytics.Period(start=data["start"], end=data["end"])
-        return analytics.Period.last_days(int(data["period"]), today=self.today)
+            return analytics.Period(start=data["start"], end=data["end"], channel=channel)
+        return analytics.Period.last_days(int(data["period"]), today=self.today, channel=channel)
 
 
 # --- dashboard: the calls list's filters --------------------------------------------------------------------

@@ -163,9 +163,18 @@ def analytics_page(request: HttpRequest) -> HttpResponse:
     business = request.business
     form = forms.AnalyticsPeriodForm(request.GET, today=timezone.localdate(timezone=business.tzinfo))
     report = analytics.analytics_report(business, form.chosen_period()) if form.is_valid() else None
+    channel = request.GET.get("channel", "") if request.GET.get("channel") in dict(form.CHANNEL_CHOICES) else ""
+    channel_links = []
+    for value, label in form.CHANNEL_CHOICES:  # the same period, another set of calls
+        query = request.GET.copy()
+        query.pop("channel", None)
+        if value:
+            query["channel"] = value
+        channel_links.append({"label": label, "href": "?" + query.urlencode(), "current": value == channel})
     return render(request, "calls/analytics.html", {
         "form": form, "report": report, "charts": charts.analytics_charts(report) if report else None,
-        "figures": charts.headline_figures(report) if report else []})
+        "figures": charts.headline_figures(report) if report else [], "channel": channel,
+        "channel_links": channel_links})
 
 
 # --- dashboard: calls list, detail and CSV export ---------------------------------------------------------

@@ -94,6 +94,22 @@ def test_minutes_and_cost_add_up_per_day(alices_business):
     assert day.cost_per_call_usd == Decimal("0.05")
 
 
+def test_a_channel_counts_only_its_calls_and_their_latencies(alices_business):
+    phone = make_call(alices_business, started_at=local("2026-06-02", "09:00"), channel="twilio", duration_seconds=60)
+    test_call = make_call(alices_business, started_at=local("2026-06-02", "10:00"), channel="browser",
+                          duration_seconds=600)
+    add_latencies(phone, 700)
+    add_latencies(test_call, 100)
+    period = Period(start=dt.date(2026, 6, 2), end=dt.date(2026, 6, 2), channel="twilio")
+
+    (day,) = analytics.calls_by_day(alices_business, period)
+    latency = analytics.latency_for_period(alices_business, period)
+
+    assert (day.calls, day.seconds) == (1, 60)
+    assert (latency.turns, latency.p50_ms) == (1, 700)
+    assert analytics.period_totals(alices_business, days("2026-06-02", "2026-06-02")).calls == 2  # all, unfiltered
+
+
 def test_another_business_calls_are_not_counted(alices_business, charlie):
     charlies_business = charlie.memberships.get().business
     make_call(alices_business, started_at=local("2026-06-02"))
@@ -248,6 +264,14 @@ def test_presets_end_today(preset, start):
     assert period_of({"period": preset}) == Period(start=dt.date.fromisoformat(start), end=TODAY)
 
 
+def test_the_channel_choice_is_kept_with_a_preset_and_a_custom_range():
+    assert period_of({"period": "7", "channel": "twilio"}) == Period(start=dt.date(2026, 6, 24), end=TODAY,
+                                                                     channel="twilio")
+    assert period_of({"period": "custom", "start": "2026-01-05", "end": "2026-02-10", "channel": "browser"}) == \
+        Period(start=dt.date(2026, 1, 5), end=dt.date(2026, 2, 10), channel="browser")
+    assert "channel" in period_of({"channel": "fax"})
+
+
 def test_a_custom_range_is_taken_as_given():
     chosen = period_of({"period": "custom", "start": "2026-01-05", "end": "2026-02-10"})
     assert chosen == days("2026-01-05", "2026-02-10")
@@ -375,6 +399,13 @@ def test_the_page_shows_charts_and_figures_for_the_period(client, alice, alices_
         assert f'id="{chart_id}"' in html
     assert "Booked: 1 call (100%)" in html and "640 ms" in html and "$0.12" in html and "2:30" in html
     assert "America/Los_Angeles" in html
+
+
+def test_the_page_links_each_set_of_calls_keeping_the_period(client, alice, alices_business):
+    client.force_login(alice)
+    html = client.get(reverse("analytics"), {"period": "7", "channel": "twilio"}).content.decode()
+    assert 'href="?period=7&amp;channel=browser"' in html and 'href="?period=7"' in html
+    assert 'href="?period=30&amp;channel=twilio"' in html  # the presets keep the channel
 
 
 def test_the_default_page_covers_the_last_thirty_days(client, alice, alices_business):
