@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import os
+import sys
 from pathlib import Path
 
 BENCH_DIR = Path(__file__).resolve().parent
@@ -52,6 +53,17 @@ def other_benchmarks() -> list[str]:
         if any(a.endswith(".py") and Path(a).parent.name == "bench" and Path(a).stem != "benchlib" for a in args[1:3]):
             found.append(f"{entry}: {' '.join(args)[:120]}")
     return found
+
+
+def write_section(out: str, heading: str, section: str) -> int:
+    """Put `section` into `out` (relative to the repository) unless another benchmark is running; an exit code."""
+    running = other_benchmarks()
+    if running:
+        print(f"not writing {out}: other benchmarks are running:\n" + "\n".join(running), file=sys.stderr)
+        return 1
+    update_doc(Path(out) if os.path.isabs(out) else BENCH_DIR.parent / out, heading, section)
+    print(f"wrote the section to {out}")
+    return 0
 
 
 def update_doc(path: Path, heading: str, section: str) -> None:

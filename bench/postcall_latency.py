@@ -30,7 +30,7 @@ from pathlib import Path
 # The repository root, so `bench.benchlib` and the product's apps import both when this runs as a script and
 # when it is imported as `bench.<name>` (a bench's own Celery worker does that).
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from bench.benchlib import other_benchmarks, percentile, update_doc  # noqa: E402
+from bench.benchlib import percentile, write_section  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 PY = sys.executable
@@ -163,14 +163,7 @@ def main(argv: list[str]) -> int:
         "response time comes on top of these figures.",
     ])
     print(section)
-    if args.out:
-        running = other_benchmarks()
-        if running:
-            print(f"not writing {args.out}: other benchmarks are running:\n" + "\n".join(running), file=sys.stderr)
-            return 1
-        update_doc(REPO / args.out if not os.path.isabs(args.out) else Path(args.out), SECTION, section)
-        print(f"wrote the section to {args.out}")
-    return 0
+    return write_section(args.out, SECTION, section) if args.out else 0
 
 
 if __name__ == "__main__":

@@ -9,11 +9,9 @@ aggregate, so there the one query fetches the measurements and Python interpolat
 from __future__ import annotations
 
 import datetime as dt
-import math
 from collections import defaultdict
 from dataclasses import dataclass
 from decimal import Decimal
-from zoneinfo import ZoneInfo
 
 from django.db import connection
 from django.db.models import Aggregate, Avg, CharField, Count, FloatField, Func, Q, QuerySet, Sum
@@ -22,6 +20,7 @@ from django.db.models.functions import Cast, ExtractHour, ExtractIsoWeekDay, Tru
 
 from accounts.models import Business
 from calls.models import Call, CallEvent
+from calls.selectors import local_day_bounds, percentile
 
 MAX_PERIOD_DAYS = 366
 PRESET_DAYS = (7, 30, 90)
@@ -58,15 +57,15 @@ class Period:
     def dates(self) -> list[dt.date]:
         return [self.start + dt.timedelta(days=i) for i in range(self.length)]
 
-    def bounds(self, tz: ZoneInfo) -> tuple[dt.datetime, dt.datetime]:
-        """[first local midnight, the local midnight after the last day): a day is 23 or 25 hours across DST."""
-        after = self.end + dt.timedelta(days=1)
-        midnight = dt.time.min
-        return dt.datetime.combine(self.start, midnight, tzinfo=tz), dt.datetime.combine(after, midnight, tzinfo=tz)
+
+def _bounds(business: Business, period: Period) -> tuple[dt.datetime, dt.datetime]:
+    """[the first day's local midnight, the local midnight after the last day)."""
+    return (local_day_bounds(business=business, day=period.start)[0],
+            local_day_bounds(business=business, day=period.end)[1])
 
 
 def _calls(business: Business, period: Period) -> QuerySet[Call]:
-    starts_at, ends_at = period.bounds(business.tzinfo)
+    starts_at, ends_at = _bounds(business, period)
     # order_by(): no default ordering may leak into a GROUP BY.
     calls = Call.objects.filter(business=business, started_at__gte=starts_at, started_at__lt=ends_at)
     return (calls.filter(channel=period.channel) if period.channel else calls).order_by()
@@ -74,7 +73,7 @@ def _calls(business: Business, period: Period) -> QuerySet[Call]:
 
 def _latency_events(business: Business, period: Period) -> QuerySet[CallEvent]:
     """Turn-latency events of the period's calls; a turn counts on the local day its call started."""
-    starts_at, ends_at = period.bounds(business.tzinfo)
+    starts_at, ends_at = _bounds(business, period)
     events = CallEvent.objects.filter(call__business=business, call__started_at__gte=starts_at,
                                       call__started_at__lt=ends_at, kind=CallEvent.Kind.LATENCY)
     return (events.filter(call__channel=period.channel) if period.channel else events).order_by()
@@ -96,17 +95,6 @@ class PercentileCont(Aggregate):
             raise ValueError("A percentile's fraction lies between 0 and 1.")
         # A float we checked, never user input: safe to put in the SQL text.
         super().__init__(expression, fraction=repr(fraction), **extra)
-
-
-def percentile(values: list[float], fraction: float) -> float | None:
-    """The same interpolation as `percentile_cont`, for a list; None for no values."""
-    if not values:
-        return None
-    ordered = sorted(values)
-    position = fraction * (len(ordered) - 1)
-    lower = math.floor(position)
-    upper = min(lower + 1, len(ordered) - 1)
-    return ordered[lower] + (ordered[upper] - ordered[lower]) * (position - lower)
 
 
 def _is_postgres() -> bool:

@@ -453,16 +453,17 @@ def message_mark_handled(*, business_id: int, message_id: int, user: Any, now: d
     """
     Message.objects.filter(business_id=business_id, id=message_id, status=Message.Status.OPEN).update(
         status=Message.Status.HANDLED, handled_at=now or timezone.now(), handled_by=user)
-    message = Message.objects.filter(business_id=business_id, id=message_id).first()
-    if message is None:
-        raise NotFound(f"There is no message {message_id}.")
-    return message
+    return _message_of_business(business_id=business_id, message_id=message_id)
 
 
 def message_reopen(*, business_id: int, message_id: int) -> Message:
     """Put a handled message back in the open list, forgetting who handled it. Idempotent."""
     Message.objects.filter(business_id=business_id, id=message_id, status=Message.Status.HANDLED).update(
         status=Message.Status.OPEN, handled_at=None, handled_by=None)
+    return _message_of_business(business_id=business_id, message_id=message_id)
+
+
+def _message_of_business(*, business_id: int, message_id: int) -> Message:
     message = Message.objects.filter(business_id=business_id, id=message_id).first()
     if message is None:
         raise NotFound(f"There is no message {message_id}.")

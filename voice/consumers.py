@@ -13,7 +13,7 @@ import json
 import logging
 import re
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 from urllib.parse import urlparse
 
 from channels.db import database_sync_to_async
@@ -43,23 +43,38 @@ CLOSE_PROTOCOL = 4400    # not speaking the Media Streams protocol
 CLOSE_TOO_BIG = 1009
 
 
-class TwilioTransport:
+class _SocketTransport:
+    """The caller's side of a call on one of our WebSockets: text frames out, closed once."""
+
+    def __init__(self, send: Any) -> None:
+        self._send = send
+        self.closed = False
+
+    async def _text(self, text: str) -> None:
+        if not self.closed:
+            await self._send({"type": "websocket.send", "text": text})
+
+    async def close(self, code: int = 1000) -> None:
+        if not self.closed:
+            self.closed = True
+            try:
+                await self._send({"type": "websocket.close", "code": code})
+            except Exception:
+                pass
+
+
+class TwilioTransport(_SocketTransport):
     """Sends agent audio to Twilio as `media` + `mark` messages; hang-up and transfer go through REST."""
 
     audio_format = PHONE_AUDIO
     bytes_per_ms = 8
 
     def __init__(self, send: Any, stream_sid: str, call_sid: str) -> None:
-        self._send = send
+        super().__init__(send)
         self.call_sid = call_sid
         self._media_prefix = '{"event":"media","streamSid":"' + stream_sid + '","media":{"payload":"'
         self._mark_prefix = '{"event":"mark","streamSid":"' + stream_sid + '","mark":{"name":"'
         self._clear = '{"event":"clear","streamSid":"' + stream_sid + '"}'
-        self.closed = False
-
-    async def _text(self, text: str) -> None:
-        if not self.closed:
-            await self._send({"type": "websocket.send", "text": text})
 
     async def send_audio(self, payload: str) -> None:
         await self._text(self._media_prefix + payload + '"}}')
@@ -83,13 +98,18 @@ class TwilioTransport:
     def notify(self, event: dict[str, Any]) -> None:
         pass  # a phone shows nothing; the dashboard follows the call through the database
 
-    async def close(self, code: int = 1000) -> None:
-        if not self.closed:
-            self.closed = True
-            try:
-                await self._send({"type": "websocket.close", "code": code})
-            except Exception:
-                pass
+
+async def forward_call_messages(layer: Any, channel: str, session_of: Callable[[], CallSession | None]) -> None:
+    """Hand messages for the call (the supervisor's answers, from a worker) to its session, once it has one."""
+    while True:
+        message = await layer.receive(channel)
+        session = session_of()
+        if session is None:
+            continue
+        try:
+            await session.channel_message(message)
+        except Exception:
+            log.exception("Could not handle a channel message for call %s", session.call_id)
 
 
 class TwilioMediaStream:
@@ -109,7 +129,8 @@ class TwilioMediaStream:
         # separate task so the media loop below never waits on the channel layer.
         layer = get_channel_layer()
         stream.reply_channel = await layer.new_channel("call.") if layer is not None else ""
-        listener = asyncio.create_task(self.listen(layer, stream)) if layer is not None else None
+        listener = (asyncio.create_task(forward_call_messages(layer, stream.reply_channel, lambda: stream.session))
+                    if layer is not None else None)
         try:
             await stream.read_frames(receive)
         except asyncio.CancelledError:
@@ -121,16 +142,6 @@ class TwilioMediaStream:
             if listener is not None:
                 listener.cancel()
             await stream.end()
-
-    @staticmethod
-    async def listen(layer: Any, stream: "_StreamState") -> None:
-        while True:
-            message = await layer.receive(stream.reply_channel)
-            if stream.session is not None:
-                try:
-                    await stream.session.channel_message(message)
-                except Exception:
-                    log.exception("Could not handle a channel message for a call")
 
 
 class _AudioSocket:
@@ -296,7 +307,7 @@ MAX_BROWSER_AUDIO_CHARS = 64_000
 MAX_MARK_CHARS = 200
 
 
-class BrowserTransport:
+class BrowserTransport(_SocketTransport):
     """Sends agent audio to the test-call page as JSON text frames: base64 PCM16 24 kHz, forwarded untouched.
 
     A browser cannot be hung up or transferred by a phone company, so those become messages the page shows.
@@ -306,13 +317,8 @@ class BrowserTransport:
     bytes_per_ms = 48  # 24,000 samples/s x 2 bytes
 
     def __init__(self, send: Any) -> None:
-        self._send = send
-        self.closed = False
+        super().__init__(send)
         self._notices: set[asyncio.Task] = set()
-
-    async def _text(self, text: str) -> None:
-        if not self.closed:
-            await self._send({"type": "websocket.send", "text": text})
 
     async def send_json(self, message: dict[str, Any]) -> None:
         await self._text(json.dumps(message))
@@ -345,14 +351,6 @@ class BrowserTransport:
         task = asyncio.get_running_loop().create_task(self.send_json(message))
         self._notices.add(task)
         task.add_done_callback(self._notices.discard)
-
-    async def close(self, code: int = 1000) -> None:
-        if not self.closed:
-            self.closed = True
-            try:
-                await self._send({"type": "websocket.close", "code": code})
-            except Exception:
-                pass
 
 
 def page_message(event: dict[str, Any]) -> dict[str, Any] | None:
@@ -405,16 +403,6 @@ def browser_call_open(*, user: Any, session: Any) -> BrowserCallGrant | None:
     return BrowserCallGrant(call_id=call.id, business_id=membership.business_id)
 
 
-async def forward_call_messages(layer: Any, channel: str, session: CallSession) -> None:
-    """Hand messages for the call (the supervisor's answers, from a worker) to its session."""
-    while True:
-        message = await layer.receive(channel)
-        try:
-            await session.channel_message(message)
-        except Exception:
-            log.exception("Could not handle a channel message for call %s", session.call_id)
-
-
 class BrowserCall:
     """`/ws/browser/call/`: a signed-in member talks to their own receptionist from the dashboard.
 
@@ -458,7 +446,7 @@ class BrowserCall:
         session = CallSession(call_id=grant.call_id, business_id=grant.business_id, transport=transport,
                               reply_channel=reply_channel, max_seconds=settings.BROWSER_CALL_MAX_SECONDS)
         call = _BrowserCallState(session, transport)
-        listener = (asyncio.create_task(forward_call_messages(layer, reply_channel, call.session))
+        listener = (asyncio.create_task(forward_call_messages(layer, reply_channel, lambda: call.session))
                     if layer is not None else None)
         try:
             await call.transport.send_json({"type": "call", "call_id": grant.call_id, "status": "connecting"})

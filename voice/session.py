@@ -253,9 +253,10 @@ class CallSession:
             return
         record, self.record = self.record, CallRecord()
         await in_db_pool(call_record_entries)(call_id=self.call_id, record=record)
-        # Dashboards showing this call re-read it (best effort, bounded wait; call_finalize announces the end).
-        await apublish_call_changed(call_id=self.call_id, business_id=self.business_id,
-                                    status=Call.Status.IN_PROGRESS)
+        if not self._finishing:  # the last flush is announced by call_finalize, with the final status
+            # Dashboards showing this call re-read it (best effort, bounded wait).
+            await apublish_call_changed(call_id=self.call_id, business_id=self.business_id,
+                                        status=Call.Status.IN_PROGRESS)
 
     async def _housekeeping(self) -> None:
         while True:
