@@ -31,6 +31,16 @@ trap 'exit 143' TERM
 $PY manage.py migrate --noinput
 $PY manage.py seed_demo
 
+if [ -z "${TWILIO_ACCOUNT_SID:-}" ]; then
+  # Started now, waited for below: it boots while the OpenAI stand-in does.
+  twilio_port=${DEMO_TWILIO_STANDIN_PORT:-8766}
+  # Placeholders, not secrets: the stand-in accepts exactly these, and nothing reaches Twilio.
+  twilio_sid="AC$(printf 'a%.0s' $(seq 32))" twilio_token=standin-auth-token-0000000000000
+  $PY manage.py twilio_standin --port "$twilio_port" --account-sid "$twilio_sid" --auth-token "$twilio_token" \
+    --state "${DEMO_TWILIO_STATE:-.twilio-standin.json}" &
+  twilio_pid=$!
+fi
+
 if [ -z "${OPENAI_API_KEY:-}" ]; then
   standin_port=${DEMO_STANDIN_PORT:-8765}
   if ! command -v espeak-ng >/dev/null; then
@@ -59,13 +69,7 @@ if [ -z "${OPENAI_API_KEY:-}" ]; then
   echo "           Set OPENAI_API_KEY to use OpenAI."
 fi
 
-if [ -z "${TWILIO_ACCOUNT_SID:-}" ]; then
-  twilio_port=${DEMO_TWILIO_STANDIN_PORT:-8766}
-  # Placeholders, not secrets: the stand-in accepts exactly these, and nothing reaches Twilio.
-  twilio_sid="AC$(printf 'a%.0s' $(seq 32))" twilio_token=standin-auth-token-0000000000000
-  $PY manage.py twilio_standin --port "$twilio_port" --account-sid "$twilio_sid" --auth-token "$twilio_token" \
-    --state "${DEMO_TWILIO_STATE:-.twilio-standin.json}" &
-  twilio_pid=$!
+if [ -n "$twilio_pid" ]; then
   for _ in $(seq 100); do
     kill -0 "$twilio_pid" 2>/dev/null || { echo "demo: the Twilio stand-in did not start (is port $twilio_port free? set DEMO_TWILIO_STANDIN_PORT)" >&2; exit 1; }
     (exec 3<>"/dev/tcp/127.0.0.1/$twilio_port") 2>/dev/null && break

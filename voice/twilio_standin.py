@@ -354,14 +354,20 @@ class TwilioStandin:
         """Numbers for demos, all fictional (+1 NPA 555-01xx): `per_area` for sale in each of
         FICTIONAL_AREAS (from 555-0110 up), and three that the account already owns, unconfigured
         (+1 415 555-0100, the demo business's, and -0101, -0102), for "use a number you already have"."""
-        for area, (city, region, country) in FICTIONAL_AREAS.items():
-            for n in range(10, 10 + min(per_area, 90)):
-                number = f"+1{area}55501{n:02d}"
-                if number not in self.available:
-                    self.add_available_number(number, iso_country=country, locality=city, region=region)
-        for number in ("+14155550100", "+14155550101", "+14155550102"):
-            if self.number(number) is None:
-                self.add_incoming_number(number)
+        state_path, self.state_path = self.state_path, None  # one write at the end, not one per number
+        try:
+            for area, (city, region, country) in FICTIONAL_AREAS.items():
+                for n in range(10, 10 + min(per_area, 90)):
+                    number = f"+1{area}55501{n:02d}"
+                    if number not in self.available:
+                        self.add_available_number(number, iso_country=country, locality=city, region=region)
+            for number in ("+14155550100", "+14155550101", "+14155550102"):
+                if self.number(number) is None:
+                    self.add_incoming_number(number)
+        finally:
+            self.state_path = state_path
+        with self._lock:
+            self._save_state()
 
     def load_state(self, path: str) -> None:
         """Use `path` to keep the numbers across restarts, loading what is there already."""
