@@ -127,7 +127,9 @@ class Business(models.Model):
                                     name="business_phone_number_sid_unique"),
             models.CheckConstraint(condition=Q(phone_number_sid="") | (Q(phone_number_sid__regex=r"^PN[0-9a-fA-F]{32}$")
                                                                        & ~Q(phone_number="")),
-                                   name="business_phone_number_sid_with_number"),
+                                   name="business_phone_number_sid_with_number",
+                                   violation_error_message="A Twilio number SID is PN followed by 32 hex digits, "
+                                                           "and needs the phone number it belongs to."),
         ]
 
     def __str__(self) -> str:

@@ -319,3 +319,19 @@ def test_the_fallback_apologises_and_hangs_up_without_a_transfer_number(client, 
     root = ET.fromstring(response.content)
     assert "Sorry" in root.find("Say").text and root.find("Hangup") is not None
     assert root.find("Dial") is None
+
+
+def test_the_number_page_shows_only_the_members_own_number(client, alices_business, charlie, twilio):
+    client.force_login(charlie)
+    page = client.get(reverse("settings_number")).content.decode()
+    assert "+12025550143" in page
+    assert "+14155552671" not in page and "Alice Dental" not in page
+
+
+def test_operators_can_still_assign_any_number_in_the_admin(client, alices_business):
+    operator = make_user("ops@example.com")
+    operator.is_staff = operator.is_superuser = True
+    operator.save()
+    client.force_login(operator)
+    page = client.get(reverse("admin:accounts_business_change", args=[alices_business.pk])).content.decode()
+    assert 'name="phone_number"' in page and 'name="phone_number_sid"' in page
