@@ -23,7 +23,8 @@ Errors use Twilio's JSON shape ``{"code", "message", "more_info", "status"}``: b
 credentials → 401/20003; unknown call or route → 404/20404 ("The requested resource {path} was not
 found"); update of a call that is no longer live → 400/21220 ("Call is not in-progress. Cannot
 redirect.", which is also what Twilio answers to a hang-up of an already-ended call). Tests can force
-failures with :meth:`TwilioStandin.fail_next` / :meth:`TwilioStandin.fail_call`. Parameter-validation
+failures with :meth:`TwilioStandin.fail_next` (any route; optionally only one HTTP method) /
+:meth:`TwilioStandin.fail_call`. Parameter-validation
 errors (both Twiml and Url, bad Status, missing To/From) answer 400 with code 21201 chosen by the stand-in;
 the exact code Twilio uses there was not verified.
 
