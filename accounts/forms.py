@@ -29,16 +29,15 @@ class BusinessProfileForm(forms.ModelForm):
 
     class Meta:
         model = Business
-        fields = ["name", "time_zone", "phone_number", "greeting", "extra_instructions", "voice", "language",
+        # No phone_number: numbers come from the operator's Twilio account (Settings → Phone number) or the admin.
+        fields = ["name", "time_zone", "greeting", "extra_instructions", "voice", "language",
                   "transfer_number", "notification_email", "address", "website"]
         labels = {
             "name": "Business name",
-            "phone_number": "Twilio phone number",
             "transfer_number": "Transfer calls to",
             "extra_instructions": "Extra instructions for the receptionist",
         }
         help_texts = {
-            "phone_number": "The number callers dial, with + and country code, e.g. +14155552671.",
             "transfer_number": "Where the receptionist sends callers who ask for a person. Leave empty to take a message instead.",
             "greeting": "The first sentence callers hear, e.g. “Thanks for calling Harbor Dental, how can I help?”",
             "notification_email": "Call summaries and messages go here.",
@@ -52,18 +51,10 @@ class BusinessProfileForm(forms.ModelForm):
         super().__init__(*args, **kwargs)
         self.fields["name"].required = True
         # People type numbers with spaces and brackets; accept them and store the E.164 form.
-        for name in ("phone_number", "transfer_number"):
-            generated = self.fields[name]
-            self.fields[name] = forms.CharField(required=False, max_length=32, label=generated.label,
-                                                help_text=generated.help_text,
-                                                widget=forms.TextInput(attrs={"inputmode": "tel", "autocomplete": "tel"}))
-
-    def clean_phone_number(self) -> str:
-        number = normalize_e164(self.cleaned_data.get("phone_number", ""))
-        if number and Business.objects.filter(phone_number=number).exclude(pk=self.instance.pk).exists():
-            raise ValidationError("This number is already connected to another business. "
-                                  "Each Twilio number can answer for one business only.")
-        return number
+        generated = self.fields["transfer_number"]
+        self.fields["transfer_number"] = forms.CharField(
+            required=False, max_length=32, label=generated.label, help_text=generated.help_text,
+            widget=forms.TextInput(attrs={"inputmode": "tel", "autocomplete": "tel"}))
 
     def clean_transfer_number(self) -> str:
         return normalize_e164(self.cleaned_data.get("transfer_number", ""))
@@ -79,7 +70,7 @@ class OnboardingForm(BusinessProfileForm):
     closes = forms.TimeField(initial=dt.time(17, 0), widget=TimeInput, required=False)
 
     class Meta(BusinessProfileForm.Meta):
-        fields = ["name", "time_zone", "phone_number", "greeting", "transfer_number", "notification_email"]
+        fields = ["name", "time_zone", "greeting", "transfer_number", "notification_email"]
 
     def clean(self):
         cleaned = super().clean()

@@ -95,6 +95,13 @@ class Business(models.Model):
     phone_number = models.CharField(
         max_length=16, blank=True, validators=[validate_e164],
         help_text="The Twilio number callers dial, in E.164 (+15551234567). Calls find their business by it.")
+    # Set when the number came through the portal (bought or claimed from the operator's Twilio account);
+    # empty for a number an operator typed in the admin.
+    phone_number_sid = models.CharField(
+        "Twilio number SID", max_length=34, blank=True,
+        help_text="Twilio's IncomingPhoneNumber SID (PN…) of the number above, if it is in our Twilio account.")
+    phone_number_bought = models.BooleanField(
+        default=False, help_text="Bought through the portal: releasing it returns it to Twilio.")
     greeting = models.CharField(max_length=500, blank=True)
     extra_instructions = models.TextField(blank=True)
     voice = models.CharField(max_length=16, choices=Voice.choices, default=Voice.MARIN)
@@ -116,6 +123,13 @@ class Business(models.Model):
                                    name="business_phone_number_e164"),
             models.CheckConstraint(condition=Q(transfer_number="") | Q(transfer_number__regex=r"^\+[1-9][0-9]{6,14}$"),
                                    name="business_transfer_number_e164"),
+            models.UniqueConstraint(fields=["phone_number_sid"], condition=~Q(phone_number_sid=""),
+                                    name="business_phone_number_sid_unique"),
+            models.CheckConstraint(condition=Q(phone_number_sid="") | (Q(phone_number_sid__regex=r"^PN[0-9a-fA-F]{32}$")
+                                                                       & ~Q(phone_number="")),
+                                   name="business_phone_number_sid_with_number",
+                                   violation_error_message="A Twilio number SID is PN followed by 32 hex digits, "
+                                                           "and needs the phone number it belongs to."),
         ]
 
     def __str__(self) -> str:

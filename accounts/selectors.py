@@ -20,8 +20,8 @@ class ChecklistItem:
 def setup_checklist(business: Business) -> list[ChecklistItem]:
     """What a new business still has to do before its receptionist is useful."""
     return [
-        ChecklistItem("Connect your Twilio number", bool(business.phone_number), reverse("settings_profile"),
-                      "Enter the number callers dial, then point its voice webhook at us (see the README)."),
+        ChecklistItem("Get your phone number", bool(business.phone_number), reverse("settings_number"),
+                      "Pick a number callers dial; it is set up for your receptionist straight away."),
         ChecklistItem("Set your opening hours", business.opening_hours.exists(), reverse("settings_hours"),
                       "The receptionist tells callers when you are open."),
         ChecklistItem("List your services", business.services.exists(), reverse("settings_services"),

@@ -280,6 +280,11 @@ TWILIO_ACCOUNT_SID = env_str("TWILIO_ACCOUNT_SID")
 TWILIO_AUTH_TOKEN = env_str("TWILIO_AUTH_TOKEN")
 # The twilio client's API host; only the local stand-in in tests and demos changes it.
 TWILIO_API_BASE_URL = env_str("TWILIO_API_BASE_URL", "")
+# Countries whose local numbers owners can search and buy in the portal (ISO codes, comma-separated; the first
+# is preselected). Some countries need an address or regulatory bundle on the Twilio account before Twilio sells.
+TWILIO_NUMBER_COUNTRIES = [c.strip().upper() for c in env_str("TWILIO_NUMBER_COUNTRIES", "US,CA").split(",") if c.strip()]
+if not TWILIO_NUMBER_COUNTRIES or not all(len(c) == 2 and c.isalpha() for c in TWILIO_NUMBER_COUNTRIES):
+    raise ImproperlyConfigured("TWILIO_NUMBER_COUNTRIES must list two-letter country codes, like US,CA")
 
 POLAR_ACCESS_TOKEN = env_str("POLAR_ACCESS_TOKEN")
 POLAR_SERVER = env_str("POLAR_SERVER", "sandbox")

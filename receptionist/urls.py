@@ -11,6 +11,7 @@ urlpatterns = [
     path("accounts/", include("allauth.urls")),
     path("voice/", include("voice.urls")),
     path("dashboard/test-call/", voice_views.test_call, name="test_call"),
+    path("settings/number/", include("voice.number_urls")),
     path("", include("calls.urls")),
     path("billing/", include("billing.urls")),
     path("", include("accounts.urls")),

@@ -3,6 +3,8 @@
 # in-memory channel layer and Celery tasks run in-process. With REDIS_URL set, a Celery worker runs beside the server.
 # Without OPENAI_API_KEY it runs in demo mode: the local OpenAI stand-in answers calls from a script
 # (voice/fixtures/standin_demo.json), spoken with espeak-ng when it is installed, and every page says so.
+# Without TWILIO_ACCOUNT_SID the local Twilio stand-in plays Twilio's REST API, so owners can get a (fictional)
+# phone number in Settings → Phone number.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/bootstrap.sh
@@ -11,10 +13,10 @@ PORT=${PORT:-8000}
 export PUBLIC_BASE_URL=${PUBLIC_BASE_URL:-http://127.0.0.1:$PORT}
 PY=.venv/bin/python
 
-worker_pid="" standin_pid="" server_pid=""
+worker_pid="" standin_pid="" twilio_pid="" server_pid=""
 stop_children() {
   local pids=() pid
-  for pid in "$server_pid" "$worker_pid" "$standin_pid"; do
+  for pid in "$server_pid" "$worker_pid" "$standin_pid" "$twilio_pid"; do
     [ -n "$pid" ] && kill "$pid" 2>/dev/null && pids+=("$pid")
   done
   for pid in "${pids[@]}"; do
@@ -28,6 +30,16 @@ trap 'exit 143' TERM
 
 $PY manage.py migrate --noinput
 $PY manage.py seed_demo
+
+if [ -z "${TWILIO_ACCOUNT_SID:-}" ]; then
+  # Started now, waited for below: it boots while the OpenAI stand-in does.
+  twilio_port=${DEMO_TWILIO_STANDIN_PORT:-8766}
+  # Placeholders, not secrets: the stand-in accepts exactly these, and nothing reaches Twilio.
+  twilio_sid="AC$(printf 'a%.0s' $(seq 32))" twilio_token=standin-auth-token-0000000000000
+  $PY manage.py twilio_standin --port "$twilio_port" --account-sid "$twilio_sid" --auth-token "$twilio_token" \
+    --state "${DEMO_TWILIO_STATE:-.twilio-standin.json}" &
+  twilio_pid=$!
+fi
 
 if [ -z "${OPENAI_API_KEY:-}" ]; then
   standin_port=${DEMO_STANDIN_PORT:-8765}
@@ -55,6 +67,18 @@ if [ -z "${OPENAI_API_KEY:-}" ]; then
   export DEMO_MODE=true
   echo "Demo mode: no OPENAI_API_KEY, so calls are answered by the local stand-in on port $standin_port (simulated replies)."
   echo "           Set OPENAI_API_KEY to use OpenAI."
+fi
+
+if [ -n "$twilio_pid" ]; then
+  for _ in $(seq 100); do
+    kill -0 "$twilio_pid" 2>/dev/null || { echo "demo: the Twilio stand-in did not start (is port $twilio_port free? set DEMO_TWILIO_STANDIN_PORT)" >&2; exit 1; }
+    (exec 3<>"/dev/tcp/127.0.0.1/$twilio_port") 2>/dev/null && break
+    sleep 0.2
+  done
+  (exec 3<>"/dev/tcp/127.0.0.1/$twilio_port") 2>/dev/null || { echo "demo: the Twilio stand-in is not listening on port $twilio_port" >&2; exit 1; }
+  export TWILIO_API_BASE_URL="http://127.0.0.1:$twilio_port" TWILIO_ACCOUNT_SID="$twilio_sid" TWILIO_AUTH_TOKEN="$twilio_token"
+  echo "Demo mode: no TWILIO_ACCOUNT_SID, so phone numbers come from the local Twilio stand-in on port $twilio_port"
+  echo "           (fictional 555-01xx numbers; nothing is bought). Set TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN to use Twilio."
 fi
 
 if [ -n "${REDIS_URL:-}" ]; then

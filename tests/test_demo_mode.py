@@ -21,6 +21,8 @@ from accounts.models import Business, OpeningHours
 from calls.models import Appointment, Call
 from tests.browser import ARTIFACTS, chromium_page, spoken_wav
 from tests.factories import make_closed_date
+from twilio.rest import Client
+from voice.twilio_standin import DEFAULT_ACCOUNT_SID, DEFAULT_AUTH_TOKEN
 from voice.standin import RealtimeStandin, Script, load_script
 from voice.supervisor import run_supervisor
 
@@ -130,11 +132,12 @@ def refuses_connections(port: int) -> bool:
         return sock.connect_ex(("127.0.0.1", port)) != 0
 
 
-def newcomer_env(tmp_path: Path, port: int, standin_port: int) -> dict[str, str]:
-    """What a newcomer has: no OpenAI key, no database or Redis settings, no DEBUG, no secret key."""
+def newcomer_env(tmp_path: Path, port: int, standin_port: int, twilio_port: int | None = None) -> dict[str, str]:
+    """What a newcomer has: no OpenAI key, no Twilio account, no database or Redis settings, no DEBUG, no secret key."""
     return {"PATH": os.environ["PATH"], "HOME": os.environ.get("HOME", str(tmp_path)), "LANG": "C.UTF-8",
             "DATABASE_URL": f"sqlite:///{tmp_path / 'demo.sqlite3'}", "PORT": str(port),
-            "DEMO_STANDIN_PORT": str(standin_port)}
+            "DEMO_STANDIN_PORT": str(standin_port), "DEMO_TWILIO_STANDIN_PORT": str(twilio_port or free_port()),
+            "DEMO_TWILIO_STATE": str(tmp_path / "twilio-standin.json")}
 
 
 def kill_run_command(process: subprocess.Popen) -> None:
@@ -147,9 +150,9 @@ def kill_run_command(process: subprocess.Popen) -> None:
 
 @pytest.mark.e2e
 def test_the_run_command_without_an_openai_key_starts_the_stand_in_and_serves_in_demo_mode(tmp_path):
-    port, standin_port = free_port(), free_port()
+    port, standin_port, twilio_port = free_port(), free_port(), free_port()
     log = tmp_path / "run.log"
-    env = newcomer_env(tmp_path, port, standin_port)
+    env = newcomer_env(tmp_path, port, standin_port, twilio_port)
     with open(log, "wb") as out:
         process = subprocess.Popen(["bash", "scripts/run.sh"], cwd=ROOT, env=env, stdout=out,
                                    stderr=subprocess.STDOUT, start_new_session=True)
@@ -163,12 +166,19 @@ def test_the_run_command_without_an_openai_key_starts_the_stand_in_and_serves_in
         assert models.status_code == 200
         assert BANNER in httpx.get(f"http://127.0.0.1:{port}/", timeout=5).text
         assert "Demo mode" in log.read_text()
+        # No TWILIO_ACCOUNT_SID either: the Twilio stand-in sells fictional numbers to the portal.
+        assert "phone numbers come from the local Twilio stand-in" in log.read_text()
+        twilio = Client(DEFAULT_ACCOUNT_SID, DEFAULT_AUTH_TOKEN)
+        twilio.api.base_url = f"http://127.0.0.1:{twilio_port}"
+        for_sale = twilio.available_phone_numbers("US").local.list(area_code="212", limit=5)
+        assert for_sale and all(n.phone_number.startswith("+121255501") for n in for_sale)
 
         # Stopping the run command (only its own process) stops the stand-in and the server with it.
         process.send_signal(signal.SIGTERM)
         process.wait(timeout=15)
         time.sleep(0.2)
         assert refuses_connections(standin_port), log.read_text(errors="replace")
+        assert refuses_connections(twilio_port), log.read_text(errors="replace")
         assert refuses_connections(port), log.read_text(errors="replace")
     finally:
         kill_run_command(process)

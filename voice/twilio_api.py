@@ -1,4 +1,5 @@
-"""Everything we say to and check from Twilio: signatures, TwiML, and the two REST calls we make.
+"""Everything we say to and check from Twilio: signatures, TwiML, and the REST calls we make (calls and
+phone numbers).
 
 The REST functions are synchronous (the twilio client uses requests); sessions call them through
 `asyncio.to_thread` so the event loop never waits on Twilio.
@@ -6,12 +7,15 @@ The REST functions are synchronous (the twilio client uses requests); sessions c
 
 from __future__ import annotations
 
+import json
 import logging
+from dataclasses import dataclass
 from xml.sax.saxutils import escape
 
 from django.conf import settings
 from django.http import HttpRequest
-from twilio.base.exceptions import TwilioRestException
+from django.urls import reverse
+from twilio.base.exceptions import TwilioException, TwilioRestException
 from twilio.request_validator import RequestValidator
 from twilio.http.http_client import TwilioHttpClient
 from twilio.rest import Client
@@ -23,9 +27,11 @@ SAY_LANGUAGE = {"en": "en-US", "es": "es-ES", "fr": "fr-FR", "de": "de-DE", "it"
 
 
 class TwilioError(Exception):
-    def __init__(self, message: str, *, permanent: bool = False):
+    def __init__(self, message: str, *, permanent: bool = False, code: int | None = None, status: int | None = None):
         super().__init__(message)
         self.permanent = permanent
+        self.code = code  # Twilio's error code (21422, 20404, …) when Twilio answered
+        self.status = status  # the HTTP status Twilio answered with
 
 
 def public_url(path: str) -> str:
@@ -101,3 +107,131 @@ def redirect_call(call_sid: str, twiml: str) -> None:
         raise TwilioError(f"Twilio refused the redirect: {exc.code} {exc.msg}", permanent=exc.status < 500) from exc
     except Exception as exc:
         raise TwilioError(f"Twilio could not be reached: {exc}") from exc
+
+
+# --- phone numbers --------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class AvailableNumber:
+    """A number Twilio offers for sale."""
+
+    phone_number: str
+    friendly_name: str
+    locality: str
+    region: str
+    iso_country: str
+
+
+@dataclass(frozen=True)
+class AccountNumber:
+    """A number the operator's Twilio account owns (an IncomingPhoneNumber)."""
+
+    sid: str
+    phone_number: str
+    friendly_name: str
+    voice_url: str
+    voice_application_sid: str
+    trunk_sid: str
+
+
+def number_webhooks() -> dict[str, str]:
+    """How every number we manage is configured: our incoming, fallback and status webhooks, all POST."""
+    return {
+        "voice_url": public_url(reverse("twilio_incoming")), "voice_method": "POST",
+        "voice_fallback_url": public_url(reverse("twilio_fallback")), "voice_fallback_method": "POST",
+        "status_callback": public_url(reverse("twilio_status")), "status_callback_method": "POST",
+    }
+
+
+def _account_number(number) -> AccountNumber:
+    return AccountNumber(sid=number.sid or "", phone_number=number.phone_number or "",
+                         friendly_name=number.friendly_name or "", voice_url=number.voice_url or "",
+                         voice_application_sid=number.voice_application_sid or "", trunk_sid=number.trunk_sid or "")
+
+
+def _number_error(exc: Exception, doing: str) -> TwilioError:
+    """A TwilioError saying what failed; keeps Twilio's code so callers can tell "not available" from an outage."""
+    if isinstance(exc, TwilioRestException):
+        return TwilioError(f"Twilio refused to {doing}: {exc.code} {exc.msg}", permanent=exc.status < 500,
+                           code=exc.code, status=exc.status)
+    if isinstance(exc, TwilioException) and len(exc.args) > 1 and hasattr(exc.args[1], "status_code"):
+        # List pages raise a bare TwilioException carrying the HTTP response.
+        response = exc.args[1]
+        try:
+            code = json.loads(response.text).get("code")
+        except (ValueError, AttributeError):
+            code = None
+        return TwilioError(f"Twilio refused to {doing}: HTTP {response.status_code} {code}",
+                           permanent=response.status_code < 500, code=code, status=response.status_code)
+    return TwilioError(f"Twilio could not be reached to {doing}: {exc}")
+
+
+def search_local_numbers(*, country: str, area_code: str = "", limit: int = 20) -> list[AvailableNumber]:
+    """Voice-capable local numbers for sale in `country` (ISO code), optionally in a US/Canadian area code."""
+    params: dict[str, object] = {"voice_enabled": True, "limit": limit, "page_size": limit}
+    if area_code:
+        params["area_code"] = area_code
+    try:
+        found = rest_client().available_phone_numbers(country).local.list(**params)
+    except Exception as exc:
+        raise _number_error(exc, "search for numbers") from exc
+    return [AvailableNumber(phone_number=n.phone_number or "", friendly_name=n.friendly_name or n.phone_number or "",
+                            locality=n.locality or "", region=n.region or "", iso_country=n.iso_country or country)
+            for n in found]
+
+
+def buy_number(phone_number: str) -> AccountNumber:
+    """Buy `phone_number` for the account and point it at us in the same request."""
+    try:
+        number = rest_client().incoming_phone_numbers.create(phone_number=phone_number, **number_webhooks())
+    except Exception as exc:
+        raise _number_error(exc, "sell this number") from exc
+    return _account_number(number)
+
+
+def list_account_numbers(*, limit: int = 1000) -> list[AccountNumber]:
+    """The numbers the account owns (at most `limit`, paging through Twilio's list)."""
+    try:
+        return [_account_number(n) for n in rest_client().incoming_phone_numbers.stream(limit=limit, page_size=100)]
+    except Exception as exc:
+        raise _number_error(exc, "list the account's numbers") from exc
+
+
+def fetch_account_number(sid: str) -> AccountNumber | None:
+    """One of the account's numbers by SID; None if the account has no such number."""
+    try:
+        return _account_number(rest_client().incoming_phone_numbers(sid).fetch())
+    except Exception as exc:
+        error = _number_error(exc, "look up the number")
+        if error.status == 404:
+            return None
+        raise error from exc
+
+
+def configure_number(sid: str) -> AccountNumber:
+    """Point one of the account's numbers at our webhooks."""
+    try:
+        return _account_number(rest_client().incoming_phone_numbers(sid).update(**number_webhooks()))
+    except Exception as exc:
+        raise _number_error(exc, "configure the number") from exc
+
+
+def unconfigure_number(sid: str) -> None:
+    """Stop Twilio calling us for a number the account keeps: clear its voice, fallback and status URLs.
+    A number that is already gone counts as done."""
+    try:
+        rest_client().incoming_phone_numbers(sid).update(voice_url="", voice_fallback_url="", status_callback="")
+    except Exception as exc:
+        error = _number_error(exc, "disconnect the number")
+        if error.status != 404:
+            raise error from exc
+
+
+def release_number(sid: str) -> None:
+    """Give a number back to Twilio (it leaves the account and stops being billed). Already gone counts as done."""
+    try:
+        rest_client().incoming_phone_numbers(sid).delete()
+    except Exception as exc:
+        error = _number_error(exc, "release the number")
+        if error.status != 404:
+            raise error from exc

@@ -5,4 +5,5 @@ from voice import views
 urlpatterns = [
     path("twilio/incoming/", views.twilio_incoming, name="twilio_incoming"),
     path("twilio/status/", views.twilio_status, name="twilio_status"),
+    path("twilio/fallback/", views.twilio_fallback, name="twilio_fallback"),
 ]

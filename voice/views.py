@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 
 from django.conf import settings
+from django.db import DatabaseError
 from django.http import HttpRequest, HttpResponse, HttpResponseForbidden
 from django.shortcuts import render
 from django.views.decorators.csrf import csrf_exempt
@@ -28,6 +29,9 @@ UNKNOWN_NUMBER_MESSAGE = ("Sorry, this number is not connected to a receptionist
 BILLING_TRANSFER_MESSAGE = "Thank you for calling. Please hold while we connect you."
 BILLING_HANGUP_MESSAGE = ("Thank you for calling. We can't take your call right now. "
                           "Please try again later. Goodbye.")
+FALLBACK_TRANSFER_MESSAGE = "Sorry, we're having trouble answering right now. Let me put you through."
+FALLBACK_HANGUP_MESSAGE = ("Sorry, we're having trouble answering right now. "
+                           "Please call again in a few minutes. Goodbye.")
 
 
 def twiml(body: str) -> HttpResponse:
@@ -56,6 +60,30 @@ def twilio_incoming(request: HttpRequest) -> HttpResponse:
         message = BILLING_TRANSFER_MESSAGE if business.transfer_number else BILLING_HANGUP_MESSAGE
         return twiml(twilio_api.say_twiml(message, language=business.language, transfer_to=business.transfer_number))
     return twiml(twilio_api.connect_stream_twiml(call_id=call.id, token=issue_stream_token(call)))
+
+
+@csrf_exempt
+@require_POST
+def twilio_fallback(request: HttpRequest) -> HttpResponse:
+    """Twilio's fallback URL: the incoming webhook failed (error, timeout, bad TwiML). Apologise, then forward
+    to the business's transfer number if it has one, else hang up. Creates nothing: the database may be
+    the very thing that failed."""
+    if not twilio_api.signature_is_valid(request):
+        log.warning("Refused a fallback webhook with a missing or bad Twilio signature")
+        return HttpResponseForbidden("Invalid Twilio signature")
+    to_number = request.POST.get("To", "")
+    log.error("Twilio fell back for call %s to %s: error %s at %s", request.POST.get("CallSid", ""), to_number,
+              request.POST.get("ErrorCode", "?"), request.POST.get("ErrorUrl", "?"))
+    business = None
+    if to_number:
+        try:
+            business = Business.objects.filter(phone_number=to_number).only("language", "transfer_number").first()
+        except DatabaseError:
+            log.exception("The fallback could not look up the business for %s", to_number)
+    if business is not None and business.transfer_number:
+        return twiml(twilio_api.say_twiml(FALLBACK_TRANSFER_MESSAGE, language=business.language,
+                                          transfer_to=business.transfer_number))
+    return twiml(twilio_api.say_twiml(FALLBACK_HANGUP_MESSAGE, language=business.language if business else "en"))
 
 
 @csrf_exempt

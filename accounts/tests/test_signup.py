@@ -68,7 +68,7 @@ def test_logout_ends_the_session(client, alice, alices_business):
 
 
 def onboarding_data(**over):
-    data = {"name": "Sunny Vet", "time_zone": "Europe/Paris", "phone_number": "+33142685300",
+    data = {"name": "Sunny Vet", "time_zone": "Europe/Paris",
             "greeting": "Bonjour, Sunny Vet!", "transfer_number": "", "notification_email": "desk@sunny.example",
             "open_days": ["0", "1", "2"], "opens": "08:30", "closes": "18:00"}
     data.update(over)
@@ -87,29 +87,32 @@ def test_onboarding_saves_the_profile_and_weekly_hours(client, db):
     response = client.post(reverse("onboarding"), onboarding_data())
     assert response.status_code == 302 and response["Location"] == reverse("dashboard")
     business = Business.objects.get()
-    assert (business.name, business.time_zone, business.phone_number) == ("Sunny Vet", "Europe/Paris", "+33142685300")
+    assert (business.name, business.time_zone, business.phone_number) == ("Sunny Vet", "Europe/Paris", "")
     assert business.onboarded_at is not None
     assert sorted(OpeningHours.objects.values_list("weekday", flat=True)) == [0, 1, 2]
 
 
-def test_onboarding_rejects_an_invalid_phone_number(client, db):
+def test_onboarding_does_not_take_a_typed_in_phone_number(client, db):
+    # Typing another business's number used to route its calls to you; numbers come from Twilio now.
     new_owner(client)
-    response = client.post(reverse("onboarding"), onboarding_data(phone_number="12345"))
-    assert response.status_code == 200
-    assert "international format" in response.content.decode()
-    assert Business.objects.get().onboarded_at is None
-
-
-def test_onboarding_rejects_a_number_another_business_uses(client, charlie):
-    new_owner(client)
+    page = client.get(reverse("onboarding")).content.decode()
+    assert 'name="phone_number"' not in page
     response = client.post(reverse("onboarding"), onboarding_data(phone_number="+12025550143"))
-    assert "already connected to another business" in response.content.decode()
+    assert response.status_code == 302
+    assert Business.objects.get().phone_number == ""
 
 
-def test_onboarding_normalises_a_spaced_number_to_e164(client, db):
-    new_owner(client)
-    client.post(reverse("onboarding"), onboarding_data(phone_number="+1 (415) 555-2671"))
-    assert Business.objects.get().phone_number == "+14155552671"
+def test_the_profile_form_ignores_a_typed_in_number_and_reveals_no_holder(client, alice, alices_business, charlie):
+    client.force_login(alice)
+    assert 'name="phone_number"' not in client.get(reverse("settings_profile")).content.decode()
+    data = {"name": "Alice Dental", "time_zone": "America/Los_Angeles", "phone_number": "+12025550143",
+            "greeting": "", "extra_instructions": "", "voice": "marin", "language": "en", "transfer_number": "",
+            "notification_email": "", "address": "", "website": ""}
+    response = client.post(reverse("settings_profile"), data)
+    assert response.status_code == 302  # saved, and the typed number was not even looked at
+    alices_business.refresh_from_db()
+    assert alices_business.phone_number == "+14155552671"
+    assert Business.objects.get(phone_number="+12025550143").name == "Charlie Plumbing"
 
 
 def hours_post(rows):
@@ -168,7 +171,7 @@ def test_staff_cannot_change_settings(client, bob, alices_business):
 
 def test_owner_updates_the_profile(client, alice, alices_business):
     client.force_login(alice)
-    data = {"name": "Alice Dental & Co", "time_zone": "America/New_York", "phone_number": "+14155552671",
+    data = {"name": "Alice Dental & Co", "time_zone": "America/New_York",
             "greeting": "Hi!", "extra_instructions": "", "voice": "coral", "language": "es",
             "transfer_number": "+12025550100", "notification_email": "a@example.com", "address": "", "website": ""}
     assert client.post(reverse("settings_profile"), data).status_code == 302

@@ -149,7 +149,7 @@ def test_a_business_with_no_calls_is_told_what_to_do_next(owner_client, alices_b
     alices_business.phone_number = ""
     alices_business.save()
     html = page(owner_client)
-    assert "No calls yet" in html and reverse("settings_profile") in html and "/dashboard/test-call/" in html
+    assert "No calls yet" in html and reverse("settings_number") in html and "/dashboard/test-call/" in html
 
 
 def test_a_filter_with_no_match_says_so(owner_client, alices_business):

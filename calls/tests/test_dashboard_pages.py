@@ -403,7 +403,7 @@ def test_home_tells_a_new_business_to_connect_its_number_and_make_a_test_call(cl
     page = page_text(client.get(reverse("dashboard")))
 
     assert "No calls yet" in page and "Connect your number" in page
-    assert f'href="{reverse("settings_profile")}"' in page and "/dashboard/test-call/" in page
+    assert f'href="{reverse("settings_number")}"' in page and "/dashboard/test-call/" in page
     assert "Get started" in page  # the setup checklist
 
 

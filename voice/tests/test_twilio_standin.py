@@ -148,3 +148,99 @@ async def test_async_with_serves_sync_clients_called_from_async_code():
         call = await asyncio.to_thread(client.calls(sid).update, status="completed")
         assert call.status == "completed"
     assert standin.base_url is not None and standin._server is None
+
+
+# --- phone numbers ---------------------------------------------------------------------------------------------
+
+def test_available_numbers_search_by_area_code_through_the_sdk(standin, client):
+    standin.add_available_number("+12125550110", locality="New York", region="NY")
+    standin.add_available_number("+14155550110", locality="San Francisco", region="CA")
+
+    found = client.available_phone_numbers("US").local.list(area_code="212", voice_enabled=True)
+
+    assert [(n.phone_number, n.friendly_name, n.locality, n.region, n.iso_country) for n in found] == [
+        ("+12125550110", "(212) 555-0110", "New York", "NY", "US")]
+    assert standin.requests[-1].response["available_phone_numbers"][0]["capabilities"]["voice"] is True
+    assert client.available_phone_numbers("US").local.list(area_code="999") == []
+
+
+def test_available_numbers_in_a_country_without_stock_is_a_twilio_404(standin, client):
+    from twilio.base.exceptions import TwilioException
+
+    standin.add_available_number("+12125550110")
+    with pytest.raises(TwilioException):
+        client.available_phone_numbers("ZZ").local.list()
+    assert (standin.requests[-1].status, standin.requests[-1].response["code"]) == (404, 20404)
+
+
+def test_buying_a_number_applies_its_voice_configuration_and_takes_it_off_the_market(standin, client):
+    standin.add_available_number("+12125550110")
+
+    number = client.incoming_phone_numbers.create(
+        phone_number="+12125550110", voice_url="https://rx.example.com/in/", voice_method="POST",
+        voice_fallback_url="https://rx.example.com/fb/", status_callback="https://rx.example.com/st/")
+
+    assert re.fullmatch(r"PN[0-9a-f]{32}", number.sid) and number.phone_number == "+12125550110"
+    assert (number.voice_url, number.voice_method, number.voice_fallback_url, number.status_callback) == (
+        "https://rx.example.com/in/", "POST", "https://rx.example.com/fb/", "https://rx.example.com/st/")
+    assert number.account_sid == standin.account_sid and isinstance(number.date_created, datetime)
+    assert standin.requests[-1].status == 201 and "+12125550110" not in standin.available
+    with pytest.raises(TwilioRestException) as again:
+        client.incoming_phone_numbers.create(phone_number="+12125550110")
+    assert (again.value.status, again.value.code) == (400, 21422)
+
+
+@pytest.mark.parametrize("params, code", [({"phone_number": "555-0110"}, 21421), ({"area_code": "533"}, 21452),
+                                          ({"friendly_name": "nothing to buy"}, 21201)])
+def test_a_purchase_twilio_would_refuse_is_refused_with_its_code(standin, client, params, code):
+    standin.add_available_number("+12125550110")
+    with pytest.raises(TwilioRestException) as info:
+        client.incoming_phone_numbers.create(**params)
+    assert (info.value.status, info.value.code) == (400, code)
+    assert list(standin.available) == ["+12125550110"]
+
+
+def test_the_account_numbers_list_pages_and_filters_by_phone_number(standin, client):
+    for i in range(120):
+        standin.add_incoming_number(f"+1646555{i:04d}")
+
+    assert len(client.incoming_phone_numbers.list(page_size=50)) == 120
+    assert [r.query.get("Page", "0") for r in standin.requests] == ["0", "1", "2"]
+    [only] = client.incoming_phone_numbers.list(phone_number="+16465550042")
+    assert only.phone_number == "+16465550042"
+    assert standin.requests[-1].query["PhoneNumber"] == "+16465550042"
+
+
+def test_updating_then_releasing_a_number(standin, client):
+    sid = standin.add_incoming_number("+14155550101", VoiceUrl="https://old.example/")
+
+    updated = client.incoming_phone_numbers(sid).update(voice_url="", status_callback="https://rx.example.com/st/")
+    assert (updated.voice_url, updated.status_callback) == ("", "https://rx.example.com/st/")
+    assert client.incoming_phone_numbers(sid).fetch().status_callback == "https://rx.example.com/st/"
+
+    assert client.incoming_phone_numbers(sid).delete() is True
+    assert standin.requests[-1].status == 204 and standin.number("+14155550101") is None
+    with pytest.raises(TwilioRestException) as gone:
+        client.incoming_phone_numbers(sid).delete()
+    assert (gone.value.status, gone.value.code) == (404, 20404)
+
+
+def test_number_routes_need_the_account_credentials(standin):
+    standin.add_incoming_number("+14155550101")
+    wrong = Client(standin.account_sid, "wrong-token")
+    wrong.api.base_url = standin.base_url
+    with pytest.raises(Exception):
+        wrong.incoming_phone_numbers.list()
+    assert (standin.requests[-1].status, standin.requests[-1].response["code"]) == (401, 20003)
+
+
+def test_numbers_survive_a_restart_with_a_state_file(tmp_path):
+    state = str(tmp_path / "twilio.json")
+    with TwilioStandin() as first:
+        first.load_state(state)
+        first.seed_fictional_inventory(per_area=2)
+        first.client().incoming_phone_numbers.create(phone_number="+12125550110")
+    with TwilioStandin() as second:
+        second.load_state(state)
+        assert second.number("+12125550110") is not None and "+12125550110" not in second.available
+        assert "+12125550111" in second.available

@@ -1,0 +1,102 @@
+"""The business's phone-number pages: get one from the operator's Twilio account, or release it.
+
+Thin views over voice/numbers.py. Everyone on the team can see the number; only owners change it.
+"""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.contrib import messages
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_POST
+
+from accounts.access import business_view
+from voice import numbers
+from voice.forms import NumberBuyForm, NumberClaimForm, NumberSearchForm
+
+
+def _require_twilio() -> None:
+    if not numbers.twilio_configured():
+        raise Http404("Twilio is not configured on this server.")
+
+
+@business_view()
+def number_settings(request: HttpRequest) -> HttpResponse:
+    return render(request, "voice/number.html", {
+        "business": request.business,  # type: ignore[attr-defined]
+        "twilio_configured": numbers.twilio_configured(),
+        "twilio_standin": bool(settings.TWILIO_API_BASE_URL),
+        "search_form": NumberSearchForm(),
+    })
+
+
+@business_view(owner_only=True)
+def number_search(request: HttpRequest) -> HttpResponse:
+    """GET: search Twilio's numbers for sale; POST: buy one of them."""
+    _require_twilio()
+    business = request.business  # type: ignore[attr-defined]
+    if business.phone_number:
+        messages.info(request, numbers.ALREADY_HAS_NUMBER)
+        return redirect("settings_number")
+    search_form = NumberSearchForm(request.GET or None)
+    buy_form = NumberBuyForm(request.POST or None)
+    if request.method == "POST" and buy_form.is_valid():
+        try:
+            business = numbers.number_buy(business=business, phone_number=buy_form.cleaned_data["phone_number"])
+        except numbers.NumberError as exc:
+            buy_form.add_error(None, str(exc))
+        else:
+            messages.success(request, f"{business.phone_number} is yours. Calls to it now reach your receptionist.")
+            return redirect("settings_number")
+    results = None
+    if search_form.is_bound and search_form.is_valid():
+        try:
+            results = numbers.search_numbers(country=search_form.cleaned_data["country"],
+                                             area_code=search_form.cleaned_data["area_code"])
+        except numbers.NumberError as exc:
+            search_form.add_error(None, str(exc))
+    return render(request, "voice/number_search.html",
+                  {"search_form": search_form, "buy_form": buy_form, "results": results})
+
+
+@business_view(owner_only=True)
+def number_existing(request: HttpRequest) -> HttpResponse:
+    """GET: the account's numbers no business holds; POST: take one of them."""
+    _require_twilio()
+    business = request.business  # type: ignore[attr-defined]
+    if business.phone_number:
+        messages.info(request, numbers.ALREADY_HAS_NUMBER)
+        return redirect("settings_number")
+    claim_form = NumberClaimForm(request.POST or None)
+    if request.method == "POST" and claim_form.is_valid():
+        try:
+            business = numbers.number_claim(business=business, sid=claim_form.cleaned_data["sid"])
+        except numbers.NumberError as exc:
+            claim_form.add_error(None, str(exc))
+        else:
+            messages.success(request, f"{business.phone_number} is connected. Calls to it now reach your receptionist.")
+            return redirect("settings_number")
+    available, error = [], ""
+    try:
+        available = numbers.claimable_numbers()
+    except numbers.NumberError as exc:
+        error = str(exc)
+    return render(request, "voice/number_existing.html",
+                  {"claim_form": claim_form, "available": available, "list_error": error})
+
+
+@require_POST
+@business_view(owner_only=True)
+def number_release(request: HttpRequest) -> HttpResponse:
+    try:
+        released = numbers.number_release(business=request.business)  # type: ignore[attr-defined]
+    except numbers.NumberError as exc:
+        messages.error(request, str(exc))
+        return redirect("settings_number")
+    if released.twilio_done:
+        messages.success(request, f"{released.phone_number} no longer reaches your receptionist.")
+    else:
+        messages.warning(request, f"{released.phone_number} no longer reaches your receptionist. Twilio could not "
+                                  "be told just now; the people who run this service have been notified.")
+    return redirect("settings_number")
