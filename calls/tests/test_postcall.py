@@ -4,6 +4,7 @@ retries and the reaper. Tasks run eagerly here; test_postcall_e2e.py runs them o
 from __future__ import annotations
 
 import datetime as dt
+import ipaddress
 import threading
 from decimal import Decimal
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -339,3 +340,28 @@ def test_without_a_script_the_standin_answers_a_default_that_fits_the_schema(eag
     call.refresh_from_db()
     assert call.summary.startswith("Stand-in summary") and call.outcome == "other" and call.sentiment == "neutral"
     assert call.action_items == [] and call.follow_up_needed is False and not call.summary_error
+
+
+@pytest.mark.parametrize("address", [
+    "64:ff9b::7f00:1",            # NAT64 (well-known prefix) of 127.0.0.1
+    "64:ff9b::a9fe:a9fe",         # NAT64 of 169.254.169.254, the cloud metadata service
+    "64:ff9b:1:0:0:0:a00:1",      # the local-use NAT64 prefix (10.0.0.1)
+    "2002:a00:1::1",              # 6to4 of 10.0.0.1
+    "2002:7f00:1::",              # 6to4 of 127.0.0.1
+    "2001:0:4136:e378:8000:63bf:f5ff:fffe",  # Teredo, client 10.0.0.1
+    "2001:0:a00:1::808:808",      # Teredo, server 10.0.0.1
+    "::a00:1",                    # IPv4-compatible 10.0.0.1
+    "::ffff:c0a8:101",            # IPv4-mapped 192.168.1.1
+    "::ffff:0:a9fe:a9fe",         # IPv4-translated (SIIT) 169.254.169.254
+])
+def test_ipv6_addresses_wrapping_a_private_ipv4_address_are_refused(settings, address):
+    settings.WEBHOOK_ALLOW_PRIVATE_ADDRESSES = False
+    with pytest.raises(postcall.BlockedAddress):
+        postcall.resolve_webhook_target(f"https://[{address}]/hooks")
+
+
+@pytest.mark.parametrize("address", ["64:ff9b::808:808", "2002:808:808::1", "::ffff:808:808"])
+def test_ipv6_addresses_wrapping_a_public_ipv4_address_are_allowed(settings, address):
+    settings.WEBHOOK_ALLOW_PRIVATE_ADDRESSES = False
+    pinned = postcall.resolve_webhook_target(f"https://[{address}]/hooks")[3]
+    assert ipaddress.ip_address(pinned) == ipaddress.ip_address(address)
