@@ -365,3 +365,42 @@ def test_ipv6_addresses_wrapping_a_public_ipv4_address_are_allowed(settings, add
     settings.WEBHOOK_ALLOW_PRIVATE_ADDRESSES = False
     pinned = postcall.resolve_webhook_target(f"https://[{address}]/hooks")[3]
     assert ipaddress.ip_address(pinned) == ipaddress.ip_address(address)
+
+
+class RefusingEmailBackend:
+    """An email backend that rejects every message for a reason no retry cures (as a bad address would)."""
+
+    def __init__(self, *args, **kwargs):
+        pass
+
+    def send_messages(self, messages):
+        raise ValueError("Invalid address; address must not contain a newline")
+
+
+def test_a_caller_name_with_a_newline_gives_a_clean_one_line_subject(eager, business):
+    eager.script = Script.from_obj({"summary": {"document": {
+        **SUMMARY_DOC, "caller_name": "Ann Lee\r\nBcc: everyone@example.com\u2028" + "x" * 300}}})
+    call = talked_call(business)
+    call_finalize(call_id=call.id, status=Call.Status.COMPLETED, end_reason="caller_hung_up")
+    assert CallNotification.objects.get(call=call).status == "sent"
+    subject = mail.outbox[0].subject
+    assert "Ann Lee Bcc: everyone@example.com" in subject
+    assert not any(ch in subject for ch in "\r\n\u2028") and len(subject) <= 200
+    assert mail.outbox[0].bcc == []
+
+
+def test_a_tenant_business_name_cannot_break_the_subject_either(eager, business):
+    business.name = "Harbor\nDental"
+    business.save(update_fields=["name"])
+    call = talked_call(business)
+    call_finalize(call_id=call.id, status=Call.Status.COMPLETED, end_reason="caller_hung_up")
+    assert mail.outbox[0].subject.startswith("Follow-up needed — Harbor Dental: call from Ann Lee")
+
+
+def test_an_email_that_fails_for_good_ends_failed_with_the_error_not_stuck_sending(eager, business, settings):
+    settings.EMAIL_BACKEND = f"{__name__}.RefusingEmailBackend"
+    call = talked_call(business)
+    call_finalize(call_id=call.id, status=Call.Status.COMPLETED, end_reason="caller_hung_up")
+    notification = CallNotification.objects.get(call=call)
+    assert notification.status == "failed" and notification.attempts == 1
+    assert "must not contain a newline" in notification.error
