@@ -135,9 +135,13 @@ def team(request: HttpRequest) -> HttpResponse:
         if not request.membership.is_owner:
             raise PermissionDenied("Only owners can invite people.")
         if form.is_valid():
-            invite = services.invite_create(business=business, invited_by=request.user, **form.cleaned_data)
-            messages.success(request, f"Invitation sent to {invite.email}.")
-            return redirect("team")
+            try:
+                invite = services.invite_create(business=business, invited_by=request.user, **form.cleaned_data)
+            except services.InviteLimitReached as exc:
+                form.add_error(None, str(exc))
+            else:
+                messages.success(request, f"Invitation sent to {invite.email}.")
+                return redirect("team")
     context = {
         "form": form,
         "members": business.memberships.select_related("user").order_by("role", "user__email"),
