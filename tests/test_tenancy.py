@@ -101,8 +101,9 @@ STARTER_PRODUCT = "5c8d4f1e-7a2b-4c3d-9e8f-0a1b2c3d4e5f"
 
 
 class PolarStandIn:
-    """Polar's API at a local address for the official SDK (POLAR_API_BASE_URL): customer sessions and checkouts
-    answered with complete bodies of the SDK's own types, for the customers it knows; every request recorded."""
+    """Polar's API at a local address for the official SDK (POLAR_API_BASE_URL): products, customer sessions and
+    checkouts answered with complete bodies of the SDK's own types, sessions only for the customers it knows;
+    every request recorded."""
 
     def __init__(self, customers: dict[str, str]):
         self.customers = customers  # Polar customer id -> external id (our business's uuid)
@@ -110,12 +111,20 @@ class PolarStandIn:
         standin = self
 
         class Handler(BaseHTTPRequestHandler):
+            def do_GET(self):
+                from billing.tests import polar_payloads as p
+
+                standin.requests.append({"method": "GET", "path": self.path, "body": None})
+                if self.path.startswith("/v1/products/"):
+                    self.reply(200, p.product_list([(STARTER_PRODUCT, "Starter", 4900, None)]))
+                else:
+                    self.reply(404, {"error": "ResourceNotFound", "detail": "Not found"})
+
             def do_POST(self):
                 from billing.tests import polar_payloads as p
 
                 body = json.loads(self.rfile.read(int(self.headers.get("Content-Length") or 0)) or b"{}")
-                standin.requests.append({"path": self.path, "body": body,
-                                         "authorization": self.headers.get("Authorization")})
+                standin.requests.append({"method": "POST", "path": self.path, "body": body})
                 if self.path == "/v1/customer-sessions/" and body.get("customer_id") in standin.customers:
                     customer_id = body["customer_id"]
                     answer = p.customer_session(customer_id=customer_id, external_id=standin.customers[customer_id])
@@ -186,10 +195,10 @@ def test_billing_acts_only_on_the_members_own_business(client, alices_business, 
     response = client.post(reverse("billing_checkout"), {**forged, "plan": "starter"})
     assert response.status_code == 302
 
-    assert [r["path"] for r in polar.requests] == ["/v1/customer-sessions/", "/v1/checkouts/"]
-    assert polar.requests[0]["body"]["customer_id"] == CHARLIE_CUSTOMER
-    assert polar.requests[1]["body"]["customer_id"] == CHARLIE_CUSTOMER
-    sent = json.dumps([r["body"] for r in polar.requests])
+    posts = [r for r in polar.requests if r["method"] == "POST"]
+    assert [r["path"] for r in posts] == ["/v1/customer-sessions/", "/v1/checkouts/"]
+    assert posts[0]["body"]["customer_id"] == CHARLIE_CUSTOMER and posts[1]["body"]["customer_id"] == CHARLIE_CUSTOMER
+    sent = json.dumps([r["path"] for r in polar.requests] + [r["body"] for r in posts])
     assert ALICE_CUSTOMER not in sent and str(alices_business.uuid) not in sent
     assert f'"business_id": "{alices_business.pk}"' not in sent
     assert BillingAccount.objects.get(business=alices_business).status == "past_due"
