@@ -190,7 +190,7 @@ ACCOUNT_UNIQUE_EMAIL = True
 ACCOUNT_LOGIN_ON_EMAIL_CONFIRMATION = True
 ACCOUNT_CONFIRM_EMAIL_ON_GET = False
 # ACCOUNT_RATE_LIMITS is deliberately unset: allauth then applies its built-in limits (failed logins per IP and
-# per address, signup, password reset, email confirmation, ...). Setting it to False would switch them all off.
+# per email address, signup, password reset, email confirmation, ...). Setting it to False would switch them all off.
 ACCOUNT_ADAPTER = "accounts.adapters.AccountAdapter"
 ACCOUNT_DEFAULT_HTTP_PROTOCOL = _public.scheme
 SOCIALACCOUNT_ADAPTER = "accounts.adapters.SocialAccountAdapter"
