@@ -62,15 +62,48 @@ def invite_url(invite: Invite) -> str:
     return settings.PUBLIC_BASE_URL + reverse("invite_accept", args=[invite_token(invite)])
 
 
+INVITE_SUBJECT = "You're invited to join a team on AI Receptionist"
+
+
+class InviteLimitReached(Exception):
+    """Too many invitations sent lately, in words for the owner."""
+
+
+def _invite_limits_check(*, business: Business, invited_by: User, now: dt.datetime) -> None:
+    hour, day = now - dt.timedelta(hours=1), now - dt.timedelta(days=1)
+    counts = [
+        (Invite.objects.filter(business=business), settings.INVITES_PER_BUSINESS_PER_HOUR,
+         settings.INVITES_PER_BUSINESS_PER_DAY, "this business"),
+        (Invite.objects.filter(invited_by=invited_by), settings.INVITES_PER_USER_PER_HOUR,
+         settings.INVITES_PER_USER_PER_DAY, "you"),
+    ]
+    for invites, per_hour, per_day, who in counts:
+        if invites.filter(created_at__gt=hour).count() >= per_hour:
+            raise InviteLimitReached(f"Too many invitations: {who} can send {per_hour} an hour. "
+                                     "Please try again later.")
+        if invites.filter(created_at__gt=day).count() >= per_day:
+            raise InviteLimitReached(f"Too many invitations: {who} can send {per_day} a day. "
+                                     "Please try again tomorrow.")
+
+
+@transaction.atomic
 def invite_create(*, business: Business, email: str, role: str, invited_by: User) -> Invite:
+    """Record an invitation and email its link (on commit). Raises InviteLimitReached past the hourly or daily
+    limits of the business and of the inviting user; every invitation sent counts, revoked or not."""
+    # One inviter, then one business, at a time: concurrent invites cannot both slip under a limit.
+    User.objects.select_for_update().filter(pk=invited_by.pk).first()
+    Business.objects.select_for_update().filter(pk=business.pk).first()
     now = timezone.now()
+    _invite_limits_check(business=business, invited_by=invited_by, now=now)
     invite = Invite.objects.create(
         business=business, email=email.strip().lower(), role=role, invited_by=invited_by,
         created_at=now, expires_at=now + dt.timedelta(days=settings.INVITE_MAX_AGE_DAYS),
     )
     context = {"invite": invite, "url": invite_url(invite), "inviter": invited_by}
+    # The subject names no business: its name is whatever a tenant typed, and a subject line from our domain
+    # is where a phishing text would be read first. The body says who invites and to what.
     transaction.on_commit(lambda: send_mail(
-        subject=f"You're invited to {business.name or 'a business'} on AI Receptionist",
+        subject=INVITE_SUBJECT,
         message=render_to_string("accounts/email/invite.txt", context),
         from_email=None, recipient_list=[invite.email],
     ))

@@ -1,16 +1,20 @@
 from __future__ import annotations
 
-from django.contrib import messages
+from django.contrib import admin, messages
+from django.conf import settings
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.db import transaction
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.views.decorators.cache import never_cache
+from django.views.decorators.debug import sensitive_post_parameters
 from django.views.decorators.http import require_POST
 
-from accounts import forms, services
+from accounts import forms, login_limits, services
 from accounts.access import business_view, current_membership, get_for_business, select_business
 from accounts.adapters import PENDING_INVITE_SESSION_KEY
+from accounts.http import client_ip
 from accounts.models import Invite, Membership
 
 
@@ -20,6 +24,29 @@ def landing(request: HttpRequest) -> HttpResponse:
 
 def healthz(request: HttpRequest) -> HttpResponse:
     return HttpResponse("ok", content_type="text/plain")
+
+
+@sensitive_post_parameters()
+@never_cache
+def admin_login(request: HttpRequest) -> HttpResponse:
+    """Django admin's login form, refused with 429 (before any password check) after too many failures."""
+    if request.method != "POST":
+        return admin.site.login(request)
+    ip, username = client_ip(request), request.POST.get("username", "")
+    if login_limits.admin_login_locked(ip=ip, username=username):
+        minutes = max(1, settings.ADMIN_LOGIN_FAILURE_WINDOW_SECONDS // 60)
+        response = render(request, "accounts/admin_login_locked.html",
+                          {**admin.site.each_context(request), "title": "Too many attempts", "minutes": minutes},
+                          status=429)
+        response["Retry-After"] = str(settings.ADMIN_LOGIN_FAILURE_WINDOW_SECONDS)
+        return response
+    response = admin.site.login(request)
+    # The admin's LoginView redirects only when the credentials were accepted; otherwise it shows the form again.
+    if response.status_code == 302:
+        login_limits.admin_login_succeeded(username=username)
+    elif response.status_code == 200:
+        login_limits.admin_login_failed(ip=ip, username=username)
+    return response
 
 
 @login_required
@@ -108,9 +135,13 @@ def team(request: HttpRequest) -> HttpResponse:
         if not request.membership.is_owner:
             raise PermissionDenied("Only owners can invite people.")
         if form.is_valid():
-            invite = services.invite_create(business=business, invited_by=request.user, **form.cleaned_data)
-            messages.success(request, f"Invitation sent to {invite.email}.")
-            return redirect("team")
+            try:
+                invite = services.invite_create(business=business, invited_by=request.user, **form.cleaned_data)
+            except services.InviteLimitReached as exc:
+                form.add_error(None, str(exc))
+            else:
+                messages.success(request, f"Invitation sent to {invite.email}.")
+                return redirect("team")
     context = {
         "form": form,
         "members": business.memberships.select_related("user").order_by("role", "user__email"),

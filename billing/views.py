@@ -11,6 +11,7 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
 from accounts.access import business_view
+from accounts.http import client_ip
 from billing import polar_client, selectors, services
 
 log = logging.getLogger(__name__)
@@ -19,15 +20,6 @@ log = logging.getLogger(__name__)
 def _require_polar() -> None:
     if not polar_client.is_configured():
         raise Http404("Billing is not configured")
-
-
-def _client_ip(request: HttpRequest) -> str:
-    """The buyer's address for Polar's tax/currency detection, trusting only our own proxies."""
-    hops = settings.ALLAUTH_TRUSTED_PROXY_COUNT
-    forwarded = [ip.strip() for ip in request.headers.get("X-Forwarded-For", "").split(",") if ip.strip()]
-    if hops and len(forwarded) >= hops:
-        return forwarded[-hops]
-    return request.META.get("REMOTE_ADDR", "")
 
 
 @business_view()
@@ -50,7 +42,7 @@ def checkout(request: HttpRequest) -> HttpResponse:
     _require_polar()
     try:
         url = services.checkout_url(business=request.business, email=request.user.email,
-                                    plan_key=request.POST.get("plan", ""), customer_ip=_client_ip(request))
+                                    plan_key=request.POST.get("plan", ""), customer_ip=client_ip(request))
     except services.BillingUnavailable as exc:
         messages.error(request, str(exc))
         return redirect("billing")

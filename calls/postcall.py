@@ -20,6 +20,7 @@ import secrets
 import smtplib
 import socket
 import time
+import unicodedata
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -319,33 +320,59 @@ def _email_wanted(call: Call) -> tuple[bool, str]:
     return True, ""
 
 
+def header_text(value: str, limit: int) -> str:
+    """Text fit for an email header: control and line-break characters become spaces, runs of spaces one, at
+    most `limit` characters. Parts of our subjects come from the model (the caller's name) and from tenants."""
+    cleaned = "".join(" " if unicodedata.category(ch) in {"Cc", "Cf", "Zl", "Zp"} else ch for ch in value or "")
+    cleaned = " ".join(cleaned.split())
+    return cleaned if len(cleaned) <= limit else cleaned[:limit - 1].rstrip() + "…"
+
+
+def call_email_subject(call: Call) -> str:
+    caller = " ".join(filter(None, [header_text(call.caller_name, 60), header_text(call.from_number, 32)]))
+    outcome = header_text(call.outcome.replace("_", " "), 32) if call.outcome else "unknown"
+    subject = f"{header_text(call.business.name, 80)}: call from {caller or 'an unknown caller'} ({outcome})"
+    if call.follow_up_needed:
+        subject = "Follow-up needed — " + subject
+    return subject[:200]
+
+
 def call_notification_send(*, call_id: int) -> str:
-    """Send the call's email at most once. Returns the notification's status; raises TransientError to retry."""
+    """Send the call's email at most once. Returns the notification's status; raises TransientError to retry.
+
+    Once claimed, the notification always leaves SENDING: SENT, SKIPPED, back to QUEUED for a retry of a
+    transient mail-server error, or FAILED with the error for anything else.
+    """
     claimed = CallNotification.objects.filter(call_id=call_id, status=CallNotification.Status.QUEUED).update(
         status=CallNotification.Status.SENDING, attempts=F("attempts") + 1)
     if not claimed:
         return "not_queued"  # done, skipped, or another worker has it
-    call = Call.objects.select_related("business").get(id=call_id)
-    wanted, why = _email_wanted(call)
-    if not wanted:
-        CallNotification.objects.filter(call_id=call_id).update(status=CallNotification.Status.SKIPPED, error=why)
-        return CallNotification.Status.SKIPPED
-    recipient = call.business.notification_email
-    context = {"call": call, "business": call.business, "url": dashboard_call_url(call),
-               "outcome": call.outcome.replace("_", " ") if call.outcome else "unknown",
-               "caller": " ".join(filter(None, [call.caller_name, call.from_number])) or "an unknown caller",
-               "local_started": timezone.localtime(call.started_at, call.business.tzinfo)}
-    subject = f"{call.business.name}: call from {context['caller']} ({context['outcome']})"
-    if call.follow_up_needed:
-        subject = "Follow-up needed — " + subject
-    body = render_to_string("calls/email/call_summary.txt", context)
     try:
-        send_mail(subject[:200], body, settings.DEFAULT_FROM_EMAIL, [recipient], fail_silently=False)
+        call = Call.objects.select_related("business").get(id=call_id)
+        wanted, why = _email_wanted(call)
+        if not wanted:
+            CallNotification.objects.filter(call_id=call_id).update(status=CallNotification.Status.SKIPPED,
+                                                                    error=why)
+            return CallNotification.Status.SKIPPED
+        recipient = call.business.notification_email
+        context = {"call": call, "business": call.business, "url": dashboard_call_url(call),
+                   "outcome": call.outcome.replace("_", " ") if call.outcome else "unknown",
+                   "caller": " ".join(filter(None, [call.caller_name, call.from_number])) or "an unknown caller",
+                   "local_started": timezone.localtime(call.started_at, call.business.tzinfo)}
+        body = render_to_string("calls/email/call_summary.txt", context)
+        send_mail(call_email_subject(call), body, settings.DEFAULT_FROM_EMAIL, [recipient], fail_silently=False)
     except (smtplib.SMTPException, OSError) as exc:
         # Nothing was accepted: put it back in the queue for the retry.
         CallNotification.objects.filter(call_id=call_id).update(status=CallNotification.Status.QUEUED,
                                                                 error=f"{exc.__class__.__name__}: {exc}"[:2000])
         raise TransientError(f"Email failed: {exc}") from exc
+    except Exception as exc:
+        # Not the mail server's passing trouble (a bad header or address, a template error): retrying would fail
+        # the same way, so the notification ends here with the reason recorded.
+        log.exception("Email about call %s failed", call_id)
+        CallNotification.objects.filter(call_id=call_id).update(status=CallNotification.Status.FAILED,
+                                                                error=f"{exc.__class__.__name__}: {exc}"[:2000])
+        return CallNotification.Status.FAILED
     CallNotification.objects.filter(call_id=call_id).update(status=CallNotification.Status.SENT, recipient=recipient,
                                                             sent_at=timezone.now(), error="")
     return CallNotification.Status.SENT
@@ -387,11 +414,36 @@ class BlockedAddress(Exception):
     """The webhook URL resolves to an address we never send to (private, loopback, link-local ...)."""
 
 
+# IPv6 prefixes whose last 32 bits are an IPv4 address the packets end up at (a translator or the host stack
+# unwraps them): IPv4-mapped, IPv4-translated (SIIT), the well-known NAT64 prefix and IPv4-compatible.
+_IPV4_IN_LOW_BITS = [ipaddress.ip_network(n) for n in ("::ffff:0:0/96", "::ffff:0:0:0/96", "64:ff9b::/96", "::/96")]
+# RFC 8215's local-use NAT64 prefix: a private network's own translator, wherever it puts the IPv4 part.
+_NAT64_LOCAL_USE = ipaddress.ip_network("64:ff9b:1::/48")
+
+
+def _embedded_ipv4(ip: ipaddress.IPv6Address) -> list[ipaddress.IPv4Address]:
+    """The IPv4 addresses an IPv6 address wraps (6to4, Teredo's server and client, the prefixes above)."""
+    if ip.sixtofour is not None:
+        return [ip.sixtofour]
+    if ip.teredo is not None:
+        return list(ip.teredo)
+    for network in _IPV4_IN_LOW_BITS:
+        if ip in network:
+            return [ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)]
+    return []
+
+
 def _address_allowed(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
     if settings.WEBHOOK_ALLOW_PRIVATE_ADDRESSES:
         return True
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip in _NAT64_LOCAL_USE:
+            return False
+        embedded = _embedded_ipv4(ip)
+        if any(not (v4.is_global and not v4.is_multicast) for v4 in embedded):
+            return False
+        if embedded and ip.teredo is None:
+            return True  # a pure wrapper: judged by the IPv4 address it reaches (Teredo must pass both tests)
     return ip.is_global and not ip.is_multicast
 
 

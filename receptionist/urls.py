@@ -7,6 +7,8 @@ from voice import views as voice_views
 urlpatterns = [
     path("", account_views.landing, name="landing"),
     path("healthz/", account_views.healthz, name="healthz"),
+    # Ahead of the admin's own URLs: the same login form, rate-limited (allauth's limits don't cover it).
+    path("admin/login/", account_views.admin_login, name="admin_login"),
     path("admin/", admin.site.urls),
     path("accounts/", include("allauth.urls")),
     path("voice/", include("voice.urls")),

@@ -66,3 +66,32 @@ def test_env_example_documents_every_variable_the_settings_read():
     read = set(re.findall(r'env_(?:str|bool|int|list)\("([A-Z_]+)"', (ROOT / "receptionist/settings.py").read_text()))
     documented = set(re.findall(r"^([A-Z_]+)=", (ROOT / ".env.example").read_text(), re.M))
     assert read - documented == set()
+
+
+def production_setting(expression: str, **env: str) -> str:
+    code = f"from django.conf import settings; import django; django.setup(); print({expression})"
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("SECURE_HSTS")}
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60,
+                            env={**clean, **PRODUCTION_ENV, "DJANGO_SETTINGS_MODULE": "receptionist.settings", **env})
+    assert result.returncode == 0, result.stderr
+    return result.stdout.strip()
+
+
+def test_hsts_preload_is_off_unless_the_operator_opts_in():
+    assert production_setting("settings.SECURE_HSTS_PRELOAD, settings.SECURE_HSTS_SECONDS") == "False 31536000"
+    assert production_setting("settings.SECURE_HSTS_PRELOAD", SECURE_HSTS_PRELOAD="true") == "True"
+
+
+def test_check_deploy_silences_only_the_preload_warning():
+    # With HSTS off, Django's other deployment warning (W004) still fails the check: nothing else is silenced.
+    result = run_manage("check", "--deploy", "--fail-level", "WARNING", **PRODUCTION_ENV, SECURE_HSTS_SECONDS="0")
+    assert result.returncode != 0 and "security.W004" in result.stdout + result.stderr
+    assert "security.W021" not in result.stdout + result.stderr
+
+
+def test_allauth_rate_limits_are_on_and_the_made_up_setting_is_gone():
+    from allauth.account import app_settings
+    from django.conf import settings
+
+    assert not hasattr(settings, "ACCOUNT_RATE_LIMITS_ENABLED")  # never an allauth setting
+    assert app_settings.RATE_LIMITS["login_failed"] and app_settings.RATE_LIMITS["signup"]

@@ -4,6 +4,7 @@ retries and the reaper. Tasks run eagerly here; test_postcall_e2e.py runs them o
 from __future__ import annotations
 
 import datetime as dt
+import ipaddress
 import threading
 from decimal import Decimal
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -339,3 +340,67 @@ def test_without_a_script_the_standin_answers_a_default_that_fits_the_schema(eag
     call.refresh_from_db()
     assert call.summary.startswith("Stand-in summary") and call.outcome == "other" and call.sentiment == "neutral"
     assert call.action_items == [] and call.follow_up_needed is False and not call.summary_error
+
+
+@pytest.mark.parametrize("address", [
+    "64:ff9b::7f00:1",            # NAT64 (well-known prefix) of 127.0.0.1
+    "64:ff9b::a9fe:a9fe",         # NAT64 of 169.254.169.254, the cloud metadata service
+    "64:ff9b:1:0:0:0:a00:1",      # the local-use NAT64 prefix (10.0.0.1)
+    "2002:a00:1::1",              # 6to4 of 10.0.0.1
+    "2002:7f00:1::",              # 6to4 of 127.0.0.1
+    "2001:0:4136:e378:8000:63bf:f5ff:fffe",  # Teredo, client 10.0.0.1
+    "2001:0:a00:1::808:808",      # Teredo, server 10.0.0.1
+    "::a00:1",                    # IPv4-compatible 10.0.0.1
+    "::ffff:c0a8:101",            # IPv4-mapped 192.168.1.1
+    "::ffff:0:a9fe:a9fe",         # IPv4-translated (SIIT) 169.254.169.254
+])
+def test_ipv6_addresses_wrapping_a_private_ipv4_address_are_refused(settings, address):
+    settings.WEBHOOK_ALLOW_PRIVATE_ADDRESSES = False
+    with pytest.raises(postcall.BlockedAddress):
+        postcall.resolve_webhook_target(f"https://[{address}]/hooks")
+
+
+@pytest.mark.parametrize("address", ["64:ff9b::808:808", "2002:808:808::1", "::ffff:808:808"])
+def test_ipv6_addresses_wrapping_a_public_ipv4_address_are_allowed(settings, address):
+    settings.WEBHOOK_ALLOW_PRIVATE_ADDRESSES = False
+    pinned = postcall.resolve_webhook_target(f"https://[{address}]/hooks")[3]
+    assert ipaddress.ip_address(pinned) == ipaddress.ip_address(address)
+
+
+class RefusingEmailBackend:
+    """An email backend that rejects every message for a reason no retry cures (as a bad address would)."""
+
+    def __init__(self, *args, **kwargs):
+        pass
+
+    def send_messages(self, messages):
+        raise ValueError("Invalid address; address must not contain a newline")
+
+
+def test_a_caller_name_with_a_newline_gives_a_clean_one_line_subject(eager, business):
+    eager.script = Script.from_obj({"summary": {"document": {
+        **SUMMARY_DOC, "caller_name": "Ann Lee\r\nBcc: everyone@example.com\u2028" + "x" * 300}}})
+    call = talked_call(business)
+    call_finalize(call_id=call.id, status=Call.Status.COMPLETED, end_reason="caller_hung_up")
+    assert CallNotification.objects.get(call=call).status == "sent"
+    subject = mail.outbox[0].subject
+    assert "Ann Lee Bcc: everyone@example.com" in subject
+    assert not any(ch in subject for ch in "\r\n\u2028") and len(subject) <= 200
+    assert mail.outbox[0].bcc == []
+
+
+def test_a_tenant_business_name_cannot_break_the_subject_either(eager, business):
+    business.name = "Harbor\nDental"
+    business.save(update_fields=["name"])
+    call = talked_call(business)
+    call_finalize(call_id=call.id, status=Call.Status.COMPLETED, end_reason="caller_hung_up")
+    assert mail.outbox[0].subject.startswith("Follow-up needed — Harbor Dental: call from Ann Lee")
+
+
+def test_an_email_that_fails_for_good_ends_failed_with_the_error_not_stuck_sending(eager, business, settings):
+    settings.EMAIL_BACKEND = f"{__name__}.RefusingEmailBackend"
+    call = talked_call(business)
+    call_finalize(call_id=call.id, status=Call.Status.COMPLETED, end_reason="caller_hung_up")
+    notification = CallNotification.objects.get(call=call)
+    assert notification.status == "failed" and notification.attempts == 1
+    assert "must not contain a newline" in notification.error
