@@ -5,4 +5,5 @@ from voice import views
 urlpatterns = [
     path("twilio/incoming/", views.twilio_incoming, name="twilio_incoming"),
     path("twilio/status/", views.twilio_status, name="twilio_status"),
+    path("twilio/dial-result/", views.twilio_dial_result, name="twilio_dial_result"),
 ]
