@@ -18,6 +18,7 @@ from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
 from accounts.models import Business, Membership
+from accounts.transfers import allowed_transfer_number
 from billing import polar_client
 from billing.models import BillingAccount, PolarWebhookEvent, UsageRecord
 from billing.plans import plan_by_key, plan_by_product
@@ -110,8 +111,9 @@ def calls_blocked_notify(*, business_id: int, reason: str) -> int:
         return 0
     url = settings.PUBLIC_BASE_URL + "/billing/"
     why = REASON_TEXT.get(reason, "of the billing state")
+    forward_to = allowed_transfer_number(business)
     body = (f"Your AI receptionist for {business.name} is not answering calls because {why}.\n\n"
-            f"Callers hear a short message{' and are forwarded to ' + business.transfer_number if business.transfer_number else ''}."
+            f"Callers hear a short message{' and are forwarded to ' + forward_to if forward_to else ''}."
             f"\n\nChoose a plan or update your payment details here: {url}\n")
     return send_mail(f"Your receptionist is not answering calls for {business.name}", body,
                      settings.DEFAULT_FROM_EMAIL, owners)
