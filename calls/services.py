@@ -255,7 +255,6 @@ class ForwardOutcome:
     call: Call
     answered: bool
     message_taken: bool  # a Message for the team exists for this failed forward
-    first_report: bool   # False when Twilio delivered the same report again
 
 
 def _callback_number(call: Call) -> str:
@@ -286,11 +285,19 @@ def call_forward_result(*, twilio_call_sid: str, dial_status: str, dial_duration
         callback = _callback_number(call)
         if call.forward_status not in (Call.ForwardStatus.NONE, Call.ForwardStatus.DIALING):
             answered = call.forward_status == Call.ForwardStatus.COMPLETED
-            return ForwardOutcome(call=call, answered=answered, message_taken=not answered and bool(callback),
-                                  first_report=False)
+            return ForwardOutcome(call=call, answered=answered, message_taken=not answered and bool(callback))
         call.forward_status = status
         call.forwarded_seconds = seconds
         call.save(update_fields=["forward_status", "forwarded_seconds"])
+        now = timezone.now()
+        CallEvent.objects.create(
+            call=call, order=1, kind=CallEvent.Kind.TRANSFER,
+            offset_ms=max(0, int((now - (call.answered_at or call.started_at)).total_seconds() * 1000)),
+            payload={"ok": answered, "to": call.forwarded_to, "step": "outcome", "status": status,
+                     "connected_seconds": seconds,
+                     **({"reason": f"answered, {seconds} s connected"} if answered else
+                        {"error": FORWARD_FAILURE_TEXT[status] + ("; a message was left for the team" if callback
+                                                                   else "; the caller's number is withheld")})})
         if not answered and callback:
             customer = customer_get_or_create(business=call.business, phone=callback)
             Message.objects.create(
@@ -300,7 +307,7 @@ def call_forward_result(*, twilio_call_sid: str, dial_status: str, dial_duration
                       f"but {FORWARD_FAILURE_TEXT[status]}. Nobody from the team has spoken to them: please call "
                       "them back."))
     publish_call_changed(call_id=call.id, business_id=call.business_id, status=call.status)
-    return ForwardOutcome(call=call, answered=answered, message_taken=not answered and bool(callback), first_report=True)
+    return ForwardOutcome(call=call, answered=answered, message_taken=not answered and bool(callback))
 
 
 # --- customers, appointments and messages (the receptionist's tools write through these) -------------------

@@ -13,9 +13,10 @@ from twilio.request_validator import RequestValidator
 
 from billing.models import UsageRecord
 from billing.services import account_for_business
-from calls.models import Call, Message
+from calls.models import Call, CallEvent, Message
 from tests.factories import make_business, make_user
 from voice import twilio_api
+from voice.agent import load_agent_profile
 from voice.phrases import LANGUAGES, PHRASES, SAY_LANGUAGE, SAY_VOICE
 
 AUTH_TOKEN = "transfer-test-twilio-token"
@@ -144,6 +145,8 @@ def test_a_forward_nobody_answered_says_a_message_was_taken_and_leaves_one(clien
     assert TRANSFER_NUMBER in message.body and "call them back" in message.body
     call.refresh_from_db()
     assert call.forward_status == status
+    outcome = CallEvent.objects.get(call=call, kind="transfer")
+    assert outcome.payload["ok"] is False and "message was left" in outcome.payload["error"]
 
 
 @pytest.mark.parametrize(("language", "say_language"), [("es", "es-ES"), ("de", "de-DE"), ("nl", "nl-NL")])
@@ -281,3 +284,16 @@ def test_every_fixed_phrase_exists_in_every_business_language():
         assert set(translations) == set(LANGUAGES), key
         assert all(text.strip() for text in translations.values()), key
     assert set(SAY_LANGUAGE) == set(SAY_VOICE) == set(LANGUAGES)
+
+
+def test_the_agent_is_not_offered_a_transfer_to_a_disallowed_stored_number(db):
+    business = business_with_transfer()
+    type(business).objects.filter(pk=business.pk).update(transfer_number="+19005550123")
+    profile = load_agent_profile(business.id)
+    assert "There is no one to transfer to" in profile.instructions
+    assert "transfer_to_human." not in profile.instructions
+
+
+def test_the_default_greeting_is_in_the_business_language(db):
+    business = business_with_transfer(language="it")
+    assert load_agent_profile(business.id).greeting == "Grazie per aver chiamato Harbor Dental. Come posso aiutarla?"
