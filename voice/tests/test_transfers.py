@@ -12,7 +12,7 @@ from django.utils import timezone
 from twilio.request_validator import RequestValidator
 
 from billing.models import UsageRecord
-from billing.services import account_for_business
+from billing.services import account_for_business, usage_sweep
 from calls.models import Call, CallEvent, Message
 from tests.factories import make_business, make_user
 from voice import twilio_api
@@ -297,3 +297,13 @@ def test_the_agent_is_not_offered_a_transfer_to_a_disallowed_stored_number(db):
 def test_the_default_greeting_is_in_the_business_language(db):
     business = business_with_transfer(language="it")
     assert load_agent_profile(business.id).greeting == "Grazie per aver chiamato Harbor Dental. Come posso aiutarla?"
+
+
+def test_the_sweep_waits_for_a_forward_then_bills_it_without_its_minutes_once_the_time_limit_passed(client, db):
+    business = business_with_transfer()
+    call = forwarded_call(client, business)
+    finalized = call.finalized_at
+    assert usage_sweep(now=finalized + dt.timedelta(minutes=10))["recorded"] == 0  # the forward may still run
+    assert not UsageRecord.objects.filter(call=call).exists()
+    usage_sweep(now=finalized + dt.timedelta(minutes=40))  # past the 30-minute <Dial> limit: the report is lost
+    assert usage_of(call).seconds == 0
