@@ -10,6 +10,7 @@ from django.forms import BaseInlineFormSet, inlineformset_factory
 
 from accounts.models import Business, ClosedDate, FAQEntry, Membership, OpeningHours, Service
 from accounts.phone import normalize_e164
+from accounts.transfers import transfer_number_problem
 from accounts.services import WeeklyHours
 
 COMMON_TIME_ZONES = sorted(zoneinfo.available_timezones() - {"localtime", "Factory"})
@@ -38,7 +39,8 @@ class BusinessProfileForm(forms.ModelForm):
             "extra_instructions": "Extra instructions for the receptionist",
         }
         help_texts = {
-            "transfer_number": "Where the receptionist sends callers who ask for a person. Leave empty to take a message instead.",
+            "transfer_number": "Where the receptionist sends callers who ask for a person: a regular landline or mobile "
+                               "number in your business number's country. Leave empty to take a message instead.",
             "greeting": "The first sentence callers hear, e.g. “Thanks for calling Harbor Dental, how can I help?”",
             "notification_email": "Call summaries and messages go here.",
         }
@@ -57,7 +59,14 @@ class BusinessProfileForm(forms.ModelForm):
             widget=forms.TextInput(attrs={"inputmode": "tel", "autocomplete": "tel"}))
 
     def clean_transfer_number(self) -> str:
-        return normalize_e164(self.cleaned_data.get("transfer_number", ""))
+        number = normalize_e164(self.cleaned_data.get("transfer_number", ""))
+        if number:
+            # The business's own number as this form leaves it (it may be set in the same form), else as stored.
+            home = self.cleaned_data.get("phone_number", self.instance.phone_number) or ""
+            problem = transfer_number_problem(number, home_number=home)
+            if problem:
+                raise ValidationError(problem)
+        return number
 
 
 class OnboardingForm(BusinessProfileForm):

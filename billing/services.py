@@ -18,6 +18,7 @@ from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
 from accounts.models import Business, Membership
+from accounts.transfers import allowed_transfer_number
 from billing import polar_client
 from billing.models import BillingAccount, PolarWebhookEvent, UsageRecord
 from billing.plans import plan_by_key, plan_by_product
@@ -110,8 +111,9 @@ def calls_blocked_notify(*, business_id: int, reason: str) -> int:
         return 0
     url = settings.PUBLIC_BASE_URL + "/billing/"
     why = REASON_TEXT.get(reason, "of the billing state")
+    forward_to = allowed_transfer_number(business)
     body = (f"Your AI receptionist for {business.name} is not answering calls because {why}.\n\n"
-            f"Callers hear a short message{' and are forwarded to ' + business.transfer_number if business.transfer_number else ''}."
+            f"Callers hear a short message{' and are forwarded to ' + forward_to if forward_to else ''}."
             f"\n\nChoose a plan or update your payment details here: {url}\n")
     return send_mail(f"Your receptionist is not answering calls for {business.name}", body,
                      settings.DEFAULT_FROM_EMAIL, owners)
@@ -252,10 +254,19 @@ def webhook_receive(*, webhook_id: str, event: Any, payload: dict) -> str:
 # --- usage ------------------------------------------------------------------------------------------------------
 
 def billable_seconds(call: Call) -> int:
-    """Phone calls the receptionist answered (its media stream connected); browser test calls are free."""
-    if call.channel != Call.Channel.TWILIO or call.stream_started_at is None:
+    """Phone calls: the time the receptionist answered (its media stream connected) plus the connected time of a
+    forward to the business's transfer number, which the operator pays Twilio for too (also when billing refused
+    the call and forwarded it). Browser test calls are free."""
+    if call.channel != Call.Channel.TWILIO:
         return 0
-    return call.duration_seconds or 0
+    answered = 0
+    if call.stream_started_at is not None:
+        answered = call.duration_seconds or 0
+        if call.forward_status and call.answered_at and call.ended_at:
+            # Twilio's duration of a forwarded call also covers the forward, which is counted from the <Dial>'s
+            # own report; the receptionist's part ended when the session handed the call over.
+            answered = max(0, round((call.ended_at - call.answered_at).total_seconds()))
+    return answered + call.forwarded_seconds
 
 
 def billed_minutes(seconds: int) -> int:
@@ -263,11 +274,17 @@ def billed_minutes(seconds: int) -> int:
     return math.ceil(seconds / 60)
 
 
-def usage_record_for_call(*, call_id: int) -> UsageRecord | None:
-    """The usage record of a finalised call, created once; a new billable one is reported to Polar after commit."""
+def usage_record_for_call(*, call_id: int, forward_overdue: bool = False) -> UsageRecord | None:
+    """The usage record of a finalised call, created once; a new billable one is reported to Polar after commit.
+
+    A call still forwarded to its transfer number waits for the <Dial>'s report (its minutes are billed with the
+    call), unless `forward_overdue`: the report never came, so the call is billed without them.
+    """
     call = Call.objects.filter(id=call_id, finalized_at__isnull=False).first()
     if call is None:
         return None
+    if call.forward_status == Call.ForwardStatus.DIALING and not forward_overdue:
+        return UsageRecord.objects.filter(call=call).first()
     seconds = billable_seconds(call)
     minutes = billed_minutes(seconds)
     record, created = UsageRecord.objects.get_or_create(call=call, defaults={
@@ -324,15 +341,23 @@ def usage_sweep(*, now: dt.datetime | None = None) -> dict[str, int]:
     now = now or timezone.now()
     cutoff = now - SWEEP_GRACE
     missing = list(Call.objects.filter(finalized_at__lte=cutoff, usage_record__isnull=True)
+                   .exclude(forward_status=Call.ForwardStatus.DIALING)
                    .order_by("finalized_at").values_list("id", flat=True)[:SWEEP_BATCH])
     for call_id in missing:
         usage_record_for_call(call_id=call_id)
+    # A forward whose report never came (it cannot outlast the <Dial>'s time limit): bill what is known.
+    forward_cutoff = cutoff - dt.timedelta(minutes=settings.TRANSFER_TIME_LIMIT_MINUTES, seconds=60)
+    overdue = list(Call.objects.filter(finalized_at__lte=forward_cutoff, usage_record__isnull=True,
+                                       forward_status=Call.ForwardStatus.DIALING)
+                   .order_by("finalized_at").values_list("id", flat=True)[:SWEEP_BATCH])
+    for call_id in overdue:
+        usage_record_for_call(call_id=call_id, forward_overdue=True)
     stuck = list(UsageRecord.objects.filter(status__in=[UsageRecord.Status.PENDING, UsageRecord.Status.FAILED],
                                             created_at__lte=cutoff)
                  .order_by("created_at").values_list("id", flat=True)[:SWEEP_BATCH])
     for record_id in stuck:
         enqueue_usage_report(record_id)
-    return {"recorded": len(missing), "resent": len(stuck)}
+    return {"recorded": len(missing) + len(overdue), "resent": len(stuck)}
 
 
 # --- checkout and portal ----------------------------------------------------------------------------------------

@@ -44,6 +44,17 @@ class Call(models.Model):
         FAILED = "failed", "Failed"
         INTERRUPTED = "interrupted", "Interrupted"
 
+    class ForwardStatus(models.TextChoices):
+        """How a <Dial> of this call to the business's transfer number went (Twilio's DialCallStatus)."""
+
+        NONE = "", "Not forwarded"
+        DIALING = "dialing", "Dialing"  # emitted; Twilio has not reported the outcome yet
+        COMPLETED = "completed", "Answered"
+        BUSY = "busy", "Busy"
+        NO_ANSWER = "no-answer", "No answer"
+        FAILED = "failed", "Failed"
+        CANCELED = "canceled", "Cancelled"
+
     FINAL_STATUSES = (Status.COMPLETED, Status.FAILED, Status.INTERRUPTED)
 
     business = models.ForeignKey(Business, on_delete=models.CASCADE, related_name="calls")
@@ -64,6 +75,11 @@ class Call(models.Model):
     end_reason = models.CharField(max_length=40, blank=True,
                                   help_text="caller_hung_up, agent_ended, transferred, upstream_failed, …")
     outcome = models.CharField(max_length=20, blank=True)
+    # A forward to the business's transfer number (the agent's transfer, a billing refusal, a fallback).
+    forwarded_to = models.CharField(max_length=16, blank=True)
+    forward_status = models.CharField(max_length=12, choices=ForwardStatus.choices, blank=True, default="")
+    forwarded_seconds = models.PositiveIntegerField(
+        default=0, help_text="Connected time of the forward (Twilio's DialCallDuration); billed with the call.")
     model = models.CharField(max_length=64, blank=True)
     input_audio_tokens = models.PositiveIntegerField(default=0)
     input_text_tokens = models.PositiveIntegerField(default=0)
@@ -112,6 +128,9 @@ class Call(models.Model):
             models.CheckConstraint(condition=Q(finalized_at__isnull=True)
                                    | Q(status__in=["completed", "failed", "interrupted"]),
                                    name="call_finalized_has_final_status"),
+            models.CheckConstraint(condition=Q(forward_status__in=["", "dialing", "completed", "busy", "no-answer",
+                                                                   "failed", "canceled"]),
+                                   name="call_forward_status_valid"),
         ]
 
     def __str__(self) -> str:

@@ -353,6 +353,17 @@ CALL_MAX_SECONDS = env_int("CALL_MAX_SECONDS", 30 * 60)
 # Browser test calls run on the operator's OpenAI key and are not billed: keep them short and few at a time.
 BROWSER_CALL_MAX_SECONDS = env_int("BROWSER_CALL_MAX_SECONDS", 10 * 60)
 BROWSER_CALLS_AT_ONCE = env_int("BROWSER_CALLS_AT_ONCE", 2)
+# Transfers to a person (the agent's transfer, and calls billing refuses): where they may go and for how long.
+# Comma-separated ISO country codes (e.g. "US,CA"); empty = only the country of the business's own number.
+# Premium-rate, shared-cost and other surcharged numbers are refused whatever the country.
+TRANSFER_ALLOWED_COUNTRIES = [code.upper() for code in env_list("TRANSFER_ALLOWED_COUNTRIES")]
+_unknown_countries = [code for code in TRANSFER_ALLOWED_COUNTRIES if len(code) != 2 or not code.isalpha()]
+if _unknown_countries:
+    raise ImproperlyConfigured(f"TRANSFER_ALLOWED_COUNTRIES takes two-letter ISO country codes, not {_unknown_countries}")
+# Every <Dial> we emit hangs up after this long (Twilio's own default is 4 hours).
+TRANSFER_TIME_LIMIT_MINUTES = env_int("TRANSFER_TIME_LIMIT_MINUTES", 30)
+if not 1 <= TRANSFER_TIME_LIMIT_MINUTES <= 24 * 60:
+    raise ImproperlyConfigured("TRANSFER_TIME_LIMIT_MINUTES must be between 1 and 1440")
 # Server VAD tuning for phone audio.
 VAD_SILENCE_MS = env_int("VAD_SILENCE_MS", 500)
 VAD_PREFIX_PADDING_MS = env_int("VAD_PREFIX_PADDING_MS", 300)

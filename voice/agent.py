@@ -10,7 +10,9 @@ from django.conf import settings
 from django.utils import timezone
 
 from accounts.models import Business, OpeningHours
+from accounts.transfers import allowed_transfer_number
 from calls.selectors import caller_context, open_status
+from voice.phrases import phrase
 
 LANGUAGE_NAMES = dict(Business.Language.choices)
 
@@ -58,8 +60,9 @@ class AgentProfile:
     greeting: str
     voice: str
     language: str
-    transfer_number: str
+    transfer_number: str  # as stored; checked against the transfer rules again before it is dialled
     instructions: str
+    phone_number: str = ""  # the business's own number: transfers stay in its country
     tools: list[dict[str, Any]] = field(default_factory=lambda: list(REALTIME_TOOLS))
 
 
@@ -95,7 +98,7 @@ def build_instructions(business: Business, *, now: dt.datetime | None = None) ->
         + (f" — {s.description}" if s.description else "")
         for s in business.services.all()) or "- (no services listed)"
     faq = "\n".join(f"Q: {f.question}\nA: {f.answer}" for f in business.faq_entries.all()) or "(none)"
-    transfer = ("You can transfer callers to a person with transfer_to_human." if business.transfer_number
+    transfer = ("You can transfer callers to a person with transfer_to_human." if allowed_transfer_number(business)
                 else "There is no one to transfer to; offer to take a message instead.")
     parts = [
         f"You are the friendly phone receptionist of {business.name}. Speak {language}. "
@@ -134,11 +137,11 @@ def describe_caller(business: Business, caller_number: str) -> str:
 def load_agent_profile(business_id: int, caller_number: str = "") -> AgentProfile:
     business = (Business.objects.prefetch_related("opening_hours", "closed_dates", "services", "faq_entries")
                 .get(id=business_id))
-    greeting = business.greeting or f"Thank you for calling {business.name}. How can I help you today?"
+    greeting = business.greeting or phrase("default_greeting", business.language, name=business.name)
     instructions = build_instructions(business) + "\n\n" + describe_caller(business, caller_number)
     return AgentProfile(business_id=business.id, name=business.name, greeting=greeting, voice=business.voice,
                         language=business.language, transfer_number=business.transfer_number,
-                        instructions=instructions)
+                        instructions=instructions, phone_number=business.phone_number)
 
 
 def session_update(profile: AgentProfile, audio_format: dict[str, Any]) -> dict[str, Any]:

@@ -24,7 +24,8 @@ from django.http.request import validate_host
 
 from accounts.access import session_membership
 from calls.models import Call, CallEvent
-from calls.services import TooManyBrowserCalls, call_claim_stream, call_create_browser
+from calls.services import (TooManyBrowserCalls, call_claim_stream, call_create_browser, call_forward_cancel,
+                            call_forward_start)
 from voice import twilio_api
 from voice.agent import BROWSER_AUDIO, PHONE_AUDIO
 from voice.session import CallSession, b64_len_to_bytes
@@ -89,11 +90,22 @@ class TwilioTransport(_SocketTransport):
         await asyncio.to_thread(twilio_api.hang_up, self.call_sid)
 
     async def transfer(self, number: str) -> None:
-        await asyncio.to_thread(twilio_api.redirect_call, self.call_sid, twilio_api.transfer_twiml(number))
+        await self._redirect(twilio_api.transfer_twiml(number), forward_to=number)
 
     async def fallback(self, message: str, *, language: str, transfer_to: str) -> None:
-        twiml = twilio_api.say_twiml(message, language=language, transfer_to=transfer_to)
-        await asyncio.to_thread(twilio_api.redirect_call, self.call_sid, twiml)
+        await self._redirect(twilio_api.say_twiml(message, language=language, transfer_to=transfer_to),
+                             forward_to=transfer_to)
+
+    async def _redirect(self, twiml: str, *, forward_to: str) -> None:
+        """Replace the call's TwiML. A <Dial> is noted on the call first, so its usage waits for the outcome."""
+        if forward_to:
+            await database_sync_to_async(call_forward_start)(twilio_call_sid=self.call_sid, number=forward_to)
+        try:
+            await asyncio.to_thread(twilio_api.redirect_call, self.call_sid, twiml)
+        except Exception:
+            if forward_to:
+                await database_sync_to_async(call_forward_cancel)(twilio_call_sid=self.call_sid)
+            raise
 
     def notify(self, event: dict[str, Any]) -> None:
         pass  # a phone shows nothing; the dashboard follows the call through the database

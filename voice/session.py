@@ -19,19 +19,18 @@ from asgiref.sync import sync_to_async
 from channels.db import DatabaseSyncToAsync, database_sync_to_async
 from django.conf import settings
 
+from accounts.transfers import transfer_number_problem
 from calls.live import apublish_call_changed
 from calls.models import Call, CallEvent
 from calls.services import CallRecord, Usage, call_finalize, call_record_entries
 from voice.agent import AgentProfile, greeting_response, load_agent_profile, session_update
+from voice.phrases import phrase
 from voice.supervisor import SUPERVISOR_FAILED_ANSWER
 
 log = logging.getLogger(__name__)
 
 FLUSH_INTERVAL_S = 1.0
 PLAYBACK_WAIT_S = 20.0  # longest we wait for a goodbye to finish playing before hanging up anyway
-UNAVAILABLE_MESSAGE = ("I'm sorry, our phone assistant is having trouble right now. "
-                       "Please call back in a few minutes.")
-UNAVAILABLE_TRANSFER_MESSAGE = "I'm sorry, our phone assistant is having trouble. Let me connect you to the team."
 
 
 def in_db_pool(func: Callable[..., Any]) -> Callable[..., Awaitable[Any]]:
@@ -236,11 +235,11 @@ class CallSession:
     async def fail(self, error: str) -> None:
         """OpenAI is gone: let the caller hear something sensible, then end the call as failed."""
         log.warning("Call %s: %s", self.call_id, error)
-        transfer_to = self.profile.transfer_number if self.profile else ""
-        message = UNAVAILABLE_TRANSFER_MESSAGE if transfer_to else UNAVAILABLE_MESSAGE
+        transfer_to = self.allowed_transfer_number()
+        language = self.profile.language if self.profile else "en"
+        message = phrase("unavailable_transfer" if transfer_to else "unavailable", language)
         try:
-            await self.transport.fallback(message, language=self.profile.language if self.profile else "en",
-                                          transfer_to=transfer_to)
+            await self.transport.fallback(message, language=language, transfer_to=transfer_to)
         except Exception as exc:
             error += f"; the fallback message failed too: {exc}"
         await self.finish(status=Call.Status.FAILED, reason="upstream_failed", error=error)
@@ -488,11 +487,22 @@ class CallSession:
         await self.finish(status=Call.Status.COMPLETED, reason=end_reason)
         await self.transport.close()  # no socket outlives its call, whatever the provider does next
 
+    def allowed_transfer_number(self) -> str:
+        """The transfer number if the toll-fraud rules allow dialling it right now (settings may have changed
+        since the call started, and the stored number may predate the rules), else ""."""
+        number = self.profile.transfer_number if self.profile else ""
+        if number and transfer_number_problem(number, home_number=self.profile.phone_number):
+            return ""
+        return number
+
     async def _tool_transfer(self, state: ResponseState, arguments: dict[str, Any], call_id: str) -> dict[str, Any]:
         reason = str(arguments.get("reason") or "")[:200]
-        number = self.profile.transfer_number if self.profile else ""
+        stored = self.profile.transfer_number if self.profile else ""
+        number = self.allowed_transfer_number()
         if not number:
-            self.add_event(CallEvent.Kind.TRANSFER, ok=False, reason=reason, error="no transfer number")
+            problem = (transfer_number_problem(stored, home_number=self.profile.phone_number) if stored
+                       else "no transfer number")
+            self.add_event(CallEvent.Kind.TRANSFER, ok=False, reason=reason, error=problem)
             return {"error": "Nobody is available to take the call right now. Apologise and offer to take a "
                              "message with the caller's name, number and what it is about."}
         if not state.spoke:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import logging
 from dataclasses import dataclass
-from xml.sax.saxutils import escape
 
 from django.conf import settings
 from django.http import HttpRequest
@@ -21,9 +20,11 @@ from twilio.http.http_client import TwilioHttpClient
 from twilio.rest import Client
 from twilio.twiml.voice_response import Connect, Dial, VoiceResponse
 
+from voice.phrases import SAY_LANGUAGE, SAY_VOICE, language_or_default
+
 log = logging.getLogger(__name__)
 
-SAY_LANGUAGE = {"en": "en-US", "es": "es-ES", "fr": "fr-FR", "de": "de-DE", "it": "it-IT", "pt": "pt-BR", "nl": "nl-NL"}
+DIAL_RING_SECONDS = 25  # how long a transfer rings before Twilio reports no-answer
 
 
 class TwilioError(Exception):
@@ -63,21 +64,46 @@ def connect_stream_twiml(*, call_id: int, token: str) -> str:
     return str(response)
 
 
+def dial_result_url() -> str:
+    """Where Twilio reports how each <Dial> we emit ended (signature-checked like every webhook)."""
+    return public_url("/voice/twilio/dial-result/")
+
+
+def add_dial(response: VoiceResponse, number: str) -> None:
+    """Append the one kind of <Dial> we ever emit: capped in length, with its outcome reported to us."""
+    dial = Dial(answer_on_bridge=True, timeout=DIAL_RING_SECONDS,
+                time_limit=settings.TRANSFER_TIME_LIMIT_MINUTES * 60,
+                action=dial_result_url(), method="POST")
+    dial.number(number)
+    response.append(dial)
+
+
+def add_say(response: VoiceResponse, message: str, language: str) -> None:
+    language = language_or_default(language)
+    response.say(message, voice=SAY_VOICE[language], language=SAY_LANGUAGE[language])
+
+
 def say_twiml(message: str, *, language: str = "en", transfer_to: str = "") -> str:
     """A spoken message, then a transfer if there is a number, else hang up."""
     response = VoiceResponse()
-    response.say(message, language=SAY_LANGUAGE.get(language, "en-US"))
+    add_say(response, message, language)
     if transfer_to:
-        dial = Dial(answer_on_bridge=True, timeout=25)
-        dial.number(transfer_to)
-        response.append(dial)
+        add_dial(response, transfer_to)
     else:
         response.hangup()
     return str(response)
 
 
 def transfer_twiml(number: str) -> str:
-    return f'<Response><Dial answerOnBridge="true" timeout="25"><Number>{escape(number)}</Number></Dial></Response>'
+    response = VoiceResponse()
+    add_dial(response, number)
+    return str(response)
+
+
+def hangup_twiml() -> str:
+    response = VoiceResponse()
+    response.hangup()
+    return str(response)
 
 
 def rest_client() -> Client:

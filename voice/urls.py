@@ -6,4 +6,5 @@ urlpatterns = [
     path("twilio/incoming/", views.twilio_incoming, name="twilio_incoming"),
     path("twilio/status/", views.twilio_status, name="twilio_status"),
     path("twilio/fallback/", views.twilio_fallback, name="twilio_fallback"),
+    path("twilio/dial-result/", views.twilio_dial_result, name="twilio_dial_result"),
 ]

@@ -16,22 +16,16 @@ from django.views.decorators.http import require_POST
 
 from accounts.access import business_view
 from accounts.models import Business
+from accounts.transfers import allowed_transfer_number
 from billing.services import call_gate, usage_record_for_call
 from calls.models import Call
-from calls.services import call_create_inbound, call_finalize, call_reconcile_twilio_status
+from calls.services import (call_create_inbound, call_finalize, call_forward_result, call_forward_start,
+                            call_reconcile_twilio_status)
 from voice import twilio_api
+from voice.phrases import phrase
 from voice.stream_tokens import issue_stream_token
 
 log = logging.getLogger(__name__)
-
-UNKNOWN_NUMBER_MESSAGE = ("Sorry, this number is not connected to a receptionist yet. "
-                          "Please check the number and try again. Goodbye.")
-BILLING_TRANSFER_MESSAGE = "Thank you for calling. Please hold while we connect you."
-BILLING_HANGUP_MESSAGE = ("Thank you for calling. We can't take your call right now. "
-                          "Please try again later. Goodbye.")
-FALLBACK_TRANSFER_MESSAGE = "Sorry, we're having trouble answering right now. Let me put you through."
-FALLBACK_HANGUP_MESSAGE = ("Sorry, we're having trouble answering right now. "
-                           "Please call again in a few minutes. Goodbye.")
 
 
 def twiml(body: str) -> HttpResponse:
@@ -49,7 +43,9 @@ def twilio_incoming(request: HttpRequest) -> HttpResponse:
     business = Business.objects.filter(phone_number=to_number).first() if to_number else None
     if business is None or not call_sid:
         log.info("Incoming call to an unknown number %s", to_number)
-        return twiml(twilio_api.say_twiml(UNKNOWN_NUMBER_MESSAGE))
+        # No business, so no business language: the operator's default.
+        return twiml(twilio_api.say_twiml(phrase("unknown_number", settings.LANGUAGE_CODE[:2]),
+                                          language=settings.LANGUAGE_CODE[:2]))
     decision = call_gate(business=business)
     call = call_create_inbound(business=business, twilio_call_sid=call_sid,
                                from_number=request.POST.get("From", ""), to_number=to_number)
@@ -57,8 +53,11 @@ def twilio_incoming(request: HttpRequest) -> HttpResponse:
         # Billing refuses the call: still logged, with the reason; the caller is forwarded or told politely.
         call_finalize(call_id=call.id, status=Call.Status.FAILED, end_reason=f"billing_{decision.reason}",
                       error=f"Not answered by the receptionist: billing ({decision.reason}).")
-        message = BILLING_TRANSFER_MESSAGE if business.transfer_number else BILLING_HANGUP_MESSAGE
-        return twiml(twilio_api.say_twiml(message, language=business.language, transfer_to=business.transfer_number))
+        transfer_to = allowed_transfer_number(business)
+        if transfer_to:
+            call_forward_start(twilio_call_sid=call_sid, number=transfer_to)
+        message = phrase("billing_forward" if transfer_to else "billing_hangup", business.language)
+        return twiml(twilio_api.say_twiml(message, language=business.language, transfer_to=transfer_to))
     return twiml(twilio_api.connect_stream_twiml(call_id=call.id, token=issue_stream_token(call)))
 
 
@@ -80,10 +79,12 @@ def twilio_fallback(request: HttpRequest) -> HttpResponse:
             business = Business.objects.filter(phone_number=to_number).only("language", "transfer_number").first()
         except DatabaseError:
             log.exception("The fallback could not look up the business for %s", to_number)
-    if business is not None and business.transfer_number:
-        return twiml(twilio_api.say_twiml(FALLBACK_TRANSFER_MESSAGE, language=business.language,
-                                          transfer_to=business.transfer_number))
-    return twiml(twilio_api.say_twiml(FALLBACK_HANGUP_MESSAGE, language=business.language if business else "en"))
+    language = business.language if business is not None else settings.LANGUAGE_CODE[:2]
+    transfer_to = allowed_transfer_number(business) if business is not None else ""
+    if transfer_to:
+        return twiml(twilio_api.say_twiml(phrase("unavailable_transfer", language), language=language,
+                                          transfer_to=transfer_to))
+    return twiml(twilio_api.say_twiml(phrase("unavailable", language), language=language))
 
 
 @csrf_exempt
@@ -99,6 +100,28 @@ def twilio_status(request: HttpRequest) -> HttpResponse:
         usage_record_for_call(call_id=call.id)  # billing: the call's minutes, reported to Polar after commit
     # Always 2xx for a valid request, known call or not, so Twilio does not retry.
     return HttpResponse(status=204)
+
+
+@csrf_exempt
+@require_POST
+def twilio_dial_result(request: HttpRequest) -> HttpResponse:
+    """Twilio's report on how a <Dial> to the transfer number ended (its `action`); we answer what the caller
+    hears next. Never silence: an answered forward hangs up, any other outcome is explained, then hangs up."""
+    if not twilio_api.signature_is_valid(request):
+        log.warning("Refused a dial-result callback with a missing or bad Twilio signature")
+        return HttpResponseForbidden("Invalid Twilio signature")
+    outcome = call_forward_result(twilio_call_sid=request.POST.get("CallSid", ""),
+                                  dial_status=request.POST.get("DialCallStatus", ""),
+                                  dial_duration=request.POST.get("DialCallDuration"))
+    if outcome is None:
+        return twiml(twilio_api.hangup_twiml())
+    if outcome.call.finalized_at is not None:
+        usage_record_for_call(call_id=outcome.call.id)  # the forwarded minutes, billed with the call, once
+    if outcome.answered:
+        return twiml(twilio_api.hangup_twiml())
+    language = Business.objects.filter(id=outcome.call.business_id).values_list("language", flat=True).first()
+    key = "transfer_failed_message_taken" if outcome.message_taken else "transfer_failed"
+    return twiml(twilio_api.say_twiml(phrase(key, language), language=language or "en"))
 
 
 @business_view()

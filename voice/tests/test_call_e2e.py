@@ -6,12 +6,14 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+import xml.etree.ElementTree as ET
 
 import httpx
 import pytest
 import websockets
 from twilio.request_validator import RequestValidator
 
+from accounts.models import Business
 from calls.models import Call, CallEvent, TranscriptEntry
 from voice.standin import Script
 from voice.simulator import SimulatedCallConfig, new_sid, parse_twiml, run_simulated_call
@@ -120,7 +122,26 @@ def test_transfer_dials_the_business_transfer_number(live_asgi, standin, twilio_
     assert (call.status, call.end_reason) == ("completed", "transferred"), live_asgi.log()
     twiml = twilio_standin.updates(call_sid)[-1]["Twiml"]
     assert f"<Number>{TRANSFER_NUMBER}</Number>" in twiml and "<Dial" in twiml
+    dial = ET.fromstring(twiml).find("Dial")
+    assert dial.get("timeLimit") == str(30 * 60)
+    assert dial.get("action") == live_asgi.base_url + "/voice/twilio/dial-result/"
     assert CallEvent.objects.get(call=call, kind="transfer").payload["ok"] is True
+    assert call.forward_status == "dialing" and call.forwarded_to == TRANSFER_NUMBER  # its minutes wait for the report
+
+
+def test_a_stored_transfer_number_that_breaks_the_rules_is_never_dialled(live_asgi, standin, twilio_standin, harbor):
+    # Premium rate, saved before the rules existed (or in the admin): the form never saw it.
+    Business.objects.filter(pk=harbor.pk).update(transfer_number="+19005550123")
+    standin.script = Script.from_obj(tool_script("transfer_to_human", "wants a person", "{output}"))
+    call_sid = twilio_standin.add_call(to=BUSINESS_NUMBER, from_="+12025550143")
+    simulate(live_asgi, call_sid=call_sid, utterances=1, hang_up_after_s=8)
+    call = finalized_call(call_sid)
+    assert not any("<Dial" in update.get("Twiml", "") for update in twilio_standin.updates(call_sid))
+    transfer = CallEvent.objects.get(call=call, kind="transfer")
+    assert transfer.payload["ok"] is False and "premium-rate" in transfer.payload["error"]
+    output = json.loads(upstream_record(standin)["tool_outputs"][0]["output"])
+    assert "take a message" in output["error"]
+    assert call.forward_status == ""
 
 
 def test_a_failed_transfer_makes_the_agent_offer_to_take_a_message(live_asgi, standin, twilio_standin):
