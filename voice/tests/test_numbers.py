@@ -18,6 +18,7 @@ from accounts.models import Business
 from calls.models import Call
 from tests.factories import make_business, make_user
 from voice import numbers
+from voice.phrases import phrase
 from voice.twilio_standin import TwilioStandin
 
 PUBLIC = "https://rx.example.com"
@@ -310,14 +311,22 @@ def test_the_fallback_apologises_and_forwards_to_the_transfer_number(client, ali
     response = call_webhook(client, twilio, "/voice/twilio/fallback/", "+14155552671", ErrorCode="11200",
                             ErrorUrl=f"{PUBLIC}/voice/twilio/incoming/")
     root = ET.fromstring(response.content)
-    assert response.status_code == 200 and "Sorry" in root.find("Say").text
+    assert response.status_code == 200 and root.find("Say").text == phrase("unavailable_transfer", "en")
     assert root.find("./Dial/Number").text == "+14155559876"
+
+
+def test_the_fallback_speaks_the_business_language(client, alices_business, twilio):
+    alices_business.language = "es"
+    alices_business.save()
+    response = call_webhook(client, twilio, "/voice/twilio/fallback/", "+14155552671", ErrorCode="11200")
+    say = ET.fromstring(response.content).find("Say")
+    assert say.text == phrase("unavailable", "es") and say.get("language") == "es-ES"
 
 
 def test_the_fallback_apologises_and_hangs_up_without_a_transfer_number(client, alices_business, twilio):
     response = call_webhook(client, twilio, "/voice/twilio/fallback/", "+14155552671", ErrorCode="11205")
     root = ET.fromstring(response.content)
-    assert "Sorry" in root.find("Say").text and root.find("Hangup") is not None
+    assert root.find("Say").text == phrase("unavailable", "en") and root.find("Hangup") is not None
     assert root.find("Dial") is None
 
 
