@@ -444,6 +444,7 @@ def test_a_booking_is_always_under_the_callers_own_number(business):
 WITHHELD_CASES = {
     "withheld": {"from_number": ""},
     "anonymous": {"from_number": "anonymous"},
+    "not a valid number": {"from_number": "+266696687"},
     # A browser test call's from_number is a staff label; even one that looks like a number is nobody's identity.
     "browser test call": {"from_number": CALLER, "channel": Call.Channel.BROWSER},
 }
