@@ -284,9 +284,14 @@ def customer_by_phone(*, business_id: int, phone: str) -> Customer | None:
     return Customer.objects.filter(business_id=business_id, phone=phone).first()
 
 
-def appointment_for_business(*, business_id: int, appointment_id: int) -> Appointment | None:
-    """An appointment of this business; another business's id is as unknown as a missing one."""
-    return Appointment.objects.filter(business_id=business_id, id=appointment_id).first()
+def appointment_for_business(*, business_id: int, appointment_id: int,
+                             customer_phone: str | None = None) -> Appointment | None:
+    """An appointment of this business; another business's id is as unknown as a missing one, and so, with
+    `customer_phone`, is another customer's."""
+    rows = Appointment.objects.filter(business_id=business_id, id=appointment_id)
+    if customer_phone is not None:
+        rows = rows.filter(customer__phone=customer_phone)
+    return rows.first()
 
 
 def upcoming_appointments(*, customer: Customer, now: dt.datetime | None = None, limit: int = 10) -> list[Appointment]:

@@ -329,7 +329,8 @@ def reschedule_appointment(ctx: Context, args: dict[str, Any]) -> Result:
     business = ctx.business
     phone = _own_number(ctx)
     starts_at = _parse_start(args["start"], business)
-    before = selectors.appointment_for_business(business_id=business.id, appointment_id=args["appointment_id"])
+    before = selectors.appointment_for_business(business_id=business.id, appointment_id=args["appointment_id"],
+                                                customer_phone=phone)
     try:
         appointment = services.appointment_reschedule(business_id=business.id, appointment_id=args["appointment_id"],
                                                       start=starts_at, customer_phone=phone)
@@ -343,7 +344,8 @@ def reschedule_appointment(ctx: Context, args: dict[str, Any]) -> Result:
 def cancel_appointment(ctx: Context, args: dict[str, Any]) -> Result:
     business = ctx.business
     phone = _own_number(ctx)
-    before = selectors.appointment_for_business(business_id=business.id, appointment_id=args["appointment_id"])
+    before = selectors.appointment_for_business(business_id=business.id, appointment_id=args["appointment_id"],
+                                                customer_phone=phone)
     appointment = services.appointment_cancel(business_id=business.id, appointment_id=args["appointment_id"],
                                               customer_phone=phone)
     already = before is not None and before.status == Appointment.Status.CANCELLED
