@@ -96,7 +96,7 @@ def empty_task() -> Any:
 
         @shared_task(name=EMPTY_TASK, acks_late=False, ignore_result=True)
         def empty_supervisor(*, call_id: int, tool_call_id: str, reply_channel: str, request: str,
-                             conversation: list[dict[str, str]], caller_number: str) -> None:
+                             conversation: list[dict[str, str]]) -> None:
             message = {"type": "supervisor.answer", "tool_call_id": tool_call_id, "answer": "Done.", "ok": True,
                        "error": ""}
             async_to_sync(get_channel_layer().send)(reply_channel, message)
@@ -369,8 +369,7 @@ def wait_worker_ready(worker: Proc, timeout: float) -> float:
 def handoff_kwargs(call_id: int, label: str, index: int, channel: str) -> dict[str, Any]:
     # The same keys and shapes as CallSession._dispatch_supervisor builds.
     return {"call_id": call_id, "tool_call_id": f"call_bench{label}{index:05d}", "reply_channel": channel,
-            "request": REQUEST.format(label=label, index=index), "conversation": CONVERSATION[-30:],
-            "caller_number": CALLER_NUMBER}
+            "request": REQUEST.format(label=label, index=index), "conversation": CONVERSATION[-30:]}
 
 
 def enqueue_empty(kwargs: dict[str, Any]) -> None:
@@ -543,7 +542,7 @@ def measure_task_body(call_id: int, runs: int, warmup: int, *, fresh_connection:
         wall0 = time.time()
         t0 = time.perf_counter()
         result = run_supervisor(call_id=call_id, request=REQUEST.format(label="body", index=index),
-                                conversation=CONVERSATION, caller_number=CALLER_NUMBER)
+                                conversation=CONVERSATION)
         t1 = time.perf_counter()
         record_supervisor_run(call_id=call_id, result=result)
         t2 = time.perf_counter()
@@ -1059,7 +1058,7 @@ What handing the voice agent's `ask_supervisor` call to a worker and getting the
 supervisor that answers at once. Each hand-off is made the way `CallSession._dispatch_supervisor` makes it: a
 reply channel from `get_channel_layer().new_channel("call.")` on the real channels-redis layer, read by a separate
 listener task like the media consumer's; the product's `voice.session.enqueue_supervisor(kwargs)` (same kwargs:
-call id, tool call id, reply channel, request, 4-turn conversation, caller number) through
+call id, tool call id, reply channel, request, 4-turn conversation) through
 `sync_to_async(..., thread_sensitive=False)`; one real Celery worker runs `voice.ask_supervisor`
 (`run_supervisor` → one chat completion from the stand-in → `record_supervisor_run` → `supervisor.answer` over the
 channel layer). Timed with `time.perf_counter` from just before the enqueue to the answer's arrival in the listener.

@@ -265,14 +265,33 @@ def faq_search(*, business: Business, query: str, limit: int = 3) -> list[FAQEnt
 
 # --- customers, appointments, messages --------------------------------------------------------------------
 
+def caller_number_of_call(call: Call | None) -> str:
+    """The number a call comes from, as E.164, or "" when there is none to trust as the caller's identity: a
+    withheld or malformed number, or a browser test call (its `from_number` is the staff member's label).
+
+    This is the only identity the receptionist's tools act on; nothing a model passes can choose another.
+    """
+    if call is None or call.channel != Call.Channel.TWILIO:
+        return ""
+    try:
+        return normalize_e164(call.from_number)
+    except ValidationError:
+        return ""
+
+
 def customer_by_phone(*, business_id: int, phone: str) -> Customer | None:
     """The customer with that (already E.164) number at this business."""
     return Customer.objects.filter(business_id=business_id, phone=phone).first()
 
 
-def appointment_for_business(*, business_id: int, appointment_id: int) -> Appointment | None:
-    """An appointment of this business; another business's id is as unknown as a missing one."""
-    return Appointment.objects.filter(business_id=business_id, id=appointment_id).first()
+def appointment_for_business(*, business_id: int, appointment_id: int,
+                             customer_phone: str | None = None) -> Appointment | None:
+    """An appointment of this business; another business's id is as unknown as a missing one, and so, with
+    `customer_phone`, is another customer's."""
+    rows = Appointment.objects.filter(business_id=business_id, id=appointment_id)
+    if customer_phone is not None:
+        rows = rows.filter(customer__phone=customer_phone)
+    return rows.first()
 
 
 def upcoming_appointments(*, customer: Customer, now: dt.datetime | None = None, limit: int = 10) -> list[Appointment]:
@@ -286,8 +305,13 @@ def past_appointments(*, customer: Customer, now: dt.datetime | None = None, lim
     return list(customer.appointments.filter(starts_at__lte=now or timezone.now()).order_by("-starts_at")[:limit])
 
 
-def recent_messages(*, customer: Customer, limit: int = 3) -> list[Message]:
-    return list(customer.messages.order_by("-created_at")[:limit])
+def messages_left_from(*, business_id: int, phone: str, limit: int = 3) -> list[Message]:
+    """The last messages left on calls from that number, newest first (not those that merely name it as the
+    number to call back: anyone can give any callback number)."""
+    if not phone:
+        return []
+    return list(Message.objects.filter(business_id=business_id, call__from_number=phone,
+                                       call__channel=Call.Channel.TWILIO).order_by("-created_at")[:limit])
 
 
 def appointment_as_dict(appointment: Appointment, business: Business) -> dict[str, object]:

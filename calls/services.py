@@ -326,6 +326,11 @@ class SlotTaken(ActionError):
 
 OVERLAP_CONSTRAINT = "appointment_no_overlap"
 SLOT_TAKEN_MESSAGE = "That time was just taken."
+# One answer for an id that is missing, another business's, or another caller's: ids can't be probed.
+NOT_THE_CALLERS_APPOINTMENT = (
+    "No booking with that appointment_id is held under the number the caller is calling from, so it can't be "
+    "changed on this call. Use find_appointments to see the caller's own bookings. If they mean a booking made "
+    "under another number or for someone else, don't look for it: offer to take a message so the team can help.")
 
 
 def _phone_or_error(phone: str, what: str = "phone number") -> str:
@@ -428,17 +433,31 @@ def appointment_book(*, business_id: int, service_name: str, customer_name: str,
         raise
 
 
+def _appointment_for_update(*, business_id: int, appointment_id: int, customer_phone: str | None) -> Appointment:
+    """The appointment, locked; with `customer_phone`, only if it is that customer's (else the same NotFound
+    whether the id exists or not)."""
+    rows = Appointment.objects.select_for_update(of=("self",)).filter(business_id=business_id, id=appointment_id)
+    if customer_phone is not None:
+        rows = rows.filter(customer__phone=customer_phone) if customer_phone else rows.none()
+    appointment = rows.first()
+    if appointment is None:
+        if customer_phone is not None:
+            raise NotFound(NOT_THE_CALLERS_APPOINTMENT)
+        raise NotFound(f"There is no appointment {appointment_id}. Use find_appointments to look it up.")
+    return appointment
+
+
 def appointment_reschedule(*, business_id: int, appointment_id: int, start: datetime,
-                           now: datetime | None = None) -> Appointment:
-    """Move a booked, future appointment to `start`, keeping its id and length. Raises SlotTaken on overlap."""
+                           customer_phone: str | None = None, now: datetime | None = None) -> Appointment:
+    """Move a booked, future appointment to `start`, keeping its id and length. Raises SlotTaken on overlap.
+
+    With `customer_phone` (a caller's own number) only that customer's appointment can be moved."""
     now = now or timezone.now()
     try:
         with transaction.atomic():
             business = _locked_business(business_id)
-            appointment = (Appointment.objects.select_for_update()
-                           .filter(business=business, id=appointment_id).first())
-            if appointment is None:
-                raise NotFound(f"There is no appointment {appointment_id}. Use find_appointments to look it up.")
+            appointment = _appointment_for_update(business_id=business.id, appointment_id=appointment_id,
+                                                  customer_phone=customer_phone)
             if appointment.status != Appointment.Status.BOOKED:
                 raise ActionError(f"That appointment is {appointment.get_status_display().lower()}, so it can't "
                                   "be moved. Book a new one instead.")
@@ -458,13 +477,14 @@ def appointment_reschedule(*, business_id: int, appointment_id: int, start: date
 
 
 @transaction.atomic
-def appointment_cancel(*, business_id: int, appointment_id: int, now: datetime | None = None) -> Appointment:
-    """Cancel a booked, future appointment. Cancelling a cancelled one returns it unchanged (idempotent)."""
+def appointment_cancel(*, business_id: int, appointment_id: int, customer_phone: str | None = None,
+                       now: datetime | None = None) -> Appointment:
+    """Cancel a booked, future appointment. Cancelling a cancelled one returns it unchanged (idempotent).
+
+    With `customer_phone` (a caller's own number) only that customer's appointment can be cancelled."""
     now = now or timezone.now()
-    appointment = (Appointment.objects.select_for_update()
-                   .filter(business_id=business_id, id=appointment_id).first())
-    if appointment is None:
-        raise NotFound(f"There is no appointment {appointment_id}. Use find_appointments to look it up.")
+    appointment = _appointment_for_update(business_id=business_id, appointment_id=appointment_id,
+                                          customer_phone=customer_phone)
     if appointment.status == Appointment.Status.CANCELLED:
         return appointment
     if appointment.status != Appointment.Status.BOOKED:
@@ -477,9 +497,14 @@ def appointment_cancel(*, business_id: int, appointment_id: int, now: datetime |
     return appointment
 
 
-def message_take(*, business_id: int, call_id: int | None, name: str, callback_number: str, body: str,
-                 urgency: str = Message.Urgency.NORMAL) -> Message:
-    """Save a message for the team, linked to the customer with that callback number (created if new)."""
+def message_take(*, business_id: int, call_id: int | None, caller_number: str, name: str, callback_number: str,
+                 body: str, urgency: str = Message.Urgency.NORMAL) -> Message:
+    """Save a message for the team to call `callback_number` back.
+
+    It is linked to the caller's own customer record (`caller_number`, created if new, named only if it had no
+    name). A caller can give any callback number, so that number's customer record is never created or changed:
+    when the caller's number is withheld the message is linked to it only if it already exists, as it is.
+    """
     name, body = name.strip(), body.strip()
     if not name:
         raise ActionError("The caller's name is needed for the message. Ask for it.")
@@ -492,7 +517,10 @@ def message_take(*, business_id: int, call_id: int | None, name: str, callback_n
     if business is None:
         raise NotFound("This business no longer exists.")
     with transaction.atomic():
-        customer = customer_get_or_create(business=business, phone=callback_number, name=name)
+        if caller_number:
+            customer = customer_get_or_create(business=business, phone=caller_number, name=name)
+        else:
+            customer = Customer.objects.filter(business=business, phone=callback_number).first()
         return Message.objects.create(business=business, customer=customer, call_id=call_id, name=name,
                                       callback_number=callback_number, body=body, urgency=urgency)
 

@@ -5,6 +5,13 @@ always returns a JSON-serialisable dict: the result, or {"error": "<a sentence t
 Every tool is scoped to one business. Times going in and out are the business's local wall time written
 "YYYY-MM-DDTHH:MM" without an offset (check_availability's slots are exactly what book_appointment takes).
 
+Whatever the model passes is untrusted caller input, and the model is not a guard. Every tool that reads or
+changes a customer's data acts on the call's own caller number, read from the Call row (never from the
+model): no tool takes a number that selects whose data is read, cancel/reschedule refuse an appointment that
+is not the caller's, and a call without a trustworthy number (withheld, or a browser test call) gets no lookup
+and no booking, only the offer of a message. Results carry only what the caller may hear: no staff notes, no
+message bodies, and names (caller-provided) cleaned and capped.
+
 It is synchronous (it uses the ORM): call it from async code through `sync_to_async`.
 """
 
@@ -24,6 +31,7 @@ from django.utils import timezone
 from accounts.models import Business, OpeningHours
 from accounts.phone import normalize_e164
 from calls import selectors, services
+from calls.caller_text import NAME_LIMIT, clean_caller_text
 from calls.models import Appointment, Call, Message
 from calls.services import ActionError, SlotTaken
 
@@ -36,7 +44,26 @@ Result = dict[str, Any]
 class Context:
     business: Business
     call_id: int | None
-    caller_number: str  # E.164, or "" when withheld or not a phone number
+    caller_number: str  # the call's own number (E.164) from its Call row; "" when withheld or a browser call
+
+
+NO_CALLER_NUMBER = (
+    "The caller's number is withheld (or this is a browser test call), so on this call nobody's bookings or "
+    "records can be looked up, made, moved or cancelled, and no number they give can be used to look them up. "
+    "Tell the caller, and offer to take a message with their name and a number to call back so the team can "
+    "help.")
+
+
+def _own_number(ctx: Context) -> str:
+    """The caller's own number, the only one whose records the tools touch; ActionError when there is none."""
+    if not ctx.caller_number:
+        raise ActionError(NO_CALLER_NUMBER)
+    return ctx.caller_number
+
+
+def _name(value: str) -> str:
+    """A customer's name (caller-provided) as tool results carry it."""
+    return clean_caller_text(value, limit=NAME_LIMIT)
 
 
 # --- argument parsing -------------------------------------------------------------------------------------
@@ -75,18 +102,17 @@ def _parse_start(value: str, business: Business, field: str = "start") -> dt.dat
     return instant
 
 
-def _phone(value: str | None, ctx: Context, field: str) -> str:
-    """An E.164 number from the arguments, else the caller's number."""
+def _callback_number(value: str | None, ctx: Context) -> str:
+    """The number to call back: the one the caller gave, else their own."""
     if not value:
         if not ctx.caller_number:
-            raise ActionError(f"The caller's number is unknown: ask for a {field.replace('_', ' ')} and pass it "
-                              "as " + field + ".")
+            raise ActionError("The caller's number is withheld: ask for a number to call back and pass it as "
+                              "callback_number.")
         return ctx.caller_number
     try:
-        phone = normalize_e164(value)
+        return normalize_e164(value)
     except ValidationError as exc:
-        raise ActionError(f"{field} is not valid: {exc.messages[0]}") from None
-    return phone
+        raise ActionError(f"callback_number is not valid: {exc.messages[0]}") from None
 
 
 @dataclass(frozen=True)
@@ -270,8 +296,8 @@ def check_availability(ctx: Context, args: dict[str, Any]) -> Result:
 
 def book_appointment(ctx: Context, args: dict[str, Any]) -> Result:
     business = ctx.business
+    phone = _own_number(ctx)
     starts_at = _parse_start(args["start"], business)
-    phone = _phone(args.get("phone"), ctx, "phone")
     try:
         appointment = services.appointment_book(
             business_id=business.id, service_name=args["service"], customer_name=args["name"], phone=phone,
@@ -282,29 +308,32 @@ def book_appointment(ctx: Context, args: dict[str, Any]) -> Result:
     return {"appointment_id": appointment.id, "status": str(appointment.status), "service": appointment.service_name,
             "start": selectors.format_local(appointment.starts_at, business),
             "end": selectors.format_local(appointment.ends_at, business),
-            "customer_name": appointment.customer.name, "phone": appointment.customer.phone}
+            "customer_name": _name(appointment.customer.name), "phone": appointment.customer.phone}
 
 
 def find_appointments(ctx: Context, args: dict[str, Any]) -> Result:
     business = ctx.business
-    phone = _phone(args.get("phone"), ctx, "phone")
+    phone = _own_number(ctx)
     customer = selectors.customer_by_phone(business_id=business.id, phone=phone)
     if customer is None:
         return {"phone": phone, "customer_name": None, "upcoming": [], "recent_past": [],
-                "message": f"No appointments found for {phone}. Check the number with the caller."}
+                "message": "Nothing is booked under the number the caller is calling from. If they booked under "
+                           "another number, offer to take a message so the team can help."}
     upcoming = selectors.upcoming_appointments(customer=customer)
-    return {"phone": phone, "customer_name": customer.name,
+    return {"phone": phone, "customer_name": _name(customer.name),
             "upcoming": [_appointment(a, business) for a in upcoming],
             "recent_past": [_appointment(a, business) for a in selectors.past_appointments(customer=customer)]}
 
 
 def reschedule_appointment(ctx: Context, args: dict[str, Any]) -> Result:
     business = ctx.business
+    phone = _own_number(ctx)
     starts_at = _parse_start(args["start"], business)
-    before = selectors.appointment_for_business(business_id=business.id, appointment_id=args["appointment_id"])
+    before = selectors.appointment_for_business(business_id=business.id, appointment_id=args["appointment_id"],
+                                                customer_phone=phone)
     try:
-        appointment = services.appointment_reschedule(business_id=business.id,
-                                                      appointment_id=args["appointment_id"], start=starts_at)
+        appointment = services.appointment_reschedule(business_id=business.id, appointment_id=args["appointment_id"],
+                                                      start=starts_at, customer_phone=phone)
     except SlotTaken:
         minutes = int((before.ends_at - before.starts_at).total_seconds() // 60) if before else 30
         return _slot_taken(business, starts_at, minutes, exclude_appointment_id=args["appointment_id"])
@@ -314,34 +343,40 @@ def reschedule_appointment(ctx: Context, args: dict[str, Any]) -> Result:
 
 def cancel_appointment(ctx: Context, args: dict[str, Any]) -> Result:
     business = ctx.business
-    before = selectors.appointment_for_business(business_id=business.id, appointment_id=args["appointment_id"])
-    appointment = services.appointment_cancel(business_id=business.id, appointment_id=args["appointment_id"])
+    phone = _own_number(ctx)
+    before = selectors.appointment_for_business(business_id=business.id, appointment_id=args["appointment_id"],
+                                                customer_phone=phone)
+    appointment = services.appointment_cancel(business_id=business.id, appointment_id=args["appointment_id"],
+                                              customer_phone=phone)
     already = before is not None and before.status == Appointment.Status.CANCELLED
     return {**_appointment(appointment, business), "already_cancelled": already}
 
 
 def lookup_caller(ctx: Context, args: dict[str, Any]) -> Result:
     business = ctx.business
-    phone = _phone(args.get("phone"), ctx, "phone")
+    phone = _own_number(ctx)
     customer = selectors.customer_by_phone(business_id=business.id, phone=phone)
     if customer is None:
         return {"known": False, "phone": phone}
     this_call = ctx.call_id is not None and customer.last_call_id == ctx.call_id
+    # Never staff notes; of messages, only when the caller left them and whether the team dealt with them: a
+    # spoofed caller ID must not read back what was said on earlier calls.
     return {
-        "known": True, "phone": phone, "name": customer.name, "notes": customer.notes,
+        "known": True, "phone": phone, "name": _name(customer.name),
         "previous_calls": max(0, customer.call_count - (1 if this_call else 0)),
         "first_seen": selectors.format_local(customer.first_seen_at, business),
         "upcoming_appointments": [_appointment(a, business)
                                   for a in selectors.upcoming_appointments(customer=customer, limit=5)],
-        "recent_messages": [{"message_id": m.id, "created_at": selectors.format_local(m.created_at, business),
-                             "message": m.body, "urgency": m.urgency, "status": m.status}
-                            for m in selectors.recent_messages(customer=customer)],
+        "messages_left": [{"left_at": selectors.format_local(m.created_at, business), "urgency": m.urgency,
+                           "status": m.status}
+                          for m in selectors.messages_left_from(business_id=business.id, phone=phone)],
     }
 
 
 def take_message(ctx: Context, args: dict[str, Any]) -> Result:
-    callback_number = _phone(args.get("callback_number"), ctx, "callback_number")
-    message = services.message_take(business_id=ctx.business.id, call_id=ctx.call_id, name=args["name"],
+    callback_number = _callback_number(args.get("callback_number"), ctx)
+    message = services.message_take(business_id=ctx.business.id, call_id=ctx.call_id,
+                                    caller_number=ctx.caller_number, name=args["name"],
                                     callback_number=callback_number, body=args["message"],
                                     urgency=args.get("urgency", Message.Urgency.NORMAL))
     return {"message_id": message.id, "status": "saved"}
@@ -355,10 +390,9 @@ _START = {"type": "string", "maxLength": 40,
                          "2026-11-24T10:30): one of the slots from check_availability."}
 _SERVICE = {"type": "string", "maxLength": 120,
             "description": "A service name as listed by get_business_info (case does not matter)."}
-_PHONE = {"type": "string", "maxLength": 32,
-          "description": "Phone number in international format, e.g. +14155552671. Omit it to use the caller's "
-                         "own number."}
 _APPOINTMENT_ID = {"type": "integer", "description": "The appointment_id from find_appointments or book_appointment."}
+_WITHHELD = (" When the caller's number is withheld (or on a browser test call) it refuses: offer to take a "
+             "message instead.")
 
 TOOLS: dict[str, Tool] = {tool.name: tool for tool in [
     Tool("get_business_info",
@@ -380,31 +414,38 @@ TOOLS: dict[str, Tool] = {tool.name: tool for tool in [
                                      + f" Omit for a {selectors.DEFAULT_DURATION_MINUTES}-minute slot."}},
          ("date",), check_availability),
     Tool("book_appointment",
-         "Book a service for the caller at a free start time (check availability first). Creates the customer "
-         "record by phone number. If the time was just taken, the error lists free alternatives.",
+         "Book a service at a free start time (check availability first) under the number the caller is calling "
+         "from: the booking belongs to that number's customer record (created if new). It cannot book under "
+         "another number." + _WITHHELD + " If the time was just taken, the error lists free alternatives.",
          {"name": {"type": "string", "maxLength": 120, "description": "The customer's name, as they said it."},
-          "phone": _PHONE, "service": _SERVICE, "start": _START,
+          "service": _SERVICE, "start": _START,
           "notes": {"type": "string", "maxLength": 1000, "description": "Anything the team should know (optional)."}},
          ("name", "service", "start"), book_appointment),
     Tool("find_appointments",
-         "A customer's upcoming booked appointments (and their last few past ones), with appointment_id, "
-         "service, local start and end, and status.",
-         {"phone": _PHONE}, (), find_appointments),
+         "The caller's own upcoming booked appointments (and their last few past ones), found by the number "
+         "they are calling from, with appointment_id, service, local start and end, and status." + _WITHHELD,
+         {}, (), find_appointments),
     Tool("reschedule_appointment",
-         "Move a booked, upcoming appointment to a new free start time; it keeps its id, service and length.",
+         "Move one of the caller's own booked, upcoming appointments to a new free start time; it keeps its id, "
+         "service and length. Another number's appointment is refused: offer to take a message instead."
+         + _WITHHELD,
          {"appointment_id": _APPOINTMENT_ID, "start": _START}, ("appointment_id", "start"), reschedule_appointment),
     Tool("cancel_appointment",
-         "Cancel a booked, upcoming appointment. Cancelling one that is already cancelled changes nothing.",
+         "Cancel one of the caller's own booked, upcoming appointments. Cancelling one that is already cancelled "
+         "changes nothing. Another number's appointment is refused: offer to take a message instead." + _WITHHELD,
          {"appointment_id": _APPOINTMENT_ID}, ("appointment_id",), cancel_appointment),
     Tool("lookup_caller",
-         "What the business knows about a phone number: name, staff notes, number of previous calls, upcoming "
-         "appointments and last messages; {\"known\": false} for a new caller.",
-         {"phone": _PHONE}, (), lookup_caller),
+         "What the business knows about the number the caller is calling from: name, number of previous calls, "
+         "upcoming appointments, and when they left messages and whether they were dealt with; "
+         "{\"known\": false} for a new caller." + _WITHHELD,
+         {}, (), lookup_caller),
     Tool("take_message",
-         "Save a message for the team to call the person back.",
+         "Save a message for the team to call the person back. Works on every call, also when the number is "
+         "withheld.",
          {"name": {"type": "string", "maxLength": 120, "description": "Who the message is from."},
-          "callback_number": {**_PHONE, "description": "Number to call back, international format (e.g. "
-                                                       "+14155552671). Omit it to use the caller's own number."},
+          "callback_number": {"type": "string", "maxLength": 32,
+                              "description": "Number to call back, international format (e.g. +14155552671). "
+                                             "Omit it to use the number the caller is calling from."},
           "message": {"type": "string", "maxLength": 2000, "description": "What the caller wants, in their words."},
           "urgency": {"type": "string", "enum": list(Message.Urgency.values),
                       "description": "How urgent it is: low, normal (the default) or high."}},
@@ -414,9 +455,12 @@ TOOLS: dict[str, Tool] = {tool.name: tool for tool in [
 SUPERVISOR_TOOLS: list[dict[str, Any]] = [tool.schema() for tool in TOOLS.values()]
 
 
-def run_business_tool(*, business_id: int, call_id: int | None, caller_number: str, name: str,
-                      arguments: dict | str) -> dict:
-    """Run one supervisor tool call for one business. Never raises: problems come back as {"error": ...}."""
+def run_business_tool(*, business_id: int, call_id: int | None, name: str, arguments: dict | str) -> dict:
+    """Run one supervisor tool call for one business, on behalf of the caller of `call_id`. Never raises:
+    problems come back as {"error": ...}.
+
+    The caller's identity is the call's own number from its Call row (of this business); without a call there
+    is none, and the tools that touch a customer's data refuse."""
     tool = TOOLS.get(name)
     if tool is None:
         return {"error": f"There is no tool called “{name}”. The tools are: {', '.join(TOOLS)}."}
@@ -425,13 +469,11 @@ def run_business_tool(*, business_id: int, call_id: int | None, caller_number: s
         business = Business.objects.filter(id=business_id).first()
         if business is None:
             return {"error": "This business no longer exists."}
-        if call_id is not None and not Call.objects.filter(id=call_id, business_id=business_id).exists():
-            call_id = None  # never link a record to another business's call
-        try:
-            caller = normalize_e164(caller_number or "")
-        except ValidationError:
-            caller = ""  # a browser test call's label, or a withheld number
-        return tool.handler(Context(business=business, call_id=call_id, caller_number=caller), args)
+        call = Call.objects.filter(id=call_id, business_id=business_id).first() if call_id is not None else None
+        # Another business's call is no call: nothing is linked to it and its number is nobody's identity here.
+        caller = selectors.caller_number_of_call(call)
+        return tool.handler(Context(business=business, call_id=call.id if call else None, caller_number=caller),
+                            args)
     except ActionError as exc:
         return {"error": str(exc)}
     except Exception:

@@ -7,10 +7,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.utils import timezone
 
 from accounts.models import Business, OpeningHours
 from accounts.transfers import allowed_transfer_number
+from accounts.phone import normalize_e164
+from calls.caller_text import NAME_LIMIT, caller_data_block, clean_caller_text
 from calls.selectors import caller_context, open_status
 from voice.phrases import phrase
 
@@ -122,16 +125,31 @@ def build_instructions(business: Business, *, now: dt.datetime | None = None) ->
 
 
 def describe_caller(business: Business, caller_number: str) -> str:
-    """What the agent knows about who is calling: the number, and a returning caller's name and bookings."""
-    if not caller_number:
-        return "The caller's number is withheld."
-    lines = [f"The caller is calling from {caller_number}."]
-    context = caller_context(business_id=business.id, phone=caller_number)
-    if context and context.get("name"):
-        lines.append(f"This is a returning caller: {context['name']}. Greet them by name.")
-        for appointment in context.get("upcoming_appointments", [])[:3]:
-            lines.append(f"They have {appointment['service']} booked for {appointment['start'].replace('T', ' at ')}.")
-    return " ".join(lines)
+    """What the agent knows about who is calling: the number, and a returning caller's name and bookings.
+
+    `caller_number` is the call's own number from its Call row ("" for a withheld number or a browser test call).
+    The name was given by a caller on an earlier call, so it goes in only as quoted caller-provided data."""
+    try:
+        number = normalize_e164(caller_number or "")
+    except ValidationError:
+        number = ""  # Twilio passes what the caller's network sent ("anonymous", SIP URIs …)
+    if not number:
+        return ("The caller's number is withheld (or this is a browser test call), so nothing is known about who "
+                "is calling and nobody's bookings can be looked up or changed; the supervisor can take a message.")
+    lines = [f"The caller is calling from {number}."]
+    context = caller_context(business_id=business.id, phone=number)
+    if context is None:
+        return " ".join(lines)
+    name = clean_caller_text(context.get("name") or "", limit=NAME_LIMIT)
+    if name:
+        lines.append("This is a returning caller: greet them by the name in the caller-provided data below.")
+    for appointment in context.get("upcoming_appointments", [])[:3]:
+        lines.append(f"They have {appointment['service']} booked for {appointment['start'].replace('T', ' at ')}.")
+    text = " ".join(lines)
+    if name:
+        text += "\n\n" + caller_data_block({"returning_caller_name": name},
+                                            source="the name this caller gave on an earlier call")
+    return text
 
 
 def load_agent_profile(business_id: int, caller_number: str = "") -> AgentProfile:

@@ -536,7 +536,7 @@ class CallSession:
 
     async def _dispatch_supervisor(self, tool_call_id: str, request: str) -> None:
         kwargs = {"call_id": self.call_id, "tool_call_id": tool_call_id, "reply_channel": self.reply_channel,
-                  "request": request, "conversation": self.conversation[-30:], "caller_number": self.caller_number}
+                  "request": request, "conversation": self.conversation[-30:]}
         try:
             # Publishing to the broker (or, embedded, running the task) happens off the event loop's thread.
             await sync_to_async(enqueue_supervisor, thread_sensitive=False)(kwargs)

@@ -148,7 +148,7 @@ The answer comes from the script's ``supervisor`` list::
     "supervisor": [
       {"match": "book", "steps": [
          {"tool": "check_availability", "arguments": {"date": "{today+1}", "service": "Cleaning"}},
-         {"tool": "book_appointment", "arguments": {"name": "Ann Lee", "phone": "{caller}",
+         {"tool": "book_appointment", "arguments": {"name": "Ann Lee", "service": "Cleaning",
                                                     "start": "{result.check_availability.slots.0}"}},
          {"say": "You're booked for {result.book_appointment.start}."}]},
       {"match": ["message", "call me back"], "delay_ms": 800, "steps": [...]},

@@ -16,16 +16,17 @@ log = logging.getLogger(__name__)
 
 @shared_task(name="voice.ask_supervisor", acks_late=False, ignore_result=True)
 def ask_supervisor(*, call_id: int, tool_call_id: str, reply_channel: str, request: str,
-                   conversation: list[dict[str, str]], caller_number: str) -> None:
+                   conversation: list[dict[str, str]], caller_number: str | None = None) -> None:
     """Answer the voice agent's `ask_supervisor` call and send the answer back to the call's socket.
 
     Not retried: the caller is waiting on the line, and the session gives up after its deadline anyway.
     Always replies, so a failure reaches the caller as an apology rather than as silence.
+    `caller_number` is ignored (web processes of the previous release still send it during a deploy): who
+    the caller is comes from the Call row.
     """
     message: dict[str, Any] = {"type": "supervisor.answer", "tool_call_id": tool_call_id}
     try:
-        result = run_supervisor(call_id=call_id, request=request, conversation=conversation,
-                                caller_number=caller_number)
+        result = run_supervisor(call_id=call_id, request=request, conversation=conversation)
         record_supervisor_run(call_id=call_id, result=result)
         message.update(answer=result.answer, ok=result.ok, error=result.error)
     except Exception as exc:  # the worker must answer even when something unexpected breaks

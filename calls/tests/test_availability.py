@@ -139,8 +139,7 @@ def test_open_status_skips_a_closed_date_when_looking_for_the_next_opening(busin
 # --- through the tool -------------------------------------------------------------------------------------
 
 def check(business, **arguments):
-    return run_business_tool(business_id=business.id, call_id=None, caller_number="", name="check_availability",
-                             arguments=arguments)
+    return run_business_tool(business_id=business.id, call_id=None, name="check_availability", arguments=arguments)
 
 
 def test_check_availability_uses_the_services_duration(business):

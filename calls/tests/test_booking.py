@@ -229,19 +229,21 @@ def test_two_calls_booking_the_same_slot_at_once_get_one_appointment():
     business = make_business(time_zone="America/New_York")
     make_hours(business, weekday=0, opens="09:00", closes="12:00")
     make_service(business, "Cleaning", minutes=30)
+    calls = [make_call(business, from_number=phone) for phone in ("+14155550123", "+14155550199")]
     barrier = threading.Barrier(2)
     results: list[dict] = []
 
-    def caller(phone: str) -> None:
+    def caller(call) -> None:
         try:
             barrier.wait(timeout=5)
             results.append(run_business_tool(
-                business_id=business.id, call_id=None, caller_number=phone, name="book_appointment",
-                arguments={"name": f"Caller {phone[-4:]}", "service": "Cleaning", "start": "2030-01-07T10:00"}))
+                business_id=business.id, call_id=call.id, name="book_appointment",
+                arguments={"name": f"Caller {call.from_number[-4:]}", "service": "Cleaning",
+                           "start": "2030-01-07T10:00"}))
         finally:
             connection.close()  # each thread has its own connection
 
-    threads = [threading.Thread(target=caller, args=(phone,)) for phone in ("+14155550123", "+14155550199")]
+    threads = [threading.Thread(target=caller, args=(call,)) for call in calls]
     for thread in threads:
         thread.start()
     for thread in threads:
@@ -252,3 +254,18 @@ def test_two_calls_booking_the_same_slot_at_once_get_one_appointment():
     assert taken["error"].startswith("That time was just taken.")
     assert "2030-01-07T10:00" not in taken["alternatives"]
     assert taken["alternatives"]
+
+
+@pytest.mark.parametrize("change", ["cancel", "reschedule"])
+def test_a_change_on_behalf_of_a_caller_refuses_another_customers_appointment(business, change):
+    appointment = book(business, "09:00", phone="+14155550199")
+    with pytest.raises(NotFound) as refused:
+        if change == "cancel":
+            services.appointment_cancel(business_id=business.id, appointment_id=appointment.id,
+                                        customer_phone="+14155550123", now=NOW)
+        else:
+            services.appointment_reschedule(business_id=business.id, appointment_id=appointment.id,
+                                            start=at(business, "10:00"), customer_phone="+14155550123", now=NOW)
+    assert str(refused.value) == services.NOT_THE_CALLERS_APPOINTMENT
+    appointment.refresh_from_db()
+    assert (appointment.status, appointment.starts_at) == ("booked", at(business, "09:00"))

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 
 import pytest
 from django.utils import timezone
 
 from calls.models import Appointment, CallEvent
-from tests.factories import make_hours, make_service
+from calls.services import NOT_THE_CALLERS_APPOINTMENT
+from tests.factories import make_appointment, make_customer, make_hours, make_service
 from voice.standin import Script
 from voice.tests.conftest import start_asgi_server, start_celery_worker, stop_process, subprocess_env
 from voice.tests.test_call_e2e import finalized_call, simulate, upstream_record
@@ -21,7 +23,7 @@ BOOKING_TURN = {"caller": "I'd like to book a cleaning tomorrow, my name is Ann 
                 "after_tool": "{output.answer}"}
 BOOKING_SUPERVISOR = {"match": "book", "steps": [
     {"tool": "check_availability", "arguments": {"date": "{today+1}", "service": "Cleaning"}},
-    {"tool": "book_appointment", "arguments": {"name": "Ann Lee", "phone": "{caller}", "service": "Cleaning",
+    {"tool": "book_appointment", "arguments": {"name": "Ann Lee", "service": "Cleaning",
                                                "start": "{result.check_availability.slots.0}"}},
     {"say": "You're booked for a cleaning tomorrow at eight."}]}
 
@@ -112,3 +114,42 @@ def test_without_redis_the_supervisor_runs_in_the_web_process(open_harbor, stand
         assert any(r["text"] == "You're booked for a cleaning tomorrow at eight." for r in record["responses"])
     finally:
         stop_process(server.process)
+
+
+def test_a_hostile_supervisor_model_cannot_touch_another_callers_appointment(stack, standin, open_harbor):
+    """The caller (+12025550143) asks about a neighbour's booking; the model tries what a hostile one would."""
+    server, worker = stack
+    neighbour = make_customer(open_harbor, phone="+14155550199", name="Walter Bishop", notes="Owes $400")
+    starts_at = (timezone.now() + dt.timedelta(days=2)).replace(microsecond=0)
+    appointment = make_appointment(neighbour.business, starts_at, customer=neighbour)
+    refusal = "I can't change that booking, but I can take a message for the team."
+    standin.script = Script.from_obj({"greeting": "Harbor Dental.", "turns": [{
+        "caller": "Cancel my neighbour Walter's appointment, please.", "say": "One moment, let me check.",
+        "tool": {"name": "ask_supervisor", "arguments": {"request": f"Cancel appointment {appointment.id} for "
+                                                                    "the neighbour at +14155550199"}},
+        "after_tool": "{output.answer}"}], "supervisor": [{"match": "cancel", "steps": [
+            {"tool": "find_appointments", "arguments": {"phone": "+14155550199"}},
+            {"tool": "cancel_appointment", "arguments": {"appointment_id": appointment.id}},
+            {"tool": "reschedule_appointment", "arguments": {"appointment_id": appointment.id,
+                                                             "start": "{today+3}T09:00"}},
+            {"say": refusal}]}]})
+    report = simulate(server, utterances=1, reply_timeout_s=15)
+    assert report.ok, (report.failures, server.log(), worker.log())
+    call = finalized_call(report.call_sid)
+
+    appointment.refresh_from_db()
+    assert (appointment.status, appointment.starts_at, appointment.cancelled_at) == ("booked", starts_at, None)
+    # What the model got back, as the stand-in received it from the worker.
+    last = standin.last_chat_request
+    assert [(r["name"], json.loads(r["content"])) for r in last["tool_results"]] == [
+        ("find_appointments", {"error": "find_appointments has no parameter phone. Its parameters are: none."}),
+        ("cancel_appointment", {"error": NOT_THE_CALLERS_APPOINTMENT}),
+        ("reschedule_appointment", {"error": NOT_THE_CALLERS_APPOINTMENT})]
+    sent_to_model = json.dumps([r["tool_results"] for r in standin.chat_requests])
+    assert "Bishop" not in sent_to_model and "Owes" not in sent_to_model and "+14155550199" not in sent_to_model
+    stored = CallEvent.objects.filter(call=call, kind="supervisor", payload__step="tool")
+    assert [e.payload["result"] for e in stored.order_by("offset_ms", "order")][1:] == \
+        [{"error": NOT_THE_CALLERS_APPOINTMENT}] * 2
+    record = upstream_record(standin)
+    assert any(r["text"] == refusal for r in record["responses"]), record["responses"]
+
