@@ -46,6 +46,7 @@ from openai import (
 from standardwebhooks import Webhook
 
 from accounts.models import Business
+from calls.caller_text import caller_data_block
 from calls.models import (
     Call,
     CallEvent,
@@ -173,7 +174,8 @@ def actions_of_call(call: Call) -> list[str]:
 
 
 def summary_prompt(call: Call, actions: list[str]) -> str:
-    lines = [f"{entry.speaker}: {entry.text}" for entry in call.transcript.order_by("order")]
+    # What was said (the caller's words, and the agent's words shaped by them) is data, never instructions.
+    turns = [{"speaker": entry.speaker, "text": entry.text} for entry in call.transcript.order_by("order")][-400:]
     business = call.business
     local = timezone.localtime(call.started_at, business.tzinfo)
     return "\n".join([
@@ -181,7 +183,8 @@ def summary_prompt(call: Call, actions: list[str]) -> str:
          f"{call.from_number or 'an unknown number'}; it lasted {call.duration_seconds or 0} s and ended: "
          f"{call.end_reason or call.status}."),
         "What the receptionist did: " + (", ".join(actions) if actions else "nothing recorded") + ".",
-        "Transcript:", *(lines[-400:] or ["(nothing was said)"]),
+        caller_data_block({"transcript": turns}, source="the call's transcript") if turns
+        else "Transcript: (nothing was said)",
     ])
 
 
