@@ -19,6 +19,7 @@ from asgiref.sync import sync_to_async
 from channels.db import DatabaseSyncToAsync, database_sync_to_async
 from django.conf import settings
 
+from billing.services import CallAllowance, call_allowance
 from calls.live import apublish_call_changed
 from calls.models import Call, CallEvent
 from calls.services import CallRecord, Usage, call_finalize, call_record_entries
@@ -32,6 +33,18 @@ PLAYBACK_WAIT_S = 20.0  # longest we wait for a goodbye to finish playing before
 UNAVAILABLE_MESSAGE = ("I'm sorry, our phone assistant is having trouble right now. "
                        "Please call back in a few minutes.")
 UNAVAILABLE_TRANSFER_MESSAGE = "I'm sorry, our phone assistant is having trouble. Let me connect you to the team."
+# When the call's minutes (free trial, hard-capped plan, test-call quota) are about to run out, the agent is asked
+# for a goodbye this long before; the call ends when they run out, goodbye finished or not.
+ALLOWANCE_GOODBYE_LEAD_S = 12.0
+ALLOWANCE_GOODBYE = {
+    "billing_cap_reached": (
+        "You have to end this call now: the receptionist's call minutes have run out. In one or two short "
+        "sentences, in the language of the conversation, apologise, say that you have to end the call now and "
+        "that the caller is welcome to call back later, and say goodbye. Do not ask anything else."),
+    "test_call_quota_reached": (
+        "You have to end this test call now: today's test-call minutes are used up. In one short sentence, in the "
+        "language of the conversation, say so and say goodbye. Do not ask anything else."),
+}
 
 
 def in_db_pool(func: Callable[..., Any]) -> Callable[..., Awaitable[Any]]:
@@ -127,6 +140,12 @@ class CallSession:
         self.conversation: list[dict[str, str]] = []  # what was said, for the supervisor
         self.pending_supervisor: dict[str, asyncio.Task] = {}  # tool call id -> its deadline
         self.response_create_pending: str | None = None  # instructions to send once no response is active
+        # The minutes left (free trial, hard cap, test-call quota): read at the start and every
+        # CALL_ALLOWANCE_RECHECK_SECONDS off the audio path; the agent says goodbye and ends the call at the deadline.
+        self.allowance_deadline: float | None = None  # monotonic; None: not capped
+        self.allowance_reason = ""
+        self._allowance_goodbye = False
+        self._allowance_checked_at: float | None = None
 
     # --- small helpers ---------------------------------------------------------------------------
 
@@ -162,6 +181,7 @@ class CallSession:
         """Load the business, open OpenAI, configure the session and have the agent greet the caller."""
         if self.profile is None:
             self.profile = await database_sync_to_async(load_agent_profile)(self.business_id, self.caller_number)
+        await self._check_allowance()
         url = f"{settings.OPENAI_REALTIME_URL}?model={settings.OPENAI_REALTIME_MODEL}"
         try:
             self.upstream = await websockets.connect(
@@ -271,6 +291,42 @@ class CallSession:
             if time.monotonic() - self.t0 > self.max_seconds:
                 await self._end_by_agent("max_duration")
                 return
+            if self._allowance_checked_at is None \
+                    or time.monotonic() - self._allowance_checked_at >= settings.CALL_ALLOWANCE_RECHECK_SECONDS:
+                await self._check_allowance()
+            if await self._enforce_allowance():
+                return
+
+    async def _check_allowance(self) -> None:
+        """Re-read the minutes this call has left (the database, on the pool: never on the audio path). Other
+        calls of the business share them, so the deadline can move either way."""
+        self._allowance_checked_at = time.monotonic()
+        try:
+            allowance: CallAllowance = await in_db_pool(call_allowance)(call_id=self.call_id)
+        except Exception:
+            log.exception("Call %s: could not read the minutes left; keeping the last deadline", self.call_id)
+            return
+        if allowance.seconds_left is None:
+            self.allowance_deadline, self.allowance_reason = None, ""
+        else:
+            self.allowance_deadline = self._allowance_checked_at + allowance.seconds_left
+            self.allowance_reason = allowance.end_reason
+
+    async def _enforce_allowance(self) -> bool:
+        """Ask for the goodbye shortly before the deadline, end the call at it. True once the call is ended."""
+        if self.allowance_deadline is None or self._finishing:
+            return False
+        now = time.monotonic()
+        if now >= self.allowance_deadline:
+            await self._end_by_agent(self.allowance_reason)
+            return True
+        if not self._allowance_goodbye and now >= self.allowance_deadline - ALLOWANCE_GOODBYE_LEAD_S:
+            self._allowance_goodbye = True
+            self.add_event(CallEvent.Kind.STATUS, step="minutes_running_out", reason=self.allowance_reason,
+                           seconds_left=round(self.allowance_deadline - now, 1))
+            self._wait_for_playback(lambda: self._end_by_agent(self.allowance_reason))
+            await self._create_response(ALLOWANCE_GOODBYE.get(self.allowance_reason, ALLOWANCE_GOODBYE["billing_cap_reached"]))
+        return False
 
     async def _read_upstream(self) -> None:
         error = "OpenAI closed the connection"
