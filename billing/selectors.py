@@ -89,7 +89,10 @@ class MinutePool:
         free = self.minutes - sum(held_minutes(e) for e in live.values())
         extra = 0
         if free > 0:
-            order = sorted(live, key=lambda cid: (held_minutes(live[cid]) * 60 - live[cid] - BILLED_SECONDS_MARGIN, cid))
+            def to_minute_end(cid: int) -> float:
+                return held_minutes(live[cid]) * 60 - live[cid] - BILLED_SECONDS_MARGIN
+
+            order = sorted(live, key=lambda cid: (to_minute_end(cid), cid))
             rank = order.index(call_id)
             extra = free // len(order) + (1 if rank < free % len(order) else 0)
         return (held_minutes(elapsed) + extra) * 60 - elapsed - BILLED_SECONDS_MARGIN

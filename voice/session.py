@@ -145,7 +145,7 @@ class CallSession:
         self.allowance_deadline: float | None = None  # monotonic; None: not capped
         self.allowance_reason = ""
         self._allowance_goodbye = False
-        self._allowance_checked_at: float | None = None
+        self._allowance_checked_at = 0.0
 
     # --- small helpers ---------------------------------------------------------------------------
 
@@ -181,7 +181,6 @@ class CallSession:
         """Load the business, open OpenAI, configure the session and have the agent greet the caller."""
         if self.profile is None:
             self.profile = await database_sync_to_async(load_agent_profile)(self.business_id, self.caller_number)
-        await self._check_allowance()
         url = f"{settings.OPENAI_REALTIME_URL}?model={settings.OPENAI_REALTIME_MODEL}"
         try:
             self.upstream = await websockets.connect(
@@ -279,6 +278,7 @@ class CallSession:
                                         status=Call.Status.IN_PROGRESS)
 
     async def _housekeeping(self) -> None:
+        await self._check_allowance()  # here rather than in start(): the greeting doesn't wait for it
         while True:
             await asyncio.sleep(FLUSH_INTERVAL_S)
             try:
@@ -291,8 +291,7 @@ class CallSession:
             if time.monotonic() - self.t0 > self.max_seconds:
                 await self._end_by_agent("max_duration")
                 return
-            if self._allowance_checked_at is None \
-                    or time.monotonic() - self._allowance_checked_at >= settings.CALL_ALLOWANCE_RECHECK_SECONDS:
+            if time.monotonic() - self._allowance_checked_at >= settings.CALL_ALLOWANCE_RECHECK_SECONDS:
                 await self._check_allowance()
             if await self._enforce_allowance():
                 return
@@ -300,16 +299,19 @@ class CallSession:
     async def _check_allowance(self) -> None:
         """Re-read the minutes this call has left (the database, on the pool: never on the audio path). Other
         calls of the business share them, so the deadline can move either way."""
-        self._allowance_checked_at = time.monotonic()
+        asked_at = time.monotonic()
         try:
-            allowance: CallAllowance = await in_db_pool(call_allowance)(call_id=self.call_id)
+            allowance: CallAllowance | None = await in_db_pool(call_allowance)(call_id=self.call_id)
         except Exception:
             log.exception("Call %s: could not read the minutes left; keeping the last deadline", self.call_id)
+            allowance = None
+        self._allowance_checked_at = asked_at
+        if allowance is None:
             return
         if allowance.seconds_left is None:
             self.allowance_deadline, self.allowance_reason = None, ""
         else:
-            self.allowance_deadline = self._allowance_checked_at + allowance.seconds_left
+            self.allowance_deadline = asked_at + allowance.seconds_left
             self.allowance_reason = allowance.end_reason
 
     async def _enforce_allowance(self) -> bool:
@@ -320,12 +322,17 @@ class CallSession:
         if now >= self.allowance_deadline:
             await self._end_by_agent(self.allowance_reason)
             return True
-        if not self._allowance_goodbye and now >= self.allowance_deadline - ALLOWANCE_GOODBYE_LEAD_S:
+        # Not before the greeting has started: until its response.created arrives, another response.create
+        # would be refused by OpenAI (one response at a time) and the goodbye lost.
+        greeting_started = bool(self.items) or self.active_response is not None
+        if not self._allowance_goodbye and greeting_started \
+                and now >= self.allowance_deadline - ALLOWANCE_GOODBYE_LEAD_S:
             self._allowance_goodbye = True
             self.add_event(CallEvent.Kind.STATUS, step="minutes_running_out", reason=self.allowance_reason,
                            seconds_left=round(self.allowance_deadline - now, 1))
             self._wait_for_playback(lambda: self._end_by_agent(self.allowance_reason))
-            await self._create_response(ALLOWANCE_GOODBYE.get(self.allowance_reason, ALLOWANCE_GOODBYE["billing_cap_reached"]))
+            await self._create_response(ALLOWANCE_GOODBYE.get(self.allowance_reason,
+                                                              ALLOWANCE_GOODBYE["billing_cap_reached"]))
         return False
 
     async def _read_upstream(self) -> None:

@@ -7,8 +7,8 @@
 //
 // Test hooks (read by the browser test, set only from real events): on #test-call, data-status
 // (idle | connecting | live | ending | ended | error), data-played-ms (agent audio actually rendered by the
-// player worklet), data-sent-ms (microphone audio sent), data-call-id, data-minutes-left (test-call minutes
-// left today, as the server last said).
+// player worklet), data-sent-ms (microphone audio sent), data-call-id, data-minutes-left and
+// data-seconds-left (test-call time left today, as the server last said).
 (() => {
   "use strict";
 
@@ -261,6 +261,7 @@
       const minutes = await response.json();
       ui.minutes.textContent = minutes.text;
       root.dataset.minutesLeft = String(minutes.minutes_left_today);
+      root.dataset.secondsLeft = String(minutes.seconds_left_today);
     } catch (err) {
       // The page keeps the last figure; the next call's refusal explains itself anyway.
     }

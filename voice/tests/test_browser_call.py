@@ -452,7 +452,7 @@ def test_a_test_call_is_refused_once_the_free_trial_is_used_up(owner_cookie, har
 
 def test_a_running_test_call_is_ended_politely_when_todays_minutes_run_out(owner_cookie, harbor, standin, settings):
     settings.BROWSER_CALL_DAILY_MINUTES = 1
-    earlier_test_call(harbor, 54)  # 6 s left today
+    earlier_test_call(harbor, 52)  # 8 s left today
 
     async def scenario():
         page = PageStandIn(communicator(owner_cookie))
@@ -468,7 +468,7 @@ def test_a_running_test_call_is_ended_politely_when_todays_minutes_run_out(owner
     assert page.close_code == 1000
     call = finalized(next(m["call_id"] for m in page.messages if m["type"] == "call"))
     assert (call.status, call.end_reason) == ("completed", "test_call_quota_reached")
-    assert call.duration_seconds <= 8
+    assert call.duration_seconds <= 10
     goodbye = [r["instructions"] for r in standin.last_session["responses"] if r.get("instructions")]
     assert goodbye and "test-call minutes are used up" in goodbye[-1]
 

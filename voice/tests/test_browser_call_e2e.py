@@ -239,12 +239,13 @@ def test_the_page_shows_the_minutes_left_and_explains_a_call_ended_when_they_run
                            cookies=[session_cookie(client, harbor, live.base_url)]) as page:
             page.goto(live.base_url + "/dashboard/test-call/")
             assert "Less than a minute of today's 1 test-call minutes left." in page.inner_text("#test-call-minutes")
+            assert page.get_attribute("#test-call", "data-seconds-left") == "8"
             page.get_by_role("button", name="Start call").click()
             page.wait_for_selector("#test-call[data-status=ended]", timeout=20_000)
             assert "test-call minutes are used up" in page.inner_text("#test-call-alert")
-            page.wait_for_function(
-                "() => document.getElementById('test-call-minutes').textContent.startsWith('No test-call minutes')",
-                timeout=5_000)
+            # The page asked the server again once the call ended: the call's seconds are gone from today's time.
+            page.wait_for_function("() => +document.getElementById('test-call').dataset.secondsLeft < 8",
+                                   timeout=5_000)
             page.screenshot(path=str(ARTIFACTS / "browser-test-call-quota.png"), full_page=True)
     finally:
         stop_process(live.process)

@@ -122,6 +122,9 @@ def test_a_plan_without_a_hard_cap_is_not_cut(voice_settings, harbor, standin, t
         transport = TwilioTransport(SentFrames(), STREAM_SID, call.twilio_call_sid)
         session = CallSession(call_id=call.id, business_id=call.business_id, transport=transport)
         await session.start()
+        async with asyncio.timeout(5):
+            while not session._allowance_checked_at:  # the first check runs as the greeting starts
+                await asyncio.sleep(0.01)
         deadline = session.allowance_deadline
         allowance = await database_sync_to_async(call_allowance)(call_id=call.id)
         await session.finish(status=Call.Status.COMPLETED, reason="caller_hung_up")
