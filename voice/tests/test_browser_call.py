@@ -535,3 +535,14 @@ def test_the_test_call_page_says_how_many_minutes_are_left_today(client, harbor,
     assert "Test calls spend your free trial minutes: 24 left." in page  # 30, less that call's 6 (rounded up)
     left = client.get(reverse("test_call_minutes")).json()
     assert (left["minutes_left_today"], left["daily_minutes"], left["trial_minutes_left"]) == (14, 20, 24)
+
+
+def test_the_minutes_left_are_the_members_own_business(client, harbor, settings):
+    settings.BROWSER_CALL_DAILY_MINUTES = 20
+    earlier_test_call(harbor, 5 * 60)
+    other_owner = make_user("owner@other.example")
+    make_business(owner=other_owner, name="Other Clinic", phone_number="+14155550199")
+    client.force_login(other_owner)
+    assert client.get(reverse("test_call_minutes")).json()["minutes_left_today"] == 20
+    client.logout()
+    assert client.get(reverse("test_call_minutes"))["Location"].startswith(reverse("account_login"))
