@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 from django.conf import settings
 from django.core.cache import cache
-from django.db.models import FloatField, QuerySet, Sum, Value
+from django.db.models import FloatField, Q, QuerySet, Sum, Value
 from django.db.models.functions import Cast, Ceil, Coalesce, TruncDate
 from django.utils import timezone
 
@@ -99,7 +99,10 @@ class MinutePool:
 
 
 def _elapsed(started: dt.datetime | None, now: dt.datetime) -> float:
-    return max(0.0, (now - started).total_seconds()) if started else 0.0
+    """How long a live call has run; never more than a call may (a row left behind by a crashed process counts
+    no further until the reaper finalises it)."""
+    seconds = max(0.0, (now - started).total_seconds()) if started else 0.0
+    return min(seconds, float(settings.CALL_MAX_SECONDS))
 
 
 def minute_pool(account: BillingAccount, *, now: dt.datetime | None = None) -> MinutePool | None:
@@ -113,13 +116,16 @@ def minute_pool(account: BillingAccount, *, now: dt.datetime | None = None) -> M
     channels = counted_channels(account)
     answered = Call.objects.filter(business_id=account.business_id, channel__in=channels,
                                    stream_started_at__isnull=False)
-    unrecorded = answered.filter(finalized_at__isnull=False, usage_record__isnull=True)
+    # Over, with no usage record yet: finalised (the record follows Twilio's status callback), or not yet
+    # finalised but Twilio has already reported how long it lasted.
+    over = Q(finalized_at__isnull=False) | Q(duration_seconds__isnull=False)
+    unrecorded = answered.filter(over, usage_record__isnull=True)
     if account.period_start is not None:
-        unrecorded = unrecorded.filter(ended_at__gte=account.period_start)
+        unrecorded = unrecorded.filter(Q(ended_at__isnull=True) | Q(ended_at__gte=account.period_start))
     billed = Ceil(Cast(Coalesce("duration_seconds", 0), FloatField()) / Value(60.0))
     finishing = unrecorded.aggregate(total=Sum(billed))["total"] or 0
     live = {call_id: _elapsed(started, now) for call_id, started in
-            answered.filter(finalized_at__isnull=True).values_list("id", "stream_started_at")}
+            answered.exclude(over).values_list("id", "stream_started_at")}
     return MinutePool(minutes=allowance - minutes_used(account) - int(finishing), live=live)
 
 

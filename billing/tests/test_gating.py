@@ -170,3 +170,13 @@ def test_on_a_plan_test_calls_do_not_spend_the_included_minutes(alices_business)
     UsageRecord.objects.create(business=alices_business, call=test_call, external_id=f"call_{test_call.id}",
                                seconds=300, minutes=5, occurred_at=now, status="not_billable")
     assert can_take_call(alices_business).allowed
+
+
+def test_a_call_twilio_reported_over_counts_its_length_not_the_time_since(alices_business):
+    """Its process died before finalising it, but Twilio's status callback said how long it lasted."""
+    use_minutes(alices_business, 28)
+    make_call(alices_business, status="in_progress", stream_started_at=timezone.now() - dt.timedelta(hours=2),
+              duration_seconds=60)
+    assert can_take_call(alices_business).allowed  # 28 + 1 of 30
+    use_minutes(alices_business, 1)
+    assert can_take_call(alices_business).reason == "trial_exhausted"
