@@ -22,7 +22,7 @@ from accounts.transfers import allowed_transfer_number
 from billing import polar_client
 from billing.models import BillingAccount, PolarWebhookEvent, UsageRecord
 from billing.plans import plan_by_key, plan_by_product
-from billing.selectors import minutes_used
+from billing.selectors import browser_call_quota, counted_channels, minute_pool
 from calls.models import Call
 
 log = logging.getLogger(__name__)
@@ -55,11 +55,14 @@ class CallDecision:
 
 
 def can_take_call(business: Business, *, now: dt.datetime | None = None) -> CallDecision:
-    """May the receptionist answer a call for `business` right now? Reads only (besides the lazy free trial)."""
+    """May the receptionist answer a call for `business` right now? Reads only (besides the lazy free trial).
+
+    The allowance (free trial, hard-capped plan) counts the minutes live calls have started too, so calls
+    running at once cannot each take the last minute."""
     now = now or timezone.now()
     account = account_for_business(business)
     if account.is_free_trial:
-        if minutes_used(account) >= account.trial_minutes:
+        if minute_pool(account, now=now).free_minutes <= 0:
             return CallDecision(False, "trial_exhausted")
         return CallDecision(True)
     if account.status == S.PAST_DUE:
@@ -68,10 +71,56 @@ def can_take_call(business: Business, *, now: dt.datetime | None = None) -> Call
         return CallDecision(False, "subscription_inactive")
     if account.current_period_end is not None and account.current_period_end <= now and account.cancel_at_period_end:
         return CallDecision(False, "subscription_ended")  # cancelled, and the revocation webhook hasn't come yet
-    allowance = account.minutes_allowance
-    if allowance is not None and minutes_used(account) >= allowance:
+    pool = minute_pool(account, now=now)
+    if pool is not None and pool.free_minutes <= 0:
         return CallDecision(False, "minutes_exhausted")
     return CallDecision(True)
+
+
+# Fewer seconds than this left of today's test-call time: not worth starting a call (it would end at once).
+MIN_BROWSER_CALL_SECONDS = 5
+
+
+def browser_call_gate(business: Business, *, now: dt.datetime | None = None) -> CallDecision:
+    """May a member start a browser test call now? On the free trial a test call spends trial minutes; with a
+    subscription it is free (used-up plan minutes don't stop it); either way at most BROWSER_CALL_DAILY_MINUTES
+    a (local) day. Without trial minutes or a live subscription there are no test calls."""
+    decision = can_take_call(business, now=now)
+    if not decision.allowed and decision.reason != "minutes_exhausted":
+        return decision
+    if browser_call_quota(business, now=now).seconds < MIN_BROWSER_CALL_SECONDS:
+        return CallDecision(False, "test_call_quota_used")
+    return CallDecision(True)
+
+
+@dataclass(frozen=True)
+class CallAllowance:
+    """How much longer a live call may run, and the end reason to record when it has to stop."""
+
+    seconds_left: float | None  # None: not capped (a plan without a hard cap)
+    end_reason: str = ""
+
+
+def call_allowance(*, call_id: int, now: dt.datetime | None = None) -> CallAllowance:
+    """The time a live call has left: the business's allowance minutes (free trial or hard cap) shared with its
+    other live calls (`MinutePool.seconds_left`), and for a browser test call today's test-call time too.
+    Reads only; the call session asks at its start and every CALL_ALLOWANCE_RECHECK_SECONDS."""
+    now = now or timezone.now()
+    call = Call.objects.select_related("business").filter(id=call_id).first()
+    if call is None:
+        return CallAllowance(None)
+    account = account_for_business(call.business)
+    limits: list[tuple[float, str]] = []
+    if call.channel in counted_channels(account):
+        pool = minute_pool(account, now=now)
+        if pool is not None:
+            limits.append((pool.seconds_left(call.id), "billing_cap_reached"))
+    if call.channel == Call.Channel.BROWSER:
+        limits.append((browser_call_quota(call.business, now=now).seconds_left_per_call(), "test_call_quota_reached"))
+    if not limits:
+        return CallAllowance(None)
+    seconds, reason = min(limits)
+    return CallAllowance(max(0.0, seconds), reason)
 
 
 def call_gate(*, business: Business) -> CallDecision:
@@ -97,6 +146,7 @@ REASON_TEXT = {
     "past_due": "the last payment failed",
     "subscription_ended": "the subscription has ended",
     "subscription_inactive": "there is no active subscription",
+    "test_call_quota_used": "today's test-call minutes are used up",
 }
 
 
@@ -269,6 +319,14 @@ def billable_seconds(call: Call) -> int:
     return answered + call.forwarded_seconds
 
 
+def counted_seconds(call: Call) -> int:
+    """What the call spends of an allowance: a phone call what Polar bills (forwards included), a browser test
+    call its answered time (test calls spend free trial minutes, see `selectors.counted_usage`)."""
+    if call.channel == Call.Channel.TWILIO:
+        return billable_seconds(call)
+    return (call.duration_seconds or 0) if call.stream_started_at is not None else 0
+
+
 def billed_minutes(seconds: int) -> int:
     """Per call, rounded up to the next whole minute: 61 s bills 2 minutes, 0 s bills nothing."""
     return math.ceil(seconds / 60)
@@ -285,12 +343,13 @@ def usage_record_for_call(*, call_id: int, forward_overdue: bool = False) -> Usa
         return None
     if call.forward_status == Call.ForwardStatus.DIALING and not forward_overdue:
         return UsageRecord.objects.filter(call=call).first()
-    seconds = billable_seconds(call)
+    seconds = counted_seconds(call)
     minutes = billed_minutes(seconds)
+    billable = billable_seconds(call) > 0
     record, created = UsageRecord.objects.get_or_create(call=call, defaults={
         "business_id": call.business_id, "external_id": f"call_{call.id}", "seconds": seconds, "minutes": minutes,
         "occurred_at": call.ended_at or call.finalized_at,
-        "status": UsageRecord.Status.PENDING if minutes else UsageRecord.Status.NOT_BILLABLE})
+        "status": UsageRecord.Status.PENDING if billable else UsageRecord.Status.NOT_BILLABLE})
     if created and record.status == UsageRecord.Status.PENDING:
         enqueue_usage_report(record.id)
     return record

@@ -350,7 +350,7 @@ OPENAI_TRANSCRIPTION_MODEL = env_str("OPENAI_TRANSCRIPTION_MODEL", "gpt-4o-mini-
 STREAM_TOKEN_MAX_AGE_SECONDS = env_int("STREAM_TOKEN_MAX_AGE_SECONDS", 60)
 # Hard cap on one call; OpenAI ends a realtime session at 60 minutes anyway.
 CALL_MAX_SECONDS = env_int("CALL_MAX_SECONDS", 30 * 60)
-# Browser test calls run on the operator's OpenAI key and are not billed: keep them short and few at a time.
+# Browser test calls run on the operator's OpenAI key and are never billed to Polar: keep them short and few at a time.
 BROWSER_CALL_MAX_SECONDS = env_int("BROWSER_CALL_MAX_SECONDS", 10 * 60)
 BROWSER_CALLS_AT_ONCE = env_int("BROWSER_CALLS_AT_ONCE", 2)
 # Transfers to a person (the agent's transfer, and calls billing refuses): where they may go and for how long.
@@ -364,6 +364,15 @@ if _unknown_countries:
 TRANSFER_TIME_LIMIT_MINUTES = env_int("TRANSFER_TIME_LIMIT_MINUTES", 30)
 if not 1 <= TRANSFER_TIME_LIMIT_MINUTES <= 24 * 60:
     raise ImproperlyConfigured("TRANSFER_TIME_LIMIT_MINUTES must be between 1 and 1440")
+# Test-call time per business and local day (all its members together); on the free trial it spends trial minutes.
+BROWSER_CALL_DAILY_MINUTES = env_int("BROWSER_CALL_DAILY_MINUTES", 20)
+# The page's microphone sends real-time audio; more than this much ahead of real time is dropped...
+BROWSER_AUDIO_BURST_MS = env_int("BROWSER_AUDIO_BURST_MS", 2000)
+# ...and audio still arriving too fast after this many seconds ends the call.
+BROWSER_AUDIO_EXCESS_SECONDS = env_int("BROWSER_AUDIO_EXCESS_SECONDS", 3)
+# How often a live call re-reads the minutes it has left (free trial, hard cap, test-call quota), off the
+# audio path, so calls running at once share what is left.
+CALL_ALLOWANCE_RECHECK_SECONDS = env_int("CALL_ALLOWANCE_RECHECK_SECONDS", 15)
 # Server VAD tuning for phone audio.
 VAD_SILENCE_MS = env_int("VAD_SILENCE_MS", 500)
 VAD_PREFIX_PADDING_MS = env_int("VAD_PREFIX_PADDING_MS", 300)

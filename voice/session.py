@@ -20,6 +20,7 @@ from channels.db import DatabaseSyncToAsync, database_sync_to_async
 from django.conf import settings
 
 from accounts.transfers import transfer_number_problem
+from billing.services import CallAllowance, call_allowance
 from calls.live import apublish_call_changed
 from calls.models import Call, CallEvent
 from calls.services import CallRecord, Usage, call_finalize, call_record_entries
@@ -31,6 +32,18 @@ log = logging.getLogger(__name__)
 
 FLUSH_INTERVAL_S = 1.0
 PLAYBACK_WAIT_S = 20.0  # longest we wait for a goodbye to finish playing before hanging up anyway
+# When the call's minutes (free trial, hard-capped plan, test-call quota) are about to run out, the agent is asked
+# for a goodbye this long before; the call ends when they run out, goodbye finished or not.
+ALLOWANCE_GOODBYE_LEAD_S = 12.0
+ALLOWANCE_GOODBYE = {
+    "billing_cap_reached": (
+        "You have to end this call now: the receptionist's call minutes have run out. In one or two short "
+        "sentences, in the language of the conversation, apologise, say that you have to end the call now and "
+        "that the caller is welcome to call back later, and say goodbye. Do not ask anything else."),
+    "test_call_quota_reached": (
+        "You have to end this test call now: today's test-call minutes are used up. In one short sentence, in the "
+        "language of the conversation, say so and say goodbye. Do not ask anything else."),
+}
 
 
 def in_db_pool(func: Callable[..., Any]) -> Callable[..., Awaitable[Any]]:
@@ -126,6 +139,12 @@ class CallSession:
         self.conversation: list[dict[str, str]] = []  # what was said, for the supervisor
         self.pending_supervisor: dict[str, asyncio.Task] = {}  # tool call id -> its deadline
         self.response_create_pending: str | None = None  # instructions to send once no response is active
+        # The minutes left (free trial, hard cap, test-call quota): read at the start and every
+        # CALL_ALLOWANCE_RECHECK_SECONDS off the audio path; the agent says goodbye and ends the call at the deadline.
+        self.allowance_deadline: float | None = None  # monotonic; None: not capped
+        self.allowance_reason = ""
+        self._allowance_goodbye = False
+        self._allowance_checked_at = 0.0
 
     # --- small helpers ---------------------------------------------------------------------------
 
@@ -258,6 +277,7 @@ class CallSession:
                                         status=Call.Status.IN_PROGRESS)
 
     async def _housekeeping(self) -> None:
+        await self._check_allowance()  # here rather than in start(): the greeting doesn't wait for it
         while True:
             await asyncio.sleep(FLUSH_INTERVAL_S)
             try:
@@ -270,6 +290,49 @@ class CallSession:
             if time.monotonic() - self.t0 > self.max_seconds:
                 await self._end_by_agent("max_duration")
                 return
+            if time.monotonic() - self._allowance_checked_at >= settings.CALL_ALLOWANCE_RECHECK_SECONDS:
+                await self._check_allowance()
+            if await self._enforce_allowance():
+                return
+
+    async def _check_allowance(self) -> None:
+        """Re-read the minutes this call has left (the database, on the pool: never on the audio path). Other
+        calls of the business share them, so the deadline can move either way."""
+        asked_at = time.monotonic()
+        try:
+            allowance: CallAllowance | None = await in_db_pool(call_allowance)(call_id=self.call_id)
+        except Exception:
+            log.exception("Call %s: could not read the minutes left; keeping the last deadline", self.call_id)
+            allowance = None
+        self._allowance_checked_at = asked_at
+        if allowance is None:
+            return
+        if allowance.seconds_left is None:
+            self.allowance_deadline, self.allowance_reason = None, ""
+        else:
+            self.allowance_deadline = asked_at + allowance.seconds_left
+            self.allowance_reason = allowance.end_reason
+
+    async def _enforce_allowance(self) -> bool:
+        """Ask for the goodbye shortly before the deadline, end the call at it. True once the call is ended."""
+        if self.allowance_deadline is None or self._finishing:
+            return False
+        now = time.monotonic()
+        if now >= self.allowance_deadline:
+            await self._end_by_agent(self.allowance_reason)
+            return True
+        # Not before the greeting has started: until its response.created arrives, another response.create
+        # would be refused by OpenAI (one response at a time) and the goodbye lost.
+        greeting_started = bool(self.items) or self.active_response is not None
+        if not self._allowance_goodbye and greeting_started \
+                and now >= self.allowance_deadline - ALLOWANCE_GOODBYE_LEAD_S:
+            self._allowance_goodbye = True
+            self.add_event(CallEvent.Kind.STATUS, step="minutes_running_out", reason=self.allowance_reason,
+                           seconds_left=round(self.allowance_deadline - now, 1))
+            self._wait_for_playback(lambda: self._end_by_agent(self.allowance_reason))
+            await self._create_response(ALLOWANCE_GOODBYE.get(self.allowance_reason,
+                                                              ALLOWANCE_GOODBYE["billing_cap_reached"]))
+        return False
 
     async def _read_upstream(self) -> None:
         error = "OpenAI closed the connection"

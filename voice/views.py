@@ -9,7 +9,7 @@ import logging
 
 from django.conf import settings
 from django.db import DatabaseError
-from django.http import HttpRequest, HttpResponse, HttpResponseForbidden
+from django.http import HttpRequest, HttpResponse, HttpResponseForbidden, JsonResponse
 from django.shortcuts import render
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
@@ -17,7 +17,8 @@ from django.views.decorators.http import require_POST
 from accounts.access import business_view
 from accounts.models import Business
 from accounts.transfers import allowed_transfer_number
-from billing.services import call_gate, usage_record_for_call
+from billing.selectors import browser_call_quota, minute_pool
+from billing.services import MIN_BROWSER_CALL_SECONDS, account_for_business, call_gate, usage_record_for_call
 from calls.models import Call
 from calls.services import (call_create_inbound, call_finalize, call_forward_result, call_forward_start,
                             call_reconcile_twilio_status)
@@ -124,9 +125,35 @@ def twilio_dial_result(request: HttpRequest) -> HttpResponse:
     return twiml(twilio_api.say_twiml(phrase(key, language), language=language or "en"))
 
 
+def minutes_left_for_test_calls(business: Business) -> dict:
+    """What the test-call page says about the minutes left: today's test-call time, and trial minutes."""
+    quota = browser_call_quota(business)
+    daily = settings.BROWSER_CALL_DAILY_MINUTES
+    if quota.seconds >= 60:
+        text = f"{quota.minutes_left} of today's {daily} test-call minutes left."
+    elif quota.seconds >= MIN_BROWSER_CALL_SECONDS:
+        text = f"Less than a minute of today's {daily} test-call minutes left."
+    else:
+        text = f"No test-call minutes left today ({daily} a day); they renew at midnight, {business.time_zone} time."
+    account = account_for_business(business)
+    trial_left = None
+    if account.is_free_trial:
+        trial_left = max(0, minute_pool(account).free_minutes)
+        text += f" Test calls spend your free trial minutes: {trial_left} left."
+    return {"minutes_left_today": quota.minutes_left, "seconds_left_today": int(quota.seconds),
+            "daily_minutes": daily, "trial_minutes_left": trial_left, "text": text}
+
+
 @business_view()
 def test_call(request: HttpRequest) -> HttpResponse:
     """The owner talks to their own receptionist from the browser; the page drives /ws/browser/call/."""
     return render(request, "voice/test_call.html", {
         "business": request.business,  # type: ignore[attr-defined]
+        "minutes": minutes_left_for_test_calls(request.business),  # type: ignore[attr-defined]
         "max_minutes": max(1, settings.BROWSER_CALL_MAX_SECONDS // 60)})
+
+
+@business_view()
+def test_call_minutes_left(request: HttpRequest) -> JsonResponse:
+    """The minutes left, for the test-call page to update after a call."""
+    return JsonResponse(minutes_left_for_test_calls(request.business))  # type: ignore[attr-defined]

@@ -150,3 +150,33 @@ def test_other_businesses_are_unaffected(client, alices_business):
     other = make_business(name="Other", phone_number="+12025550111")
     use_minutes(alices_business, 30)
     assert not can_take_call(alices_business).allowed and can_take_call(other).allowed
+
+
+def test_the_gate_counts_the_minutes_live_calls_have_started(client, alices_business):
+    """29 of 30 trial minutes used and a call already connected: that call is in the last minute, so a second
+    call at the same time is refused rather than both running into minutes the trial doesn't have."""
+    use_minutes(alices_business, 29)
+    make_call(alices_business, status="in_progress", stream_started_at=timezone.now() - dt.timedelta(seconds=20))
+    assert can_take_call(alices_business).reason == "trial_exhausted"
+    assert_fallback(ring(client, alices_business))
+
+
+def test_on_a_plan_test_calls_do_not_spend_the_included_minutes(alices_business):
+    subscribe(alices_business, included=100, hard_cap=True)
+    use_minutes(alices_business, 99)
+    now = timezone.now()
+    test_call = make_call(alices_business, channel="browser", status="completed", stream_started_at=now,
+                          ended_at=now, finalized_at=now, duration_seconds=300)
+    UsageRecord.objects.create(business=alices_business, call=test_call, external_id=f"call_{test_call.id}",
+                               seconds=300, minutes=5, occurred_at=now, status="not_billable")
+    assert can_take_call(alices_business).allowed
+
+
+def test_a_call_twilio_reported_over_counts_its_length_not_the_time_since(alices_business):
+    """Its process died before finalising it, but Twilio's status callback said how long it lasted."""
+    use_minutes(alices_business, 28)
+    make_call(alices_business, status="in_progress", stream_started_at=timezone.now() - dt.timedelta(hours=2),
+              duration_seconds=60)
+    assert can_take_call(alices_business).allowed  # 28 + 1 of 30
+    use_minutes(alices_business, 1)
+    assert can_take_call(alices_business).reason == "trial_exhausted"

@@ -184,3 +184,19 @@ def test_without_polar_credentials_usage_waits_for_them(polar_api, alices_busine
     with django_capture_on_commit_callbacks(execute=True):
         usage_sweep()
     assert route.call_count == 1 and UsageRecord.objects.get(pk=record.pk).status == "sent"
+
+
+def test_a_browser_test_call_keeps_its_minutes_for_the_trial_but_is_never_reported(polar_api, alices_business,
+                                                                                  django_capture_on_commit_callbacks):
+    from billing.selectors import minutes_used
+    from billing.services import account_for_business
+
+    route = polar_api.post(INGEST).mock(return_value=ok())
+    call = finished_call(alices_business, 90, channel="browser")
+    with django_capture_on_commit_callbacks(execute=True):
+        record = usage_record_for_call(call_id=call.id)
+        usage_sweep()
+    assert (record.seconds, record.minutes, record.status) == (90, 2, "not_billable")
+    assert usage_report(record_id=record.id) == "nothing_to_do"
+    assert route.call_count == 0
+    assert minutes_used(account_for_business(alices_business)) == 2  # on the free trial it spends trial minutes

@@ -7,7 +7,8 @@
 //
 // Test hooks (read by the browser test, set only from real events): on #test-call, data-status
 // (idle | connecting | live | ending | ended | error), data-played-ms (agent audio actually rendered by the
-// player worklet), data-sent-ms (microphone audio sent), data-call-id.
+// player worklet), data-sent-ms (microphone audio sent), data-call-id, data-minutes-left and
+// data-seconds-left (test-call time left today, as the server last said).
 (() => {
   "use strict";
 
@@ -31,6 +32,7 @@
     level: $("test-call-level"),
     saved: $("test-call-saved"),
     link: $("test-call-link"),
+    minutes: $("test-call-minutes"),
   };
 
   let call = null; // everything of the current call; null when idle
@@ -40,6 +42,8 @@
     4403: "This page can't start a call for your business (no access to it, or the page came from another site).",
     4400: "The call was closed because the browser sent data the server did not understand.",
     4429: "Your business already has as many test calls running as it may. Hang up another one (another tab, or a teammate's) and try again.",
+    4402: "There are no test-call minutes left.",
+    4413: "The call was closed because the browser sent audio faster than real time.",
     1009: "The call was closed because the browser sent too much data at once.",
   };
 
@@ -241,7 +245,27 @@
     ended() {
       call.endedBy = call.endedBy || "server"; // the server has recorded the call; it closes the socket next
     },
+    refused(message) {
+      call.refusal = message.message; // no minutes left: the server closes the socket next (4402)
+    },
+    limit(message) {
+      call.limit = message.message; // the minutes ran out: the receptionist said goodbye and hangs up
+    },
   };
+
+  // The minutes left change with every call (this tab's, a teammate's): ask the server again after each one.
+  async function refreshMinutes() {
+    try {
+      const response = await fetch(root.dataset.minutesUrl, { credentials: "same-origin" });
+      if (!response.ok) return;
+      const minutes = await response.json();
+      ui.minutes.textContent = minutes.text;
+      root.dataset.minutesLeft = String(minutes.minutes_left_today);
+      root.dataset.secondsLeft = String(minutes.seconds_left_today);
+    } catch (err) {
+      // The page keeps the last figure; the next call's refusal explains itself anyway.
+    }
+  }
 
   function onSocketMessage(event) {
     let message;
@@ -259,11 +283,13 @@
     const current = call;
     // Whatever ended it, a call that was opened is recorded by the server (with how it ended).
     if (root.dataset.callId) ui.saved.hidden = false;
-    const explained = CLOSE_MESSAGES[event.code];
+    refreshMinutes();
+    const explained = current.refusal || CLOSE_MESSAGES[event.code];
     if (explained) {
       fail(explained);
       return;
     }
+    if (current.limit) showAlert("info", current.limit);
     if (current.endedBy === "fallback") {
       setStatus("error", "The receptionist is unavailable");
     } else if (current.endedBy || current.status === "ending") {

@@ -132,6 +132,8 @@ async def refusal_code(ws: WebsocketCommunicator) -> int | None:
     connected, _ = await ws.connect()
     assert connected, "refusals are sent after accepting, so the page gets a close code"
     output = await ws.receive_output(timeout=3)
+    if output["type"] == "websocket.send" and json.loads(output["text"])["type"] == "refused":
+        output = await ws.receive_output(timeout=3)  # a refusal for want of minutes says why first
     await ws.wait()
     return output.get("code") if output["type"] == "websocket.close" else None
 
@@ -406,3 +408,141 @@ def test_the_supervisor_answers_a_browser_call_through_the_channel_layer(harbor,
     call = finalized(Call.objects.get().id)
     assert (call.channel, call.status) == ("browser", "completed")
     assert CallEvent.objects.filter(call=call, kind="supervisor", payload__step="answer").exists()
+
+
+# --- minutes: the daily test-call quota, the free trial, audio faster than real time ------------------------
+
+def earlier_test_call(business, seconds: int) -> Call:
+    """A test call made earlier today that lasted `seconds` (started now: always within the local day)."""
+    now = timezone.now()
+    return make_call(business, channel="browser", status="completed", started_at=now, answered_at=now,
+                     stream_started_at=now, ended_at=now, finalized_at=now, duration_seconds=seconds)
+
+
+def test_a_test_call_over_the_daily_quota_is_refused_with_the_reason(owner_cookie, harbor, standin, settings):
+    settings.BROWSER_CALL_DAILY_MINUTES = 1
+    earlier = earlier_test_call(harbor, 60)
+
+    async def scenario():
+        ws = communicator(owner_cookie)
+        assert (await ws.connect())[0]
+        refused = await ws.receive_json_from(timeout=3)
+        closed = await ws.receive_output(timeout=3)
+        await ws.wait()
+        return refused, closed
+
+    refused, closed = asyncio.run(scenario())
+    assert (closed["type"], closed["code"], closed["reason"]) == ("websocket.close", 4402, "test_call_quota_used")
+    assert refused["type"] == "refused" and refused["reason"] == "test_call_quota_used"
+    assert "test-call minutes are used up" in refused["message"] and "America/Los_Angeles" in refused["message"]
+    assert list(Call.objects.all()) == [earlier] and standin.sessions == {}  # nothing recorded, nothing to OpenAI
+
+
+def test_a_test_call_is_refused_once_the_free_trial_is_used_up(owner_cookie, harbor, standin):
+    from billing.models import BillingAccount, UsageRecord
+
+    BillingAccount.objects.create(business=harbor, trial_minutes=1)
+    used = make_call(harbor, status="completed", finalized_at=timezone.now(), stream_started_at=timezone.now(),
+                     duration_seconds=60)
+    UsageRecord.objects.create(business=harbor, call=used, external_id=f"call_{used.id}", seconds=60, minutes=1,
+                               occurred_at=timezone.now(), status="sent")
+    assert asyncio.run(refusal_code(communicator(owner_cookie))) == 4402
+    assert Call.objects.count() == 1 and standin.sessions == {}
+
+
+def test_a_running_test_call_is_ended_politely_when_todays_minutes_run_out(owner_cookie, harbor, standin, settings):
+    settings.BROWSER_CALL_DAILY_MINUTES = 1
+    earlier_test_call(harbor, 52)  # 8 s left today
+
+    async def scenario():
+        page = PageStandIn(communicator(owner_cookie))
+        assert (await page.ws.connect())[0]
+        await page.pump(lambda p: p.has("limit"), timeout=15)
+        await page.wait(5)  # until the server closes
+        return page
+
+    page = asyncio.run(scenario())
+    limit = next(m for m in page.messages if m["type"] == "limit")
+    assert limit["reason"] == "test_call_quota_reached" and "test-call minutes are used up" in limit["message"]
+    assert next(m for m in page.messages if m["type"] == "hangup")["by"] == "agent"
+    assert page.close_code == 1000
+    call = finalized(next(m["call_id"] for m in page.messages if m["type"] == "call"))
+    assert (call.status, call.end_reason) == ("completed", "test_call_quota_reached")
+    assert call.duration_seconds <= 10
+    goodbye = [r["instructions"] for r in standin.last_session["responses"] if r.get("instructions")]
+    assert goodbye and "test-call minutes are used up" in goodbye[-1]
+
+
+def test_a_test_call_spends_free_trial_minutes_but_is_never_billed_to_polar(owner_cookie, harbor, standin):
+    from billing.models import BillingAccount, UsageRecord
+    from billing.selectors import minutes_used
+    from billing.services import account_for_business, can_take_call
+
+    BillingAccount.objects.create(business=harbor, trial_minutes=1)
+
+    async def scenario():
+        page = PageStandIn(communicator(owner_cookie))
+        assert (await page.ws.connect())[0]
+        await page.pump(lambda p: p.transcripts("agent"))  # the greeting
+        await page.ws.send_to(text_data=json.dumps({"type": "hangup"}))
+        await page.wait(5)
+        return page
+
+    page = asyncio.run(scenario())
+    call = finalized(next(m["call_id"] for m in page.messages if m["type"] == "call"))
+    record = UsageRecord.objects.get(call=call)  # recorded as the call ends, not minutes later by the sweep
+    assert (record.minutes, record.status) == (1, "not_billable")  # counted, never reported to Polar
+    assert minutes_used(account_for_business(harbor)) == 1
+    assert can_take_call(harbor).reason == "trial_exhausted"  # phone calls now find the trial used up
+
+
+def test_audio_faster_than_real_time_is_dropped_and_then_ends_the_call(owner_cookie, standin, settings):
+    settings.BROWSER_AUDIO_BURST_MS = 400
+    settings.BROWSER_AUDIO_EXCESS_SECONDS = 1
+    silence = pcm_frames(FRAME_MS, loud=False)[0]
+
+    async def scenario():
+        page = PageStandIn(communicator(owner_cookie))
+        assert (await page.ws.connect())[0]
+        await page.pump(lambda p: p.has("live"))
+        started, sent_ms = time.monotonic(), 0
+        while page.close_code is None and sent_ms < 20_000:
+            for _ in range(4):  # four times real time
+                await page.ws.send_to(text_data=json.dumps({"type": "audio", "audio": silence}))
+                sent_ms += FRAME_MS
+            await page.wait(FRAME_MS / 1000)
+        await page.wait(5)
+        return page, sent_ms, (time.monotonic() - started) * 1000
+
+    page, sent_ms, wall_ms = asyncio.run(scenario())
+    assert page.close_code == 4413
+    forwarded_ms = standin.last_session["input_audio_ms"]
+    assert forwarded_ms <= wall_ms + 400 + 200  # real time plus the burst (and a frame or so of rounding)
+    assert sent_ms >= 2 * forwarded_ms  # most of it never reached OpenAI
+    call = finalized(next(m["call_id"] for m in page.messages if m["type"] == "call"))
+    assert (call.status, call.end_reason) == ("failed", "audio_too_fast")
+    assert "audio faster than real time" in call.error
+    dropped = CallEvent.objects.get(call=call, kind="error", payload__source="browser")
+    assert dropped.payload["dropped_audio_ms"] >= sent_ms - forwarded_ms - 200
+
+
+def test_the_test_call_page_says_how_many_minutes_are_left_today(client, harbor, settings):
+    settings.BROWSER_CALL_DAILY_MINUTES = 20
+    earlier_test_call(harbor, 5 * 60 + 10)
+    client.force_login(harbor.memberships.get().user)
+    page = client.get(reverse("test_call")).content.decode()
+    assert "14 of today&#x27;s 20 test-call minutes left." in page
+    assert "Test calls spend your free trial minutes: 24 left." in page  # 30, less that call's 6 (rounded up)
+    left = client.get(reverse("test_call_minutes")).json()
+    assert (left["minutes_left_today"], left["daily_minutes"], left["trial_minutes_left"]) == (14, 20, 24)
+
+
+def test_the_minutes_left_are_the_members_own_business(client, harbor, settings):
+    settings.BROWSER_CALL_DAILY_MINUTES = 20
+    earlier_test_call(harbor, 5 * 60)
+    other_owner = make_user("owner@other.example")
+    make_business(owner=other_owner, name="Other Clinic", phone_number="+14155550199")
+    client.force_login(other_owner)
+    assert client.get(reverse("test_call_minutes")).json()["minutes_left_today"] == 20
+    client.logout()
+    assert client.get(reverse("test_call_minutes"))["Location"].startswith(reverse("account_login"))

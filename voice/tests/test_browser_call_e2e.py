@@ -219,3 +219,35 @@ def test_the_worklets_resample_when_the_audio_context_runs_at_48_khz(live_server
     assert [name for name, _ in playback["marks"]] == ["a:100", "a:200"]
     assert [ms for _, ms in playback["marks"]] == [100, 200]  # at 48 kHz: each mark once its audio was rendered
     assert abs(playback["sounding_ms"] - 200) < 5
+
+
+def test_the_page_shows_the_minutes_left_and_explains_a_call_ended_when_they_run_out(tmp_path, client, harbor,
+                                                                                    standin, twilio_standin):
+    from django.utils import timezone
+
+    from tests.factories import make_call
+
+    now = timezone.now()
+    make_call(harbor, channel="browser", status="completed", started_at=now, answered_at=now, stream_started_at=now,
+              ended_at=now, finalized_at=now, duration_seconds=52)  # 8 s of today's minute left
+    standin.script = Script.from_obj({"greeting": GREETING, "default_agent": "Sorry, I have to go. Goodbye!"})
+    live = start_asgi_server("daphne", standin=standin, twilio_standin=twilio_standin,
+                             extra_env={"WHITENOISE_USE_FINDERS": "true", "BROWSER_CALL_DAILY_MINUTES": "1"})
+    wav, _ = spoken_wav(tmp_path, CALLER_SAYS, 30)  # the caller stays silent
+    try:
+        with chromium_page(args=[*FAKE_MIC_ARGS, f"--use-file-for-fake-audio-capture={wav}%noloop"],
+                           cookies=[session_cookie(client, harbor, live.base_url)]) as page:
+            page.goto(live.base_url + "/dashboard/test-call/")
+            assert "Less than a minute of today's 1 test-call minutes left." in page.inner_text("#test-call-minutes")
+            assert page.get_attribute("#test-call", "data-seconds-left") == "8"
+            page.get_by_role("button", name="Start call").click()
+            page.wait_for_selector("#test-call[data-status=ended]", timeout=20_000)
+            assert "test-call minutes are used up" in page.inner_text("#test-call-alert")
+            # The page asked the server again once the call ended: the call's seconds are gone from today's time.
+            page.wait_for_function("() => +document.getElementById('test-call').dataset.secondsLeft < 8",
+                                   timeout=5_000)
+            page.screenshot(path=str(ARTIFACTS / "browser-test-call-quota.png"), full_page=True)
+    finally:
+        stop_process(live.process)
+    call = Call.objects.exclude(duration_seconds=52).get()
+    assert (call.status, call.end_reason) == ("completed", "test_call_quota_reached")
