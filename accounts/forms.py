@@ -53,7 +53,9 @@ class BusinessProfileForm(forms.ModelForm):
         super().__init__(*args, **kwargs)
         self.fields["name"].required = True
         # People type numbers with spaces and brackets; accept them and store the E.164 form.
-        generated = self.fields["transfer_number"]
+        generated = self.fields.get("transfer_number")
+        if generated is None:
+            return
         self.fields["transfer_number"] = forms.CharField(
             required=False, max_length=32, label=generated.label, help_text=generated.help_text,
             widget=forms.TextInput(attrs={"inputmode": "tel", "autocomplete": "tel"}))
@@ -79,7 +81,8 @@ class OnboardingForm(BusinessProfileForm):
     closes = forms.TimeField(initial=dt.time(17, 0), widget=TimeInput, required=False)
 
     class Meta(BusinessProfileForm.Meta):
-        fields = ["name", "time_zone", "greeting", "transfer_number", "notification_email"]
+        # No transfer number yet: it must be in the country of the business's own number, which comes later.
+        fields = ["name", "time_zone", "greeting", "notification_email"]
 
     def clean(self):
         cleaned = super().clean()

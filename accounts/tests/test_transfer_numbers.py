@@ -95,15 +95,25 @@ def test_without_its_own_number_the_settings_list_still_applies(settings):
     assert transfer_number_problem(GB_LANDLINE, home_number="") != ""
 
 
-def test_onboarding_without_a_number_of_its_own_refuses_a_transfer_number(client, db):
+def test_onboarding_asks_for_no_transfer_number_before_the_business_has_its_own(client, db):
     owner = make_user("owner@sunny.example")
-    make_business(owner=owner, name="", onboarded=False)
+    business = make_business(owner=owner, name="", onboarded=False)
     client.force_login(owner)
+    assert "transfer_number" not in client.get(reverse("onboarding")).context["form"].fields
     response = client.post(reverse("onboarding"), {
-        "name": "Sunny Vet", "time_zone": "Europe/Paris", "phone_number": "", "greeting": "",
-        "transfer_number": "+33142685300", "notification_email": "", "open_days": ["0"], "opens": "08:30",
-        "closes": "18:00"})
-    assert response.status_code == 200
+        "name": "Sunny Vet", "time_zone": "Europe/Paris", "greeting": "", "transfer_number": "+33142685300",
+        "notification_email": "", "open_days": ["0"], "opens": "08:30", "closes": "18:00"})
+    assert response.status_code == 302
+    business.refresh_from_db()
+    assert business.name == "Sunny Vet" and business.transfer_number == ""
+
+
+def test_the_profile_refuses_a_transfer_number_before_the_business_has_its_own(client, alice, alices_business):
+    alices_business.phone_number = ""
+    alices_business.phone_number_sid = ""
+    alices_business.save()
+    client.force_login(alice)
+    response = save_transfer_number(client, alices_business, US_LANDLINE)
     assert response.context["form"].errors["transfer_number"] == [
         "Connect your business's phone number first: calls can only be transferred to numbers in the same "
         "country as it."]
