@@ -139,6 +139,9 @@ class CallSession:
         self.conversation: list[dict[str, str]] = []  # what was said, for the supervisor
         self.pending_supervisor: dict[str, asyncio.Task] = {}  # tool call id -> its deadline
         self.response_create_pending: str | None = None  # instructions to send once no response is active
+        # A response.create is on its way and its response.created has not arrived: until it does, a second one
+        # would be refused, and "nothing is playing" is not yet true (a goodbye is coming).
+        self.response_requested = False
         # The minutes left (free trial, hard cap, test-call quota): read at the start and every
         # CALL_ALLOWANCE_RECHECK_SECONDS off the audio path; the agent says goodbye and ends the call at the deadline.
         self.allowance_deadline: float | None = None  # monotonic; None: not capped
@@ -189,6 +192,7 @@ class CallSession:
             await self.fail(f"Could not connect to OpenAI Realtime: {exc}")
             return
         await self.send_upstream(session_update(self.profile, self.transport.audio_format))
+        self.response_requested = True
         await self.send_upstream(greeting_response(self.profile))
         self.ready = True
         self._tasks.append(asyncio.create_task(self._read_upstream(), name=f"call-{self.call_id}-upstream"))
@@ -440,6 +444,7 @@ class CallSession:
     async def _on_response_created(self, event: dict[str, Any]) -> None:
         response_id = event["response"]["id"]
         self.active_response = response_id
+        self.response_requested = False
         self.responses[response_id] = ResponseState(response_id)
 
     async def _on_response_done(self, event: dict[str, Any]) -> None:
@@ -466,9 +471,10 @@ class CallSession:
 
     async def _create_response(self, instructions: str) -> None:
         """Ask for a response now, or as soon as the active one is done (only one may run at a time)."""
-        if self.active_response is not None:
+        if self.active_response is not None or self.response_requested:
             self.response_create_pending = instructions
             return
+        self.response_requested = True
         await self.send_upstream({"type": "response.create", "response": {"instructions": instructions}}
                                  if instructions else {"type": "response.create"})
 
@@ -499,6 +505,11 @@ class CallSession:
         error = event.get("error") or {}
         code = error.get("code") or error.get("type") or "error"
         self.add_event(CallEvent.Kind.ERROR, source="openai", code=code, message=error.get("message", ""))
+        # A refused response.create never gets its response.created; don't wait for it (a queued one goes now).
+        self.response_requested = False
+        if self.active_response is None and self.response_create_pending is not None:
+            instructions, self.response_create_pending = self.response_create_pending, None
+            await self._create_response(instructions)
         if code in {"session_expired", "beta_api_shape_disabled", "invalid_api_key"}:
             await self.fail(f"OpenAI ended the session: {code}")
 
@@ -527,7 +538,7 @@ class CallSession:
             await action()
 
     def playback_drained(self) -> bool:
-        return self.pending_marks == 0 and self.active_response is None
+        return self.pending_marks == 0 and self.active_response is None and not self.response_requested
 
     async def check_playback(self) -> None:
         """Called by transports after each echoed mark: run a pending hang-up/transfer once all is heard."""
