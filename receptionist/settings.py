@@ -154,12 +154,11 @@ if REDIS_URL:
 
 # --- Celery -----------------------------------------------------------------------------------
 
-# The broker is REDIS_URL unless CELERY_BROKER_URL names another one (a Redis of its own for the queue).
-CELERY_BROKER_URL = env_str("CELERY_BROKER_URL") or REDIS_URL or "memory://"
+CELERY_BROKER_URL = REDIS_URL or "memory://"
 CELERY_RESULT_BACKEND = None
-# Embedded mode (no broker): tasks run in-process; the post-call work runs on a small background executor
-# (calls/background.py), never in the thread that finalised the call.
-CELERY_TASK_ALWAYS_EAGER = CELERY_BROKER_URL == "memory://"
+# Embedded mode: tasks run in-process; the post-call work on a small background executor (calls/background.py),
+# never in the thread that finalised the call.
+CELERY_TASK_ALWAYS_EAGER = not REDIS_URL
 CELERY_TASK_EAGER_PROPAGATES = True
 CELERY_TASK_ACKS_LATE = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
