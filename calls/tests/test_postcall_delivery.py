@@ -5,12 +5,14 @@ and the outbound webhook's claim, response cap and total deadline. PostgreSQL, l
 from __future__ import annotations
 
 import datetime as dt
+import json
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import psycopg
 import pytest
+import redis
 from django.core import mail
 from django.db import connection
 from django.utils import timezone
@@ -28,6 +30,7 @@ from calls.tests.test_postcall import (  # noqa: F401
     talked_call,
 )
 from voice.standin import Script
+from voice.tests.conftest import free_port
 
 
 class RawReceiver:
@@ -235,3 +238,39 @@ def test_a_receiver_that_trickles_its_answer_is_cut_at_the_total_deadline(busine
         assert delivery.status == "pending" and delivery.claimed_until > timezone.now()
     finally:
         receiver.stop()
+
+
+# --- the broker: visibility timeout and countdowns ----------------------------------------------------------
+
+def test_a_short_backoff_is_a_broker_countdown_and_a_long_one_is_left_to_the_sweep(settings):
+    from calls.tasks import summarize_call
+
+    # The visibility timeout fits the longest task, and a countdown task held by a worker until it runs.
+    assert settings.CELERY_BROKER_TRANSPORT_OPTIONS["visibility_timeout"] > settings.CELERY_TASK_TIME_LIMIT
+    longest = settings.POSTCALL_BROKER_MAX_COUNTDOWN_SECONDS
+    assert longest > 0 and longest + settings.CELERY_TASK_TIME_LIMIT < settings.CELERY_VISIBILITY_TIMEOUT
+    queue = redis.Redis.from_url(settings.CELERY_BROKER_URL)
+    queue.delete("celery")
+    try:
+        assert postcall.enqueue(summarize_call, 910001, countdown=longest)
+        assert postcall.enqueue(summarize_call, 910002, countdown=longest + 1)
+        messages = [json.loads(raw) for raw in queue.lrange("celery", 0, -1)]
+        assert [(m["headers"]["argsrepr"], m["headers"]["eta"] is not None) for m in messages] == [("[910001]", True)]
+    finally:
+        queue.delete("celery")
+
+
+def test_with_the_broker_down_enqueueing_logs_and_returns_instead_of_raising(settings, caplog):
+    from calls.tasks import summarize_call
+    from receptionist.celery import app as celery_app
+
+    closed = f"redis://127.0.0.1:{free_port()}/0"
+    before = celery_app.conf.broker_url
+    celery_app.conf.broker_url = closed
+    celery_app.pool.force_close_all()
+    try:
+        assert postcall.enqueue(summarize_call, 910003) is False
+    finally:
+        celery_app.conf.broker_url = before
+        celery_app.pool.force_close_all()
+    assert "the post-call sweep will queue it again" in caplog.text
