@@ -107,6 +107,10 @@ class Call(models.Model):
     summary_error = models.TextField(blank=True, help_text="Why there is no summary (the model failed).")
     # Set once, by the compare-and-set that stores the summary (or records that there will be none).
     summarized_at = models.DateTimeField(null=True, blank=True)
+    # The summary's claim: attempts so far, and until when the current attempt (or its backoff) owns it. The
+    # post-call sweep hands a call whose claim has run out (a dead worker, a lost message) to another worker.
+    summary_attempts = models.PositiveIntegerField(default=0)
+    summary_claimed_until = models.DateTimeField(null=True, blank=True)
     # The dashboard's full-text search document: caller number (and its digit suffixes), caller name, summary,
     # reason and transcript. Rebuilt by `calls.services.call_search_refresh` wherever those change; PostgreSQL
     # only (NULL on SQLite, where the dashboard searches with icontains).
@@ -411,6 +415,8 @@ class CallNotification(models.Model):
     error = models.TextField(blank=True)
     created_at = models.DateTimeField(default=timezone.now)
     sent_at = models.DateTimeField(null=True, blank=True)
+    # A queued email is not sent before this (the backoff after a mail server's passing failure).
+    retry_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         constraints = [models.CheckConstraint(
@@ -443,6 +449,9 @@ class WebhookDelivery(models.Model):
     last_error = models.TextField(blank=True)
     created_at = models.DateTimeField(default=timezone.now)
     delivered_at = models.DateTimeField(null=True, blank=True)
+    # Until when the attempt in flight (or the backoff before the next one) owns the delivery; claimed by
+    # compare-and-set and committed before any network I/O, so no row lock is held across DNS and HTTP.
+    claimed_until = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         verbose_name_plural = "webhook deliveries"

@@ -3,22 +3,32 @@
 `call_finalize` enqueues `postcall_enqueue(call_id)` on commit; the Celery tasks in `calls/tasks.py` are thin
 wrappers around the services here. Every side effect happens once per call, whoever retries:
 
-* summary: at least once to the model, at most once stored (compare-and-set on `Call.summarized_at`); a
-  retried or duplicated task finds it stored and goes on to the notifications.
+* summary: claimed by compare-and-set (`Call.summary_claimed_until`, for one attempt or its backoff), at least
+  once to the model, at most once stored (compare-and-set on `Call.summarized_at`); a retried or duplicated
+  task finds it claimed or stored and goes on to the notifications.
 * email: at most once (compare-and-set QUEUED -> SENDING on the call's `CallNotification`, unique per call).
 * webhook: at least once under one stable `webhook-id` (a `WebhookDelivery` row, unique per call and event,
-  locked with `select_for_update` while it is attempted); Standard Webhooks receivers dedupe on that id.
+  claimed by compare-and-set and committed before DNS and HTTP, so no lock or transaction is held across the
+  network); Standard Webhooks receivers dedupe on that id.
+
+Retries are counted in the database, not in the broker: a short backoff is a broker countdown, a long one is
+only the claim's expiry, after which `postcall_sweep` (beat) queues the work again; so is work whose worker
+died, whose message was lost, or that could not be queued because the broker was down. Anything that fails
+for good ends in a recorded state (`summary_error`, a FAILED notification or delivery with its error).
+Without a broker (embedded mode) the tasks run on `calls.background`'s executor, never in the finaliser.
 """
 
 from __future__ import annotations
 
 import base64
+import concurrent.futures
 import ipaddress
 import json
 import logging
 import secrets
 import smtplib
 import socket
+import threading
 import time
 import unicodedata
 import uuid
@@ -32,7 +42,7 @@ import httpx
 from django.conf import settings
 from django.core.mail import send_mail
 from django.db import transaction
-from django.db.models import F, Max
+from django.db.models import F, Max, Q
 from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils import timezone
@@ -46,6 +56,7 @@ from openai import (
 from standardwebhooks import Webhook
 
 from accounts.models import Business
+from calls.background import embedded_runner
 from calls.caller_text import caller_data_block
 from calls.models import (
     Call,
@@ -79,11 +90,39 @@ def retry_countdown(retries: int) -> float:
     return delay * (1 + secrets.randbelow(100) / 1000)
 
 
+def enqueue(task: Any, *args: Any, countdown: float = 0.0) -> bool:
+    """Queue a post-call task; never raises. False if the broker refused it (logged; the sweep queues it again).
+
+    A countdown beyond POSTCALL_BROKER_MAX_COUNTDOWN_SECONDS is not given to the broker (Redis would hand the
+    waiting task out again after its visibility timeout): the claim that expires then is what the sweep sees.
+    Without a broker the task runs on the background executor, after `countdown`.
+    """
+    from celery import current_app
+
+    if current_app.conf.task_always_eager:
+        embedded_runner().submit(task, *args, delay=countdown)
+        return True
+    if countdown > settings.POSTCALL_BROKER_MAX_COUNTDOWN_SECONDS:
+        return True
+    try:
+        task.apply_async(args=list(args), countdown=countdown or None)
+    except Exception:
+        log.exception("Could not queue %s%r; the post-call sweep will queue it again", task.name, args)
+        return False
+    return True
+
+
 def postcall_enqueue(call_id: int) -> None:
-    """Queue the post-call work once the current transaction commits (call from `call_finalize`)."""
+    """Queue the post-call work once the current transaction commits (call from `call_finalize`).
+
+    Robust: a broker that is down never fails the commit's caller (a Twilio webhook, a call session); the
+    post-call sweep finds the call without a summary and queues it again."""
     from calls.tasks import summarize_call
 
-    transaction.on_commit(lambda: summarize_call.delay(call_id))
+    def queue_postcall_work() -> None:
+        enqueue(summarize_call, call_id)
+
+    transaction.on_commit(queue_postcall_work, robust=True)
 
 
 def dashboard_call_url(call: Call) -> str:
@@ -214,7 +253,7 @@ def _store_summary(call: Call, extraction: Extraction, **usage: Any) -> bool:
         outcome=extraction.outcome, action_items=extraction.action_items or [], sentiment=extraction.sentiment,
         follow_up_needed=extraction.follow_up_needed, follow_up_reason=extraction.follow_up_reason,
         summary_cost_usd=F("summary_cost_usd") + cost, cost_usd=F("cost_usd") + cost,
-        summarized_at=timezone.now(), **usage)
+        summarized_at=timezone.now(), summary_claimed_until=None, **usage)
     if stored:
         call_search_refresh(call_id=call.id)  # the summary, reason and caller's name become searchable
         publish_call_changed(call_id=call.id, business_id=call.business_id, status=call.status)
@@ -278,10 +317,61 @@ def call_summary_failed(*, call_id: int, error: str) -> bool:
     actions = actions_of_call(call)
     stored = Call.objects.filter(id=call_id, summarized_at__isnull=True).update(
         summary_error=error[:4000], outcome=actions[0] if actions else (call.outcome or ""),
-        summarized_at=timezone.now()) == 1
+        summarized_at=timezone.now(), summary_claimed_until=None) == 1
     if stored:
         publish_call_changed(call_id=call.id, business_id=call.business_id, status=call.status)
     return stored
+
+
+def summary_claim(*, call_id: int) -> int | None:
+    """Claim the call's summary for one attempt (compare-and-set); the attempt's number, or None if it is
+    stored already or another attempt (or its backoff) holds the claim."""
+    now = timezone.now()
+    claimed = Call.objects.filter(Q(summary_claimed_until__isnull=True) | Q(summary_claimed_until__lte=now),
+                                  id=call_id, summarized_at__isnull=True).update(
+        summary_attempts=F("summary_attempts") + 1,
+        summary_claimed_until=now + timedelta(seconds=settings.SUMMARY_CLAIM_SECONDS))
+    if not claimed:
+        return None
+    return Call.objects.values_list("summary_attempts", flat=True).get(id=call_id)
+
+
+def call_summary_attempt(*, call_id: int) -> None:
+    """One attempt at the call's summary (claimed), then its notifications once the summary is settled.
+
+    A passing model error is retried with backoff up to SUMMARY_MAX_RETRIES times, then recorded; any other
+    error is recorded at once (`summary_error`); the notifications then go out without a summary."""
+    from calls.tasks import summarize_call
+
+    settled = Call.objects.filter(id=call_id).values_list("summarized_at", flat=True).first()
+    if settled is None:
+        if not Call.objects.filter(id=call_id).exists():
+            return  # deleted meanwhile
+        attempt = summary_claim(call_id=call_id)
+        if attempt is None:
+            return  # stored meanwhile (its attempt dispatched the notifications) or another attempt has it
+        if attempt > settings.SUMMARY_MAX_RETRIES + 1:
+            call_summary_failed(call_id=call_id, error=f"Gave up after {attempt - 1} attempts that did not finish "
+                                                      "(the worker stopped during each).")
+        else:
+            try:
+                call_summarize(call_id=call_id)
+            except TransientError as exc:
+                if attempt <= settings.SUMMARY_MAX_RETRIES:
+                    countdown = retry_countdown(attempt - 1)
+                    log.warning("Summary of call %s failed (%s); attempt %s in %.0f s", call_id, exc, attempt + 1,
+                                countdown)
+                    Call.objects.filter(id=call_id, summarized_at__isnull=True).update(
+                        summary_claimed_until=timezone.now() + timedelta(seconds=countdown))
+                    enqueue(summarize_call, call_id, countdown=countdown)
+                    return
+                call_summary_failed(call_id=call_id, error=str(exc))
+            except Exception as exc:
+                # Not a passing trouble of the model's (a bug, a bad row, the time limit): retrying would fail
+                # the same way. Recorded, so the call shows why it has no summary and its notifications go out.
+                log.exception("Summary of call %s failed", call_id)
+                call_summary_failed(call_id=call_id, error=f"The summary failed: {exc.__class__.__name__}: {exc}")
+    call_dispatch_notifications(call_id=call_id)
 
 
 # --- notifications: what to send once the summary is settled ---------------------------------------------
@@ -296,7 +386,7 @@ def call_dispatch_notifications(*, call_id: int) -> None:
     with transaction.atomic():
         notification, _ = CallNotification.objects.get_or_create(call=call)
         if notification.status == CallNotification.Status.QUEUED:
-            transaction.on_commit(lambda: send_call_email.delay(call_id))
+            transaction.on_commit(lambda: enqueue(send_call_email, call_id), robust=True)
         endpoint = WebhookEndpoint.objects.filter(business_id=call.business_id, is_active=True).first()
         if endpoint is not None:
             delivery, _ = WebhookDelivery.objects.get_or_create(
@@ -304,7 +394,7 @@ def call_dispatch_notifications(*, call_id: int) -> None:
                 defaults={"endpoint": endpoint, "url": endpoint.url, "message_id": f"msg_{uuid.uuid4().hex}",
                           "payload": call_completed_payload(call)})
             if delivery.status == WebhookDelivery.Status.PENDING:
-                transaction.on_commit(lambda: deliver_webhook.delay(delivery.id))
+                transaction.on_commit(lambda: enqueue(deliver_webhook, delivery.id), robust=True)
 
 
 def email_mode(business: Business) -> str:
@@ -341,15 +431,20 @@ def call_email_subject(call: Call) -> str:
 
 
 def call_notification_send(*, call_id: int) -> str:
-    """Send the call's email at most once. Returns the notification's status; raises TransientError to retry.
+    """Send the call's email at most once. Returns the notification's status.
 
-    Once claimed, the notification always leaves SENDING: SENT, SKIPPED, back to QUEUED for a retry of a
-    transient mail-server error, or FAILED with the error for anything else.
+    Once claimed, the notification always leaves SENDING: SENT, SKIPPED, back to QUEUED (with a backoff) for a
+    retry of a transient mail-server error, or FAILED with the error for anything else or after
+    EMAIL_MAX_RETRIES retries.
     """
-    claimed = CallNotification.objects.filter(call_id=call_id, status=CallNotification.Status.QUEUED).update(
+    from calls.tasks import send_call_email
+
+    now = timezone.now()
+    claimed = CallNotification.objects.filter(Q(retry_at__isnull=True) | Q(retry_at__lte=now), call_id=call_id,
+                                              status=CallNotification.Status.QUEUED).update(
         status=CallNotification.Status.SENDING, attempts=F("attempts") + 1)
     if not claimed:
-        return "not_queued"  # done, skipped, or another worker has it
+        return "not_queued"  # done, skipped, waiting for its backoff, or another worker has it
     try:
         call = Call.objects.select_related("business").get(id=call_id)
         wanted, why = _email_wanted(call)
@@ -365,10 +460,19 @@ def call_notification_send(*, call_id: int) -> str:
         body = render_to_string("calls/email/call_summary.txt", context)
         send_mail(call_email_subject(call), body, settings.DEFAULT_FROM_EMAIL, [recipient], fail_silently=False)
     except (smtplib.SMTPException, OSError) as exc:
-        # Nothing was accepted: put it back in the queue for the retry.
-        CallNotification.objects.filter(call_id=call_id).update(status=CallNotification.Status.QUEUED,
-                                                                error=f"{exc.__class__.__name__}: {exc}"[:2000])
-        raise TransientError(f"Email failed: {exc}") from exc
+        # Nothing was accepted: back in the queue for a retry after a backoff, or failed after the last one.
+        error = f"{exc.__class__.__name__}: {exc}"[:2000]
+        attempts = CallNotification.objects.values_list("attempts", flat=True).get(call_id=call_id)
+        if attempts > settings.EMAIL_MAX_RETRIES:
+            CallNotification.objects.filter(call_id=call_id).update(status=CallNotification.Status.FAILED,
+                                                                    error=error)
+            return CallNotification.Status.FAILED
+        countdown = retry_countdown(attempts - 1)
+        log.warning("Email about call %s failed (%s); retry in %.0f s", call_id, error, countdown)
+        CallNotification.objects.filter(call_id=call_id).update(
+            status=CallNotification.Status.QUEUED, error=error, retry_at=timezone.now() + timedelta(seconds=countdown))
+        enqueue(send_call_email, call_id, countdown=countdown)
+        return CallNotification.Status.QUEUED
     except Exception as exc:
         # Not the mail server's passing trouble (a bad header or address, a template error): retrying would fail
         # the same way, so the notification ends here with the reason recorded.
@@ -379,11 +483,6 @@ def call_notification_send(*, call_id: int) -> str:
     CallNotification.objects.filter(call_id=call_id).update(status=CallNotification.Status.SENT, recipient=recipient,
                                                             sent_at=timezone.now(), error="")
     return CallNotification.Status.SENT
-
-
-def call_notification_failed(*, call_id: int, error: str) -> None:
-    CallNotification.objects.filter(call_id=call_id, status=CallNotification.Status.QUEUED).update(
-        status=CallNotification.Status.FAILED, error=error[:2000])
 
 
 # --- the outbound webhook ---------------------------------------------------------------------------------
@@ -450,7 +549,11 @@ def _address_allowed(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
     return ip.is_global and not ip.is_multicast
 
 
-def resolve_webhook_target(url: str) -> tuple[str, str, int, str]:
+# getaddrinfo has no timeout of its own: it runs here, and the attempt waits for it only until its deadline.
+_resolver = concurrent.futures.ThreadPoolExecutor(max_workers=4, thread_name_prefix="webhook-dns")
+
+
+def resolve_webhook_target(url: str, timeout: float | None = None) -> tuple[str, str, int, str]:
     """(scheme, host, port, pinned address) of a webhook URL whose every resolved address is allowed."""
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
@@ -458,9 +561,11 @@ def resolve_webhook_target(url: str) -> tuple[str, str, int, str]:
     host = parts.hostname
     port = parts.port or (443 if parts.scheme == "https" else 80)
     try:
-        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        infos = _resolver.submit(socket.getaddrinfo, host, port, type=socket.SOCK_STREAM).result(timeout=timeout)
     except socket.gaierror as exc:
         raise TransientError(f"Cannot resolve {host}: {exc}") from exc
+    except concurrent.futures.TimeoutError as exc:
+        raise TransientError(f"Resolving {host} took longer than the attempt's deadline.") from exc
     addresses = [info[4][0] for info in infos]
     for address in addresses:
         if not _address_allowed(ipaddress.ip_address(address.split("%")[0])):
@@ -476,66 +581,201 @@ class AttemptResult:
     retry: bool = True
 
 
-def _post_pinned(url: str, body: str, headers: dict[str, str]) -> AttemptResult:
-    """POST to the address we checked (no second DNS lookup, no redirects followed)."""
-    scheme, host, port, address = resolve_webhook_target(url)
-    parts = urlsplit(url)
-    netloc_ip = f"[{address}]" if ":" in address else address
-    pinned = urlunsplit((scheme, f"{netloc_ip}:{port}", parts.path or "/", parts.query, ""))
-    host_header = host if parts.port is None else f"{host}:{parts.port}"
-    extensions = {"sni_hostname": host} if scheme == "https" else {}
-    with httpx.Client(timeout=settings.WEBHOOK_TIMEOUT_SECONDS, follow_redirects=False) as client:
-        response = client.post(pinned, content=body.encode(), extensions=extensions,
-                               headers={**headers, "Host": host_header, "Content-Type": "application/json",
-                                        "User-Agent": "ai-receptionist-webhooks/1"})
-    if 200 <= response.status_code < 300:
-        return AttemptResult(ok=True, status_code=response.status_code)
-    if 300 <= response.status_code < 400:
-        return AttemptResult(ok=False, status_code=response.status_code,
-                             error=f"Redirect to {response.headers.get('location', '?')!r} not followed.")
-    return AttemptResult(ok=False, status_code=response.status_code, error=f"HTTP {response.status_code}")
+class _Deadline:
+    """Cuts an HTTP exchange at a moment: shuts down its sockets from a timer thread, which wakes any blocked
+    read or write (a receiver that trickles bytes defeats per-read timeouts, not this)."""
+
+    def __init__(self, at: float) -> None:
+        self.at = at
+        self.expired = threading.Event()
+        self._sockets: list[socket.socket] = []
+        self._lock = threading.Lock()
+        self._timer = threading.Timer(max(0.0, at - time.monotonic()), self._cut)
+        self._timer.daemon = True
+
+    def remaining(self) -> float:
+        return max(0.0, self.at - time.monotonic())
+
+    def trace(self, event: str, info: dict[str, Any]) -> None:
+        """httpcore's `trace` extension: remember each socket the exchange opens (TCP, then TLS)."""
+        if event in ("connection.connect_tcp.complete", "connection.start_tls.complete"):
+            stream = info.get("return_value")
+            sock = stream.get_extra_info("socket") if stream is not None else None
+            if sock is not None:
+                with self._lock:
+                    self._sockets.append(sock)
+                if self.expired.is_set():
+                    self._cut()
+
+    def _cut(self) -> None:
+        self.expired.set()
+        with self._lock:
+            sockets = list(self._sockets)
+        for sock in sockets:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass  # already closed
+
+    def __enter__(self) -> _Deadline:
+        self._timer.start()
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self._timer.cancel()
+
+
+def _post_pinned(url: str, body: str, headers: dict[str, str], *, deadline_at: float) -> AttemptResult:
+    """POST to the address we checked (no second DNS lookup, no redirects followed), all of it (DNS, connect,
+    request, answer) before `deadline_at` (monotonic), reading at most WEBHOOK_MAX_RESPONSE_BYTES back."""
+    limit = settings.WEBHOOK_MAX_RESPONSE_BYTES
+    with _Deadline(deadline_at) as deadline:
+        scheme, host, port, address = resolve_webhook_target(url, timeout=deadline.remaining())
+        parts = urlsplit(url)
+        netloc_ip = f"[{address}]" if ":" in address else address
+        pinned = urlunsplit((scheme, f"{netloc_ip}:{port}", parts.path or "/", parts.query, ""))
+        host_header = host if parts.port is None else f"{host}:{parts.port}"
+        extensions: dict[str, Any] = {"trace": deadline.trace}
+        if scheme == "https":
+            extensions["sni_hostname"] = host
+        step = max(0.1, min(settings.WEBHOOK_TIMEOUT_SECONDS, deadline.remaining()))
+        try:
+            # trust_env off: no proxy from the environment between us and the address we checked.
+            with httpx.Client(timeout=step, follow_redirects=False, trust_env=False) as client:
+                with client.stream("POST", pinned, content=body.encode(), extensions=extensions,
+                                   headers={**headers, "Host": host_header, "Content-Type": "application/json",
+                                            "User-Agent": "ai-receptionist-webhooks/1"}) as response:
+                    received = 0
+                    for chunk in response.iter_raw():  # the answer is not needed: read a little, then hang up
+                        received += len(chunk)
+                        if received >= limit:
+                            break
+                    status, location = response.status_code, response.headers.get("location", "?")
+        except httpx.HTTPError as exc:
+            if deadline.expired.is_set():
+                return AttemptResult(ok=False, error=f"No complete answer within the {settings.WEBHOOK_DEADLINE_SECONDS:g} s "
+                                                     f"deadline ({exc.__class__.__name__}).")
+            raise
+    if 200 <= status < 300:
+        return AttemptResult(ok=True, status_code=status)
+    if 300 <= status < 400:
+        return AttemptResult(ok=False, status_code=status, error=f"Redirect to {location!r} not followed.")
+    return AttemptResult(ok=False, status_code=status, error=f"HTTP {status}")
+
+
+def webhook_claim(*, delivery_id: int) -> WebhookDelivery | None:
+    """Claim a pending delivery for one attempt (compare-and-set, committed at once); None if it is done, or
+    another attempt or its backoff holds it. The claim lasts the attempt's deadline and a margin."""
+    now = timezone.now()
+    claimed = WebhookDelivery.objects.filter(Q(claimed_until__isnull=True) | Q(claimed_until__lte=now),
+                                             id=delivery_id, status=WebhookDelivery.Status.PENDING).update(
+        attempts=F("attempts") + 1,
+        claimed_until=now + timedelta(seconds=settings.WEBHOOK_DEADLINE_SECONDS + 10))
+    if not claimed:
+        return None
+    return WebhookDelivery.objects.select_related("endpoint").get(id=delivery_id)
 
 
 def webhook_deliver(*, delivery_id: int) -> bool:
-    """Attempt one delivery (locked, so one attempt at a time). True if another attempt should be scheduled."""
-    with transaction.atomic():
-        delivery = (WebhookDelivery.objects.select_for_update(skip_locked=True)
-                    .filter(id=delivery_id, status=WebhookDelivery.Status.PENDING).first())
-        if delivery is None:
-            return False  # delivered, given up, or being attempted by another worker right now
-        endpoint = delivery.endpoint
-        number = delivery.attempts + 1
-        started_at, t0 = timezone.now(), time.monotonic()
-        body = json.dumps(delivery.payload, separators=(",", ":"))
-        if endpoint is None:
-            result = AttemptResult(ok=False, error="The endpoint was deleted.", retry=False)
-        else:
-            try:
-                signature = Webhook(endpoint.secret).sign(delivery.message_id, started_at, body)
-                headers = {"webhook-id": delivery.message_id,
-                           "webhook-timestamp": str(int(started_at.timestamp())), "webhook-signature": signature}
-                result = _post_pinned(delivery.url, body, headers)
-            except BlockedAddress as exc:
-                result = AttemptResult(ok=False, error=str(exc), retry=False)
-            except TransientError as exc:
-                result = AttemptResult(ok=False, error=str(exc))
-            except httpx.HTTPError as exc:
-                result = AttemptResult(ok=False, error=f"{exc.__class__.__name__}: {exc}")
-        WebhookAttempt.objects.create(delivery=delivery, number=number, started_at=started_at,
-                                      status_code=result.status_code, ok=result.ok, error=result.error[:2000],
-                                      duration_ms=round((time.monotonic() - t0) * 1000))
-        delivery.attempts = number
-        if result.ok:
-            delivery.status, delivery.delivered_at, delivery.last_error = (WebhookDelivery.Status.DELIVERED,
-                                                                          timezone.now(), "")
-        else:
-            delivery.last_error = result.error[:2000]
-            if not result.retry or number >= settings.WEBHOOK_MAX_ATTEMPTS:
-                delivery.status = WebhookDelivery.Status.FAILED
-        delivery.save(update_fields=["attempts", "status", "delivered_at", "last_error"])
-        log.info("Webhook %s attempt %s for call %s: %s", delivery.message_id, number, delivery.call_id,
-                 result.status_code or result.error)
-        return delivery.status == WebhookDelivery.Status.PENDING
+    """Attempt one delivery. True if another attempt is scheduled.
+
+    The claim is committed before the network: no row lock or transaction is open during DNS and the POST."""
+    from calls.tasks import deliver_webhook
+
+    if transaction.get_connection().in_atomic_block:
+        raise RuntimeError("webhook_deliver must run outside a transaction: it does network I/O.")
+    delivery = webhook_claim(delivery_id=delivery_id)
+    if delivery is None:
+        return False
+    number = delivery.attempts
+    if number > settings.WEBHOOK_MAX_ATTEMPTS:
+        # The attempts were used up by ones that never finished (their workers stopped).
+        WebhookDelivery.objects.filter(id=delivery_id, status=WebhookDelivery.Status.PENDING).update(
+            status=WebhookDelivery.Status.FAILED, claimed_until=None,
+            last_error=(f"Gave up after {number - 1} attempts; the last did not finish. " + delivery.last_error)[:2000])
+        return False
+    endpoint = delivery.endpoint
+    started_at, t0 = timezone.now(), time.monotonic()
+    body = json.dumps(delivery.payload, separators=(",", ":"))
+    if endpoint is None:
+        result = AttemptResult(ok=False, error="The endpoint was deleted.", retry=False)
+    else:
+        try:
+            signature = Webhook(endpoint.secret).sign(delivery.message_id, started_at, body)
+            headers = {"webhook-id": delivery.message_id,
+                       "webhook-timestamp": str(int(started_at.timestamp())), "webhook-signature": signature}
+            result = _post_pinned(delivery.url, body, headers,
+                                  deadline_at=t0 + settings.WEBHOOK_DEADLINE_SECONDS)
+        except BlockedAddress as exc:
+            result = AttemptResult(ok=False, error=str(exc), retry=False)
+        except TransientError as exc:
+            result = AttemptResult(ok=False, error=str(exc))
+        except httpx.HTTPError as exc:
+            result = AttemptResult(ok=False, error=f"{exc.__class__.__name__}: {exc}")
+        except Exception as exc:  # not the network's passing trouble: recorded, not retried
+            log.exception("Webhook %s attempt %s failed", delivery.message_id, number)
+            result = AttemptResult(ok=False, error=f"{exc.__class__.__name__}: {exc}", retry=False)
+    WebhookAttempt.objects.create(delivery=delivery, number=number, started_at=started_at,
+                                  status_code=result.status_code, ok=result.ok, error=result.error[:2000],
+                                  duration_ms=round((time.monotonic() - t0) * 1000))
+    countdown = 0.0
+    if result.ok:
+        update = {"status": WebhookDelivery.Status.DELIVERED, "delivered_at": timezone.now(), "last_error": ""}
+    elif not result.retry or number >= settings.WEBHOOK_MAX_ATTEMPTS:
+        update = {"status": WebhookDelivery.Status.FAILED, "last_error": result.error[:2000]}
+    else:
+        countdown = retry_countdown(number - 1)
+        update = {"last_error": result.error[:2000]}
+    WebhookDelivery.objects.filter(id=delivery_id, status=WebhookDelivery.Status.PENDING).update(
+        claimed_until=(timezone.now() + timedelta(seconds=countdown)) if countdown else None, **update)
+    log.info("Webhook %s attempt %s for call %s: %s", delivery.message_id, number, delivery.call_id,
+             result.status_code or result.error)
+    if countdown:
+        enqueue(deliver_webhook, delivery_id, countdown=countdown)
+        return True
+    return False
+
+
+# --- the post-call sweep ----------------------------------------------------------------------------------
+
+SWEEP_BATCH = 200
+
+
+def postcall_sweep(*, now: datetime | None = None) -> dict[str, int]:
+    """Queue again the post-call work that should have happened by now and has no live claim: summaries of
+    finalised calls (and the notifications of summarised calls that have none), queued emails, pending
+    webhooks. Safe to run any number of times: each task claims its work by compare-and-set."""
+    from calls.tasks import deliver_webhook, send_call_email, summarize_call
+
+    now = now or timezone.now()
+    settled_before = now - timedelta(seconds=settings.POSTCALL_SWEEP_GRACE_SECONDS)
+    oldest = now - timedelta(hours=settings.POSTCALL_SWEEP_MAX_AGE_HOURS)
+    unclaimed = Q(summary_claimed_until__isnull=True) | Q(summary_claimed_until__lte=now)
+    unsummarised = list(Call.objects.filter(unclaimed, summarized_at__isnull=True, finalized_at__lt=settled_before,
+                                            finalized_at__gte=oldest)
+                        .order_by("finalized_at").values_list("id", flat=True)[:SWEEP_BATCH])
+    unnotified = list(Call.objects.filter(summarized_at__lt=settled_before, finalized_at__gte=oldest,
+                                          notification__isnull=True)
+                      .order_by("finalized_at").values_list("id", flat=True)[:SWEEP_BATCH])
+    emails = list(CallNotification.objects.filter(Q(retry_at__isnull=True) | Q(retry_at__lte=now),
+                                                  status=CallNotification.Status.QUEUED,
+                                                  created_at__lt=settled_before, call__finalized_at__gte=oldest)
+                  .order_by("created_at").values_list("call_id", flat=True)[:SWEEP_BATCH])
+    webhooks = list(WebhookDelivery.objects.filter(Q(claimed_until__isnull=True) | Q(claimed_until__lte=now),
+                                                   status=WebhookDelivery.Status.PENDING,
+                                                   created_at__lt=settled_before, created_at__gte=oldest)
+                    .order_by("created_at").values_list("id", flat=True)[:SWEEP_BATCH])
+    for call_id in unsummarised + unnotified:
+        enqueue(summarize_call, call_id)
+    for call_id in emails:
+        enqueue(send_call_email, call_id)
+    for delivery_id in webhooks:
+        enqueue(deliver_webhook, delivery_id)
+    counts = {"summaries": len(unsummarised), "notifications": len(unnotified), "emails": len(emails),
+              "webhooks": len(webhooks)}
+    if any(counts.values()):
+        log.warning("Post-call sweep queued again: %s", counts)
+    return counts
 
 
 # --- the reaper -------------------------------------------------------------------------------------------

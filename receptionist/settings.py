@@ -156,7 +156,9 @@ if REDIS_URL:
 
 CELERY_BROKER_URL = REDIS_URL or "memory://"
 CELERY_RESULT_BACKEND = None
-CELERY_TASK_ALWAYS_EAGER = not REDIS_URL  # embedded mode: tasks run in-process
+# Embedded mode: tasks run in-process; the post-call work on a small background executor (calls/background.py),
+# never in the thread that finalised the call.
+CELERY_TASK_ALWAYS_EAGER = not REDIS_URL
 CELERY_TASK_EAGER_PROPAGATES = True
 CELERY_TASK_ACKS_LATE = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
@@ -437,7 +439,12 @@ EMAIL_MAX_RETRIES = env_int("EMAIL_MAX_RETRIES", 5)
 # The file-based email backend's folder (EMAIL_BACKEND=django.core.mail.backends.filebased.EmailBackend).
 EMAIL_FILE_PATH = env_str("EMAIL_FILE_PATH") or str(BASE_DIR / "test-artifacts" / "mail")
 WEBHOOK_MAX_ATTEMPTS = env_int("WEBHOOK_MAX_ATTEMPTS", 8)
+# Each network step (connect, each read and write) of a webhook attempt waits at most WEBHOOK_TIMEOUT_SECONDS;
+# the whole attempt (DNS, connect, request, response) at most WEBHOOK_DEADLINE_SECONDS; at most
+# WEBHOOK_MAX_RESPONSE_BYTES of the receiver's answer are read.
 WEBHOOK_TIMEOUT_SECONDS = float(env_str("WEBHOOK_TIMEOUT_SECONDS", "10"))
+WEBHOOK_DEADLINE_SECONDS = float(env_str("WEBHOOK_DEADLINE_SECONDS", "20"))
+WEBHOOK_MAX_RESPONSE_BYTES = env_int("WEBHOOK_MAX_RESPONSE_BYTES", 64 * 1024)
 # Only for development and tests: allow webhook URLs that resolve to private or loopback addresses.
 WEBHOOK_ALLOW_PRIVATE_ADDRESSES = env_bool("WEBHOOK_ALLOW_PRIVATE_ADDRESSES", DEBUG)
 # The reaper: a ringing call whose stream never started, or a live call with no activity (events) for this
@@ -446,10 +453,35 @@ REAPER_INTERVAL_SECONDS = env_int("REAPER_INTERVAL_SECONDS", 60)
 REAPER_RINGING_MINUTES = env_int("REAPER_RINGING_MINUTES", 5)
 REAPER_IDLE_MINUTES = env_int("REAPER_IDLE_MINUTES", 15)
 REAPER_GRACE_SECONDS = env_int("REAPER_GRACE_SECONDS", 120)
-# How long Redis keeps an unacknowledged (acks_late) task before giving it to another worker; tasks of a
-# worker that died are redelivered after it. Keep it above the longest retry countdown.
-CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": env_int("CELERY_VISIBILITY_TIMEOUT", 3600)}
+# How long Redis keeps a task a worker took but has not acknowledged (acks_late) before giving it to another
+# worker: a SIGKILLed worker's task comes back after it. It must exceed the longest task (CELERY_TASK_TIME_LIMIT),
+# else a task still running is handed out a second time. Redis' transport also counts a countdown (ETA) task
+# as taken from the moment a worker receives it, long before it runs; a countdown longer than this timeout makes
+# Redis hand the task out again and again, each copy running. So no task is sent with a countdown longer than
+# POSTCALL_BROKER_MAX_COUNTDOWN_SECONDS (the timeout less the time limit less a margin); longer post-call
+# backoffs are kept in the database (a claim that expires) and picked up by the post-call sweep below.
+CELERY_VISIBILITY_TIMEOUT = env_int("CELERY_VISIBILITY_TIMEOUT", CELERY_TASK_TIME_LIMIT + 30)
+if CELERY_VISIBILITY_TIMEOUT <= CELERY_TASK_TIME_LIMIT:
+    raise ImproperlyConfigured("CELERY_VISIBILITY_TIMEOUT must be longer than CELERY_TASK_TIME_LIMIT, or tasks "
+                               "still running are handed to a second worker.")
+CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": CELERY_VISIBILITY_TIMEOUT}
+POSTCALL_BROKER_MAX_COUNTDOWN_SECONDS = max(0, CELERY_VISIBILITY_TIMEOUT - CELERY_TASK_TIME_LIMIT - 10)
+# The post-call sweep (beat): finalised calls with no summary, emails still queued and webhooks still pending,
+# whose claim has expired (a worker died, a message was lost, the broker was down, a long backoff is over),
+# are queued again; the compare-and-set claims keep each side effect once. Only calls finalised more than
+# POSTCALL_SWEEP_GRACE_SECONDS and less than POSTCALL_SWEEP_MAX_AGE_HOURS ago are looked at.
+POSTCALL_SWEEP_SECONDS = env_int("POSTCALL_SWEEP_SECONDS", 10)
+POSTCALL_SWEEP_GRACE_SECONDS = env_int("POSTCALL_SWEEP_GRACE_SECONDS", 20)
+POSTCALL_SWEEP_MAX_AGE_HOURS = env_int("POSTCALL_SWEEP_MAX_AGE_HOURS", 48)
+# How long one summary attempt may hold its claim; after it, the sweep gives the summary to another worker.
+SUMMARY_CLAIM_SECONDS = env_int("SUMMARY_CLAIM_SECONDS", int(SUMMARY_MODEL_TIMEOUT_SECONDS) + 5)
+# Embedded mode: threads of the background executor running the post-call work.
+POSTCALL_EMBEDDED_THREADS = env_int("POSTCALL_EMBEDDED_THREADS", 2)
 CELERY_BEAT_SCHEDULE = {
     **globals().get("CELERY_BEAT_SCHEDULE", {}),
     "calls.reap_stuck_calls": {"task": "calls.reap_stuck_calls", "schedule": float(REAPER_INTERVAL_SECONDS)},
+}
+CELERY_BEAT_SCHEDULE = {
+    **CELERY_BEAT_SCHEDULE,
+    "calls.sweep_postcall": {"task": "calls.sweep_postcall", "schedule": float(POSTCALL_SWEEP_SECONDS)},
 }

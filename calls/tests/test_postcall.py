@@ -16,6 +16,7 @@ from standardwebhooks import Webhook
 from standardwebhooks.webhooks import WebhookVerificationError
 
 from calls import postcall
+from calls.background import embedded_runner
 from calls.caller_text import BLOCK_END, BLOCK_START
 from calls.postcall import summary_prompt
 from calls.models import (
@@ -107,8 +108,15 @@ def eager(settings, summary_standin):
     settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
     settings.WEBHOOK_ALLOW_PRIVATE_ADDRESSES = True
     settings.SUMMARY_MAX_RETRIES = 2
+    settings.POSTCALL_RETRY_BASE_SECONDS = 0.01
     yield summary_standin
+    settle()
     celery_app.conf.task_always_eager, celery_app.conf.task_eager_propagates = before
+
+
+def settle() -> None:
+    """Wait for the embedded mode's background post-call work (and its retries) to finish."""
+    assert embedded_runner().wait_idle(30), "the post-call work did not finish"
 
 
 @pytest.fixture
@@ -139,6 +147,7 @@ def test_a_finished_call_gets_one_summary_one_email_and_one_signed_webhook(eager
     call = talked_call(business)
 
     assert call_finalize(call_id=call.id, status=Call.Status.COMPLETED, end_reason="caller_hung_up")
+    settle()
     assert not call_finalize(call_id=call.id, status=Call.Status.COMPLETED, end_reason="caller_hung_up")
 
     call.refresh_from_db()
@@ -169,6 +178,7 @@ def test_a_finished_call_gets_one_summary_one_email_and_one_signed_webhook(eager
     summarize_call.delay(call.id)
     send_call_email.delay(call.id)
     deliver_webhook.delay(delivery.id)
+    settle()
     assert len(summary_requests(eager)) == 1 and len(mail.outbox) == 1 and len(receiver.requests) == 1
     assert delivery.attempt_log.count() == 1 and CallNotification.objects.get().status == "sent"
 
@@ -177,6 +187,7 @@ def test_tools_beat_the_model_on_the_outcome(eager, business):
     call = talked_call(business)
     make_appointment(business, timezone.now() + dt.timedelta(days=2), created_by_call=call)
     call_finalize(call_id=call.id, status=Call.Status.COMPLETED, end_reason="caller_hung_up")
+    settle()
     call.refresh_from_db()
     assert call.outcome == "booked"  # the model said "answered"
 
@@ -185,6 +196,7 @@ def test_a_transfer_is_transferred(eager, business):
     call = talked_call(business)
     CallEvent.objects.create(call=call, order=1, kind=CallEvent.Kind.TRANSFER, payload={"ok": True, "to": "+1415"})
     call_finalize(call_id=call.id, status=Call.Status.COMPLETED, end_reason="transferred")
+    settle()
     call.refresh_from_db()
     assert call.outcome == "transferred"
 
@@ -195,6 +207,7 @@ def test_a_receiver_that_fails_once_gets_the_same_event_id_twice_and_no_more(eag
         _, secret = notification_settings_save(business=business, email_mode="off", webhook_url=receiver.url)
         call = talked_call(business)
         call_finalize(call_id=call.id, status=Call.Status.COMPLETED, end_reason="caller_hung_up")
+        settle()
         assert len(receiver.requests) == 2
         ids = {r["headers"]["webhook-id"] for r in receiver.requests}
         assert len(ids) == 1
@@ -215,6 +228,7 @@ def test_redirects_are_not_followed(eager, business):
         notification_settings_save(business=business, email_mode="off", webhook_url=receiver.url)
         call = talked_call(business)
         call_finalize(call_id=call.id, status=Call.Status.COMPLETED, end_reason="caller_hung_up")
+        settle()
         delivery = WebhookDelivery.objects.get()
         assert delivery.status == "failed" and "not followed" in delivery.last_error
         assert all(r["path"] == "/hooks/calls" for r in receiver.requests)
@@ -227,6 +241,7 @@ def test_private_addresses_are_refused_unless_allowed(eager, business, receiver,
     WebhookEndpoint.objects.create(business=business, url=receiver.url, secret=postcall.webhook_secret_new())
     call = talked_call(business)
     call_finalize(call_id=call.id, status=Call.Status.COMPLETED, end_reason="caller_hung_up")
+    settle()
     delivery = WebhookDelivery.objects.get()
     assert delivery.status == "failed" and "private" in delivery.last_error and delivery.attempts == 1
     assert receiver.requests == []
@@ -240,6 +255,7 @@ def test_summary_failure_is_retried_then_marked_and_the_email_goes_out_without_i
     eager.script = Script.from_obj({"summary": {"status": 500}})
     call = talked_call(business)
     call_finalize(call_id=call.id, status=Call.Status.COMPLETED, end_reason="caller_hung_up")
+    settle()
     call.refresh_from_db()
     assert len(summary_requests(eager)) == 3  # the first try and SUMMARY_MAX_RETRIES = 2 retries
     assert call.summary == "" and "500" in call.summary_error and call.summarized_at
@@ -251,6 +267,7 @@ def test_a_summary_error_that_clears_is_retried_to_success(eager, business):
                                                 "document": SUMMARY_DOC}})
     call = talked_call(business)
     call_finalize(call_id=call.id, status=Call.Status.COMPLETED, end_reason="caller_hung_up")
+    settle()
     call.refresh_from_db()
     assert len(summary_requests(eager)) == 2 and call.summary == SUMMARY_DOC["summary"] and not call.summary_error
 
@@ -260,12 +277,14 @@ def test_follow_up_only_and_off_switches(eager, business):
     eager.script = Script.from_obj({"summary": {"document": {**SUMMARY_DOC, "follow_up_needed": False}}})
     call = talked_call(business)
     call_finalize(call_id=call.id, status=Call.Status.COMPLETED, end_reason="caller_hung_up")
+    settle()
     assert len(mail.outbox) == 0 and CallNotification.objects.get(call=call).status == "skipped"
 
 
 def test_a_silent_call_is_abandoned_without_a_model_call(eager, business):
     call = make_call(business, status=Call.Status.IN_PROGRESS, answered_at=timezone.now())
     call_finalize(call_id=call.id, status=Call.Status.COMPLETED, end_reason="caller_hung_up")
+    settle()
     call.refresh_from_db()
     assert call.outcome == "abandoned" and call.summary_cost_usd == Decimal(0) and summary_requests(eager) == []
     assert len(mail.outbox) == 1
@@ -299,6 +318,7 @@ def test_the_reaper_finalises_stuck_calls_and_leaves_live_ones_alone(eager, busi
 
     from calls.tasks import reap_stuck_calls
     reap_stuck_calls.delay()
+    settle()
 
     for call in (stuck, never_connected, over_cap):
         call.refresh_from_db()
@@ -339,6 +359,7 @@ def test_without_a_script_the_standin_answers_a_default_that_fits_the_schema(eag
     eager.script = Script.from_obj({})
     call = talked_call(business)
     call_finalize(call_id=call.id, status=Call.Status.COMPLETED, end_reason="caller_hung_up")
+    settle()
     call.refresh_from_db()
     assert call.summary.startswith("Stand-in summary") and call.outcome == "other" and call.sentiment == "neutral"
     assert call.action_items == [] and call.follow_up_needed is False and not call.summary_error
@@ -384,6 +405,7 @@ def test_a_caller_name_with_a_newline_gives_a_clean_one_line_subject(eager, busi
         **SUMMARY_DOC, "caller_name": "Ann Lee\r\nBcc: everyone@example.com\u2028" + "x" * 300}}})
     call = talked_call(business)
     call_finalize(call_id=call.id, status=Call.Status.COMPLETED, end_reason="caller_hung_up")
+    settle()
     assert CallNotification.objects.get(call=call).status == "sent"
     subject = mail.outbox[0].subject
     assert "Ann Lee Bcc: everyone@example.com" in subject
@@ -396,6 +418,7 @@ def test_a_tenant_business_name_cannot_break_the_subject_either(eager, business)
     business.save(update_fields=["name"])
     call = talked_call(business)
     call_finalize(call_id=call.id, status=Call.Status.COMPLETED, end_reason="caller_hung_up")
+    settle()
     assert mail.outbox[0].subject.startswith("Follow-up needed — Harbor Dental: call from Ann Lee")
 
 
@@ -403,6 +426,7 @@ def test_an_email_that_fails_for_good_ends_failed_with_the_error_not_stuck_sendi
     settings.EMAIL_BACKEND = f"{__name__}.RefusingEmailBackend"
     call = talked_call(business)
     call_finalize(call_id=call.id, status=Call.Status.COMPLETED, end_reason="caller_hung_up")
+    settle()
     notification = CallNotification.objects.get(call=call)
     assert notification.status == "failed" and notification.attempts == 1
     assert "must not contain a newline" in notification.error
