@@ -62,9 +62,10 @@ async def drain_live_calls(bound_s: float) -> None:
     """Ask every live call to end politely, wait at most `bound_s`, then end the rest."""
     LIVE_CALLS.draining = True
     sessions = [session for session in LIVE_CALLS.sessions if not session.finished.is_set()]
-    log.warning("Shutting down: draining %d live call(s), for at most %.0f s", len(sessions), bound_s)
     if not sessions:
+        log.info("Shutting down: no live calls to drain")
         return
+    log.warning("Shutting down: draining %d live call(s), for at most %.0f s", len(sessions), bound_s)
     started = time.monotonic()
     for session in sessions:
         session.start_shutdown()
