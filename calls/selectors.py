@@ -11,7 +11,6 @@ from __future__ import annotations
 import bisect
 import datetime as dt
 import re
-from collections.abc import Iterator
 from dataclasses import dataclass
 from decimal import Decimal
 
@@ -768,12 +767,19 @@ def csv_safe(value: object) -> object:
     return value
 
 
-def calls_csv_rows(*, business: Business, filters: CallFilters, chunk_size: int = 2000) -> Iterator[list[object]]:
-    """The header, then one row per matching call (newest first), read from the database in chunks."""
-    yield CSV_COLUMNS
+def calls_csv_chunk(*, business: Business, filters: CallFilters, after: tuple[dt.datetime, int] | None = None,
+                    size: int = 500) -> tuple[list[list[object]], tuple[dt.datetime, int] | None]:
+    """One chunk of the export: up to `size` rows of matching calls (newest first) after the keyset `after`
+    (a call's (started_at, id)), and the key to go on from, None once there are no more. Keyset paging keeps no
+    cursor open between chunks, so an async view can stream them with other work between."""
+    rows = calls_for_export(business=business, filters=filters)
+    if after is not None:
+        at, call_id = after
+        rows = rows.filter(Q(started_at__lt=at) | Q(started_at=at, id__lt=call_id), started_at__lte=at)
+    calls = list(rows[:size])
     tz = business.tzinfo
-    for call in calls_for_export(business=business, filters=filters).iterator(chunk_size=chunk_size):
-        yield [csv_safe(value) for value in (
-            call.id, call.started_at.astimezone(tz).isoformat(), call.channel, call.status, call.outcome,
-            call.from_number, call.caller_name, "" if call.duration_seconds is None else call.duration_seconds,
-            call.cost_usd, call.summary, call.end_reason)]
+    lines = [[csv_safe(value) for value in (
+        call.id, call.started_at.astimezone(tz).isoformat(), call.channel, call.status, call.outcome,
+        call.from_number, call.caller_name, "" if call.duration_seconds is None else call.duration_seconds,
+        call.cost_usd, call.summary, call.end_reason)] for call in calls]
+    return lines, ((calls[-1].started_at, calls[-1].id) if len(calls) == size else None)

@@ -11,10 +11,13 @@ django_asgi_app = get_asgi_application()
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 
 from receptionist.routing import websocket_urlpatterns  # noqa: E402
+from voice.drain import lifespan  # noqa: E402
 
 application = ProtocolTypeRouter(
     {
         "http": django_asgi_app,
         "websocket": URLRouter(websocket_urlpatterns),
+        # uvicorn: installs the SIGTERM drain of live calls (voice/drain.py).
+        "lifespan": lifespan,
     }
 )

@@ -350,6 +350,11 @@ REALTIME_PRICES.update(json.loads(env_str("REALTIME_PRICES_JSON", "{}")))
 OPENAI_TRANSCRIPTION_MODEL = env_str("OPENAI_TRANSCRIPTION_MODEL", "gpt-4o-mini-transcribe")
 # How long a stream token from the incoming-call webhook stays valid (Twilio connects within a second or two).
 STREAM_TOKEN_MAX_AGE_SECONDS = env_int("STREAM_TOKEN_MAX_AGE_SECONDS", 60)
+# A media socket must send Twilio's `start` (with its token) this soon after opening, or it is closed (4408).
+MEDIA_STREAM_START_SECONDS = env_int("MEDIA_STREAM_START_SECONDS", 5)
+# On SIGTERM (a deploy) live calls get this long to hear the restart sentence and hang up before uvicorn shuts
+# down; keep it below the Procfile's --timeout-graceful-shutdown. 0: no drain, calls are cut at once.
+CALL_DRAIN_SECONDS = env_int("CALL_DRAIN_SECONDS", 15)
 # Hard cap on one call; OpenAI ends a realtime session at 60 minutes anyway.
 CALL_MAX_SECONDS = env_int("CALL_MAX_SECONDS", 30 * 60)
 # Browser test calls run on the operator's OpenAI key and are never billed to Polar: keep them short and few at a time.

@@ -30,6 +30,7 @@ from calls.services import (TooManyBrowserCalls, call_claim_stream, call_create_
                             call_forward_start)
 from voice import twilio_api
 from voice.agent import BROWSER_AUDIO, PHONE_AUDIO
+from voice.drain import draining
 from voice.session import CallSession, b64_len_to_bytes
 from voice.stream_tokens import StreamTokenError, aredeem_stream_token
 
@@ -44,6 +45,8 @@ STREAM_SID = re.compile(r"MZ[0-9a-fA-F]{32}")
 CLOSE_POLICY = 4403      # refused: bad or missing stream token
 CLOSE_PROTOCOL = 4400    # not speaking the Media Streams protocol
 CLOSE_TOO_BIG = 1009
+CLOSE_START_TIMEOUT = 4408  # no `start` message within MEDIA_STREAM_START_SECONDS of the socket opening
+CLOSE_SERVER_RESTART = 1012  # the server is shutting down (a deploy): no new calls here
 
 
 class _SocketTransport:
@@ -60,13 +63,18 @@ class _SocketTransport:
     async def close(self, code: int = 1000, reason: str = "") -> None:
         if not self.closed:
             self.closed = True
-            message: dict[str, Any] = {"type": "websocket.close", "code": code}
-            if reason:
-                message["reason"] = reason[:120]  # a close frame's reason fits in 123 bytes
-            try:
-                await self._send(message)
-            except Exception:
-                pass
+            await send_close(self._send, code, reason)
+
+
+async def send_close(send: Any, code: int, reason: str = "") -> None:
+    """Close a WebSocket with a code and a short reason; a socket already gone is fine."""
+    message: dict[str, Any] = {"type": "websocket.close", "code": code}
+    if reason:
+        message["reason"] = reason.encode()[:120].decode(errors="ignore")  # a close reason fits in 123 bytes
+    try:
+        await send(message)
+    except Exception:
+        pass
 
 
 class TwilioTransport(_SocketTransport):
@@ -141,13 +149,13 @@ class TwilioMediaStream:
         if message["type"] != "websocket.connect":
             return
         await send({"type": "websocket.accept"})
+        if draining():
+            # A deploy is draining this process: Twilio goes on with the TwiML after <Connect>.
+            log.info("Refused a Twilio media stream: the server is shutting down")
+            await send_close(send, CLOSE_SERVER_RESTART, "server restarting")
+            return
+        # Nothing is opened for the socket (reply channel, listener, OpenAI) before its token is redeemed.
         stream = _StreamState(send)
-        # Answers for this call (the supervisor's, from a worker) arrive on its own channel, read by a
-        # separate task so the media loop below never waits on the channel layer.
-        layer = get_channel_layer()
-        stream.reply_channel = await layer.new_channel("call.") if layer is not None else ""
-        listener = (asyncio.create_task(forward_call_messages(layer, stream.reply_channel, lambda: stream.session))
-                    if layer is not None else None)
         try:
             await stream.read_frames(receive)
         except asyncio.CancelledError:
@@ -156,8 +164,8 @@ class TwilioMediaStream:
             log.exception("Twilio media stream crashed")
             stream.crashed = True
         finally:
-            if listener is not None:
-                listener.cancel()
+            if stream.listener is not None:
+                stream.listener.cancel()
             await stream.end()
 
 
@@ -169,7 +177,9 @@ class _AudioSocket:
 
     def __init__(self) -> None:
         self.bad_frames = 0
+        self.other_stream_frames = 0  # of the bad frames: a Twilio frame naming another call's stream
         self.disconnected = False
+        self.disconnect_code: int | None = None
         self.crashed = False
         self.close_reason = ""  # why we closed the socket (a protocol error), if we did
 
@@ -181,14 +191,30 @@ class _AudioSocket:
 
     async def read_frames(self, receive: Any) -> None:
         """Hand every frame to `handle` until it ends the call or the other side goes away."""
-        while True:
-            message = await receive()
-            if message["type"] == "websocket.receive":
-                if not await self.handle(message.get("text"), message.get("bytes")):
-                    return
-            elif message["type"] == "websocket.disconnect":
-                self.disconnected = True
-                return
+        while await self.on_message(await receive()):
+            pass
+
+    async def on_message(self, message: dict[str, Any]) -> bool:
+        """One ASGI message; False once the socket is done."""
+        if message["type"] == "websocket.receive":
+            return await self.handle(message.get("text"), message.get("bytes"))
+        if message["type"] == "websocket.disconnect":
+            self.disconnected = True
+            self.disconnect_code = message.get("code")
+            return False
+        return True
+
+    def record_ignored_frames(self, session: CallSession, *, source: str, sender: str) -> None:
+        """Put the count of frames this socket ignored on the call's timeline (nothing if there were none)."""
+        if not self.bad_frames:
+            return
+        extra: dict[str, Any] = {}
+        message = f"Ignored {self.bad_frames} malformed frames from {sender}."
+        if self.other_stream_frames:
+            extra["other_stream_frames"] = self.other_stream_frames
+            message += (f" {self.other_stream_frames} of them named another call's media stream and were dropped, "
+                        "not played to the agent.")
+        session.add_event(CallEvent.Kind.ERROR, source=source, bad_frames=self.bad_frames, message=message, **extra)
 
     async def close(self, code: int, reason: str) -> bool:
         raise NotImplementedError
@@ -226,24 +252,50 @@ class _StreamState(_AudioSocket):
         self.transport: TwilioTransport | None = None
         self.stream_sid: str | None = None
         self.stopped = False
+        self.socket_closed = False
         self.reply_channel = ""
+        self.listener: asyncio.Task | None = None
+        self.opened_at = time.monotonic()
 
     async def close(self, code: int, reason: str) -> bool:
         self.close_reason = reason
         log.warning("Closing a Twilio media stream (%s): %s", code, reason)
-        try:
-            await self.send({"type": "websocket.close", "code": code})
-        except Exception:
-            pass
-        if self.transport is not None:
-            self.transport.closed = True
+        await self.close_socket(code, reason)
         return False
+
+    async def close_socket(self, code: int, reason: str = "") -> None:
+        if self.transport is not None:
+            if not self.transport.closed:
+                await self.transport.close(code, reason)
+        elif not self.socket_closed:
+            await send_close(self.send, code, reason)
+        self.socket_closed = True
+
+    async def read_frames(self, receive: Any) -> None:
+        """Until `start` every wait is bounded by the start deadline (`connected` frames do not extend it);
+        after it, frames are read as they come."""
+        deadline = self.opened_at + settings.MEDIA_STREAM_START_SECONDS
+        while self.session is None:
+            try:
+                message = await asyncio.wait_for(receive(), timeout=max(0.0, deadline - time.monotonic()))
+            except TimeoutError:
+                await self.close(CLOSE_START_TIMEOUT,
+                                 f"no start message within {settings.MEDIA_STREAM_START_SECONDS} s")
+                return
+            if not await self.on_message(message):
+                return
+        await super().read_frames(receive)
 
     async def handle(self, text: str | None, data: bytes | None) -> bool:
         """Handle one frame; False ends the stream."""
         frame, event = await self.decode(text, data, "event", "a Media Streams JSON message")
         if frame is None:
             return event
+        if self.session is not None and event in ("media", "mark", "dtmf", "stop") \
+                and frame.get("streamSid") != self.stream_sid:
+            # Not this call's stream: never played to the agent as this caller's audio, nor ending this call.
+            self.other_stream_frames += 1
+            return await self.bad_frame(f"{event} frame of another stream")
         if event == "media":
             if self.session is None:
                 return await self.close(CLOSE_PROTOCOL, "media before start")
@@ -267,6 +319,7 @@ class _StreamState(_AudioSocket):
             return await self.start(frame)
         if event == "stop":
             self.stopped = True
+            await self.close_socket(1000)  # a close frame, not a dropped connection
             return False
         if event == "dtmf":
             if self.session is not None:
@@ -287,6 +340,8 @@ class _StreamState(_AudioSocket):
         if not isinstance(params, dict) or not isinstance(stream_sid, str) or not STREAM_SID.fullmatch(stream_sid):
             return await self.close(CLOSE_PROTOCOL, "start without a valid streamSid/customParameters")
         call_sid = start.get("callSid")
+        if draining():
+            return await self.refuse_for_restart()
         try:
             grant = await aredeem_stream_token(str(params.get("token", "")), call_id=params.get("call_id"),
                                                call_sid=call_sid if isinstance(call_sid, str) else None)
@@ -294,24 +349,54 @@ class _StreamState(_AudioSocket):
             return await self.close(CLOSE_POLICY, str(exc))
         self.stream_sid = stream_sid
         self.transport = TwilioTransport(self.send, stream_sid, grant.twilio_call_sid)
+        # Answers for this call (the supervisor's, from a worker) arrive on its own channel, read by a
+        # separate task so the media loop never waits on the channel layer.
+        layer = get_channel_layer()
+        self.reply_channel = await layer.new_channel("call.") if layer is not None else ""
         self.session = CallSession(call_id=grant.call_id, business_id=grant.business_id, transport=self.transport,
                                    caller_number=grant.caller_number, reply_channel=self.reply_channel)
+        if layer is not None:
+            self.listener = asyncio.create_task(forward_call_messages(layer, self.reply_channel, lambda: self.session))
+        if draining():  # the drain began while the token was being redeemed
+            await self.session.finish(status=Call.Status.INTERRUPTED, reason="server_shutdown")
+            return await self.refuse_for_restart()
         await self.session.start()
         return not self.session.finished.is_set()
+
+    async def refuse_for_restart(self) -> bool:
+        log.info("Closing a Twilio media stream at its start: the server is shutting down")
+        await self.close_socket(CLOSE_SERVER_RESTART, "server restarting")
+        return False
 
     async def end(self) -> None:
         session = self.session
         if session is None:
+            if not self.disconnected:
+                await self.close_socket(1000)
             return
-        if self.stopped:
-            await session.finish(status=Call.Status.COMPLETED, reason="caller_hung_up")
-        elif self.crashed:
+        self.record_ignored_frames(session, source="twilio", sender="Twilio's media stream")
+        if self.crashed:
             await session.finish(status=Call.Status.FAILED, reason="server_error", error="The media stream handler crashed.")
         elif self.close_reason:
             await session.finish(status=Call.Status.FAILED, reason="stream_protocol_error", error=self.close_reason)
+        elif ended_by_shutdown(session, caller_left=self.stopped, code=self.disconnect_code):
+            await session.finish(status=Call.Status.COMPLETED if session.shutdown_said else Call.Status.INTERRUPTED,
+                                 reason="server_shutdown")
+        elif self.stopped:
+            await session.finish(status=Call.Status.COMPLETED, reason="caller_hung_up")
         else:
             await session.finish(status=Call.Status.INTERRUPTED, reason="stream_closed",
                                  error="Twilio's media stream closed without a stop message.")
+        if not self.disconnected:
+            await self.close_socket(1000)
+
+
+def ended_by_shutdown(session: CallSession, *, caller_left: bool, code: int | None) -> bool:
+    """The server shutting down ended the call: the drain's hang-up (the caller's side then closes, which is
+    not the caller hanging up), or the server closing the socket (uvicorn's 1012) — not Twilio's doing."""
+    if code == CLOSE_SERVER_RESTART:
+        return True
+    return session.draining and (session.shutdown_said or not caller_left)
 
 
 
@@ -522,6 +607,9 @@ class BrowserCall:
         if message["type"] != "websocket.connect":
             return
         await send({"type": "websocket.accept"})
+        if draining():  # a deploy is draining this process: the page says so and can call again in a moment
+            await send_close(send, CLOSE_SERVER_RESTART, "server restarting")
+            return
         if not origin_allowed(scope):
             log.warning("Refused a browser call from another origin")
             await send({"type": "websocket.close", "code": CLOSE_POLICY})
@@ -625,18 +713,19 @@ class _BrowserCallState(_AudioSocket):
         return await self.bad_frame(f"unknown type {str(kind)[:40]!r}")
 
     async def end(self) -> None:
-        if self.hung_up:
-            status, reason, error = Call.Status.COMPLETED, "caller_hung_up", ""
-        elif self.crashed:
+        if self.crashed:
             status, reason, error = Call.Status.FAILED, "server_error", "The browser call handler crashed."
         elif self.close_reason:
             status, reason, error = Call.Status.FAILED, self.close_end_reason, self.close_reason
+        elif ended_by_shutdown(self.session, caller_left=self.hung_up, code=self.disconnect_code):
+            status, reason, error = (Call.Status.COMPLETED if self.session.shutdown_said else Call.Status.INTERRUPTED,
+                                     "server_shutdown", "")
+        elif self.hung_up:
+            status, reason, error = Call.Status.COMPLETED, "caller_hung_up", ""
         else:
             status, reason, error = (Call.Status.INTERRUPTED, "browser_disconnected",
                                      "The browser closed the connection without hanging up.")
-        if self.bad_frames:
-            self.session.add_event(CallEvent.Kind.ERROR, source="browser", bad_frames=self.bad_frames,
-                                   message=f"Ignored {self.bad_frames} malformed frames from the browser.")
+        self.record_ignored_frames(self.session, source="browser", sender="the browser")
         if self.rate.dropped_bytes:
             self.session.add_event(CallEvent.Kind.ERROR, source="browser", dropped_audio_ms=self.rate.dropped_ms,
                                    message=f"Dropped {self.rate.dropped_ms} ms of audio sent faster than real time.")

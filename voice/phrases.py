@@ -117,6 +117,23 @@ PHRASES: dict[str, dict[str, str]] = {
         "pt": "Desculpe, não consegui falar com ninguém. Por favor, ligue novamente mais tarde. Até logo.",
         "nl": "Het spijt me, ik kon niemand bereiken. Bel later nog eens terug. Tot ziens.",
     },
+    # The server is restarting (a deploy): the agent's last sentence before it hangs up.
+    "server_restart": {
+        "en": "I'm sorry, I have to end this call now because our phone system is restarting. Please call back "
+              "in a minute. Goodbye.",
+        "es": "Lo siento, tengo que terminar esta llamada porque nuestro sistema telefónico se está reiniciando. "
+              "Vuelva a llamar en un minuto, por favor. Adiós.",
+        "fr": "Je suis désolé, je dois mettre fin à cet appel car notre système téléphonique redémarre. Veuillez "
+              "rappeler dans une minute. Au revoir.",
+        "de": "Es tut mir leid, ich muss das Gespräch jetzt beenden, weil unser Telefonsystem neu startet. Bitte "
+              "rufen Sie in einer Minute wieder an. Auf Wiederhören.",
+        "it": "Mi dispiace, devo chiudere la chiamata perché il nostro sistema telefonico si sta riavviando. La "
+              "preghiamo di richiamare tra un minuto. Arrivederci.",
+        "pt": "Desculpe, preciso encerrar esta ligação porque o nosso sistema telefônico está reiniciando. Por "
+              "favor, ligue novamente em um minuto. Até logo.",
+        "nl": "Het spijt me, ik moet dit gesprek nu beëindigen omdat ons telefoonsysteem opnieuw opstart. Bel over "
+              "een minuut terug. Tot ziens.",
+    },
     # The agent's first sentence when the business wrote no greeting of its own.
     "default_greeting": {
         "en": "Thank you for calling {name}. How can I help you today?",

@@ -24,7 +24,8 @@ from billing.services import CallAllowance, call_allowance
 from calls.live import apublish_call_changed
 from calls.models import Call, CallEvent
 from calls.services import CallRecord, Usage, call_finalize, call_record_entries
-from voice.agent import AgentProfile, greeting_response, load_agent_profile, session_update
+from voice.agent import LANGUAGE_NAMES, AgentProfile, greeting_response, load_agent_profile, session_update
+from voice.drain import LIVE_CALLS
 from voice.phrases import phrase
 from voice.supervisor import SUPERVISOR_FAILED_ANSWER
 
@@ -44,6 +45,17 @@ ALLOWANCE_GOODBYE = {
         "You have to end this test call now: today's test-call minutes are used up. In one short sentence, in the "
         "language of the conversation, say so and say goodbye. Do not ask anything else."),
 }
+
+
+# The response that tells the caller the server is restarting carries this in its metadata.
+SHUTDOWN_PURPOSE = "server_shutdown"
+
+
+def shutdown_instructions(language: str) -> str:
+    sentence = phrase("server_restart", language)
+    return ("The phone system is restarting and this call has to end now. Do not call any tool and do not ask "
+            f"anything. Say exactly this sentence to the caller, in {LANGUAGE_NAMES.get(language, 'English')}, "
+            f"and nothing else: \"{sentence}\"")
 
 
 def in_db_pool(func: Callable[..., Any]) -> Callable[..., Awaitable[Any]]:
@@ -148,6 +160,9 @@ class CallSession:
         self.allowance_reason = ""
         self._allowance_goodbye = False
         self._allowance_checked_at = 0.0
+        # The server is shutting down (voice/drain.py): the agent says the restart sentence, then hangs up.
+        self.draining = False
+        self.shutdown_said = False  # the restart sentence was spoken in full
 
     # --- small helpers ---------------------------------------------------------------------------
 
@@ -181,6 +196,7 @@ class CallSession:
 
     async def start(self) -> None:
         """Load the business, open OpenAI, configure the session and have the agent greet the caller."""
+        LIVE_CALLS.add(self)  # a deploy's drain reaches it from now on
         if self.profile is None:
             self.profile = await database_sync_to_async(load_agent_profile)(self.business_id, self.caller_number)
         url = f"{settings.OPENAI_REALTIME_URL}?model={settings.OPENAI_REALTIME_MODEL}"
@@ -228,6 +244,7 @@ class CallSession:
             return
         self._finishing = True
         self.ready = False
+        LIVE_CALLS.discard(self)
         current = asyncio.current_task()
         for task in [*self._tasks, *self.pending_supervisor.values()]:
             if task is not current:
@@ -455,6 +472,9 @@ class CallSession:
         usage = response.get("usage")
         if usage:
             self.usage.add_realtime_usage(usage)
+        if (response.get("metadata") or {}).get("purpose") == SHUTDOWN_PURPOSE:
+            self.shutdown_said = response.get("status") == "completed"
+            self._wait_for_playback(lambda: self._end_by_agent("server_shutdown"))
         await self._settle_response(self.responses.pop(response_id, None))
 
     async def _settle_response(self, state: ResponseState | None) -> None:
@@ -560,6 +580,39 @@ class CallSession:
             self.add_event(CallEvent.Kind.ERROR, source="twilio", message=f"Hang-up failed: {exc}")
         await self.finish(status=Call.Status.COMPLETED, reason=end_reason)
         await self.transport.close()  # no socket outlives its call, whatever the provider does next
+
+    # --- the server shutting down (a deploy) ------------------------------------------------------
+
+    def start_shutdown(self) -> None:
+        """The server is shutting down: let the agent finish, tell the caller, hang up (voice/drain.py bounds it)."""
+        if self._finishing or self.draining:
+            return
+        self.draining = True
+        self._tasks.append(asyncio.create_task(self._shutdown_goodbye(), name=f"call-{self.call_id}-shutdown"))
+
+    async def _shutdown_goodbye(self) -> None:
+        self.add_event(CallEvent.Kind.STATUS, step="server_shutdown",
+                       message="The server is restarting: the agent tells the caller and ends the call.")
+        # Whatever the agent is saying, a lookup it is waiting for, or a response already asked for comes first.
+        while self.active_response is not None or self.pending_supervisor or self.response_create_pending is not None:
+            await asyncio.sleep(0.1)
+        if self.after_playback is not None or not self.ready:
+            return  # a hang-up or transfer is already on its way (or OpenAI is gone): the drain waits for it
+        language = self.profile.language if self.profile else "en"
+        await self.send_upstream({"type": "response.create", "response": {
+            "instructions": shutdown_instructions(language), "tool_choice": "none",
+            "metadata": {"purpose": SHUTDOWN_PURPOSE}}})
+
+    async def end_for_shutdown(self) -> None:
+        """The drain time is up and the call is still live: hang up and record why."""
+        try:
+            await asyncio.wait_for(self.transport.hang_up(), timeout=3)
+            self.add_event(CallEvent.Kind.HANGUP, by="agent", reason="server_shutdown")
+        except Exception as exc:
+            self.add_event(CallEvent.Kind.ERROR, source="server", message=f"Hang-up at shutdown failed: {exc!r}")
+        await self.finish(status=Call.Status.COMPLETED if self.shutdown_said else Call.Status.INTERRUPTED,
+                          reason="server_shutdown")
+        await self.transport.close()
 
     def allowed_transfer_number(self) -> str:
         """The transfer number if the toll-fraud rules allow dialling it right now (settings may have changed

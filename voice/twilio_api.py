@@ -20,7 +20,7 @@ from twilio.http.http_client import TwilioHttpClient
 from twilio.rest import Client
 from twilio.twiml.voice_response import Connect, Dial, VoiceResponse
 
-from voice.phrases import SAY_LANGUAGE, SAY_VOICE, language_or_default
+from voice.phrases import SAY_LANGUAGE, SAY_VOICE, language_or_default, phrase
 
 log = logging.getLogger(__name__)
 
@@ -54,13 +54,17 @@ def signature_is_valid(request: HttpRequest) -> bool:
     return validator.validate(public_url(request.get_full_path()), request.POST, signature)
 
 
-def connect_stream_twiml(*, call_id: int, token: str) -> str:
+def connect_stream_twiml(*, call_id: int, token: str, language: str = "en") -> str:
+    """The media stream, then what Twilio does if our server closes the socket without ending the call (a stream
+    refused during a deploy's drain, a protocol error): apologise and hang up, never silence."""
     response = VoiceResponse()
     connect = Connect()
     stream = connect.stream(url=media_stream_url())
     stream.parameter(name="call_id", value=str(call_id))
     stream.parameter(name="token", value=token)
     response.append(connect)
+    add_say(response, phrase("unavailable", language), language)
+    response.hangup()
     return str(response)
 
 

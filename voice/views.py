@@ -59,7 +59,8 @@ def twilio_incoming(request: HttpRequest) -> HttpResponse:
             call_forward_start(twilio_call_sid=call_sid, number=transfer_to)
         message = phrase("billing_forward" if transfer_to else "billing_hangup", business.language)
         return twiml(twilio_api.say_twiml(message, language=business.language, transfer_to=transfer_to))
-    return twiml(twilio_api.connect_stream_twiml(call_id=call.id, token=issue_stream_token(call)))
+    return twiml(twilio_api.connect_stream_twiml(call_id=call.id, token=issue_stream_token(call),
+                                                 language=business.language))
 
 
 @csrf_exempt

@@ -3,15 +3,18 @@
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import datetime as dt
 import io
+import warnings
 from html.parser import HTMLParser
 from decimal import Decimal
 
 import pytest
 from django.db import connection
-from django.test import Client
+from asgiref.sync import async_to_sync, sync_to_async
+from django.test import AsyncClient, Client
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
@@ -50,10 +53,17 @@ def listed_ids(client, **params) -> list[int]:
 
 
 def export_rows(client, **params) -> list[list[str]]:
-    response = client.get(EXPORT, params)
-    assert response.status_code == 200 and response.streaming
+    """The export as the async handler serves it (the product runs under ASGI), with `client`'s session."""
+    async def fetch():
+        asgi_client = AsyncClient()
+        asgi_client.cookies = client.cookies
+        response = await asgi_client.get(EXPORT, params)
+        assert response.status_code == 200 and response.streaming
+        return response, b"".join([chunk async for chunk in response.streaming_content])
+
+    response, body = async_to_sync(fetch)()
     assert response["Content-Type"].startswith("text/csv")
-    return list(csv.reader(io.StringIO(b"".join(response.streaming_content).decode())))
+    return list(csv.reader(io.StringIO(body.decode())))
 
 
 @pytest.fixture
@@ -496,6 +506,50 @@ def test_the_export_link_keeps_the_current_filters(owner_client, alices_business
     make_call(alices_business)
     html = page(owner_client, outcome="booked", q="teeth", after="1_1")
     assert f'href="{EXPORT}?q=teeth&amp;outcome=booked"' in html
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_export_streams_through_the_asgi_app_a_chunk_at_a_time_as_it_reads(alice, alices_business):
+    from calls.views import EXPORT_CHUNK_ROWS
+    from receptionist.asgi import application
+
+    first = at("2026-01-15T18:30")
+    Call.objects.bulk_create([
+        Call(business=alices_business, from_number="+14155550123", to_number=alices_business.phone_number,
+             outcome="booked", started_at=first - dt.timedelta(minutes=n)) for n in range(2 * EXPORT_CHUNK_ROWS + 7)])
+    browser = Client()
+    browser.force_login(alice)
+    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "GET", "scheme": "http",
+             "path": EXPORT, "raw_path": EXPORT.encode(), "query_string": b"outcome=booked", "root_path": "",
+             "headers": [(b"host", b"testserver"), (b"cookie", f"sessionid={browser.cookies['sessionid'].value}".encode())],
+             "client": ("127.0.0.1", 50000), "server": ("testserver", 80)}
+    bodies: list[bytes] = []
+    late: list[Call] = []
+
+    requested: list[bool] = []
+
+    async def receive():
+        if not requested:
+            requested.append(True)
+            return {"type": "http.request", "body": b"", "more_body": False}
+        await asyncio.Event().wait()  # the browser stays connected until the response is done
+
+    async def send(message):
+        if message["type"] != "http.response.body" or not message.get("body"):
+            return
+        bodies.append(message["body"])
+        if len(bodies) == 2:  # the first rows are out: a call recorded now is still read by a later chunk
+            late.append(await sync_to_async(make_call)(alices_business, outcome="booked",
+                                                       started_at=first - dt.timedelta(days=30)))
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        async_to_sync(application)(scope, receive, send)
+    rows = list(csv.reader(io.StringIO(b"".join(bodies).decode())))
+    assert len(bodies) >= 4, "the rows did not arrive in chunks"
+    assert len(rows) == 1 + 2 * EXPORT_CHUNK_ROWS + 7 + 1
+    assert rows[-1][0] == str(late[0].id), "the export was read into memory before any of it was sent"
+    assert not [w for w in caught if "StreamingHttpResponse must consume" in str(w.message)]
 
 
 def test_a_member_of_a_new_business_exports_only_the_header(client, db):

@@ -116,7 +116,8 @@ def subprocess_env(*, standin: RealtimeStandin, twilio_standin: TwilioStandin, b
     }
 
 
-def start_asgi_server(kind: str, *, standin: RealtimeStandin, twilio_standin: TwilioStandin, extra_env=None) -> LiveAsgi:
+def start_asgi_server(kind: str, *, standin: RealtimeStandin, twilio_standin: TwilioStandin, extra_env=None,
+                      extra_args=()) -> LiveAsgi:
     port = free_port()
     base_url = f"http://127.0.0.1:{port}"
     env = subprocess_env(standin=standin, twilio_standin=twilio_standin, base_url=base_url, extra_env=extra_env)
@@ -124,7 +125,7 @@ def start_asgi_server(kind: str, *, standin: RealtimeStandin, twilio_standin: Tw
         cmd = [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "receptionist.asgi:application"]
     else:
         cmd = [sys.executable, "-m", "uvicorn", "receptionist.asgi:application", "--host", "127.0.0.1", "--port",
-               str(port), "--loop", "uvloop", "--http", "httptools", "--ws", "websockets-sansio"]
+               str(port), "--loop", "uvloop", "--http", "httptools", "--ws", "websockets-sansio", *extra_args]
     ARTIFACTS.mkdir(exist_ok=True)
     log_path = ARTIFACTS / f"asgi-{kind}-{port}.log"
     process = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log_path.open("w"), stderr=subprocess.STDOUT,

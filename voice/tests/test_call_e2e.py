@@ -4,6 +4,7 @@ Realtime stand-in, the Twilio REST stand-in, and the call simulator playing Twil
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import time
 import xml.etree.ElementTree as ET
@@ -350,3 +351,92 @@ def test_twilio_rest_calls_run_off_the_event_loop(live_asgi, standin, twilio_sta
     assert held.is_set(), "the hang-up never reached Twilio"
     assert answered == [200]
     assert finalized_call(call_sid).end_reason == "agent_ended"
+
+
+# --- what an unauthenticated or misbehaving media socket gets -------------------------------------------------
+
+SILENCE_FRAME = base64.b64encode(b"\xff" * 160).decode()  # 20 ms of μ-law silence
+
+
+def media_frame(stream_sid: str) -> str:
+    return json.dumps({"event": "media", "streamSid": stream_sid,
+                       "media": {"track": "inbound", "chunk": "1", "timestamp": "0", "payload": SILENCE_FRAME}})
+
+
+def stop_frame(call_sid: str, stream_sid: str) -> str:
+    return json.dumps({"event": "stop", "sequenceNumber": "99", "streamSid": stream_sid,
+                       "stop": {"accountSid": ACCOUNT_SID, "callSid": call_sid}})
+
+
+async def first_server_message(ws) -> dict:
+    async with asyncio.timeout(10):
+        return json.loads(await ws.recv())
+
+
+@pytest.mark.parametrize("kind", ["daphne", "uvicorn"])
+def test_a_socket_that_sends_no_start_is_closed_at_the_start_deadline(harbor, standin, twilio_standin, kind):
+    live = start_asgi_server(kind, standin=standin, twilio_standin=twilio_standin,
+                             extra_env={"MEDIA_STREAM_START_SECONDS": "1"})
+    try:
+        async def scenario():
+            ws = await websockets.connect(live.base_url.replace("http", "ws") + "/ws/twilio/media/")
+            try:
+                for _ in range(25):  # `connected` frames every 200 ms do not keep it open
+                    await ws.send(json.dumps({"event": "connected", "protocol": "Call", "version": "1.0.0"}))
+                    await asyncio.sleep(0.2)
+            except websockets.ConnectionClosed:
+                pass
+            return await closed_with(ws), ws.close_reason
+
+        code, reason = asyncio.run(scenario())
+    finally:
+        stop_process(live.process)
+    assert code == 4408, live.log()
+    if kind == "uvicorn":  # daphne sends the code without the reason
+        assert "no start message within 1 s" in reason
+    assert standin.sessions == {}
+
+
+@pytest.mark.parametrize("live_asgi", ["daphne", "uvicorn"], indirect=True)
+def test_after_twilios_stop_the_server_closes_the_socket_with_1000(live_asgi, standin):
+    call_sid, stream_sid = new_sid("CA"), new_sid("MZ")
+
+    async def scenario():
+        ws, params = await open_stream(live_asgi, call_sid)
+        await ws.send(start_message(call_sid, params, stream_sid))
+        await first_server_message(ws)  # the greeting is playing
+        await ws.send(stop_frame(call_sid, stream_sid))  # and Twilio waits for the server to close
+        return await closed_with(ws), ws.protocol.close_rcvd
+
+    code, close_frame = asyncio.run(scenario())
+    assert code == 1000 and close_frame is not None, (code, live_asgi.log())
+    assert finalized_call(call_sid).end_reason == "caller_hung_up"
+
+
+def test_frames_of_another_stream_are_dropped_and_ignored_frames_are_counted_on_the_call(live_asgi, standin, client):
+    call_sid, stream_sid, other_sid = new_sid("CA"), new_sid("MZ"), new_sid("MZ")
+
+    async def scenario():
+        ws, params = await open_stream(live_asgi, call_sid)
+        await ws.send(start_message(call_sid, params, stream_sid))
+        await first_server_message(ws)  # the session is up: this caller's audio now reaches OpenAI
+        for _ in range(25):
+            await ws.send(media_frame(stream_sid))
+        for _ in range(10):
+            await ws.send(media_frame(other_sid))
+        await ws.send(json.dumps({"event": "dtmf", "streamSid": other_sid, "dtmf": {"digit": "5"}}))
+        await ws.send(stop_frame(call_sid, other_sid))  # another stream's stop does not end this call
+        await ws.send("{not json")
+        await ws.send(stop_frame(call_sid, stream_sid))
+        return await closed_with(ws)
+
+    assert asyncio.run(scenario()) == 1000
+    call = finalized_call(call_sid)
+    assert (call.status, call.end_reason) == ("completed", "caller_hung_up")
+    assert upstream_record(standin)["input_audio_ms"] == 25 * 20  # only this stream's 25 frames of 20 ms
+    assert not CallEvent.objects.filter(call=call, kind="dtmf").exists()
+    counted = CallEvent.objects.get(call=call, kind="error", payload__source="twilio")
+    assert (counted.payload["bad_frames"], counted.payload["other_stream_frames"]) == (13, 12)
+    client.force_login(call.business.memberships.get().user)
+    page = client.get(f"/dashboard/calls/{call.id}/").content.decode()
+    assert "Ignored 13 malformed frames from Twilio&#x27;s media stream." in page

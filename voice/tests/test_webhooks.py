@@ -44,6 +44,18 @@ def test_incoming_call_answers_with_a_media_stream_carrying_call_id_and_token(cl
     assert (call.business, call.status, call.from_number, call.channel) == (alices_business, "ringing", "+12025550143", "twilio")
 
 
+def test_a_stream_the_server_closes_is_followed_by_an_apology_in_the_business_language(client, alices_business):
+    from voice.phrases import PHRASES
+
+    alices_business.language = "de"
+    alices_business.save()
+    root = ET.fromstring(post_signed(client, "/voice/twilio/incoming/", incoming_params()).content)
+    # Twilio runs what follows <Connect> only when our server closes the socket (a stream refused during a
+    # deploy's drain, a protocol error); a call the agent ends or transfers never gets there.
+    assert [child.tag for child in root] == ["Connect", "Say", "Hangup"]
+    assert root.find("Say").text == PHRASES["unavailable"]["de"] and root.find("Say").get("language") == "de-DE"
+
+
 def test_a_retried_incoming_webhook_does_not_create_a_second_call(client, alices_business):
     post_signed(client, "/voice/twilio/incoming/", incoming_params())
     post_signed(client, "/voice/twilio/incoming/", incoming_params())
