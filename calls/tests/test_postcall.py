@@ -276,8 +276,10 @@ def test_finalisation_enqueues_on_commit_only(db, django_capture_on_commit_callb
     with django_capture_on_commit_callbacks() as callbacks:
         call_finalize(call_id=call.id, status=Call.Status.COMPLETED, end_reason="caller_hung_up")
         call_finalize(call_id=call.id, status=Call.Status.COMPLETED, end_reason="caller_hung_up")
-    # Once (the second finalisation is a no-op): the post-call tasks, and the dashboards' live update.
-    assert [c.__qualname__.split(".")[0] for c in callbacks] == ["postcall_enqueue", "publish_call_changed"]
+    # Once (the second finalisation is a no-op): the post-call tasks, the dashboards' live update, and the
+    # announcement other apps (billing: the call's minutes) act on.
+    assert [c.__qualname__.split(".")[0] for c in callbacks] == ["postcall_enqueue", "publish_call_changed",
+                                                                 "announce_call_finalized"]
 
 
 def test_the_reaper_finalises_stuck_calls_and_leaves_live_ones_alone(eager, business, settings):
