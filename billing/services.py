@@ -373,8 +373,9 @@ def usage_record_for_call(*, call_id: int, forward_overdue: bool = False) -> Usa
                 status=UsageRecord.Status.PENDING if billable else UsageRecord.Status.NOT_BILLABLE)
         else:
             _usage_reconcile(record, seconds=seconds, minutes=minutes, billable=billable)
+        waited_enough = call.finalized_at <= timezone.now() - SWEEP_GRACE  # Twilio's callback is not coming
         send_now = (record.status == UsageRecord.Status.PENDING and record.attempts == 0
-                    and not awaits_twilio_duration(call))
+                    and (waited_enough or not awaits_twilio_duration(call)))
     if send_now:
         enqueue_usage_report(record.id)
     return record

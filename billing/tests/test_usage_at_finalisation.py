@@ -103,6 +103,18 @@ def test_without_twilios_callback_the_sweep_reports_the_sessions_measure_after_t
     assert UsageRecord.objects.get(call=call).status == "sent"
 
 
+def test_a_call_the_hook_missed_is_recorded_and_reported_by_the_next_sweep(alices_business, polar_ingest,
+                                                                           django_capture_on_commit_callbacks):
+    ended = timezone.now() - dt.timedelta(minutes=10)
+    call = make_call(alices_business, twilio_call_sid=CALL_SID, status="completed", answered_at=ended,
+                     stream_started_at=ended - dt.timedelta(seconds=45), ended_at=ended, finalized_at=ended,
+                     duration_seconds=45)
+    with django_capture_on_commit_callbacks(execute=True):
+        assert usage_sweep() == {"recorded": 1, "resent": 0}
+    assert sent_seconds(polar_ingest) == [45]  # Twilio's callback never came: our measure, at once
+    assert UsageRecord.objects.get(call=call).status == "sent"
+
+
 def test_a_duration_arriving_after_polar_has_the_record_never_charges_twice(
         client, alices_business, polar_ingest, django_capture_on_commit_callbacks, caplog):
     call = answered_call(alices_business, seconds_ago=100)
