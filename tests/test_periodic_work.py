@@ -58,7 +58,7 @@ def wait_until(condition, process: subprocess.Popen, log: Path, what: str, timeo
         if condition():
             return
         if process.poll() is not None:
-            pytest.fail(f"the process exited with {process.returncode} before {what}:\n{log.read_text(errors='replace')}")
+            pytest.fail(f"it exited with {process.returncode} before {what}:\n{log.read_text(errors='replace')}")
         time.sleep(0.2)
     pytest.fail(f"not within {timeout} s: {what}\n{log.read_text(errors='replace')}")
 
