@@ -1,6 +1,11 @@
+from __future__ import annotations
+
 from django.contrib import admin
+from django.db.models import QuerySet
+from django.http import HttpRequest
 
 from billing.models import BillingAccount, PolarWebhookEvent, UsageRecord
+from billing.services import usage_send_again
 
 
 @admin.register(BillingAccount)
@@ -13,10 +18,18 @@ class BillingAccountAdmin(admin.ModelAdmin):
 
 @admin.register(UsageRecord)
 class UsageRecordAdmin(admin.ModelAdmin):
-    list_display = ["external_id", "business", "minutes", "status", "attempts", "occurred_at", "reported_at"]
+    list_display = ["external_id", "business", "minutes", "status", "attempts", "occurred_at", "reported_at",
+                    "last_error"]
     list_filter = ["status"]
     search_fields = ["external_id", "business__name"]
     raw_id_fields = ["call", "business"]
+    readonly_fields = ["last_attempt_at"]
+    actions = ["send_again"]
+
+    @admin.action(description="Send again to Polar (given up or failed records)")
+    def send_again(self, request: HttpRequest, queryset: QuerySet[UsageRecord]) -> None:
+        count = usage_send_again(record_ids=list(queryset.values_list("id", flat=True)))
+        self.message_user(request, f"{count} usage record(s) queued for Polar.")
 
 
 @admin.register(PolarWebhookEvent)

@@ -81,7 +81,9 @@ class UsageRecord(models.Model):
     class Status(models.TextChoices):
         PENDING = "pending", "Pending"
         SENT = "sent", "Sent to Polar"
-        FAILED = "failed", "Failed"
+        FAILED = "failed", "Failed for now"  # Polar unreachable through the task's retries: the sweep resends
+        GAVE_UP = "gave_up", "Given up"  # Polar refused it (4xx), or BILLING_USAGE_MAX_ATTEMPTS ran out: never
+        # resent by itself; `last_error` says why, and the admin's "Send again" action retries it.
         NOT_BILLABLE = "not_billable", "Not billable"
 
     business = models.ForeignKey(Business, on_delete=models.CASCADE, related_name="usage_records")
@@ -92,6 +94,7 @@ class UsageRecord(models.Model):
     occurred_at = models.DateTimeField(help_text="When the call ended.")
     status = models.CharField(max_length=12, choices=Status.choices, default=Status.PENDING)
     attempts = models.PositiveSmallIntegerField(default=0)
+    last_attempt_at = models.DateTimeField(null=True, blank=True)
     last_error = models.TextField(blank=True)
     reported_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
@@ -101,7 +104,7 @@ class UsageRecord(models.Model):
         indexes = [models.Index(fields=["business", "occurred_at"], name="usage_business_occurred"),
                    models.Index(fields=["status", "created_at"], name="usage_status_created")]
         constraints = [
-            models.CheckConstraint(condition=Q(status__in=["pending", "sent", "failed", "not_billable"]),
+            models.CheckConstraint(condition=Q(status__in=["pending", "sent", "failed", "gave_up", "not_billable"]),
                                    name="usage_record_status_valid"),
         ]
 

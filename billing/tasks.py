@@ -16,8 +16,9 @@ MAX_RETRIES = 6
 @shared_task(name="billing.report_usage", bind=True, acks_late=True, max_retries=MAX_RETRIES, ignore_result=True)
 def report_usage(self, record_id: int) -> str:
     """Report one call's minutes to Polar. Network errors, 5xx and 429 are retried with backoff (honouring
-    Retry-After); after the last retry the record is marked failed, the error logged and raised. The sweep
-    re-sends failed records later with the same external_id."""
+    Retry-After); after the last retry the record is marked failed, the error logged and raised, and the sweep
+    re-sends it later with the same external_id, until BILLING_USAGE_MAX_ATTEMPTS. A record Polar refuses (any
+    other 4xx) is given up at once with the reason (`services.usage_report`)."""
     try:
         return services.usage_report(record_id=record_id)
     except PolarUnavailable as exc:

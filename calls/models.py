@@ -68,6 +68,8 @@ class Call(models.Model):
     answered_at = models.DateTimeField(null=True, blank=True)
     ended_at = models.DateTimeField(null=True, blank=True)
     duration_seconds = models.PositiveIntegerField(null=True, blank=True)
+    # Twilio's CallDuration from its final status callback (what Twilio bills); None until it has arrived.
+    twilio_duration_seconds = models.PositiveIntegerField(null=True, blank=True)
     # Set when the media stream first authenticates; a stream token is good for exactly one stream.
     stream_started_at = models.DateTimeField(null=True, blank=True)
     # Set once, by whichever path finalises the call first (session end, status callback, reaper).

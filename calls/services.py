@@ -21,6 +21,7 @@ from accounts.phone import normalize_e164
 from calls import selectors
 from calls.live import publish_call_changed
 from calls.models import Appointment, Call, CallEvent, Customer, Message, TranscriptEntry
+from calls.signals import call_finalized
 
 log = logging.getLogger(__name__)
 
@@ -189,7 +190,21 @@ def call_finalize(*, call_id: int, status: str, end_reason: str, usage: Usage | 
 
     postcall_enqueue(call.id)  # summary, email, webhook: queued when this transaction commits
     publish_call_changed(call_id=call.id, business_id=call.business_id, status=call.status)  # on commit too
+    announce_call_finalized(call.id)  # on commit too: billing records the call's minutes
     return True
+
+
+def announce_call_finalized(call_id: int) -> None:
+    """Send `call_finalized` once the current transaction commits (call from `call_finalize`)."""
+    def send() -> None:
+        # send_robust: a failing receiver neither stops the others nor reaches the path that finalised the call
+        # (the sweeps catch up on what it missed).
+        for receiver, result in call_finalized.send_robust(sender=Call, call_id=call_id):
+            if isinstance(result, Exception):
+                log.error("After finalising call %s, %s failed: %s", call_id,
+                          getattr(receiver, "__qualname__", receiver), result, exc_info=result)
+
+    transaction.on_commit(send)
 
 
 # Twilio's CallStatus values at the end of a call, mapped to ours.
@@ -216,8 +231,10 @@ def call_reconcile_twilio_status(*, twilio_call_sid: str, call_status: str, dura
         return call
     seconds = int(duration) if duration and duration.isdigit() else None
     if seconds is not None:
-        # Twilio's billed duration is the authority on how long the caller was connected.
-        if Call.objects.filter(id=call.id).exclude(duration_seconds=seconds).update(duration_seconds=seconds):
+        # Twilio's billed duration is the authority on how long the caller was connected; kept apart too, so
+        # billing knows it has arrived (a call finalised before it is billed once it comes).
+        Call.objects.filter(id=call.id).update(duration_seconds=seconds, twilio_duration_seconds=seconds)
+        if call.duration_seconds != seconds:
             publish_call_changed(call_id=call.id, business_id=call.business_id, status=call.status)
     if call.stream_started_at is None:
         # The stream never connected (caller hung up while ringing, or the socket never opened): nobody

@@ -420,6 +420,10 @@ BILLING_USAGE_EVENT_NAME = env_str("BILLING_USAGE_EVENT_NAME", "call.completed")
 BILLING_PRICE_CACHE_SECONDS = env_int("BILLING_PRICE_CACHE_SECONDS", 3600)
 # Celery beat re-reports any finished call whose usage has not reached Polar (a missed status callback, an outage).
 BILLING_USAGE_SWEEP_SECONDS = env_int("BILLING_USAGE_SWEEP_SECONDS", 300)
+# Attempts to send one call's usage to Polar before it is given up (left for the admin's "Send again"): a task
+# tries 7 times over ~10 minutes, the sweep starts another round 15-20 minutes later, so 360 is about a day of
+# Polar being unreachable. A usage event Polar refuses (4xx other than 429) is given up at once.
+BILLING_USAGE_MAX_ATTEMPTS = env_int("BILLING_USAGE_MAX_ATTEMPTS", 360)
 CELERY_BEAT_SCHEDULE = {
     "billing-sweep-unreported-usage": {"task": "billing.sweep_unreported_usage",
                                        "schedule": float(BILLING_USAGE_SWEEP_SECONDS)},

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Set up and run the product at http://127.0.0.1:${PORT:-8000}. With no DATABASE_URL/REDIS_URL: SQLite, an
-# in-memory channel layer and Celery tasks run in-process. With REDIS_URL set, a Celery worker runs beside the server.
+# in-memory channel layer and Celery tasks run in-process; `manage.py run_periodic_tasks` runs the periodic work
+# (usage sweep, reaper, …) in a process of its own. With REDIS_URL set, a Celery worker runs beside the server,
+# with Celery beat inside it.
 # Without OPENAI_API_KEY it runs in demo mode: the local OpenAI stand-in answers calls from a script
 # (voice/fixtures/standin_demo.json), spoken with espeak-ng when it is installed, and every page says so.
 # Without TWILIO_ACCOUNT_SID the local Twilio stand-in plays Twilio's REST API, so owners can get a (fictional)
@@ -13,10 +15,10 @@ PORT=${PORT:-8000}
 export PUBLIC_BASE_URL=${PUBLIC_BASE_URL:-http://127.0.0.1:$PORT}
 PY=.venv/bin/python
 
-worker_pid="" standin_pid="" twilio_pid="" server_pid=""
+worker_pid="" periodic_pid="" standin_pid="" twilio_pid="" server_pid=""
 stop_children() {
   local pids=() pid
-  for pid in "$server_pid" "$worker_pid" "$standin_pid" "$twilio_pid"; do
+  for pid in "$server_pid" "$worker_pid" "$periodic_pid" "$standin_pid" "$twilio_pid"; do
     [ -n "$pid" ] && kill "$pid" 2>/dev/null && pids+=("$pid")
   done
   for pid in "${pids[@]}"; do
@@ -81,9 +83,16 @@ if [ -n "$twilio_pid" ]; then
   echo "           (fictional 555-01xx numbers; nothing is bought). Set TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN to use Twilio."
 fi
 
+# Periodic work (usage sweep, reaper, …: CELERY_BEAT_SCHEDULE) runs on one machine too.
 if [ -n "${REDIS_URL:-}" ]; then
-  .venv/bin/celery -A receptionist worker --loglevel=INFO --concurrency=2 &
+  # --beat: the worker also runs Celery beat (fine for one worker; in production beat is a process of its own).
+  .venv/bin/celery -A receptionist worker --beat --schedule .celerybeat-schedule \
+    --loglevel=INFO --concurrency=2 &
   worker_pid=$!
+else
+  # No broker for beat to send to: the same schedule, run in a process of its own.
+  $PY manage.py run_periodic_tasks &
+  periodic_pid=$!
 fi
 echo "Serving on http://127.0.0.1:$PORT  (admin: create one with: .venv/bin/python manage.py createsuperuser)"
 # In the background so a signal reaches the traps above at once, which then stop every child.

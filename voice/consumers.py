@@ -24,7 +24,7 @@ from django.db import transaction
 from django.http.request import validate_host
 
 from accounts.access import session_membership
-from billing.services import REASON_TEXT, browser_call_gate, usage_record_for_call
+from billing.services import REASON_TEXT, browser_call_gate
 from calls.models import Call, CallEvent
 from calls.services import (TooManyBrowserCalls, call_claim_stream, call_create_browser, call_forward_cancel,
                             call_forward_start)
@@ -729,12 +729,8 @@ class _BrowserCallState(_AudioSocket):
         if self.rate.dropped_bytes:
             self.session.add_event(CallEvent.Kind.ERROR, source="browser", dropped_audio_ms=self.rate.dropped_ms,
                                    message=f"Dropped {self.rate.dropped_ms} ms of audio sent faster than real time.")
+        # Finalising records its minutes (billing's hook): on the free trial they count at once; never billed.
         await self.session.finish(status=status, reason=reason, error=error)
-        try:
-            # Its minutes count at once (on the free trial they spend trial minutes); never billed to Polar.
-            await database_sync_to_async(usage_record_for_call)(call_id=self.session.call_id)
-        except Exception:
-            log.exception("Could not record the usage of browser call %s; the sweep will", self.session.call_id)
         if not self.disconnected and not self.transport.closed:
             await self.transport.send_json({"type": "ended", "status": status, "reason": reason})
             await self.transport.close()

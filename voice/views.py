@@ -99,7 +99,9 @@ def twilio_status(request: HttpRequest) -> HttpResponse:
                                         call_status=request.POST.get("CallStatus", ""),
                                         duration=request.POST.get("CallDuration"))
     if call is not None and call.finalized_at is not None:
-        usage_record_for_call(call_id=call.id)  # billing: the call's minutes, reported to Polar after commit
+        # Finalised before Twilio's duration came: its usage record (written at finalisation) takes Twilio's
+        # duration and is reported now. Finalised later: the finalisation records it with this duration.
+        usage_record_for_call(call_id=call.id)
     # Always 2xx for a valid request, known call or not, so Twilio does not retry.
     return HttpResponse(status=204)
 

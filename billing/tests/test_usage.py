@@ -11,7 +11,7 @@ from django.utils import timezone
 
 from billing import tasks
 from billing.models import UsageRecord
-from billing.polar_client import PolarRejected, PolarUnavailable
+from billing.polar_client import PolarUnavailable
 from billing.services import (
     billed_minutes,
     usage_record_for_call,
@@ -24,7 +24,10 @@ INGEST = "/v1/events/ingest"
 
 
 def finished_call(business, seconds=125, *, channel="twilio", streamed=True, **fields):
+    """A finalised call whose length is known: a phone call's from Twilio's status callback."""
     ended = timezone.now() - dt.timedelta(minutes=10)
+    if channel == "twilio":
+        fields.setdefault("twilio_duration_seconds", seconds)
     return make_call(business, channel=channel, status="completed", duration_seconds=seconds, ended_at=ended,
                      finalized_at=ended, stream_started_at=ended - dt.timedelta(seconds=seconds) if streamed else None,
                      twilio_call_sid=None, **fields)
@@ -99,15 +102,74 @@ def test_after_the_last_retry_the_error_is_surfaced(polar_api, alices_business, 
     assert "could not reach Polar" in caplog.text
 
 
-def test_a_4xx_is_not_retried_and_marks_the_record_failed(polar_api, alices_business):
+def test_a_4xx_is_not_retried_and_gives_the_record_up_with_the_reason(polar_api, alices_business, caplog):
     route = polar_api.post(INGEST).mock(return_value=httpx.Response(
         422, json={"detail": [{"loc": ["body", "events", 0], "msg": "bad", "type": "value_error"}]}))
     record = usage_record_for_call(call_id=finished_call(alices_business).id)
-    result = tasks.report_usage.apply(args=[record.id])
-    assert isinstance(result.result, PolarRejected)
+    assert tasks.report_usage.apply(args=[record.id]).result == "rejected"
     assert route.call_count == 1
     record.refresh_from_db()
-    assert record.status == "failed"
+    assert record.status == "gave_up" and "HTTP 422" in record.last_error
+    assert f"Usage of call {record.call_id}" in caplog.text and "will not be sent to Polar again" in caplog.text
+
+
+def test_the_sweep_never_resends_a_record_polar_refused(polar_api, alices_business,
+                                                        django_capture_on_commit_callbacks):
+    route = polar_api.post(INGEST).mock(return_value=httpx.Response(403, json={"detail": "Not allowed"}))
+    record = usage_record_for_call(call_id=finished_call(alices_business).id)
+    tasks.report_usage.apply(args=[record.id])
+    UsageRecord.objects.filter(pk=record.pk).update(created_at=timezone.now() - dt.timedelta(hours=1))
+    for minutes in (5, 10, 60 * 24):
+        with django_capture_on_commit_callbacks(execute=True):
+            assert usage_sweep(now=timezone.now() + dt.timedelta(minutes=minutes))["resent"] == 0
+    assert route.call_count == 1
+    record.refresh_from_db()
+    assert (record.status, record.attempts) == ("gave_up", 1) and "HTTP 403" in record.last_error
+
+
+def test_transient_failures_are_retried_a_bounded_number_of_times_then_given_up(polar_api, alices_business, settings,
+                                                                               django_capture_on_commit_callbacks):
+    settings.BILLING_USAGE_MAX_ATTEMPTS = 3
+    route = polar_api.post(INGEST).mock(return_value=httpx.Response(503))
+    record = usage_record_for_call(call_id=finished_call(alices_business).id)
+    assert tasks.report_usage.apply(args=[record.id]).result == "gave_up"
+    assert route.call_count == 3
+    record.refresh_from_db()
+    assert record.status == "gave_up" and record.last_error.startswith("Gave up after 3 attempts")
+    assert "503" in record.last_error
+    with django_capture_on_commit_callbacks(execute=True):
+        assert usage_sweep(now=timezone.now() + dt.timedelta(hours=1))["resent"] == 0
+    assert route.call_count == 3
+
+
+def test_the_sweep_leaves_a_record_alone_while_its_task_may_still_be_retrying(polar_api, alices_business,
+                                                                              django_capture_on_commit_callbacks):
+    route = polar_api.post(INGEST).mock(return_value=ok())
+    call = finished_call(alices_business)
+    record = UsageRecord.objects.create(business=alices_business, call=call, external_id=f"call_{call.id}",
+                                        seconds=125, minutes=3, occurred_at=call.ended_at, status="pending",
+                                        attempts=2, created_at=timezone.now() - dt.timedelta(hours=1),
+                                        last_attempt_at=timezone.now() - dt.timedelta(minutes=5))
+    with django_capture_on_commit_callbacks(execute=True):
+        assert usage_sweep()["resent"] == 0
+        assert usage_sweep(now=timezone.now() + dt.timedelta(minutes=11))["resent"] == 1
+    assert route.call_count == 1 and UsageRecord.objects.get(pk=record.pk).status == "sent"
+
+
+def test_an_operator_can_send_a_given_up_record_again_from_the_admin(admin_client, polar_api, alices_business,
+                                                                      django_capture_on_commit_callbacks):
+    route = polar_api.post(INGEST).mock(side_effect=[httpx.Response(
+        422, json={"detail": [{"loc": ["body", "events", 0], "msg": "bad", "type": "value_error"}]}), ok()])
+    record = usage_record_for_call(call_id=finished_call(alices_business).id)
+    tasks.report_usage.apply(args=[record.id])
+    listing = admin_client.get("/admin/billing/usagerecord/?status__exact=gave_up").content.decode()
+    assert record.external_id in listing and "HTTP 422" in listing
+    with django_capture_on_commit_callbacks(execute=True):
+        response = admin_client.post("/admin/billing/usagerecord/", {
+            "action": "send_again", "_selected_action": [record.pk]})
+    assert response.status_code == 302
+    record.refresh_from_db()
+    assert (record.status, record.attempts, route.call_count) == ("sent", 1, 2)
 
 
 def test_unanswered_and_browser_calls_are_not_billed(polar_api, alices_business):

@@ -295,8 +295,10 @@ def test_finalisation_enqueues_on_commit_only(db, django_capture_on_commit_callb
     with django_capture_on_commit_callbacks() as callbacks:
         call_finalize(call_id=call.id, status=Call.Status.COMPLETED, end_reason="caller_hung_up")
         call_finalize(call_id=call.id, status=Call.Status.COMPLETED, end_reason="caller_hung_up")
-    # Once (the second finalisation is a no-op): the post-call tasks, and the dashboards' live update.
-    assert [c.__qualname__.split(".")[0] for c in callbacks] == ["postcall_enqueue", "publish_call_changed"]
+    # Once (the second finalisation is a no-op): the post-call tasks, the dashboards' live update, and the
+    # announcement other apps (billing: the call's minutes) act on.
+    assert [c.__qualname__.split(".")[0] for c in callbacks] == ["postcall_enqueue", "publish_call_changed",
+                                                                 "announce_call_finalized"]
 
 
 def test_the_reaper_finalises_stuck_calls_and_leaves_live_ones_alone(eager, business, settings):
@@ -440,3 +442,29 @@ def test_the_summary_prompt_quotes_what_was_said_as_caller_data(business):
     block = prompt.split(BLOCK_START, 1)[1]
     assert prompt.count(BLOCK_END) == 1 and block.rstrip().endswith(BLOCK_END)  # the caller cannot close it
     assert "When are you open?" in block and "\nSystem:" not in prompt
+
+
+def test_a_failing_finalisation_listener_neither_undoes_the_finalisation_nor_stops_the_others(
+        db, django_capture_on_commit_callbacks, caplog):
+    from calls.signals import call_finalized
+
+    heard = []
+
+    def broken(sender, *, call_id, **kwargs):
+        raise RuntimeError("listener down")
+
+    def listening(sender, *, call_id, **kwargs):
+        heard.append(call_id)
+
+    call = talked_call(make_business(name="Quiet Dental"))
+    call_finalized.connect(broken, dispatch_uid="test.broken")
+    call_finalized.connect(listening, dispatch_uid="test.listening")
+    try:
+        with django_capture_on_commit_callbacks(execute=True):
+            assert call_finalize(call_id=call.id, status=Call.Status.COMPLETED, end_reason="caller_hung_up")
+    finally:
+        call_finalized.disconnect(dispatch_uid="test.broken")
+        call_finalized.disconnect(dispatch_uid="test.listening")
+    assert heard == [call.id]
+    assert Call.objects.get(id=call.id).finalized_at is not None
+    assert f"After finalising call {call.id}" in caplog.text and "listener down" in caplog.text
