@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 
 from celery import shared_task
+from django.conf import settings
 
 from billing import services
 from billing.polar_client import PolarUnavailable
@@ -26,7 +27,13 @@ def report_usage(self, record_id: int) -> str:
             services.usage_mark_failed(record_id=record_id, error=str(exc))
             log.error("Usage record %s could not reach Polar after %s retries: %s", record_id, self.max_retries, exc)
             raise
-        countdown = exc.retry_after if exc.retry_after is not None else min(600, 10 * 2 ** self.request.retries)
+        countdown = exc.retry_after if exc.retry_after is not None else 10 * 2 ** self.request.retries
+        if countdown > settings.POSTCALL_BROKER_MAX_COUNTDOWN_SECONDS:
+            # Redis hands a waiting task out again once the visibility timeout passes, so a long wait would run
+            # it several times over: leave it to the sweep, which resends the record later.
+            services.usage_mark_failed(record_id=record_id, error=f"{exc} (retrying later: Polar asked to wait "
+                                                                  f"{countdown} s)")
+            return "deferred_to_sweep"
         raise self.retry(exc=exc, countdown=countdown)
 
 

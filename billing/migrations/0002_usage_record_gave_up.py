@@ -8,7 +8,7 @@ class Migration(migrations.Migration):
     dependencies = [
         ('accounts', '0002_business_phone_number_sid'),
         ('billing', '0001_initial'),
-        ('calls', '0008_call_twilio_duration'),
+        ('calls', '0009_call_twilio_duration'),
     ]
 
     operations = [

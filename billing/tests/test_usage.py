@@ -76,7 +76,9 @@ def test_retries_resend_the_same_external_id_and_polar_duplicates_are_fine(polar
     assert usage_report(record_id=record.id) == "nothing_to_do" and route.call_count == 2
 
 
-def test_5xx_429_and_network_errors_are_retried_honouring_retry_after(polar_api, alices_business, monkeypatch):
+def test_5xx_429_and_network_errors_are_retried_honouring_retry_after(polar_api, alices_business, monkeypatch,
+                                                                      settings):
+    settings.POSTCALL_BROKER_MAX_COUNTDOWN_SECONDS = 1000  # a broker whose visibility timeout allows long waits
     route = polar_api.post(INGEST).mock(side_effect=[
         httpx.Response(502), httpx.Response(429, headers={"Retry-After": "7"}), httpx.ConnectError("refused"), ok()])
     countdowns = []
@@ -91,7 +93,23 @@ def test_5xx_429_and_network_errors_are_retried_honouring_retry_after(polar_api,
     assert record.status == "sent"
 
 
-def test_after_the_last_retry_the_error_is_surfaced(polar_api, alices_business, caplog):
+def test_a_retry_longer_than_the_broker_can_hold_is_left_to_the_sweep(polar_api, alices_business, monkeypatch,
+                                                                       settings):
+    settings.POSTCALL_BROKER_MAX_COUNTDOWN_SECONDS = 20
+    route = polar_api.post(INGEST).mock(side_effect=[httpx.Response(429, headers={"Retry-After": "300"}), ok()])
+    countdowns = []
+    real_retry = tasks.report_usage.retry
+    monkeypatch.setattr(tasks.report_usage, "retry",
+                        lambda *a, **kw: countdowns.append(kw.get("countdown")) or real_retry(*a, **kw))
+    record = usage_record_for_call(call_id=finished_call(alices_business).id)
+    assert tasks.report_usage.apply(args=[record.id]).result == "deferred_to_sweep"
+    assert countdowns == [] and route.call_count == 1
+    record.refresh_from_db()
+    assert record.status == "failed" and "wait 300 s" in record.last_error
+
+
+def test_after_the_last_retry_the_error_is_surfaced(polar_api, alices_business, caplog, settings):
+    settings.POSTCALL_BROKER_MAX_COUNTDOWN_SECONDS = 1000
     route = polar_api.post(INGEST).mock(return_value=httpx.Response(503))
     record = usage_record_for_call(call_id=finished_call(alices_business).id)
     result = tasks.report_usage.apply(args=[record.id])

@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('calls', '0007_call_forward_to_transfer_number'),
+        ('calls', '0008_postcall_claims_and_retry_times'),
     ]
 
     operations = [
