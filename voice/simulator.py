@@ -73,6 +73,7 @@ FRAME_BYTES = FRAME_MS * BYTES_PER_MS  # 160
 MULAW_SILENCE = 0xFF
 INCOMING_PATH = "/voice/twilio/incoming/"
 STATUS_PATH = "/voice/twilio/status/"
+STILL_STREAMING_GAP_S = 0.15  # agent audio arriving with shorter gaps than this is one reply still being spoken
 _MAX_LOG = 500  # cap on list-type report entries (mark log, protocol errors)
 
 
@@ -514,6 +515,7 @@ class SimulatedCall:
         self._barge_played_at: int | None = None
         self._recording: bytearray | None = bytearray() if config.record_agent_audio_path else None
         self._received_bytes = 0
+        self._last_media_at: float | None = None  # loop time the last agent audio arrived
         self._cleared_bytes = 0
 
     # ---------------------------------------------------------------- setup
@@ -987,6 +989,7 @@ class SimulatedCall:
         self._buf += audio
         self._queued_total += len(audio)
         self._received_bytes += len(audio)
+        self._last_media_at = now
 
     def _on_mark(self, name: str, now: float) -> str | None:
         self.report.marks_sent_by_server += 1
@@ -1087,7 +1090,11 @@ class SimulatedCall:
                 timeout = cfg.greeting_timeout_s if is_greeting else cfg.reply_timeout_s
                 if await self._wait_playing(previous, timeout):
                     await asyncio.sleep(cfg.barge_in_delay_ms / 1000.0)
-                    barge = bool(self._buf)  # only a barge-in if the agent is still audible
+                    # Only a barge-in if the agent is still talking: audio is queued, or (a model generating
+                    # slower than real time leaves the queue empty between chunks) its next chunk is due.
+                    streaming = (self._last_media_at is not None
+                                 and self._now() - self._last_media_at < STILL_STREAMING_GAP_S)
+                    barge = bool(self._buf) or streaming
                     if not barge:
                         report.warnings.append(f"utterance {i}: agent already silent, no barge-in")
             elif is_greeting and not cfg.wait_for_greeting:
