@@ -22,6 +22,7 @@ from django.conf import settings
 from accounts.transfers import transfer_number_problem
 from billing.services import CallAllowance, call_allowance
 from calls.live import apublish_call_changed
+from calls.caller_text import caller_data_block
 from calls.models import Call, CallEvent
 from calls.services import CallRecord, Usage, call_finalize, call_record_entries
 from voice.agent import AgentProfile, greeting_response, load_agent_profile, session_update
@@ -31,6 +32,9 @@ from voice.supervisor import SUPERVISOR_FAILED_ANSWER
 log = logging.getLogger(__name__)
 
 FLUSH_INTERVAL_S = 1.0
+LATE_ACTION_WORDS = {"book_appointment": "an appointment was booked", "reschedule_appointment": "an appointment was "
+                     "moved", "cancel_appointment": "an appointment was cancelled",
+                     "take_message": "a message was saved for the team"}
 CANCEL_EVENT_PREFIX = "barge_in_cancel_"  # event_id of our response.cancel, echoed in the error it may cause
 FINAL_FLUSH_RETRY_DELAYS_S = (0.2, 0.5, 1.0, 2.0)  # then one last try; a failure is logged with the call
 PLAYBACK_WAIT_S = 20.0  # longest we wait for a goodbye to finish playing before hanging up anyway
@@ -682,6 +686,21 @@ class CallSession:
         tool_call_id = str(message.get("tool_call_id", ""))
         deadline = self.pending_supervisor.pop(tool_call_id, None)
         if deadline is None:
+            acted = [str(name) for name in message.get("acted") or []][:10]
+            if message.get("ok") and acted and not self._finishing:
+                # It booked (or cancelled, or saved a message) in time but answered late: the caller heard that it
+                # could not be done and might ask again. Tell them what did happen.
+                self.add_event(CallEvent.Kind.SUPERVISOR, step="late_answer_relayed", tool_call_id=tool_call_id,
+                               acted=acted)
+                # The answer is model output shaped by what the caller said: quoted as data, never as instructions.
+                note = caller_data_block({"supervisor_answer": str(message.get("answer") or ""), "done": acted},
+                                         source="the supervisor's late answer, shaped by the conversation")
+                await self._create_response(
+                    "Correct what you said a moment ago: the caller's request did go through after all ("
+                    + ", ".join(LATE_ACTION_WORDS.get(name, "done") for name in acted) + "). In one or two short "
+                    "sentences, in the language of the conversation, tell the caller what was done, using the "
+                    "supervisor's answer below, and do not do it again.\n\n" + note)
+                return
             log.info("Call %s: dropped a supervisor answer that came after its deadline", self.call_id)
             self.add_event(CallEvent.Kind.SUPERVISOR, step="late_answer_dropped", tool_call_id=tool_call_id)
             return

@@ -53,6 +53,7 @@ class SupervisorResult:
     cached_tokens: int = 0
     completion_tokens: int = 0
     events: list[dict[str, Any]] = field(default_factory=list)
+    acted: list[str] = field(default_factory=list)  # write tools that succeeded (booked, moved, cancelled, saved)
 
 
 def supervisor_system_prompt(business: Business, caller_number: str) -> str:
@@ -173,6 +174,8 @@ def run_supervisor(*, call_id: int, request: str, conversation: list[dict[str, s
                 else:
                     output = run_business_tool(business_id=business.id, call_id=call.id,
                                                name=tool_call.function.name, arguments=tool_call.function.arguments)
+                    if tool_call.function.name in WRITE_TOOLS and "error" not in output:
+                        result.acted.append(tool_call.function.name)
                 event(step="tool", name=tool_call.function.name, arguments=_json_or_text(tool_call.function.arguments),
                       result=output)
                 messages.append({"role": "tool", "tool_call_id": tool_call.id, "content": json.dumps(output)})

@@ -31,7 +31,7 @@ def ask_supervisor(*, call_id: int, tool_call_id: str, reply_channel: str, reque
         result = run_supervisor(call_id=call_id, request=request, conversation=conversation,
                                 deadline_at=deadline_at)
         record_supervisor_run(call_id=call_id, result=result)
-        message.update(answer=result.answer, ok=result.ok, error=result.error)
+        message.update(answer=result.answer, ok=result.ok, error=result.error, acted=result.acted)
     except Exception as exc:  # the worker must answer even when something unexpected breaks
         log.exception("Supervisor failed for call %s", call_id)
         message.update(answer=SUPERVISOR_FAILED_ANSWER, ok=False, error=f"{exc.__class__.__name__}: {exc}")
