@@ -117,6 +117,10 @@ class Call(models.Model):
     # reason and transcript. Rebuilt by `calls.services.call_search_refresh` wherever those change; PostgreSQL
     # only (NULL on SQLite, where the dashboard searches with icontains).
     search_vector = SearchVectorField(null=True, blank=True, editable=False)
+    # The call's event sequence: the last `CallEvent.order` handed out. Every writer (the session's flushes, the
+    # supervisor, Twilio's callbacks) takes its orders from here in the transaction that inserts its events
+    # (`calls.services.call_events_add`), so a call's events never share an order.
+    last_event_order = models.PositiveIntegerField(default=0, editable=False)
 
     class Meta:
         ordering = ["-started_at"]
@@ -195,10 +199,12 @@ class CallEvent(models.Model):
     created_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
-        # Events come from the call session and from workers (supervisor, post-call); each writer numbers its
-        # own, so the timeline sorts by offset first.
+        # Events come from the call session and from workers (supervisor, Twilio's callbacks), each stamped with
+        # its offset on its own clock; `order` is one sequence per call (Call.last_event_order), unique, in the
+        # order the events were recorded. The timeline sorts by offset, and by order among equal offsets.
         ordering = ["call", "offset_ms", "order", "id"]
         indexes = [models.Index(fields=["call", "kind"], name="callevent_call_kind")]
+        constraints = [models.UniqueConstraint(fields=["call", "order"], name="callevent_order_unique")]
 
     def __str__(self) -> str:
         return f"{self.kind} @{self.offset_ms}ms"

@@ -670,6 +670,19 @@ class LatencyStats:
     p50: float | None
     p95: float | None
     max: int | None
+    # The silence the voice detector waited for before ending each caller turn, as the call's session had it
+    # configured: part of every figure. None when the turns don't say (calls recorded before it was stored).
+    vad_silence_ms: int | None = None
+
+
+def vad_silence_of(events: list[CallEvent]) -> int | None:
+    """The VAD silence the call's latency events were measured with, if they all agree."""
+    values = {e.payload.get("vad_silence_ms") for e in events
+              if e.kind == "latency" and isinstance(e.payload, dict)}
+    if len(values) == 1:
+        value = values.pop()
+        return int(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+    return None
 
 
 @dataclass(frozen=True)
@@ -748,7 +761,7 @@ def call_detail(*, call: Call) -> CallDetail:
     return CallDetail(
         call=call, timeline=timeline,
         latency=LatencyStats(count=len(latencies), p50=percentile(latencies, 0.5), p95=percentile(latencies, 0.95),
-                             max=max(latencies) if latencies else None),
+                             max=max(latencies) if latencies else None, vad_silence_ms=vad_silence_of(events)),
         cost=CostBreakdown(realtime_usd=realtime, supervisor_usd=call.supervisor_cost_usd,
                            summary_usd=call.summary_cost_usd, total_usd=call.cost_usd),
         appointments=appointments, messages=messages, customer=customer)

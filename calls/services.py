@@ -85,11 +85,32 @@ WHERE b.id = c.business_id AND c.id = %s
 
 
 def call_search_refresh(*, call_id: int) -> None:
-    """Rebuild the call's full-text search document (PostgreSQL; SQLite searches the columns directly)."""
+    """Rebuild the call's full-text search document (PostgreSQL; SQLite searches the columns directly): after
+    whatever may change or remove words (the summary, an operator's edit)."""
     if connection.vendor != "postgresql":
         return
     with connection.cursor() as cursor:
         cursor.execute(SEARCH_REFRESH_SQL, [call_id])
+
+
+# Appends words said on a live call to its document, reading nothing but the call and its business. It stops
+# growing near the size where a rebuild would cap the transcript anyway (a tsvector must stay under 1 MB); the
+# rebuild after the summary applies the same cap as always.
+SEARCH_APPEND_SQL = f"""
+UPDATE {Call._meta.db_table} AS c SET search_vector =
+    coalesce(c.search_vector, ''::tsvector) || to_tsvector({_search_config_sql()}, left(%s, 200000))
+FROM {Business._meta.db_table} AS b
+WHERE b.id = c.business_id AND c.id = %s AND coalesce(pg_column_size(c.search_vector), 0) < 600000
+"""
+
+
+def call_search_append(*, call_id: int, texts: list[str]) -> None:
+    """Add newly said words to the call's search document, so a live call is findable by them at once."""
+    text = " ".join(t for t in texts if t)
+    if connection.vendor != "postgresql" or not text:
+        return
+    with connection.cursor() as cursor:
+        cursor.execute(SEARCH_APPEND_SQL, [text, call_id])
 
 
 def call_claim_stream(*, call_id: int) -> bool:
@@ -149,15 +170,38 @@ class CallRecord:
     events: list[dict[str, Any]] = field(default_factory=list)
 
 
+def call_events_add(*, call_id: int, events: list[dict[str, Any]]) -> list[CallEvent]:
+    """Store events of a call (dicts of offset_ms, kind, payload, optionally created_at), numbered in the given
+    order from the call's one event sequence.
+
+    Each writer takes a block of orders by bumping `Call.last_event_order` in the transaction that inserts its
+    events: the row lock makes concurrent writers (the session's flush, the supervisor, a Twilio callback) take
+    disjoint blocks, and a rolled-back write gives its block up with it."""
+    if not events:
+        return []
+    with transaction.atomic():
+        Call.objects.filter(id=call_id).update(last_event_order=F("last_event_order") + len(events))
+        last = Call.objects.filter(id=call_id).values_list("last_event_order", flat=True).get()
+        first = last - len(events) + 1
+        fields = {"offset_ms", "kind", "payload", "created_at"}
+        return CallEvent.objects.bulk_create(
+            [CallEvent(call_id=call_id, order=first + i, **{k: v for k, v in event.items() if k in fields})
+             for i, event in enumerate(events)])
+
+
 def call_record_entries(*, call_id: int, record: CallRecord) -> None:
-    """Append transcript entries and events (already numbered by the session)."""
-    if record.transcripts:
-        TranscriptEntry.objects.bulk_create(
-            [TranscriptEntry(call_id=call_id, **entry) for entry in record.transcripts], ignore_conflicts=True)
-    if record.events:
-        CallEvent.objects.bulk_create([CallEvent(call_id=call_id, **event) for event in record.events])
-    if record.transcripts:
-        call_search_refresh(call_id=call_id)
+    """Append transcript entries (numbered by the session) and events (numbered here, from the call's sequence),
+    all or nothing: a failed write leaves nothing behind, so the session can send the same batch again.
+
+    The search document gets the new entries' words appended, not rebuilt from the whole transcript (a flush a
+    second over a long call would otherwise re-read and re-index everything said so far, each time)."""
+    with transaction.atomic():
+        if record.events:
+            call_events_add(call_id=call_id, events=record.events)  # the call row first: one lock order
+        if record.transcripts:
+            TranscriptEntry.objects.bulk_create(
+                [TranscriptEntry(call_id=call_id, **entry) for entry in record.transcripts], ignore_conflicts=True)
+            call_search_append(call_id=call_id, texts=[entry["text"] for entry in record.transcripts])
 
 
 @transaction.atomic
@@ -307,14 +351,14 @@ def call_forward_result(*, twilio_call_sid: str, dial_status: str, dial_duration
         call.forwarded_seconds = seconds
         call.save(update_fields=["forward_status", "forwarded_seconds"])
         now = timezone.now()
-        CallEvent.objects.create(
-            call=call, order=1, kind=CallEvent.Kind.TRANSFER,
+        call_events_add(call_id=call.id, events=[dict(
+            kind=CallEvent.Kind.TRANSFER,
             offset_ms=max(0, int((now - (call.answered_at or call.started_at)).total_seconds() * 1000)),
             payload={"ok": answered, "to": call.forwarded_to, "step": "outcome", "status": status,
                      "connected_seconds": seconds,
                      **({"reason": f"answered, {seconds} s connected"} if answered else
                         {"error": FORWARD_FAILURE_TEXT[status] + ("; a message was left for the team" if callback
-                                                                   else "; the caller's number is withheld")})})
+                                                                   else "; the caller's number is withheld")})})])
         if not answered and callback:
             customer = customer_get_or_create(business=call.business, phone=callback)
             Message.objects.create(

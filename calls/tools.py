@@ -453,6 +453,8 @@ TOOLS: dict[str, Tool] = {tool.name: tool for tool in [
 ]}
 
 SUPERVISOR_TOOLS: list[dict[str, Any]] = [tool.schema() for tool in TOOLS.values()]
+# The tools that change something for the caller: after the call stopped waiting for an answer they must not run.
+WRITE_TOOLS = frozenset({"book_appointment", "reschedule_appointment", "cancel_appointment", "take_message"})
 
 
 def run_business_tool(*, business_id: int, call_id: int | None, name: str, arguments: dict | str) -> dict:

@@ -89,7 +89,12 @@ def make_transcript(call: Call, turns: list[tuple[str, str, int | None]]) -> lis
         for n, (speaker, text, start_ms) in enumerate(turns, 1)])
 
 
-def make_event(call: Call, kind: str, offset_ms: int, order: int = 1, **payload):
+def make_event(call: Call, kind: str, offset_ms: int, order: int | None = None, **payload):
+    """An event of `call`; without `order`, the next one of the call's event sequence, as the product numbers."""
     from calls.models import CallEvent
 
+    if order is None:
+        from calls.services import call_events_add
+
+        return call_events_add(call_id=call.id, events=[{"kind": kind, "offset_ms": offset_ms, "payload": payload}])[0]
     return CallEvent.objects.create(call=call, kind=kind, offset_ms=offset_ms, order=order, payload=payload)

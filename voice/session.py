@@ -22,6 +22,7 @@ from django.conf import settings
 from accounts.transfers import transfer_number_problem
 from billing.services import CallAllowance, call_allowance
 from calls.live import apublish_call_changed
+from calls.caller_text import caller_data_block
 from calls.models import Call, CallEvent
 from calls.services import CallRecord, Usage, call_finalize, call_record_entries
 from voice.agent import LANGUAGE_NAMES, AgentProfile, greeting_response, load_agent_profile, session_update
@@ -32,6 +33,11 @@ from voice.supervisor import SUPERVISOR_FAILED_ANSWER
 log = logging.getLogger(__name__)
 
 FLUSH_INTERVAL_S = 1.0
+LATE_ACTION_WORDS = {"book_appointment": "an appointment was booked", "reschedule_appointment": "an appointment was "
+                     "moved", "cancel_appointment": "an appointment was cancelled",
+                     "take_message": "a message was saved for the team"}
+CANCEL_EVENT_PREFIX = "barge_in_cancel_"  # event_id of our response.cancel, echoed in the error it may cause
+FINAL_FLUSH_RETRY_DELAYS_S = (0.2, 0.5, 1.0, 2.0)  # then one last try; a failure is logged with the call
 PLAYBACK_WAIT_S = 20.0  # longest we wait for a goodbye to finish playing before hanging up anyway
 # When the call's minutes (free trial, hard-capped plan, test-call quota) are about to run out, the agent is asked
 # for a goodbye this long before; the call ends when they run out, goodbye finished or not.
@@ -135,8 +141,8 @@ class CallSession:
         self._tasks: list[asyncio.Task] = []
         self.usage = Usage()
         self.record = CallRecord()
+        self._flush_lock = asyncio.Lock()
         self._transcript_order = 0
-        self._event_order = 0
         self._caller_items: dict[str, dict[str, Any]] = {}
         self.items: dict[str, ItemAudio] = {}
         self.pending_marks = 0
@@ -144,6 +150,9 @@ class CallSession:
         self.active_response: str | None = None
         self.dropped_responses: set[str] = set()
         self.speech_end_at: float | None = None  # monotonic time the caller's last turn ended
+        # The silence server VAD waits for before it ends a turn, as the OpenAI session reports it (session.created,
+        # then session.updated); until then, what we ask for. Turn latencies count from before that silence.
+        self.vad_silence_ms = settings.VAD_SILENCE_MS
         self.speech_stopped_at: float | None = None
         self.after_playback: Callable[[], Awaitable[None]] | None = None
         self._after_playback_deadline: float | None = None
@@ -170,8 +179,8 @@ class CallSession:
         return int((time.monotonic() - self.t0) * 1000)
 
     def add_event(self, kind: str, **payload: Any) -> None:
-        self._event_order += 1
-        event = {"order": self._event_order, "offset_ms": self.now_ms(), "kind": kind, "payload": payload}
+        # Numbered when written, from the call's one sequence (the supervisor's events share it).
+        event = {"offset_ms": self.now_ms(), "kind": kind, "payload": payload}
         self.record.events.append(event)
         self.transport.notify({"type": "event", **event})
 
@@ -263,7 +272,7 @@ class CallSession:
                 self.add_transcript(caller["order"], "caller", "[not transcribed]", caller.get("start_ms"),
                                     caller.get("end_ms"))
         try:
-            await self._flush()
+            await self._final_flush()
             await in_db_pool(call_finalize)(
                 call_id=self.call_id, status=status, end_reason=reason, usage=self.usage,
                 model=settings.OPENAI_REALTIME_MODEL, error=error)
@@ -288,21 +297,43 @@ class CallSession:
     # --- background tasks --------------------------------------------------------------------------
 
     async def _flush(self) -> None:
-        if not self.record.transcripts and not self.record.events:
-            return
-        record, self.record = self.record, CallRecord()
-        await in_db_pool(call_record_entries)(call_id=self.call_id, record=record)
+        async with self._flush_lock:  # one write at a time, so batches reach the database in order
+            if not self.record.transcripts and not self.record.events:
+                return
+            record, self.record = self.record, CallRecord()
+            try:
+                await in_db_pool(call_record_entries)(call_id=self.call_id, record=record)
+            except Exception:
+                # The write is all or nothing: put the batch back ahead of what was recorded meanwhile, so the
+                # next flush sends it again, in order.
+                self.record.transcripts[:0] = record.transcripts
+                self.record.events[:0] = record.events
+                raise
         if not self._finishing:  # the last flush is announced by call_finalize, with the final status
             # Dashboards showing this call re-read it (best effort, bounded wait).
             await apublish_call_changed(call_id=self.call_id, business_id=self.business_id,
                                         status=Call.Status.IN_PROGRESS)
+
+    async def _final_flush(self) -> None:
+        """The last write of the call: retried for a few seconds, the database may be briefly away."""
+        for delay in FINAL_FLUSH_RETRY_DELAYS_S:
+            try:
+                await self._flush()
+                return
+            except Exception:
+                log.warning("Call %s: the last transcript/event write failed; retrying in %.1f s", self.call_id,
+                            delay, exc_info=True)
+                await asyncio.sleep(delay)
+        await self._flush()
 
     async def _housekeeping(self) -> None:
         await self._check_allowance()  # here rather than in start(): the greeting doesn't wait for it
         while True:
             await asyncio.sleep(FLUSH_INTERVAL_S)
             try:
-                await self._flush()
+                # Shielded: when the call ends meanwhile, the write in progress completes (or puts its batch back)
+                # before the last flush, instead of being abandoned half-way.
+                await asyncio.shield(self._flush())
             except Exception:
                 log.exception("Call %s: could not write transcript/events; will retry", self.call_id)
             if self.after_playback is not None and self._after_playback_deadline is not None \
@@ -397,7 +428,7 @@ class CallSession:
                 self.add_event(CallEvent.Kind.LATENCY,
                                ms=round((now - self.speech_end_at) * 1000),
                                after_vad_ms=round((now - self.speech_stopped_at) * 1000) if self.speech_stopped_at else None,
-                               item_id=item_id)
+                               vad_silence_ms=self.vad_silence_ms, item_id=item_id)
                 self.speech_end_at = None
         delta = event["delta"]
         audio.sent_ms += b64_len_to_bytes(delta) / self.transport.bytes_per_ms
@@ -409,36 +440,61 @@ class CallSession:
         item_id = event.get("item_id") or f"caller-{self.now_ms()}"
         self._caller_items[item_id] = {"order": self.reserve_transcript(), "start_ms": self.now_ms()}
         self.speech_end_at = None
-        if self.pending_marks > 0:
+        # Unplayed audio at the caller's side is not the only sign the agent is talking: a model slower than real
+        # time keeps that queue empty (every mark comes back before the next chunk), yet its reply is still coming.
+        if self.pending_marks > 0 or self.active_response is not None:
             await self._barge_in()
 
     async def _barge_in(self) -> None:
-        """The caller talks over the agent: stop playback and tell OpenAI how much was actually heard."""
+        """The caller talks over the agent: stop the reply still being generated, stop playback, and tell
+        OpenAI how much of each interrupted item was actually heard."""
+        talking = self.active_response
+        if talking is not None:
+            self.dropped_responses.add(talking)  # deltas already on their way are not played
+            # With interrupt_response the server may have cancelled it already: then this one gets a harmless
+            # `response_cancel_not_active`, which _on_error recognises by its event_id.
+            await self.send_upstream({"type": "response.cancel", "response_id": talking,
+                                      "event_id": CANCEL_EVENT_PREFIX + talking})
         await self.transport.clear_audio()
-        if self.active_response:
-            self.dropped_responses.add(self.active_response)
         for item_id, audio in self.items.items():
-            if audio.cleared or audio.played_ms >= audio.sent_ms - 0.5:
+            if audio.cleared:
                 continue
+            if audio.response_id != talking and audio.played_ms >= audio.sent_ms - 0.5:
+                continue  # an earlier reply, heard to the end
             audio.cleared = True
-            # played_ms comes from echoed marks: never more than was generated.
+            if audio.sent_ms <= 0:
+                continue  # no audio yet: nothing to truncate (OpenAI refuses it), nothing was heard
+            # played_ms comes from echoed marks, sent_ms from what we forwarded: never more than was generated.
             heard = int(min(audio.played_ms, audio.sent_ms))
-            if audio.sent_ms > 0:
-                await self.send_upstream({"type": "conversation.item.truncate", "item_id": item_id,
-                                          "content_index": 0, "audio_end_ms": heard})
-            self.add_event(CallEvent.Kind.BARGE_IN, item_id=item_id, heard_ms=heard, sent_ms=round(audio.sent_ms))
+            await self.send_upstream({"type": "conversation.item.truncate", "item_id": item_id,
+                                      "content_index": 0, "audio_end_ms": heard})
+            self.add_event(CallEvent.Kind.BARGE_IN, item_id=item_id, heard_ms=heard, sent_ms=round(audio.sent_ms),
+                           still_generating=audio.response_id == talking)
         self.after_playback = None  # a hang-up or transfer waits for the caller's new turn
 
     async def _on_speech_stopped(self, event: dict[str, Any]) -> None:
         now = time.monotonic()
         self.speech_stopped_at = now
         # The caller stopped speaking silence_duration ago; that is when the turn really ended.
-        self.speech_end_at = now - settings.VAD_SILENCE_MS / 1000
+        self.speech_end_at = now - self.vad_silence_ms / 1000
         caller = self._caller_items.get(event.get("item_id", ""))
         if caller is not None:
             # Never before the turn's start (nor negative, which the database refuses along with the whole batch):
             # audio that arrives faster than real time, e.g. a browser flushing its queue, ends turns early.
-            caller["end_ms"] = max(caller.get("start_ms") or 0, self.now_ms() - settings.VAD_SILENCE_MS)
+            caller["end_ms"] = max(caller.get("start_ms") or 0, self.now_ms() - self.vad_silence_ms)
+
+    async def _on_session_configured(self, event: dict[str, Any]) -> None:
+        """session.created / session.updated: the session's effective configuration, as OpenAI applied it."""
+        audio_input = ((event.get("session") or {}).get("audio") or {}).get("input") or {}
+        if "turn_detection" not in audio_input:
+            return
+        detection = audio_input.get("turn_detection") or {}
+        # semantic_vad (or none) has no fixed silence: latency then counts from the end of the turn as detected.
+        silence = detection.get("silence_duration_ms") if detection.get("type") == "server_vad" else 0
+        self.vad_silence_ms = int(silence) if isinstance(silence, (int, float)) and silence >= 0 else 0
+        if event.get("type") == "session.updated":
+            self.add_event(CallEvent.Kind.STATUS, step="turn_detection", vad=detection.get("type") or "none",
+                           vad_silence_ms=self.vad_silence_ms)
 
     async def _on_caller_transcript(self, event: dict[str, Any]) -> None:
         caller = self._caller_items.get(event["item_id"])
@@ -524,6 +580,8 @@ class CallSession:
     async def _on_error(self, event: dict[str, Any]) -> None:
         error = event.get("error") or {}
         code = error.get("code") or error.get("type") or "error"
+        if code == "response_cancel_not_active" and str(error.get("event_id") or "").startswith(CANCEL_EVENT_PREFIX):
+            return  # our barge-in's cancel of a reply the server had already stopped (or finished)
         self.add_event(CallEvent.Kind.ERROR, source="openai", code=code, message=error.get("message", ""))
         # A refused response.create never gets its response.created; don't wait for it (a queued one goes now).
         self.response_requested = False
@@ -535,6 +593,8 @@ class CallSession:
 
     HANDLERS: dict[str, Callable[["CallSession", dict[str, Any]], Awaitable[None]]] = {
         "response.output_audio.delta": _on_audio_delta,
+        "session.created": _on_session_configured,
+        "session.updated": _on_session_configured,
         "input_audio_buffer.speech_started": _on_speech_started,
         "input_audio_buffer.speech_stopped": _on_speech_stopped,
         "conversation.item.input_audio_transcription.completed": _on_caller_transcript,
@@ -657,13 +717,16 @@ class CallSession:
             return {"error": "Put what the caller needs in `request` and call ask_supervisor again."}
         if not self.reply_channel:
             return {"error": "The supervisor is not available on this call. Offer to take a message."}
+        # The worker gets the same deadline, as a wall-clock time (it runs elsewhere): after it, it must not book
+        # or cancel anything, since the caller has been told it could not be done.
+        deadline_at = time.time() + settings.SUPERVISOR_DEADLINE_SECONDS
         self.pending_supervisor[call_id] = asyncio.create_task(self._supervisor_deadline(call_id))
-        self._tasks.append(asyncio.create_task(self._dispatch_supervisor(call_id, request)))
+        self._tasks.append(asyncio.create_task(self._dispatch_supervisor(call_id, request, deadline_at)))
         return None
 
-    async def _dispatch_supervisor(self, tool_call_id: str, request: str) -> None:
+    async def _dispatch_supervisor(self, tool_call_id: str, request: str, deadline_at: float) -> None:
         kwargs = {"call_id": self.call_id, "tool_call_id": tool_call_id, "reply_channel": self.reply_channel,
-                  "request": request, "conversation": self.conversation[-30:]}
+                  "request": request, "conversation": self.conversation[-30:], "deadline_at": deadline_at}
         try:
             # Publishing to the broker (or, embedded, running the task) happens off the event loop's thread.
             await sync_to_async(enqueue_supervisor, thread_sensitive=False)(kwargs)
@@ -687,6 +750,21 @@ class CallSession:
         tool_call_id = str(message.get("tool_call_id", ""))
         deadline = self.pending_supervisor.pop(tool_call_id, None)
         if deadline is None:
+            acted = [str(name) for name in message.get("acted") or []][:10]
+            if message.get("ok") and acted and not self._finishing:
+                # It booked (or cancelled, or saved a message) in time but answered late: the caller heard that it
+                # could not be done and might ask again. Tell them what did happen.
+                self.add_event(CallEvent.Kind.SUPERVISOR, step="late_answer_relayed", tool_call_id=tool_call_id,
+                               acted=acted)
+                # The answer is model output shaped by what the caller said: quoted as data, never as instructions.
+                note = caller_data_block({"supervisor_answer": str(message.get("answer") or ""), "done": acted},
+                                         source="the supervisor's late answer, shaped by the conversation")
+                await self._create_response(
+                    "Correct what you said a moment ago: the caller's request did go through after all ("
+                    + ", ".join(LATE_ACTION_WORDS.get(name, "done") for name in acted) + "). In one or two short "
+                    "sentences, in the language of the conversation, tell the caller what was done, using the "
+                    "supervisor's answer below, and do not do it again.\n\n" + note)
+                return
             log.info("Call %s: dropped a supervisor answer that came after its deadline", self.call_id)
             self.add_event(CallEvent.Kind.SUPERVISOR, step="late_answer_dropped", tool_call_id=tool_call_id)
             return

@@ -73,6 +73,7 @@ FRAME_BYTES = FRAME_MS * BYTES_PER_MS  # 160
 MULAW_SILENCE = 0xFF
 INCOMING_PATH = "/voice/twilio/incoming/"
 STATUS_PATH = "/voice/twilio/status/"
+STILL_STREAMING_GAP_S = 0.15  # agent audio arriving with shorter gaps than this is one reply still being spoken
 _MAX_LOG = 500  # cap on list-type report entries (mark log, protocol errors)
 
 
@@ -300,6 +301,9 @@ class SimulatedCallConfig:
     barge_in: bool = False  # talk over the agent's reply instead of waiting for it to finish
     barge_in_delay_ms: int = 450  # … this long after the reply starts playing
     barge_in_from_utterance: int = 1  # 0 = also interrupt the greeting
+    # > 0: barge in only once the reply's audio has paused this long while it is still streaming (a caller who
+    # starts talking in a gap of a reply generated slower than real time, when every mark has come back)
+    barge_in_pause_ms: int = 0
     dtmf: Sequence[tuple[int, str]] = ()  # (ms after start, digit)
 
     # Ending.
@@ -514,6 +518,7 @@ class SimulatedCall:
         self._barge_played_at: int | None = None
         self._recording: bytearray | None = bytearray() if config.record_agent_audio_path else None
         self._received_bytes = 0
+        self._last_media_at: float | None = None  # loop time the last agent audio arrived
         self._cleared_bytes = 0
 
     # ---------------------------------------------------------------- setup
@@ -987,6 +992,7 @@ class SimulatedCall:
         self._buf += audio
         self._queued_total += len(audio)
         self._received_bytes += len(audio)
+        self._last_media_at = now
 
     def _on_mark(self, name: str, now: float) -> str | None:
         self.report.marks_sent_by_server += 1
@@ -1035,6 +1041,18 @@ class SimulatedCall:
             if await self._tick() >= deadline:
                 return False
         return True
+
+    async def _wait_for_a_pause(self, pause_s: float, timeout_s: float = 5.0) -> bool:
+        """Until the playback queue has been empty for `pause_s` while agent audio is still arriving."""
+        deadline = self._now() + timeout_s
+        while True:
+            now = await self._tick()
+            streaming = self._last_media_at is not None and now - self._last_media_at < STILL_STREAMING_GAP_S
+            if not self._buf and streaming and now - self._empty_since >= pause_s:
+                return True
+            if now >= deadline:
+                self.report.warnings.append("no pause in the agent's reply to barge into")
+                return False
 
     async def _wait_done(self, turn: _AgentTurn, first_audio_timeout_s: float) -> bool:
         """Until the agent spoke and its playback buffer has been empty for wait_for_agent_ms."""
@@ -1087,7 +1105,13 @@ class SimulatedCall:
                 timeout = cfg.greeting_timeout_s if is_greeting else cfg.reply_timeout_s
                 if await self._wait_playing(previous, timeout):
                     await asyncio.sleep(cfg.barge_in_delay_ms / 1000.0)
-                    barge = bool(self._buf)  # only a barge-in if the agent is still audible
+                    if cfg.barge_in_pause_ms > 0:
+                        await self._wait_for_a_pause(cfg.barge_in_pause_ms / 1000.0)
+                    # Only a barge-in if the agent is still talking: audio is queued, or (a model generating
+                    # slower than real time leaves the queue empty between chunks) its next chunk is due.
+                    streaming = (self._last_media_at is not None
+                                 and self._now() - self._last_media_at < STILL_STREAMING_GAP_S)
+                    barge = bool(self._buf) or streaming
                     if not barge:
                         report.warnings.append(f"utterance {i}: agent already silent, no barge-in")
             elif is_greeting and not cfg.wait_for_greeting:

@@ -16,6 +16,7 @@ from decimal import Decimal
 from typing import Any
 
 from django.conf import settings
+from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 from openai import OpenAI, OpenAIError
@@ -24,7 +25,8 @@ from accounts.models import Business
 from calls.caller_text import caller_data_block, clean_caller_text
 from calls.models import Call, CallEvent
 from calls.selectors import caller_number_of_call
-from calls.tools import SUPERVISOR_TOOLS, run_business_tool
+from calls.services import call_events_add
+from calls.tools import SUPERVISOR_TOOLS, WRITE_TOOLS, run_business_tool
 from voice.agent import build_instructions
 
 log = logging.getLogger(__name__)
@@ -32,6 +34,10 @@ log = logging.getLogger(__name__)
 CONVERSATION_TURNS = 30
 TURN_LIMIT = 1000  # characters of one turn of the conversation in the prompt
 REQUEST_LIMIT = 2000
+
+TOO_LATE_TO_ACT = ("The time to answer ran out: the caller has already been told this could not be done, so "
+                   "nothing was booked, changed, cancelled or saved.")
+DEADLINE_PASSED_ERROR = "The call stopped waiting for the supervisor (its deadline passed)."
 
 SUPERVISOR_FAILED_ANSWER = ("I'm sorry, I couldn't look that up just now. Would you like me to take a message so "
                             "someone from the team can call you back?")
@@ -47,6 +53,7 @@ class SupervisorResult:
     cached_tokens: int = 0
     completion_tokens: int = 0
     events: list[dict[str, Any]] = field(default_factory=list)
+    acted: list[str] = field(default_factory=list)  # write tools that succeeded (booked, moved, cancelled, saved)
 
 
 def supervisor_system_prompt(business: Business, caller_number: str) -> str:
@@ -101,11 +108,14 @@ def _shared_client(api_key: str, base_url: str, timeout: float) -> OpenAI:
 
 
 def run_supervisor(*, call_id: int, request: str, conversation: list[dict[str, str]],
-                   client: OpenAI | None = None) -> SupervisorResult:
+                   client: OpenAI | None = None, deadline_at: float | None = None) -> SupervisorResult:
     """Reason about the caller's request with the business's tools and return the sentence to say.
 
     Who the caller is comes from the Call row (its own number, scoped to its business), never from the task or
-    the model; the tools read it from there too."""
+    the model; the tools read it from there too. `deadline_at` (Unix time) is when the call session stops
+    waiting and tells the caller it could not be done: from then on no tool that books, moves, cancels or takes
+    a message runs, and no further model call is made (read-only tools of a step already answered may run; the
+    answer is dropped anyway)."""
     call = Call.objects.select_related("business").get(id=call_id)
     business = call.business
     client = client or openai_client()
@@ -117,13 +127,19 @@ def run_supervisor(*, call_id: int, request: str, conversation: list[dict[str, s
     ]
 
     def event(**payload: Any) -> None:
-        result.events.append({"order": len(result.events) + 1,
-                              "offset_ms": max(0, int((timezone.now() - started).total_seconds() * 1000)),
+        result.events.append({"offset_ms": max(0, int((timezone.now() - started).total_seconds() * 1000)),
                               "kind": CallEvent.Kind.SUPERVISOR, "payload": payload})
+
+    def too_late() -> bool:
+        return deadline_at is not None and time.time() >= deadline_at
 
     event(step="request", request=request)
     try:
         for step in range(1, settings.SUPERVISOR_MAX_STEPS + 1):
+            if too_late():  # the caller has been told already; another model call would be paid for nothing
+                result.ok, result.error = False, DEADLINE_PASSED_ERROR
+                event(step="deadline_passed", error=result.error)
+                return result
             result.steps = step
             t0 = time.monotonic()
             completion = client.chat.completions.create(
@@ -151,8 +167,15 @@ def run_supervisor(*, call_id: int, request: str, conversation: list[dict[str, s
             messages.append({"role": "assistant", "content": message.content,
                              "tool_calls": [tc.model_dump(include={"id", "type", "function"}) for tc in message.tool_calls]})
             for tool_call in message.tool_calls:
-                output = run_business_tool(business_id=business.id, call_id=call.id, name=tool_call.function.name,
-                                           arguments=tool_call.function.arguments)
+                if tool_call.function.name in WRITE_TOOLS and too_late():
+                    # The caller has already heard that this failed and may well ask again: acting now would
+                    # book (or cancel) behind their back and make duplicates.
+                    output = {"error": TOO_LATE_TO_ACT}
+                else:
+                    output = run_business_tool(business_id=business.id, call_id=call.id,
+                                               name=tool_call.function.name, arguments=tool_call.function.arguments)
+                    if tool_call.function.name in WRITE_TOOLS and "error" not in output:
+                        result.acted.append(tool_call.function.name)
                 event(step="tool", name=tool_call.function.name, arguments=_json_or_text(tool_call.function.arguments),
                       result=output)
                 messages.append({"role": "tool", "tool_call_id": tool_call.id, "content": json.dumps(output)})
@@ -177,9 +200,10 @@ def supervisor_cost_usd(result: SupervisorResult) -> Decimal:
     return (Decimal(str(total)) / Decimal(1_000_000)).quantize(Decimal("0.000001"))
 
 
+@transaction.atomic
 def record_supervisor_run(*, call_id: int, result: SupervisorResult) -> None:
-    """Store the run's steps and add its tokens and cost to the call."""
-    CallEvent.objects.bulk_create([CallEvent(call_id=call_id, **event) for event in result.events])
+    """Store the run's steps (numbered in the call's one event sequence) and add its tokens and cost to the call."""
+    call_events_add(call_id=call_id, events=result.events)
     cost = supervisor_cost_usd(result)
     Call.objects.filter(id=call_id).update(
         supervisor_input_tokens=F("supervisor_input_tokens") + result.prompt_tokens,

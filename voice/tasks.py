@@ -16,19 +16,22 @@ log = logging.getLogger(__name__)
 
 @shared_task(name="voice.ask_supervisor", acks_late=False, ignore_result=True)
 def ask_supervisor(*, call_id: int, tool_call_id: str, reply_channel: str, request: str,
-                   conversation: list[dict[str, str]], caller_number: str | None = None) -> None:
+                   conversation: list[dict[str, str]], caller_number: str | None = None,
+                   deadline_at: float | None = None) -> None:
     """Answer the voice agent's `ask_supervisor` call and send the answer back to the call's socket.
 
     Not retried: the caller is waiting on the line, and the session gives up after its deadline anyway.
     Always replies, so a failure reaches the caller as an apology rather than as silence.
     `caller_number` is ignored (web processes of the previous release still send it during a deploy): who
-    the caller is comes from the Call row.
+    the caller is comes from the Call row. `deadline_at` (Unix time) is when the session stops waiting: no
+    write tool runs after it.
     """
     message: dict[str, Any] = {"type": "supervisor.answer", "tool_call_id": tool_call_id}
     try:
-        result = run_supervisor(call_id=call_id, request=request, conversation=conversation)
+        result = run_supervisor(call_id=call_id, request=request, conversation=conversation,
+                                deadline_at=deadline_at)
         record_supervisor_run(call_id=call_id, result=result)
-        message.update(answer=result.answer, ok=result.ok, error=result.error)
+        message.update(answer=result.answer, ok=result.ok, error=result.error, acted=result.acted)
     except Exception as exc:  # the worker must answer even when something unexpected breaks
         log.exception("Supervisor failed for call %s", call_id)
         message.update(answer=SUPERVISOR_FAILED_ANSWER, ok=False, error=f"{exc.__class__.__name__}: {exc}")

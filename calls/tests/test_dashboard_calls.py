@@ -257,6 +257,45 @@ def test_the_search_document_is_rebuilt_not_appended(alices_business):
     assert lexemes == 1 + 1 + 8
 
 
+def transcript_rows_read() -> int:
+    """Rows of the transcript table this transaction has read so far (PostgreSQL's per-transaction counters)."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT coalesce(seq_tup_read, 0) + coalesce(idx_tup_fetch, 0) FROM pg_stat_xact_user_tables "
+                       "WHERE relname = 'calls_transcriptentry'")
+        row = cursor.fetchone()
+    return row[0] if row else 0
+
+
+def test_a_flush_makes_its_words_searchable_without_reading_the_transcript_again(owner_client, alices_business):
+    """A long live call: each one-second flush costs the same, whatever was said before."""
+    call = recorded_call(alices_business, "CA10", "+14155550182", [f"turn number {n} about teeth" for n in range(300)])
+    before = transcript_rows_read()
+    call_record_entries(call_id=call.id, record=CallRecord(transcripts=[
+        {"order": 301, "speaker": "caller", "text": "Do you see zebras?", "start_ms": 301_000, "end_ms": None}]))
+    assert transcript_rows_read() - before < 20  # not the 301 rows a rebuild reads
+    assert listed_ids(owner_client, q="zebra") == [call.id]  # while the call is live
+    assert listed_ids(owner_client, q="teeth") == [call.id]
+
+
+def test_the_rebuild_after_a_call_equals_a_document_built_in_one_go(alices_business):
+    call = recorded_call(alices_business, "CA11", "+14155550183", ["Move my cleaning to Friday", "Sure"])
+    call_record_entries(call_id=call.id, record=CallRecord(transcripts=[
+        {"order": 3, "speaker": "caller", "text": "Thanks, bye", "start_ms": 3000, "end_ms": None}]))
+
+    def document() -> str:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT search_vector::text FROM calls_call WHERE id = %s", [call.id])
+            return cursor.fetchone()[0]
+
+    appended = document()
+    assert all(word in appended for word in ("'friday'", "'thank'", "'bye'"))
+    call_search_refresh(call_id=call.id)  # as after the summary, or an operator's edit
+    rebuilt = document()
+    Call.objects.filter(id=call.id).update(search_vector=None)
+    call_search_refresh(call_id=call.id)
+    assert rebuilt == document()
+
+
 # --- paging -----------------------------------------------------------------------------------------------
 
 def test_keyset_pages_walk_every_call_once_in_order_even_with_equal_start_times(owner_client, alices_business):
@@ -362,8 +401,8 @@ def full_call(alices_business):
     make_event(call, "latency", 20000, order=3, ms=1500, item_id="i3")  # its agent turn was never transcribed
     make_event(call, "tool_call", 5600, order=4, name="ask_supervisor", arguments={"request": "Book Friday"},
                result="sent to the supervisor")
-    make_event(call, "supervisor", 6000, order=1, step="request", request="Book Friday")
-    make_event(call, "supervisor", 7000, order=2, step="tool", name="book_appointment",
+    make_event(call, "supervisor", 6000, order=10, step="request", request="Book Friday")
+    make_event(call, "supervisor", 7000, order=11, step="tool", name="book_appointment",
                arguments={"service": "Cleaning", "start": "2026-01-16T10:00"}, result={"appointment_id": 77})
     make_event(call, "barge_in", 11000, order=5, item_id="i1", heard_ms=1200, sent_ms=3000)
     make_event(call, "transfer", 30000, order=6, ok=False, reason="wants a human", error="no transfer number")
@@ -418,6 +457,16 @@ def test_the_calls_latency_percentiles_cover_every_turn(owner_client, full_call)
     assert (d.latency.count, d.latency.p50, d.latency.max) == (3, 910, 1500)
     assert d.latency.p95 == pytest.approx(910 + 0.9 * (1500 - 910))
     assert "1441 ms" in html and "1500 ms" in html
+
+
+def test_the_call_page_says_what_the_latency_includes_with_the_calls_own_vad_silence(owner_client, alices_business):
+    call = make_call(alices_business, status="completed")
+    make_transcript(call, [("caller", "Hi, are you open today?", 0), ("agent", "Yes, until five.", 2000)])
+    make_event(call, "latency", 2003, order=1, ms=1150, after_vad_ms=450, vad_silence_ms=700, item_id="i1")
+    html, d = detail(owner_client, call)
+    assert "It includes the 700 ms of silence the voice detector waits for" in html
+    assert "the phone network" in html
+    assert d.latency.vad_silence_ms == 700
 
 
 def test_the_cost_is_broken_down_into_realtime_supervisor_and_summary(owner_client, full_call):

@@ -546,3 +546,27 @@ def test_the_minutes_left_are_the_members_own_business(client, harbor, settings)
     assert client.get(reverse("test_call_minutes")).json()["minutes_left_today"] == 20
     client.logout()
     assert client.get(reverse("test_call_minutes"))["Location"].startswith(reverse("account_login"))
+
+
+def test_turn_latency_counts_the_silence_the_openai_session_actually_waits_for(owner_cookie, standin, settings):
+    """The product asks for VAD_SILENCE_MS of silence; what counts is what the session applied. Here OpenAI
+    refused the session.update, so its own default (500 ms, as session.created said) is in force."""
+    settings.VAD_SILENCE_MS = 900
+    standin.script = Script.from_obj({**HARBOR_SCRIPT, "fail": {"error_on_session_update": {"count": 1}}})
+
+    async def scenario():
+        page = PageStandIn(communicator(owner_cookie))
+        assert (await page.ws.connect())[0]
+        await page.pump(lambda p: p.transcripts("agent"))  # the greeting
+        await page.say(speech_ms=600, silence_ms=800)
+        await page.pump(lambda p: len(p.transcripts("agent")) >= 2)  # the answer
+        await page.ws.send_to(text_data=json.dumps({"type": "hangup"}))
+        await page.pump(lambda p: p.has("ended"))
+        await page.wait(3)
+        return page
+
+    page = asyncio.run(scenario())
+    call = finalized(next(m["call_id"] for m in page.messages if m["type"] == "call"))
+    latency = CallEvent.objects.get(call=call, kind="latency")
+    assert latency.payload["ms"] - latency.payload["after_vad_ms"] == pytest.approx(500, abs=2)
+    assert latency.payload["vad_silence_ms"] == 500

@@ -96,6 +96,48 @@ def test_barge_in_clears_the_caller_and_truncates_at_what_was_played(live_asgi, 
     assert TranscriptEntry.objects.filter(call=call, speaker="agent", interrupted=True).exists()
 
 
+SLOW_MODEL_RUNS = 8
+SLOW_GREETING = ("Thanks for calling Harbor Dental, this is the front desk, how can I help you today with your "
+                 "appointment or anything else?")
+
+
+def assert_barge_ins_over_a_slow_model(live_asgi, standin, *, speed: float, **caller) -> None:
+    standin.speed, standin.chunk_ms = speed, 20
+    standin.script = Script.from_obj({"greeting": SLOW_GREETING, "turns": [{"caller": "Can I book a cleaning?",
+                                                                            "agent": "Sure."}],
+                                      "default_agent": "Sure."})
+    for run in range(SLOW_MODEL_RUNS):
+        report = simulate(live_asgi, utterances=1, barge_in=True, barge_in_from_utterance=0, **caller)
+        assert report.error is None, (run, report.failures, live_asgi.log())
+        assert report.turns[0].barge_in and not report.warnings, (run, report.warnings)  # it did talk over it
+        assert report.clears_received, f"run {run}: the server never sent clear"
+        call = finalized_call(report.call_sid)
+        record = upstream_record(standin)
+        greeting = record["responses"][0]
+        assert greeting["status"] == "cancelled", (run, greeting)
+        assert record["truncations"], f"run {run}: no conversation.item.truncate reached OpenAI"
+        for truncation in record["truncations"]:
+            assert truncation["accepted"] and truncation["audio_end_ms"] <= truncation["generated_ms"], (run, truncation)
+        barge_ins = list(CallEvent.objects.filter(call=call, kind="barge_in"))
+        assert barge_ins, f"run {run}: no barge-in recorded"
+        assert all(0 <= e.payload["heard_ms"] <= e.payload["sent_ms"] for e in barge_ins), run
+        assert sum(e.payload["heard_ms"] for e in barge_ins) <= report.agent_audio_played_ms + 1, run
+        assert TranscriptEntry.objects.filter(call=call, speaker="agent", interrupted=True).exists(), run
+        assert not CallEvent.objects.filter(call=call, kind="error").exists(), (
+            run, list(CallEvent.objects.filter(call=call, kind="error").values_list("payload", flat=True)))
+
+
+def test_talking_over_a_reply_from_a_model_slower_than_real_time_is_a_barge_in_every_time(live_asgi, standin):
+    """0.9x real time in 20 ms deltas: Twilio's queue holds at most one chunk, often none."""
+    assert_barge_ins_over_a_slow_model(live_asgi, standin, speed=0.9, barge_in_delay_ms=600)
+
+
+def test_talking_in_a_pause_of_a_reply_slower_than_real_time_is_a_barge_in_every_time(live_asgi, standin):
+    """0.2x real time in 20 ms deltas, the caller starting in a gap: every mark has come back, nothing is queued
+    at Twilio's side, and the reply is still being generated. That is a barge-in too."""
+    assert_barge_ins_over_a_slow_model(live_asgi, standin, speed=0.2, barge_in_delay_ms=600, barge_in_pause_ms=20)
+
+
 def tool_script(tool: str, reason: str, after: str):
     return {"greeting": "Harbor Dental, how can I help?",
             "turns": [{"caller": "Can I talk to someone?", "say": "Of course.",

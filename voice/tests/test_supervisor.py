@@ -2,6 +2,7 @@
 
 import datetime as dt
 import json
+import time
 
 import pytest
 from django.utils import timezone
@@ -11,7 +12,7 @@ from calls.models import Appointment, Call, CallEvent, Customer, Message
 from calls.tools import NO_CALLER_NUMBER
 from tests.factories import make_appointment, make_customer, make_faq, make_hours, make_service
 from voice.standin import Script
-from voice.supervisor import SUPERVISOR_FAILED_ANSWER, record_supervisor_run, run_supervisor
+from voice.supervisor import SUPERVISOR_FAILED_ANSWER, TOO_LATE_TO_ACT, record_supervisor_run, run_supervisor
 
 CALLER = "+12025550143"
 VICTIM = "+14155550199"  # another caller of the business
@@ -221,3 +222,29 @@ def test_the_system_prompt_names_the_callers_number_from_the_call_row(standin, s
         captured.append(standin.last_chat_request["caller"])
     # The stand-in's `caller` is the first E.164 number in the prompt: the phone call's own, none for a browser call.
     assert captured == [CALLER, None]
+
+
+def test_a_booking_the_model_asks_for_after_the_deadline_is_refused_and_the_run_stops(standin, supervisor_settings,
+                                                                                      call):
+    script(standin, {"match": "book", "steps": [
+        {"tool": "check_availability", "arguments": {"date": "{today+1}", "service": "cleaning"}},
+        {"tool": "book_appointment", "delay_ms": 1500,
+         "arguments": {"name": "Ann Lee", "service": "Cleaning", "start": "{result.check_availability.slots.0}"}},
+        {"say": "You're booked."}]})
+    result = run_supervisor(call_id=call.id, request="Book a cleaning tomorrow for Ann Lee", conversation=[],
+                            deadline_at=time.time() + 1.0)
+    assert not Appointment.objects.exists()
+    tools = [(e["payload"]["name"], e["payload"]["result"]) for e in result.events if e["payload"]["step"] == "tool"]
+    assert tools[0][0] == "check_availability" and tools[0][1]["slots"]  # a read, in time
+    assert tools[1] == ("book_appointment", {"error": TOO_LATE_TO_ACT})
+    assert not result.ok and result.events[-1]["payload"]["step"] == "deadline_passed"
+    assert len(standin.chat_requests) == 2  # no model call after the deadline
+
+
+def test_a_supervisor_task_picked_up_after_its_deadline_calls_no_model(standin, supervisor_settings, call):
+    script(standin, {"default": True, "steps": [{"tool": "take_message", "arguments": {
+        "name": "Ann", "message": "Call me back"}}, {"say": "Saved."}]})
+    result = run_supervisor(call_id=call.id, request="Take a message", conversation=[],
+                            deadline_at=time.time() - 0.1)
+    assert standin.chat_requests == [] and not Message.objects.exists()
+    assert not result.ok and [e["payload"]["step"] for e in result.events] == ["request", "deadline_passed"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import time
 
 import pytest
 from django.utils import timezone
@@ -84,6 +85,52 @@ def test_a_supervisor_that_misses_its_deadline_gets_an_apology_and_its_late_answ
     assert {"deadline_missed", "late_answer_dropped"} <= steps, steps
     record = upstream_record(standin)
     assert any("take a message" in (r.get("instructions") or "") for r in record["responses"]), record["responses"]
+
+
+@pytest.mark.parametrize("stack", [{"SUPERVISOR_DEADLINE_SECONDS": "1.5"}], indirect=True)
+def test_a_supervisor_whose_model_answers_after_the_deadline_books_nothing(stack, standin):
+    """The caller has heard the apology and may ask again: a booking made now would be a duplicate."""
+    server, worker = stack
+    slow = {**BOOKING_SUPERVISOR, "steps": [dict(BOOKING_SUPERVISOR["steps"][0]),
+                                            {**BOOKING_SUPERVISOR["steps"][1], "delay_ms": 2500},
+                                            BOOKING_SUPERVISOR["steps"][2]]}
+    standin.script = Script.from_obj({"greeting": "Harbor Dental.", "turns": [BOOKING_TURN], "supervisor": [slow]})
+    report = simulate(server, utterances=1, hang_up_after_s=9)
+    assert report.error is None, report.failures
+    call = finalized_call(report.call_sid)
+
+    def recorded():
+        return set(CallEvent.objects.filter(call=call, kind="supervisor").values_list("payload__step", flat=True))
+
+    deadline = time.monotonic() + 10  # the worker records its run when it ends
+    while not {"deadline_passed", "answer"} & recorded() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not Appointment.objects.exists()
+    assert {"deadline_missed", "deadline_passed"} <= recorded(), (recorded(), worker.log())
+    refused = CallEvent.objects.get(call=call, kind="supervisor", payload__step="tool",
+                                    payload__name="book_appointment")
+    assert "time to answer ran out" in refused.payload["result"]["error"]
+    # One model call for each step it was given in time; none after the deadline.
+    assert len([r for r in standin.chat_requests if r.get("tools")]) == 2
+
+
+@pytest.mark.parametrize("stack", [{"SUPERVISOR_DEADLINE_SECONDS": "1.5"}], indirect=True)
+def test_a_booking_made_in_time_but_answered_late_is_still_told_to_the_caller(stack, standin):
+    """It booked before the deadline, its answer came after: the caller heard the apology, and must learn the
+    booking exists rather than book again."""
+    server, worker = stack
+    late = {**BOOKING_SUPERVISOR, "steps": [*BOOKING_SUPERVISOR["steps"][:2],
+                                            {**BOOKING_SUPERVISOR["steps"][2], "delay_ms": 2500}]}
+    standin.script = Script.from_obj({"greeting": "Harbor Dental.", "turns": [BOOKING_TURN], "supervisor": [late]})
+    report = simulate(server, utterances=1, hang_up_after_s=10)
+    assert report.error is None, report.failures
+    call = finalized_call(report.call_sid)
+    assert Appointment.objects.filter(created_by_call=call).count() == 1
+    steps = set(CallEvent.objects.filter(call=call, kind="supervisor").values_list("payload__step", flat=True))
+    assert {"deadline_missed", "late_answer_relayed"} <= steps, (steps, server.log())
+    record = upstream_record(standin)
+    relayed = [r.get("instructions") or "" for r in record["responses"] if "after all" in (r.get("instructions") or "")]
+    assert relayed and "You're booked for a cleaning tomorrow at eight." in relayed[0], record["responses"]
 
 
 def test_a_failing_supervisor_makes_the_agent_apologise(stack, standin):
