@@ -20,7 +20,7 @@ def renumber_events(apps, schema_editor):
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('calls', '0007_call_forward_to_transfer_number'),
+        ('calls', '0009_call_twilio_duration'),
     ]
 
     operations = [
