@@ -36,17 +36,19 @@ class Shutdown:
     use_instead: str  # a current model of the same kind, for the operator's hint
 
 
-# Where each date comes from (the notes in the project's shared reference folder cite the pages):
-# - 2027-01-20, the GA realtime model and its snapshot: third-party summaries of OpenAI's deprecations page
-#   (read 27 Oct 2026) list "legacy audio and realtime models" shutting down on 20 Jan 2027, `gpt-realtime`
-#   among them; Retell moves its customers from `gpt-realtime` to `gpt-realtime-2.1` on 19 Jan 2027
-#   (gpt-live.md §1.3; openai-realtime.md §0). The dated snapshot is what the alias serves.
-# - 2027-01-20, the realtime mini model: Retell moves `gpt-realtime-mini` to `gpt-realtime-2.1-mini` on the
-#   same day for the same shutdown (openai-realtime.md §0); OpenAI's exact list of ids is unconfirmed there.
-# - 2026-07-23, the first mini snapshot: OpenAI's deprecations page as of April 2026 (docs history at
+# Where each date comes from (read Nov 2026; OpenAI's own page is developers.openai.com/api/docs/deprecations):
+# - 2027-01-20, `gpt-realtime` and its snapshot: summaries of OpenAI's deprecations page (read 27 Oct 2026;
+#   e.g. dev.to/max_bob/openai-api-deprecations-2026-2027-every-shutdown-date-and-recommended-replacement-gpt-4o-2ffm)
+#   list "legacy audio and realtime models" shutting down on 20 Jan 2027, `gpt-realtime` among them; Retell
+#   moves its customers from `gpt-realtime` to `gpt-realtime-2.1` on 19 Jan 2027
+#   (docs.retellai.com/deprecation-notice/2027/01-19_model_replacements). The dated snapshot is what the
+#   alias serves, so it is listed with it.
+# - 2027-01-20, `gpt-realtime-mini` and its later snapshot: the same Retell notice moves it to
+#   `gpt-realtime-2.1-mini` on the same day, for the same shutdown; OpenAI's exact list of ids was not seen.
+# - 2026-07-23, the first mini snapshot: OpenAI's deprecations page as of April 2026 (its history at
 #   spybara.com/openai/api/history/docs/en/2026-04-22-0555..2026-04-23-0556/).
 # - 2026-05-07, the gpt-4o realtime previews: OpenAI's deprecations page, as summarised at
-#   modelcostwatch.com/openai/deprecations/shutdown-schedule (openai-realtime.md §0).
+#   modelcostwatch.com/openai/deprecations/shutdown-schedule.
 _REALTIME_LEGACY = Shutdown(dt.date(2027, 1, 20), use_instead="gpt-realtime-2.1")
 _REALTIME_MINI_LEGACY = Shutdown(dt.date(2027, 1, 20), use_instead="gpt-realtime-2.1-mini")
 _REALTIME_PREVIEW = Shutdown(dt.date(2026, 5, 7), use_instead="gpt-realtime-2.1")
