@@ -262,7 +262,9 @@ SESSION_COOKIE_HTTPONLY = True
 X_FRAME_OPTIONS = "DENY"
 # `check --deploy` warns (security.W021) whenever preload is off; off is our deliberate default (above), so
 # that one warning is silenced. Every other deployment warning still counts (tests/test_settings.py).
-SILENCED_SYSTEM_CHECKS = ["security.W021"]
+# SILENCED_SYSTEM_CHECKS adds more, e.g. voice.W001 when OpenAI moves a model's shutdown date that
+# voice/model_shutdowns.py still lists.
+SILENCED_SYSTEM_CHECKS = ["security.W021", *env_list("SILENCED_SYSTEM_CHECKS")]
 
 # --- Static files, i18n -----------------------------------------------------------------------
 
@@ -289,7 +291,9 @@ USE_TZ = True
 OPENAI_API_KEY = env_str("OPENAI_API_KEY")
 OPENAI_BASE_URL = env_str("OPENAI_BASE_URL", "https://api.openai.com/v1")
 OPENAI_REALTIME_URL = env_str("OPENAI_REALTIME_URL", "wss://api.openai.com/v1/realtime")
-OPENAI_REALTIME_MODEL = env_str("OPENAI_REALTIME_MODEL", "gpt-realtime")
+# gpt-realtime (the first GA model) is reported to shut down on 2027-01-20; gpt-realtime-2.1 is its named
+# replacement. `manage.py check` warns about any configured model on voice/model_shutdowns.py's list.
+OPENAI_REALTIME_MODEL = env_str("OPENAI_REALTIME_MODEL", "gpt-realtime-2.1")
 OPENAI_SUPERVISOR_MODEL = env_str("OPENAI_SUPERVISOR_MODEL", "gpt-4.1")
 OPENAI_SUMMARY_MODEL = env_str("OPENAI_SUMMARY_MODEL", "gpt-4.1-mini")
 # On when the OpenAI addresses point at the local stand-in (scripts/run.sh sets it without OPENAI_API_KEY):
@@ -328,22 +332,27 @@ LOGGING = {
     },
 }
 
-# Realtime model prices, USD per million tokens (cached tokens are a subset of input tokens).
+# Realtime model prices, USD per million tokens (cached tokens are a subset of input tokens), from OpenAI's model
+# pages as of Nov 2026. A model missing here is priced as the default model. The older models stay listed so
+# calls made with them keep their cost; voice/model_shutdowns.py says when they stop working.
 # Override with REALTIME_PRICES_JSON='{"model": {"text_in": ..., ...}}'.
-_GPT_REALTIME = {"text_in": 4.00, "text_cached": 0.40, "text_out": 16.00,
-                 "audio_in": 32.00, "audio_cached": 0.40, "audio_out": 64.00}
-_GPT_REALTIME_MINI = {"text_in": 0.60, "text_cached": 0.06, "text_out": 2.40,
-                      "audio_in": 10.00, "audio_cached": 0.30, "audio_out": 20.00}
+_GPT_REALTIME_2 = {"text_in": 4.00, "text_cached": 0.40, "text_out": 24.00,
+                   "audio_in": 32.00, "audio_cached": 0.40, "audio_out": 64.00}
+_GPT_REALTIME_2_MINI = {"text_in": 0.60, "text_cached": 0.06, "text_out": 2.40,
+                        "audio_in": 10.00, "audio_cached": 0.30, "audio_out": 20.00}
+_GPT_REALTIME_1 = {**_GPT_REALTIME_2, "text_out": 16.00}
 REALTIME_PRICES = {
-    "default": _GPT_REALTIME,
-    "gpt-realtime": _GPT_REALTIME,
-    "gpt-realtime-1.5": _GPT_REALTIME,
-    "gpt-realtime-2": {**_GPT_REALTIME, "text_out": 24.00},
-    "gpt-realtime-2.1": {**_GPT_REALTIME, "text_out": 24.00},
-    "gpt-realtime-mini": _GPT_REALTIME_MINI,
-    "gpt-realtime-2.1-mini": _GPT_REALTIME_MINI,
+    # Current models.
+    "gpt-realtime-2.1": _GPT_REALTIME_2,
+    "gpt-realtime-2": _GPT_REALTIME_2,
+    "gpt-realtime-2.1-mini": _GPT_REALTIME_2_MINI,
+    # Older models (gpt-realtime and gpt-realtime-mini are reported to shut down on 2027-01-20).
+    "gpt-realtime-1.5": _GPT_REALTIME_1,
+    "gpt-realtime": _GPT_REALTIME_1,
+    "gpt-realtime-mini": _GPT_REALTIME_2_MINI,
 }
 REALTIME_PRICES.update(json.loads(env_str("REALTIME_PRICES_JSON", "{}")))
+REALTIME_PRICES.setdefault("default", REALTIME_PRICES.get(OPENAI_REALTIME_MODEL, _GPT_REALTIME_2))
 
 # --- Voice ------------------------------------------------------------------------------------
 

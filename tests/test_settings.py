@@ -16,8 +16,11 @@ PRODUCTION_ENV = {
 
 
 def run_manage(*args, **env):
+    # The operator's own model choices and silenced checks must not make "no issues" true by accident.
     clean = {k: v for k, v in os.environ.items()
-             if k not in {"SECRET_KEY", "DEBUG", "PUBLIC_BASE_URL", "ALLOWED_HOSTS", "STATIC_MANIFEST"}}
+             if k not in {"SECRET_KEY", "DEBUG", "PUBLIC_BASE_URL", "ALLOWED_HOSTS", "STATIC_MANIFEST",
+                          "SILENCED_SYSTEM_CHECKS", "OPENAI_REALTIME_MODEL", "OPENAI_SUPERVISOR_MODEL",
+                          "OPENAI_SUMMARY_MODEL", "OPENAI_TRANSCRIPTION_MODEL"}}
     return subprocess.run([sys.executable, "manage.py", *args], cwd=ROOT, env={**clean, **env},
                           capture_output=True, text=True, timeout=120)
 
@@ -26,6 +29,14 @@ def test_check_deploy_reports_no_warnings_in_production():
     result = run_manage("check", "--deploy", "--fail-level", "WARNING", **PRODUCTION_ENV)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "System check identified no issues" in result.stdout
+
+
+def test_check_deploy_fails_for_a_model_on_the_shutdown_list():
+    # The "no issues" above covers our own checks too: the model check runs under --deploy.
+    result = run_manage("check", "--deploy", "--fail-level", "WARNING", **PRODUCTION_ENV,
+                        OPENAI_REALTIME_MODEL="gpt-realtime")
+    assert result.returncode != 0
+    assert "OPENAI_REALTIME_MODEL is gpt-realtime" in result.stdout + result.stderr
 
 
 def test_production_refuses_to_start_without_a_secret_key():

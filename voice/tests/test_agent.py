@@ -4,6 +4,7 @@ from decimal import Decimal
 import json
 
 import pytest
+from django.conf import settings
 
 from accounts.models import ClosedDate
 from calls.caller_text import BLOCK_END, BLOCK_START
@@ -59,7 +60,14 @@ def test_cost_counts_cached_tokens_at_the_cached_price():
         "output_token_details": {"text_tokens": 50, "audio_tokens": 400}})
     # gpt-realtime: (500*4 + 500*0.4 + 400*32 + 100*0.4 + 50*16 + 400*64) / 1e6
     assert usage.cost_usd("gpt-realtime") == Decimal("0.041440")
-    assert usage.cost_usd("unknown-model") == usage.cost_usd("gpt-realtime")
+    # gpt-realtime-2.1 (the default): text out at 24 instead of 16
+    assert usage.cost_usd("gpt-realtime-2.1") == Decimal("0.041840")
+
+
+def test_a_model_missing_from_the_price_table_is_priced_as_the_default_model():
+    usage = Usage()
+    usage.add_realtime_usage({"input_token_details": {"audio_tokens": 1000}, "output_token_details": {"audio_tokens": 1000}})
+    assert usage.cost_usd("unknown-model") == usage.cost_usd(settings.OPENAI_REALTIME_MODEL) == Decimal("0.096000")
 
 
 def test_greeting_falls_back_to_the_business_name(alices_business):
