@@ -151,6 +151,11 @@ class Call(models.Model):
         return self.status in (self.Status.RINGING, self.Status.IN_PROGRESS)
 
     @property
+    def summary_pending(self) -> bool:
+        """Over, and its summary (or the reason there is none) is still being written."""
+        return self.finalized_at is not None and self.summarized_at is None and not self.summary_error
+
+    @property
     def total_tokens(self) -> int:
         return (self.input_audio_tokens + self.input_text_tokens + self.output_audio_tokens
                 + self.output_text_tokens)

@@ -17,6 +17,7 @@ from asgiref.sync import async_to_sync, sync_to_async
 from django.test import AsyncClient, Client
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
+from django.utils import timezone
 
 from calls import postcall
 from calls.models import Call
@@ -501,6 +502,17 @@ def test_a_live_call_page_subscribes_to_its_own_updates(owner_client, alices_bus
     assert "calls/live.js" in html
     html, _ = detail(owner_client, done)
     assert 'id="call-live" data-live-region' in html and "data-live-socket" not in html
+
+
+def test_an_ended_call_page_waits_for_its_summary_and_then_stops_listening(owner_client, alices_business):
+    now = timezone.now()
+    call = make_call(alices_business, status=Call.Status.COMPLETED, ended_at=now, finalized_at=now)
+    html, _ = detail(owner_client, call)
+    assert f'data-live-socket="/ws/dashboard/calls/{call.id}/"' in html  # the summary is written after the call
+    assert "The summary is being written" in html
+    Call.objects.filter(id=call.id).update(summary="Asked about hours.", summarized_at=timezone.now())
+    html, _ = detail(owner_client, call)
+    assert "data-live-socket" not in html and "Asked about hours." in html
 
 
 def test_another_business_call_detail_is_404(owner_client, others_call):
