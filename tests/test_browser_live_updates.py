@@ -14,6 +14,7 @@ from django.db import connections
 from django.utils import timezone
 
 from calls.live import publish_call_changed
+from calls.postcall import call_summary_failed
 from calls.models import Call
 from calls.services import call_create_inbound, call_finalize
 from tests.browser import ARTIFACTS
@@ -94,9 +95,14 @@ def test_a_live_call_page_and_the_calls_list_update_themselves(page, server, ali
     listening(page, socket, call)
 
     elsewhere(call_finalize, call_id=call.id, status=Call.Status.COMPLETED, end_reason="caller_hung_up")
-    page.wait_for_selector("#call-live:not([data-live-socket])", timeout=10_000)
+    page.get_by_text("The summary is being written").wait_for(timeout=10_000)  # over: it waits for the summary
     assert page.locator("#call-live .live-badge").count() == 0
-    for _ in range(50):  # the call ended: the page stops listening
+    assert not socket.is_closed()
+    # The summary arrives (here: its model gave up, as a worker records it) and the page shows it by itself.
+    elsewhere(call_summary_failed, call_id=call.id, error="the summary model was unreachable")
+    page.wait_for_selector("#call-live:not([data-live-socket])", timeout=10_000)
+    assert "No summary: the summary model was unreachable" in page.inner_text("#call-live")
+    for _ in range(50):  # the call ended and is summarised: the page stops listening
         if socket.is_closed():
             break
         page.wait_for_timeout(100)
