@@ -187,7 +187,8 @@ def test_a_hostile_supervisor_model_cannot_touch_another_callers_appointment(sta
     appointment.refresh_from_db()
     assert (appointment.status, appointment.starts_at, appointment.cancelled_at) == ("booked", starts_at, None)
     # What the model got back, as the stand-in received it from the worker.
-    last = standin.last_chat_request
+    # The supervisor's last request, which carries the tool results (the post-call summary's can come after it).
+    last = [r for r in standin.chat_requests if r.get("tool_results")][-1]
     assert [(r["name"], json.loads(r["content"])) for r in last["tool_results"]] == [
         ("find_appointments", {"error": "find_appointments has no parameter phone. Its parameters are: none."}),
         ("cancel_appointment", {"error": NOT_THE_CALLERS_APPOINTMENT}),
