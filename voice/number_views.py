@@ -21,6 +21,15 @@ def _require_twilio() -> None:
         raise Http404("Twilio is not configured on this server.")
 
 
+def _redirect_if_numbered(request: HttpRequest, business) -> HttpResponse | None:
+    """Getting a number needs Twilio and a business without one: else back to the number page."""
+    _require_twilio()
+    if business.phone_number:
+        messages.info(request, numbers.ALREADY_HAS_NUMBER)
+        return redirect("settings_number")
+    return None
+
+
 @business_view()
 def number_settings(request: HttpRequest) -> HttpResponse:
     return render(request, "voice/number.html", {
@@ -34,11 +43,9 @@ def number_settings(request: HttpRequest) -> HttpResponse:
 @business_view(owner_only=True)
 def number_search(request: HttpRequest) -> HttpResponse:
     """GET: search Twilio's numbers for sale; POST: buy one of them."""
-    _require_twilio()
     business = request.business  # type: ignore[attr-defined]
-    if business.phone_number:
-        messages.info(request, numbers.ALREADY_HAS_NUMBER)
-        return redirect("settings_number")
+    if (numbered := _redirect_if_numbered(request, business)) is not None:
+        return numbered
     search_form = NumberSearchForm(request.GET or None)
     buy_form = NumberBuyForm(request.POST or None)
     if request.method == "POST" and buy_form.is_valid():
@@ -63,11 +70,9 @@ def number_search(request: HttpRequest) -> HttpResponse:
 @business_view(owner_only=True)
 def number_existing(request: HttpRequest) -> HttpResponse:
     """GET: the account's numbers no business holds; POST: take one of them."""
-    _require_twilio()
     business = request.business  # type: ignore[attr-defined]
-    if business.phone_number:
-        messages.info(request, numbers.ALREADY_HAS_NUMBER)
-        return redirect("settings_number")
+    if (numbered := _redirect_if_numbered(request, business)) is not None:
+        return numbered
     claim_form = NumberClaimForm(request.POST or None)
     if request.method == "POST" and claim_form.is_valid():
         try:
