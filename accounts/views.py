@@ -16,14 +16,20 @@ from accounts.access import business_view, current_membership, get_for_business,
 from accounts.adapters import PENDING_INVITE_SESSION_KEY
 from accounts.http import client_ip
 from accounts.models import Invite, Membership
+from receptionist import startup
 
 
 def landing(request: HttpRequest) -> HttpResponse:
     return render(request, "landing.html")
 
 
-def healthz(request: HttpRequest) -> HttpResponse:
-    return HttpResponse("ok", content_type="text/plain")
+async def healthz(request: HttpRequest) -> HttpResponse:
+    """Ready to take calls: everything a call needs is loaded and connected (receptionist/startup.py).
+    503 with what is missing until then; async, so a probe never waits behind a page on Django's sync thread."""
+    if await startup.ready_or_retry():
+        return HttpResponse("ok", content_type="text/plain")
+    problems = "; ".join(startup.STATE.problems) or "starting"
+    return HttpResponse(f"not ready: {problems}", content_type="text/plain", status=503)
 
 
 @sensitive_post_parameters()

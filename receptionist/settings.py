@@ -96,7 +96,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
-    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "receptionist.static_files.StaticFilesMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -131,6 +131,19 @@ TEMPLATES = [
 
 DATABASE_URL = env_str("DATABASE_URL", f"sqlite:///{BASE_DIR / 'db.sqlite3'}")
 DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=env_int("DB_CONN_MAX_AGE", 0))}
+# A psycopg connection pool (PostgreSQL only). The web process turns it on (receptionist/asgi.py): its calls make
+# many short database hops from a few threads, and without a pool each hop opens a connection (a PostgreSQL
+# backend process) and closes it. Celery's prefork workers keep plain connections: a pool must not cross a fork.
+DB_POOL = env_bool("DB_POOL", False)
+DB_POOL_MIN_SIZE = env_int("DB_POOL_MIN_SIZE", 2)
+DB_POOL_MAX_SIZE = env_int("DB_POOL_MAX_SIZE", 12)
+DB_POOL_TIMEOUT_SECONDS = env_int("DB_POOL_TIMEOUT_SECONDS", 10)  # waiting for a free connection, then an error
+if DB_POOL and DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+    if DATABASES["default"].get("CONN_MAX_AGE"):
+        raise ImproperlyConfigured("DB_POOL and DB_CONN_MAX_AGE cannot both be on: the pool keeps the connections")
+    DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
+        "min_size": DB_POOL_MIN_SIZE, "max_size": max(DB_POOL_MIN_SIZE, DB_POOL_MAX_SIZE),
+        "timeout": DB_POOL_TIMEOUT_SECONDS}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 REDIS_URL = env_str("REDIS_URL", "")
@@ -364,6 +377,9 @@ MEDIA_STREAM_START_SECONDS = env_int("MEDIA_STREAM_START_SECONDS", 5)
 # On SIGTERM (a deploy) live calls get this long to hear the restart sentence and hang up before uvicorn shuts
 # down; keep it below the Procfile's --timeout-graceful-shutdown. 0: no drain, calls are cut at once.
 CALL_DRAIN_SECONDS = env_int("CALL_DRAIN_SECONDS", 15)
+# Log every module imported after a web process is ready, with the importing stack (an import on the live path
+# stalls every call's audio while it runs). For tests and for hunting a stall; off in production.
+LOG_LATE_IMPORTS = env_bool("LOG_LATE_IMPORTS", False)
 # Hard cap on one call; OpenAI ends a realtime session at 60 minutes anyway.
 CALL_MAX_SECONDS = env_int("CALL_MAX_SECONDS", 30 * 60)
 # Browser test calls run on the operator's OpenAI key and are never billed to Polar: keep them short and few at a time.

@@ -21,3 +21,6 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$hash" ] && [ "$(cat .venv/.installed-req
   .venv/bin/python -m pip install -q --disable-pip-version-check -r "$req" 2> >(grep -v "^WARNING: Location" >&2)
   echo "$hash" > "$stamp"
 fi
+# Bytecode for our own code (pip compiles the packages it installs): a process that starts with
+# PYTHONDONTWRITEBYTECODE set (common in containers) would otherwise compile every module from source at each start.
+.venv/bin/python -m compileall -q -j 0 accounts billing calls receptionist voice >/dev/null

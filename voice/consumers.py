@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from typing import Any, Callable
 from urllib.parse import urlparse
 
-from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 from django.conf import settings
 from django.db import transaction
@@ -31,8 +30,9 @@ from calls.services import (TooManyBrowserCalls, call_claim_stream, call_create_
 from voice import twilio_api
 from voice.agent import BROWSER_AUDIO, PHONE_AUDIO
 from voice.drain import draining
-from voice.session import CallSession, b64_len_to_bytes
-from voice.stream_tokens import StreamTokenError, aredeem_stream_token
+from voice.services import open_media_stream
+from voice.session import CallSession, b64_len_to_bytes, in_db_pool
+from voice.stream_tokens import StreamTokenError
 
 log = logging.getLogger(__name__)
 
@@ -57,8 +57,14 @@ class _SocketTransport:
         self.closed = False
 
     async def _text(self, text: str) -> None:
-        if not self.closed:
+        if self.closed:
+            return
+        try:
             await self._send({"type": "websocket.send", "text": text})
+        except OSError:
+            # The caller's side is gone (uvicorn raises ClientDisconnected) while agent audio was still on its way.
+            # Not an OpenAI failure: the frame loop gets the disconnect and ends the call as the caller left it.
+            self.closed = True
 
     async def close(self, code: int = 1000, reason: str = "") -> None:
         if not self.closed:
@@ -112,12 +118,12 @@ class TwilioTransport(_SocketTransport):
     async def _redirect(self, twiml: str, *, forward_to: str) -> None:
         """Replace the call's TwiML. A <Dial> is noted on the call first, so its usage waits for the outcome."""
         if forward_to:
-            await database_sync_to_async(call_forward_start)(twilio_call_sid=self.call_sid, number=forward_to)
+            await in_db_pool(call_forward_start)(twilio_call_sid=self.call_sid, number=forward_to)
         try:
             await asyncio.to_thread(twilio_api.redirect_call, self.call_sid, twiml)
         except Exception:
             if forward_to:
-                await database_sync_to_async(call_forward_cancel)(twilio_call_sid=self.call_sid)
+                await in_db_pool(call_forward_cancel)(twilio_call_sid=self.call_sid)
             raise
 
     def notify(self, event: dict[str, Any]) -> None:
@@ -256,6 +262,11 @@ class _StreamState(_AudioSocket):
         self.reply_channel = ""
         self.listener: asyncio.Task | None = None
         self.opened_at = time.monotonic()
+        self.started = False  # a valid `start` arrived; the session is set up beside the frames that follow it
+        self.opening: asyncio.Task | None = None
+        self.connecting = False  # the opening task is past the database, connecting to OpenAI
+        self.ending = False
+        self.early_media = 0  # media frames that came while the agent was being connected (not sent)
 
     async def close(self, code: int, reason: str) -> bool:
         self.close_reason = reason
@@ -275,7 +286,7 @@ class _StreamState(_AudioSocket):
         """Until `start` every wait is bounded by the start deadline (`connected` frames do not extend it);
         after it, frames are read as they come."""
         deadline = self.opened_at + settings.MEDIA_STREAM_START_SECONDS
-        while self.session is None:
+        while not self.started:
             try:
                 message = await asyncio.wait_for(receive(), timeout=max(0.0, deadline - time.monotonic()))
             except TimeoutError:
@@ -284,20 +295,21 @@ class _StreamState(_AudioSocket):
                 return
             if not await self.on_message(message):
                 return
-        await super().read_frames(receive)
+        while await self.on_message(await receive()):
+            if self.socket_closed:  # the session could not be set up, or ended itself: its socket is closed
+                return
 
     async def handle(self, text: str | None, data: bytes | None) -> bool:
         """Handle one frame; False ends the stream."""
         frame, event = await self.decode(text, data, "event", "a Media Streams JSON message")
         if frame is None:
             return event
-        if self.session is not None and event in ("media", "mark", "dtmf", "stop") \
-                and frame.get("streamSid") != self.stream_sid:
+        if self.started and event in ("media", "mark", "dtmf", "stop") and frame.get("streamSid") != self.stream_sid:
             # Not this call's stream: never played to the agent as this caller's audio, nor ending this call.
             self.other_stream_frames += 1
             return await self.bad_frame(f"{event} frame of another stream")
         if event == "media":
-            if self.session is None:
+            if not self.started:
                 return await self.close(CLOSE_PROTOCOL, "media before start")
             try:
                 payload = frame["media"]["payload"]
@@ -305,7 +317,13 @@ class _StreamState(_AudioSocket):
                 return await self.bad_frame("media without payload")
             if not isinstance(payload, str) or len(payload) % 4 or not BASE64.fullmatch(payload):
                 return await self.bad_frame("media payload is not base64")
-            await self.session.caller_audio(payload)
+            session = self.session
+            if session is None or not session.ready:
+                # Twilio streams from the moment it connects; what the caller says before the agent is connected
+                # is not kept for later, so the first frames sent on are live ones, never a backlog.
+                self.early_media += 1
+                return True
+            await session.caller_audio(payload)
             return True
         if event == "mark":
             if self.session is not None:
@@ -319,6 +337,7 @@ class _StreamState(_AudioSocket):
             return await self.start(frame)
         if event == "stop":
             self.stopped = True
+            await self.stop_opening()
             await self.close_socket(1000)  # a close frame, not a dropped connection
             return False
         if event == "dtmf":
@@ -330,7 +349,7 @@ class _StreamState(_AudioSocket):
         return await self.bad_frame(f"unknown event {str(event)[:40]!r}")
 
     async def start(self, frame: dict) -> bool:
-        if self.session is not None:
+        if self.started:
             return await self.bad_frame("second start message")
         start = frame.get("start")
         if not isinstance(start, dict):
@@ -342,26 +361,71 @@ class _StreamState(_AudioSocket):
         call_sid = start.get("callSid")
         if draining():
             return await self.refuse_for_restart()
-        try:
-            grant = await aredeem_stream_token(str(params.get("token", "")), call_id=params.get("call_id"),
-                                               call_sid=call_sid if isinstance(call_sid, str) else None)
-        except StreamTokenError as exc:
-            return await self.close(CLOSE_POLICY, str(exc))
+        self.started = True
         self.stream_sid = stream_sid
-        self.transport = TwilioTransport(self.send, stream_sid, grant.twilio_call_sid)
+        # Set up beside the frame loop: Twilio's media keeps coming meanwhile, and is read (and dropped) as it
+        # comes instead of piling up in the socket to be delivered seconds late.
+        self.opening = asyncio.create_task(
+            self.open_session(token=str(params.get("token", "")), call_id=params.get("call_id"),
+                              call_sid=call_sid if isinstance(call_sid, str) else None),
+            name="twilio-stream-open")
+        return True
+
+    async def open_session(self, *, token: str, call_id: Any, call_sid: str | None) -> None:
+        try:
+            await self.connect_agent(token=token, call_id=call_id, call_sid=call_sid)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            # e.g. the database is away: Twilio goes on with the TwiML after <Connect> (an apology), and the
+            # call row, if it was claimed, is finalised by end().
+            log.exception("Setting up a Twilio media stream failed")
+            self.crashed = True
+            await self.close_socket(1000)
+
+    async def connect_agent(self, *, token: str, call_id: Any, call_sid: str | None) -> None:
+        """Redeem the stream token and load the business (one database hop), then connect the agent."""
+        try:
+            opened = await in_db_pool(open_media_stream)(token=token, call_id=call_id, call_sid=call_sid)
+        except StreamTokenError as exc:
+            await self.close(CLOSE_POLICY, str(exc))
+            return
+        grant = opened.grant
+        self.transport = TwilioTransport(self.send, self.stream_sid or "", grant.twilio_call_sid)
         # Answers for this call (the supervisor's, from a worker) arrive on its own channel, read by a
         # separate task so the media loop never waits on the channel layer.
         layer = get_channel_layer()
         self.reply_channel = await layer.new_channel("call.") if layer is not None else ""
         self.session = CallSession(call_id=grant.call_id, business_id=grant.business_id, transport=self.transport,
-                                   caller_number=grant.caller_number, reply_channel=self.reply_channel)
+                                   caller_number=grant.caller_number, reply_channel=self.reply_channel,
+                                   profile=opened.profile)
         if layer is not None:
             self.listener = asyncio.create_task(forward_call_messages(layer, self.reply_channel, lambda: self.session))
+        if self.ending:  # Twilio stopped, or the socket went, while the call was being looked up
+            return
         if draining():  # the drain began while the token was being redeemed
             await self.session.finish(status=Call.Status.INTERRUPTED, reason="server_shutdown")
-            return await self.refuse_for_restart()
+            await self.refuse_for_restart()
+            return
+        self.connecting = True
         await self.session.start()
-        return not self.session.finished.is_set()
+        if self.session.finished.is_set():  # the agent could not be connected: the caller has been told
+            self.socket_closed = True
+
+    async def stop_opening(self) -> None:
+        """The stream is ending: let a database hop in flight finish (its call must be recorded), but stop
+        waiting for OpenAI."""
+        self.ending = True
+        opening = self.opening
+        if opening is None or opening.done():
+            return
+        if self.connecting:
+            opening.cancel()
+        try:
+            await opening
+        except asyncio.CancelledError:
+            if not opening.cancelled():
+                raise
 
     async def refuse_for_restart(self) -> bool:
         log.info("Closing a Twilio media stream at its start: the server is shutting down")
@@ -369,6 +433,7 @@ class _StreamState(_AudioSocket):
         return False
 
     async def end(self) -> None:
+        await self.stop_opening()
         session = self.session
         if session is None:
             if not self.disconnected:
@@ -620,7 +685,7 @@ class BrowserCall:
             return
         # The only database work of the connection: everything after it runs on the event loop.
         try:
-            grant = await database_sync_to_async(browser_call_open)(user=user, session=scope.get("session"))
+            grant = await in_db_pool(browser_call_open)(user=user, session=scope.get("session"))
         except TooManyBrowserCalls as exc:
             log.info("Refused a browser test call: %s", exc)
             await send({"type": "websocket.close", "code": CLOSE_TOO_MANY_CALLS})

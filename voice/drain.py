@@ -122,16 +122,3 @@ def install_sigterm_drain() -> bool:
 
     signal.signal(signal.SIGTERM, on_sigterm)
     return True
-
-
-async def lifespan(scope: dict, receive: Any, send: Any) -> None:
-    """The ASGI lifespan protocol: install the drain at startup."""
-    while True:
-        message = await receive()
-        if message["type"] == "lifespan.startup":
-            if install_sigterm_drain():
-                log.info("Live calls drain for up to %s s on SIGTERM", settings.CALL_DRAIN_SECONDS)
-            await send({"type": "lifespan.startup.complete"})
-        elif message["type"] == "lifespan.shutdown":
-            await send({"type": "lifespan.shutdown.complete"})
-            return

@@ -16,7 +16,7 @@ from typing import Any, Awaitable, Callable, Protocol
 
 import websockets
 from asgiref.sync import sync_to_async
-from channels.db import DatabaseSyncToAsync, database_sync_to_async
+from channels.db import DatabaseSyncToAsync
 from django.conf import settings
 
 from accounts.transfers import transfer_number_problem
@@ -207,7 +207,7 @@ class CallSession:
         """Load the business, open OpenAI, configure the session and have the agent greet the caller."""
         LIVE_CALLS.add(self)  # a deploy's drain reaches it from now on
         if self.profile is None:
-            self.profile = await database_sync_to_async(load_agent_profile)(self.business_id, self.caller_number)
+            self.profile = await in_db_pool(load_agent_profile)(self.business_id, self.caller_number)
         url = f"{settings.OPENAI_REALTIME_URL}?model={settings.OPENAI_REALTIME_MODEL}"
         try:
             self.upstream = await websockets.connect(

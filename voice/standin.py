@@ -111,6 +111,7 @@ A script is a JSON object (file or dict)::
 * ``out_of_band``: text of responses created with ``"conversation": "none"`` (they consume nothing).
 * ``response_delay_ms``: pause between ``response.created`` and the first output (simulated model
   latency; default 0).
+* ``connect_delay_ms``: pause before accepting a Realtime WebSocket upgrade (a slow connect; default 0).
 * ``fail`` (upstream failures, per connection):
     - ``"refuse_connection": true`` or ``{"status": 503, "count": 2}``: reject the upgrade with HTTP
       500 (or ``status``), for every connection or only the first ``count`` ones.
@@ -386,7 +387,7 @@ _TRACKED_HEADER_BETA = "OpenAI-Beta"
 
 _TURN_KEYS = {"caller", "agent", "say", "tool", "after_tool"}
 _SCRIPT_KEYS = {"greeting", "turns", "default_agent", "default_after_tool", "out_of_band", "response_delay_ms", "fail",
-                "supervisor", "supervisor_time_zone", "summary"}
+                "supervisor", "supervisor_time_zone", "summary", "connect_delay_ms"}
 _FAIL_KEYS = {"refuse_connection", "drop_after_ms", "drop_after_responses", "error_on_session_update", "expire_after_ms"}
 
 
@@ -410,6 +411,7 @@ class Script:
     default_after_tool: str = DEFAULT_AFTER_TOOL
     out_of_band: str = DEFAULT_OUT_OF_BAND
     response_delay_ms: int = 0
+    connect_delay_ms: int = 0
     fail: dict[str, Any] = field(default_factory=dict)
     supervisor: list[SupervisorEntry] = field(default_factory=list)
     supervisor_time_zone: str = "UTC"
@@ -448,6 +450,7 @@ class Script:
             default_after_tool=_opt_str(obj, "default_after_tool", DEFAULT_AFTER_TOOL, "script"),
             out_of_band=_opt_str(obj, "out_of_band", DEFAULT_OUT_OF_BAND, "script"),
             response_delay_ms=int(obj.get("response_delay_ms") or 0),
+            connect_delay_ms=int(obj.get("connect_delay_ms") or 0),
             fail=dict(fail),
             supervisor=[_parse_supervisor_entry(e, f"supervisor[{i}]") for i, e in enumerate(supervisor)],
             supervisor_time_zone=time_zone,
@@ -2738,6 +2741,8 @@ class RealtimeStandin:
                     return _openai_error(int(spec.get("status", 500)),
                                          "The server had an error while processing your request. Sorry about that!",
                                          None, "server_error")
+            if self.script.connect_delay_ms:
+                await asyncio.sleep(self.script.connect_delay_ms / 1000)
             connection.standin_info = {
                 "model": (query.get("model") or [DEFAULT_MODEL])[0],
                 "path": request.path,

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from channels.db import database_sync_to_async
 from django.conf import settings
 from django.core import signing
 
@@ -53,6 +52,3 @@ def redeem_stream_token(token: str, *, call_id: str | None, call_sid: str | None
     customer_record_call(business_id=business_id, phone=caller_number, call_id=data["call"])
     return StreamGrant(call_id=data["call"], business_id=business_id, twilio_call_sid=data.get("sid") or "",
                        caller_number=caller_number)
-
-
-aredeem_stream_token = database_sync_to_async(redeem_stream_token)

@@ -18,13 +18,12 @@ from accounts.access import business_view
 from accounts.models import Business
 from accounts.transfers import allowed_transfer_number
 from billing.selectors import browser_call_quota, minute_pool
-from billing.services import MIN_BROWSER_CALL_SECONDS, account_for_business, call_gate, usage_record_for_call
-from calls.models import Call
-from calls.services import (call_create_inbound, call_finalize, call_forward_result, call_forward_start,
-                            call_reconcile_twilio_status)
+from billing.services import MIN_BROWSER_CALL_SECONDS, account_for_business, usage_record_for_call
+from calls.services import call_forward_result, call_reconcile_twilio_status
 from voice import twilio_api
 from voice.phrases import phrase
-from voice.stream_tokens import issue_stream_token
+from voice.services import answer_incoming_call
+from voice.session import in_db_pool
 
 log = logging.getLogger(__name__)
 
@@ -35,32 +34,16 @@ def twiml(body: str) -> HttpResponse:
 
 @csrf_exempt
 @require_POST
-def twilio_incoming(request: HttpRequest) -> HttpResponse:
+async def twilio_incoming(request: HttpRequest) -> HttpResponse:
+    """Async, with all of its database work in one hop to the shared pool: calls arriving together are answered
+    side by side, never queued on Django's one sync thread (and never behind a dashboard page)."""
     if not twilio_api.signature_is_valid(request):
         log.warning("Refused an incoming-call webhook with a missing or bad Twilio signature")
         return HttpResponseForbidden("Invalid Twilio signature")
-    call_sid = request.POST.get("CallSid", "")
     to_number = request.POST.get("To", "")
-    business = Business.objects.filter(phone_number=to_number).first() if to_number else None
-    if business is None or not call_sid:
-        log.info("Incoming call to an unknown number %s", to_number)
-        # No business, so no business language: the operator's default.
-        return twiml(twilio_api.say_twiml(phrase("unknown_number", settings.LANGUAGE_CODE[:2]),
-                                          language=settings.LANGUAGE_CODE[:2]))
-    decision = call_gate(business=business)
-    call = call_create_inbound(business=business, twilio_call_sid=call_sid,
-                               from_number=request.POST.get("From", ""), to_number=to_number)
-    if not decision.allowed:
-        # Billing refuses the call: still logged, with the reason; the caller is forwarded or told politely.
-        call_finalize(call_id=call.id, status=Call.Status.FAILED, end_reason=f"billing_{decision.reason}",
-                      error=f"Not answered by the receptionist: billing ({decision.reason}).")
-        transfer_to = allowed_transfer_number(business)
-        if transfer_to:
-            call_forward_start(twilio_call_sid=call_sid, number=transfer_to)
-        message = phrase("billing_forward" if transfer_to else "billing_hangup", business.language)
-        return twiml(twilio_api.say_twiml(message, language=business.language, transfer_to=transfer_to))
-    return twiml(twilio_api.connect_stream_twiml(call_id=call.id, token=issue_stream_token(call),
-                                                 language=business.language))
+    answer = await in_db_pool(answer_incoming_call)(call_sid=request.POST.get("CallSid", ""), to_number=to_number,
+                                                     from_number=request.POST.get("From", ""))
+    return twiml(answer)
 
 
 @csrf_exempt

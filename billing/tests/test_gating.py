@@ -16,6 +16,10 @@ from billing.tests.conftest import PRO_PRODUCT, STARTER_PRODUCT
 from calls.models import Call
 from tests.factories import make_business, make_call
 
+# The incoming-call webhook does its database work on a pool thread, with a connection of its own: it sees only
+# committed rows, as in production.
+pytestmark = pytest.mark.django_db(transaction=True)
+
 TOKEN = "gating-twilio-token"
 
 

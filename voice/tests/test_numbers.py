@@ -82,6 +82,7 @@ def test_an_area_code_outside_the_us_and_canada_is_a_form_error(client, alice, n
     assert not twilio.requests
 
 
+@pytest.mark.django_db(transaction=True)  # the webhook reads on a pool thread: committed rows only
 def test_buying_a_number_points_its_webhooks_at_us_and_routes_its_calls(client, alice, numberless, twilio):
     client.force_login(alice)
     response = client.post(reverse("number_search") + "?country=US&area_code=212", {"phone_number": "+12125550111"})
@@ -132,6 +133,7 @@ def test_the_list_offers_only_account_numbers_no_business_holds_and_nothing_else
     assert "+12025550177" not in page
 
 
+@pytest.mark.django_db(transaction=True)  # the webhook reads on a pool thread: committed rows only
 def test_claiming_an_account_number_configures_its_webhooks_and_routes_its_calls(client, alice, numberless, twilio):
     sid = twilio.number("+14155550101")["sid"]
     response = claim_as(client, alice, sid)
@@ -146,6 +148,7 @@ def test_claiming_an_account_number_configures_its_webhooks_and_routes_its_calls
     assert Call.objects.get().business == numberless
 
 
+@pytest.mark.django_db(transaction=True)  # the webhook reads on a pool thread: committed rows only
 def test_a_second_business_claiming_a_held_number_is_refused_without_naming_the_holder(
         client, alice, numberless, twilio):
     sid = twilio.number("+14155550101")["sid"]

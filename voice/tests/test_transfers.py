@@ -19,6 +19,10 @@ from voice import twilio_api
 from voice.agent import load_agent_profile
 from voice.phrases import LANGUAGES, PHRASES, SAY_LANGUAGE, SAY_VOICE
 
+# The incoming-call webhook does its database work on a pool thread, with a connection of its own: it sees only
+# committed rows, as in production.
+pytestmark = pytest.mark.django_db(transaction=True)
+
 AUTH_TOKEN = "transfer-test-twilio-token"
 BASE = "https://rx.example.com"
 TRANSFER_NUMBER = "+12025550100"

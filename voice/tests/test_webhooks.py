@@ -10,6 +10,10 @@ from twilio.request_validator import RequestValidator
 from calls.models import Call
 from voice.stream_tokens import SALT, StreamTokenError, issue_stream_token, redeem_stream_token
 
+# The incoming-call webhook does its database work on a pool thread, with a connection of its own: it sees only
+# committed rows, as in production.
+pytestmark = pytest.mark.django_db(transaction=True)
+
 AUTH_TOKEN = "test-twilio-auth-token"
 ACCOUNT_SID = "AC" + "a" * 32
 

@@ -1,0 +1,232 @@
+"""A web process loads and connects everything a call needs before it takes traffic.
+
+Without this, the first requests after a start (every deploy, restart and scale-out) pay for Python imports,
+the URL configuration (which pulls in the Polar SDK), and the first connections to PostgreSQL and Redis, on
+the one event loop that also carries every live call's audio: a burst of calls on a fresh process stalled
+every call's audio for seconds (issue 13). `prepare_process` does that work at ASGI lifespan start-up, which
+uvicorn completes before it listens, so `/healthz/` answers only once it is done. Under a server without
+lifespan (daphne in development), the first `/healthz/` runs it.
+
+`LOG_LATE_IMPORTS=true` logs every module imported after start-up, with a stack: the test that keeps the live
+path free of lazy imports runs a real call with it on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import logging
+import sys
+import threading
+import time
+import traceback
+from typing import Any
+
+from django.conf import settings
+
+log = logging.getLogger(__name__)
+
+# Modules a call, its webhooks, its post-call work or its live updates import somewhere inside a function (the
+# SDKs are imported lazily by their own packages, or by ours to keep management commands light).
+LIVE_PATH_MODULES = (
+    "receptionist.urls",
+    "receptionist.routing",
+    "voice.session",
+    "voice.consumers",
+    "voice.views",
+    "voice.tasks",
+    "voice.twilio_api",
+    "calls.tasks",
+    "calls.postcall",
+    "calls.live",
+    "billing.tasks",
+    "billing.polar_client",
+    "websockets.asyncio.client",
+    "websockets.legacy.client",
+    "twilio.rest",
+    "twilio.request_validator",
+    "celery.app.amqp",
+    "celery.events",  # sending a task
+    "kombu.transport.redis",
+    "django.http.multipartparser",
+    "django.contrib.messages.storage.fallback",  # MessageMiddleware loads its storage on a request
+)
+# Each connection step gets this long; a dependency that is down makes the process start not ready rather than
+# not start: `/healthz/` says what is missing and tries again.
+CONNECT_TIMEOUT_S = 5.0
+RETRY_EVERY_S = 2.0
+
+
+class StartupState:
+    def __init__(self) -> None:
+        self.ready = False
+        self.problems: list[str] = []
+        self.imports_done = False
+        self.seconds: float | None = None
+        self.last_try = 0.0
+        self.lock: asyncio.Lock | None = None
+
+
+STATE = StartupState()
+
+
+def is_ready() -> bool:
+    return STATE.ready
+
+
+def import_live_path() -> None:
+    """Import every module the live path needs and build the URL resolver (which imports every view)."""
+    from django.urls import get_resolver
+
+    for name in LIVE_PATH_MODULES:
+        try:
+            importlib.import_module(name)
+        except ImportError:  # optional transports (e.g. kombu's redis without Redis configured) may be absent
+            log.debug("Start-up: module %s is not available", name, exc_info=True)
+    resolver = get_resolver()
+    resolver.reverse_dict  # noqa: B018 - populating the resolver imports every urls module and view
+    resolver.resolve("/voice/twilio/incoming/")
+    # Signing (the stream token) loads its hash and compression modules on first use.
+    from django.core import signing
+
+    signing.loads(signing.dumps({"warm": True}, salt="startup", compress=True), salt="startup")
+    # phonenumbers loads each country's metadata module on first use (a caller's number, a transfer number):
+    # all of them is ~0.1 s and ~1.5 MB once.
+    from phonenumbers.phonemetadata import PhoneMetadata
+
+    PhoneMetadata.load_all()
+    # Celery builds its task registry (importing its canvas, results and events modules) on the first
+    # `apply_async`: the first post-call or supervisor task of the process.
+    from receptionist.celery import app
+
+    app.loader.import_default_modules()
+    app.finalize(auto=True)
+    app.amqp  # noqa: B018 - builds the task message machinery
+
+
+def connect_database() -> None:
+    """Open a database connection (with a pool configured, the pool and its first connections) and use it."""
+    from django.db import close_old_connections, connection
+
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+    finally:
+        close_old_connections()
+
+
+def connect_broker() -> None:
+    """With Redis, open the Celery producer connection that `apply_async` would open on a call's first tool."""
+    if not settings.REDIS_URL:
+        return
+    from receptionist.celery import app
+
+    with app.producer_or_acquire() as producer:
+        producer.connection.ensure_connection(max_retries=1)
+
+
+async def connect_channel_layer() -> None:
+    """Import the channel layer's backend and connect it (channels-redis opens its pool on first use)."""
+    from channels.layers import get_channel_layer
+
+    layer = get_channel_layer()
+    if layer is None:
+        return
+    # A group nobody is in: the send reaches Redis and costs nothing.
+    await layer.group_send("startup-check", {"type": "startup.check"})
+
+
+async def prepare_process() -> bool:
+    """Load and connect everything a call needs. Idempotent; True once ready. Never raises."""
+    if STATE.ready:
+        return True
+    if STATE.lock is None:
+        STATE.lock = asyncio.Lock()
+    async with STATE.lock:
+        if STATE.ready:
+            return True
+        started = time.monotonic()
+        STATE.last_try = started
+        problems: list[str] = []
+        if not STATE.imports_done:
+            # In a thread: the event loop stays free for whatever is already connected (e.g. daphne's first page).
+            await asyncio.to_thread(import_live_path)
+            STATE.imports_done = True
+        from voice.session import in_db_pool
+
+        steps: list[tuple[str, Any]] = [
+            ("database", in_db_pool(connect_database)()),
+            ("channel layer", connect_channel_layer()),
+            ("task broker", asyncio.to_thread(connect_broker)),
+        ]
+        results = await asyncio.gather(*(asyncio.wait_for(step, CONNECT_TIMEOUT_S) for _, step in steps),
+                                       return_exceptions=True)
+        for (name, _), result in zip(steps, results):
+            if isinstance(result, BaseException):
+                problems.append(f"{name}: {type(result).__name__}: {result}"[:300])
+        STATE.problems = problems
+        STATE.seconds = time.monotonic() - started
+        if problems:
+            log.warning("Start-up: not ready after %.2f s: %s", STATE.seconds, "; ".join(problems))
+            return False
+        STATE.ready = True
+        log.info("Start-up: ready to take calls after %.2f s", STATE.seconds)
+        if settings.LOG_LATE_IMPORTS:
+            watch_late_imports()
+        return True
+
+
+async def ready_or_retry() -> bool:
+    """For `/healthz/`: ready, or prepare again (at most every RETRY_EVERY_S while something is missing)."""
+    if STATE.ready:
+        return True
+    if STATE.imports_done and time.monotonic() - STATE.last_try < RETRY_EVERY_S:
+        return False
+    return await prepare_process()
+
+
+_watching = False
+
+
+def watch_late_imports() -> None:
+    """Log each module imported from now on, with where it was imported from (an audit hook, never removed:
+    only switched on by LOG_LATE_IMPORTS, for tests and for operators hunting a stall)."""
+    global _watching
+    if _watching:
+        return
+    _watching = True
+    local = threading.local()
+
+    def on_audit(event: str, args: tuple) -> None:
+        if event != "import" or getattr(local, "busy", False):
+            return
+        name = args[0]
+        if not isinstance(name, str) or name in sys.modules:
+            return
+        local.busy = True  # logging may itself import (e.g. a formatter's first use)
+        try:
+            frames = [frame for frame in traceback.extract_stack(limit=60)[:-1] if "<frozen" not in frame.filename]
+            stack = "".join(traceback.format_list(frames[-12:]))
+            log.warning("Late import after start-up: %s (thread %s)\n%s", name, threading.current_thread().name,
+                        stack)
+        finally:
+            local.busy = False
+
+    sys.addaudithook(on_audit)
+
+
+async def lifespan(scope: dict, receive: Any, send: Any) -> None:
+    """The ASGI lifespan protocol (uvicorn): prepare the process, then install the SIGTERM drain of live calls
+    (voice/drain.py). uvicorn listens only after start-up completes."""
+    from voice.drain import install_sigterm_drain
+
+    while True:
+        message = await receive()
+        if message["type"] == "lifespan.startup":
+            await prepare_process()
+            if install_sigterm_drain():
+                log.info("Live calls drain for up to %s s on SIGTERM", settings.CALL_DRAIN_SECONDS)
+            await send({"type": "lifespan.startup.complete"})
+        elif message["type"] == "lifespan.shutdown":
+            await send({"type": "lifespan.shutdown.complete"})
+            return

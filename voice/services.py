@@ -1,0 +1,66 @@
+"""Setting up a phone call: answering Twilio's incoming-call webhook and opening the call's media stream.
+
+Each is one function that does all of its database work, so that the async webhook and the media socket make
+a single hop to the shared thread pool (`voice.session.in_db_pool`) instead of several, and never wait in line
+on Django's one thread-sensitive thread behind other requests.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from django.conf import settings
+
+from accounts.models import Business
+from accounts.transfers import allowed_transfer_number
+from billing.services import call_gate
+from calls.models import Call
+from calls.services import call_create_inbound, call_finalize, call_forward_start
+from voice import twilio_api
+from voice.agent import AgentProfile, load_agent_profile
+from voice.phrases import phrase
+from voice.stream_tokens import StreamGrant, issue_stream_token, redeem_stream_token
+
+log = logging.getLogger(__name__)
+
+
+def answer_incoming_call(*, call_sid: str, to_number: str, from_number: str) -> str:
+    """The TwiML for a call Twilio reports ringing on one of our numbers (the signature is already checked).
+
+    Records the call (a retried webhook gets the same call), then connects its media stream; when billing
+    refuses the call it is still recorded, and the caller is forwarded to the business or told politely."""
+    business = Business.objects.filter(phone_number=to_number).first() if to_number else None
+    if business is None or not call_sid:
+        log.info("Incoming call to an unknown number %s", to_number)
+        # No business, so no business language: the operator's default.
+        language = settings.LANGUAGE_CODE[:2]
+        return twilio_api.say_twiml(phrase("unknown_number", language), language=language)
+    decision = call_gate(business=business)
+    call = call_create_inbound(business=business, twilio_call_sid=call_sid, from_number=from_number,
+                               to_number=to_number)
+    if not decision.allowed:
+        transfer_to = allowed_transfer_number(business)
+        if transfer_to:
+            # Noted before the call is finalised: its usage, recorded at finalisation, then waits for the
+            # forward's outcome instead of being recorded at once without the forwarded minutes.
+            call_forward_start(twilio_call_sid=call_sid, number=transfer_to)
+        call_finalize(call_id=call.id, status=Call.Status.FAILED, end_reason=f"billing_{decision.reason}",
+                      error=f"Not answered by the receptionist: billing ({decision.reason}).")
+        message = phrase("billing_forward" if transfer_to else "billing_hangup", business.language)
+        return twilio_api.say_twiml(message, language=business.language, transfer_to=transfer_to)
+    return twilio_api.connect_stream_twiml(call_id=call.id, token=issue_stream_token(call),
+                                           language=business.language)
+
+
+@dataclass(frozen=True)
+class OpenedStream:
+    grant: StreamGrant
+    profile: AgentProfile
+
+
+def open_media_stream(*, token: str, call_id: str | None, call_sid: str | None) -> OpenedStream:
+    """Redeem the stream token of a media stream's `start` message and load what the agent needs to answer.
+    Raises StreamTokenError (nothing is loaded then)."""
+    grant = redeem_stream_token(token, call_id=call_id, call_sid=call_sid)
+    return OpenedStream(grant=grant, profile=load_agent_profile(grant.business_id, grant.caller_number))

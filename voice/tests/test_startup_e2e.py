@@ -1,0 +1,67 @@
+"""A fresh web process (uvicorn as the Procfile runs it) is ready before its first call: nothing a call needs is
+imported after start-up, and `/healthz/` says ready only when the process can take calls."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+import time
+
+import httpx
+import pytest
+
+from tests.browser import ARTIFACTS
+from voice.simulator import SimulatedCallConfig, run_simulated_call
+from voice.standin import Script
+from voice.tests.conftest import (ACCOUNT_SID, AUTH_TOKEN, BUSINESS_NUMBER, HARBOR_SCRIPT, ROOT, free_port,
+                                  start_asgi_server, stop_process, subprocess_env)
+from voice.tests.test_call_e2e import finalized_call
+
+pytestmark = pytest.mark.e2e
+
+
+def test_a_call_on_a_fresh_process_imports_nothing_after_start_up(harbor, standin, twilio_standin):
+    standin.script = Script.from_obj(HARBOR_SCRIPT)
+    live = start_asgi_server("uvicorn", standin=standin, twilio_standin=twilio_standin,
+                             extra_env={"LOG_LATE_IMPORTS": "true"})
+    try:
+        call_sid = twilio_standin.add_call(to=BUSINESS_NUMBER, from_="+12025550143")
+        config = SimulatedCallConfig(base_url=live.base_url, auth_token=AUTH_TOKEN, account_sid=ACCOUNT_SID,
+                                     to_number=BUSINESS_NUMBER, from_number="+12025550143", call_sid=call_sid,
+                                     utterances=2, max_duration_s=40)
+        report = asyncio.run(run_simulated_call(config))
+        assert report.agent_audio_received_ms > 0
+        assert finalized_call(call_sid).end_reason == "caller_hung_up"
+    finally:
+        stop_process(live.process)
+    log = live.log()
+    assert "Start-up: ready to take calls" in log
+    # The watch is on (the start-up log says so, and every import from here on would be logged) and found nothing.
+    assert "Late import after start-up" not in log, log
+
+
+def test_healthz_says_not_ready_while_the_database_is_unreachable(harbor, standin, twilio_standin):
+    port = free_port()
+    env = subprocess_env(standin=standin, twilio_standin=twilio_standin, base_url=f"http://127.0.0.1:{port}",
+                         extra_env={"DATABASE_URL": "postgres://postgres@127.0.0.1:9/receptionist"})
+    log_path = ARTIFACTS / f"asgi-no-database-{port}.log"
+    ARTIFACTS.mkdir(exist_ok=True)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "uvicorn", "receptionist.asgi:application", "--host", "127.0.0.1", "--port", str(port),
+         "--loop", "uvloop", "--http", "httptools", "--ws", "websockets-sansio"],
+        cwd=ROOT, env=env, stdout=log_path.open("w"), stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        response = None
+        deadline = time.monotonic() + 40
+        while response is None and time.monotonic() < deadline:
+            assert process.poll() is None, log_path.read_text()
+            try:
+                response = httpx.get(f"http://127.0.0.1:{port}/healthz/", timeout=15)
+            except httpx.HTTPError:
+                time.sleep(0.2)
+        assert response is not None, log_path.read_text()
+        assert response.status_code == 503
+        assert response.text.startswith("not ready: database:"), response.text
+    finally:
+        stop_process(process)
