@@ -328,6 +328,9 @@ def bench_env(*, server_port: int, standin_port: int, auth_token: str, account_s
         "OPENAI_REALTIME_URL": f"ws://127.0.0.1:{standin_port}/v1/realtime",
         "LOG_LEVEL": "WARNING",
         "PYTHONUNBUFFERED": "1",
+        # The bench business is on the free trial; its 30 minutes would run out part-way through a run (100 calls
+        # of 20 s are 100 billed minutes) and the call gate would refuse the rest. The gate still runs every call.
+        "BILLING_TRIAL_MINUTES": "10000000",
     })
     return env
 
@@ -467,6 +470,8 @@ class CallResult:
     # cold/burst arrivals (perf_counter times; 0 = did not happen)
     arrival_lag: float = 0.0  # how late the load generator started this call after its scheduled arrival
     setup_start: float = 0.0  # webhook sent (relay: socket connect)
+    webhook_done: float = 0.0  # TwiML read (our server only)
+    start_sent: float = 0.0   # socket open, `connected` + `start` sent
     first_echo: float = 0.0   # the first of this call's frames came back: the stream flows
     streamed: bool = False    # `start` was sent, so the server owes us a finalised call
 
@@ -725,6 +730,7 @@ class LoadCall:
             url, params = self.target.ws_url, {"call_id": "0", "token": "relay"}
         else:
             url, params = await self._webhook()
+            self.r.webhook_done = time.perf_counter()
         # Twilio's leg: no compression offered, no client pings during a short call.
         self.ws = await LeanWebSocket.connect(url, self._on_text)
         self.ws.send('{"event":"connected","protocol":"Call","version":"1.0.0"}')
@@ -736,6 +742,7 @@ class LoadCall:
                       "mediaFormat": {"encoding": "audio/x-mulaw", "sampleRate": 8000, "channels": 1},
                       "customParameters": params}}))
         self.r.streamed = True
+        self.r.start_sent = time.perf_counter()
 
     async def setup(self, probe_deadline: float) -> None:
         """Steady state: open the stream, then probe until one frame makes the whole round trip."""
@@ -910,6 +917,8 @@ class RunResult:
     arrival_lag_max: float | None = None  # ms the load generator started a call after its scheduled arrival
     started_to_ready: float | None = None  # cold: s from starting the process to it accepting
     streamed: int = 0                   # cold/burst: calls that got as far as `start` (the server owes a record)
+    # cold/burst, ms p50 / p99 of the set-up's parts: webhook answered, socket opened, `start` → first echo
+    setup_parts: dict[str, tuple[float | None, float | None]] = field(default_factory=dict)
     frames_sent: int = 0
     frames_received: int = 0
     rtt_p50: float | None = None
@@ -1086,6 +1095,15 @@ def summarise(result: RunResult, calls: list[CallResult]) -> None:
             result.setup_max = setups[-1] * 1000
         if arrival_lags:
             result.arrival_lag_max = max(arrival_lags) * 1000
+        parts = {
+            "webhook": [c.webhook_done - c.setup_start for c in calls if c.webhook_done],
+            "socket": [c.start_sent - (c.webhook_done or c.setup_start) for c in calls if c.start_sent],
+            "flow": [c.first_echo - c.start_sent for c in calls if c.first_echo and c.start_sent],
+        }
+        for name, values in parts.items():
+            values.sort()
+            if values:
+                result.setup_parts[name] = (pct(values, 50) * 1000, pct(values, 99) * 1000)
     rtts.sort()
     lags.sort()
     if rtts:
@@ -1452,14 +1470,17 @@ def arrivals_table(results: list[RunResult]) -> str:
 
 
 def arrivals_client_table(results: list[RunResult]) -> str:
-    rows = ["| scenario | server | calls | taking traffic after start (s) | arrival lag max (ms) "
+    rows = ["| scenario | server | calls | taking traffic after start (s) | set-up parts p50 / p99 (ms): webhook; "
+            "socket open; start → first echo | arrival lag max (ms) "
             "| send lag p99 (ms) | closed early | dup / misrouted / unreadable | load gen CPU % | stand-in CPU % "
             "| core 0 / core 1 used by processes % | run-queue wait % | server log lines ≥ WARNING "
-            "| calls in DB (status/reason) |", "|" + "---|" * 14]
+            "| calls in DB (status/reason) |", "|" + "---|" * 15]
     for r in results:
         issues = sum(int(line.split("×", 1)[0]) for line in r.log_issues) if r.log_issues else 0
         db = ", ".join(f"{k}: {v}" for k, v in sorted(r.db.items())) or "—"
-        rows.append(f"| {r.scenario} | {r.kind} | {r.calls} | {fmt(r.started_to_ready, 2)} "
+        parts = "; ".join(" / ".join(fmt(v) for v in r.setup_parts[name]) if name in r.setup_parts else "—"
+                          for name in ("webhook", "socket", "flow"))
+        rows.append(f"| {r.scenario} | {r.kind} | {r.calls} | {fmt(r.started_to_ready, 2)} | {parts} "
                     f"| {fmt(r.arrival_lag_max, 1)} | {fmt(r.lag_p99, 2)} | {len(r.closed_early)} "
                     f"| {r.duplicates} / {r.misrouted} / {r.foreign} | {fmt(r.loadgen_cpu_pct)} "
                     f"| {fmt(r.standin_cpu_pct)} | {' / '.join(fmt(r.core_busy.get(c), 0) for c in (0, 1))} "
@@ -1846,8 +1867,9 @@ first arrival until the last call closed, in % of one core.
 
 {arrivals_table(arrivals)}
 
-Client side (taking traffic after start = process start → first accepting, cold only; arrival lag = how late the
-load generator began a call after its scheduled time):
+Client side (taking traffic after start = process start → first accepting, cold only; set-up parts = webhook
+sent → TwiML read, → media socket open and `start` sent, → first echo; arrival lag = how late the load generator
+began a call after its scheduled time):
 
 {arrivals_client_table(arrivals)}
 """
