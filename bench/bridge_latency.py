@@ -54,6 +54,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 import xml.etree.ElementTree as ET
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -93,6 +94,7 @@ TAG_CHARS = 12                                  # base64 of the first 9 bytes co
 SETUP_CONCURRENCY = 10       # calls being set up at once (webhook + socket + start + probe)
 SETUP_TIMEOUT_S = 30.0       # per call
 PROBE_EVERY_S = 0.1
+DIRECT_NOTE = "¹ direct: no server; CPU and RSS are the stand-in's."
 ARRIVAL_KINDS = ("uvicorn", "relay")  # cold/burst: our product and the floor, side by side
 READY_POLL_S = 0.01          # cold start: how often a starting server is asked whether it takes traffic
 STOP_TIMEOUT_S = 5.0
@@ -1327,16 +1329,16 @@ def run_one(kind: str, count: int, args: argparse.Namespace, ctx: dict[str, Any]
 
 
 async def arrive_calls(target: Target, count: int, args: argparse.Namespace, measured_pid: int, standin_pid: int,
-                       result: RunResult, ready: Any = None) -> list[CallResult]:
-    """`count` calls arriving evenly over args.arrival seconds, each streaming from its `start` on; `ready` (a
-    coroutine) is awaited first and the first call arrives the moment it returns. CPU is sampled over the run."""
+                       result: RunResult, ready: Callable[[], Awaitable[None]] | None = None) -> list[CallResult]:
+    """`count` calls arriving evenly over args.arrival seconds, each streaming from its `start` on; `ready()` is
+    awaited first and the first call arrives the moment it returns. CPU is sampled over the run."""
     frames = max(1, int(round(args.call_seconds / FRAME_S)))
     calls = [LoadCall(target, i, frames) for i in range(count)]
     if target.kind in ("uvicorn", "daphne"):
         for call in calls:
             call.prepare_webhook()
     if ready is not None:
-        await ready
+        await ready()
     before = Snapshot.take(measured_pid, standin_pid)
     t0 = time.perf_counter()
     tasks = [asyncio.create_task(call.arrive(t0 + i * args.arrival / count, args.drain))
@@ -1369,7 +1371,7 @@ def run_arrivals(scenario: str, kind: str, count: int, args: argparse.Namespace,
                 await wait_accepting(kind, port, proc)
                 result.started_to_ready = time.perf_counter() - started
 
-            calls = run_async(arrive_calls(target, count, args, proc.pid, standin.pid, result, ready()))
+            calls = run_async(arrive_calls(target, count, args, proc.pid, standin.pid, result, ready))
         else:
             wait_ready(kind, port, proc)
             warm_up(target, proc.pid, standin, args)
@@ -1619,7 +1621,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--servers", default="uvicorn,daphne,relay,direct",
                         help="comma-separated: uvicorn, daphne, relay, direct")
     parser.add_argument("--out", help="markdown file whose bench section to write/update, e.g. docs/benchmarks.md")
-    parser.add_argument("--quick", action="store_true", help="a quick try-out: steady N=1,10 for 5 s; cold and burst 50 calls of 5 s")
+    parser.add_argument("--quick", action="store_true",
+                        help="a quick try-out: steady N=1,10 for 5 s; cold and burst 50 calls of 5 s")
     parser.add_argument("--drain", type=float, default=1.0, help="seconds to wait for echoes after the last frame")
     parser.add_argument("--no-pin", action="store_true", help="do not pin processes to cores with taskset")
     parser.add_argument("--scenarios", default="steady,cold,burst",
@@ -1778,13 +1781,14 @@ def main(argv: list[str]) -> int:
     steady.sort(key=lambda r: (r.calls, kind_rank[r.kind]))
     arrivals.sort(key=lambda r: (r.scenario != "cold", r.calls, kind_rank[r.kind]))
     goals = issue13_goals(results)
+    direct_note = f"\n{DIRECT_NOTE}\n" if direct else ""  # the ¹ marks only appear on direct rows
     notes = oddities(steady + arrivals, ctx)
     finished = dt.datetime.now(dt.timezone.utc)
     if steady:
         table, clients, check = results_table(steady), client_table(steady), goal_check(steady)
         print()
         print(table)
-        print("\n¹ direct: no server; CPU and RSS are the stand-in's.\n")
+        print(direct_note)
         print(clients)
         print()
         print(check)
@@ -1840,9 +1844,7 @@ steady state − idle VmRSS after the warm-up call) / N. Frames lost = sent − 
 after the last frame.
 
 {table}
-
-¹ direct: no server; CPU and RSS are the stand-in's.
-
+{direct_note}
 Client side and checks (core 1 saturation shows up here; unreadable = media we could not read a tag from):
 
 {clients}
