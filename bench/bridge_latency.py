@@ -1,12 +1,21 @@
 #!/usr/bin/env python
 """Media bridge latency: what our Twilio media path adds on top of the network and the OpenAI stand-in.
 
-    .venv/bin/python bench/bridge_latency.py [--calls 1,10,50,100] [--seconds 10]
+    .venv/bin/python bench/bridge_latency.py [--scenarios steady,cold,burst] [--calls 1,10,50,100] [--seconds 10]
+        [--cold-calls 100] [--burst-calls 50,100] [--arrival 2] [--call-seconds 20]
         [--servers uvicorn,daphne,relay,direct] [--out docs/benchmarks.md] [--quick]
 
-For every server kind and call count it plays N Twilio calls at Twilio's real rate (one 160-byte μ-law frame
-every 20 ms per call) against the local Realtime stand-in in echo mode, and times every frame's round trip:
-load generator → server → stand-in → server → load generator. Server kinds:
+It plays Twilio calls at Twilio's real rate (one 160-byte μ-law frame every 20 ms per call) against the local
+Realtime stand-in in echo mode, and times every frame's round trip: load generator → server → stand-in → server
+→ load generator. Three scenarios:
+
+- steady: for every server kind and N, a warm process; N calls set up and probed, then all stream at once;
+- cold:   a fresh process (uvicorn, relay), no warm-up; the first calls arrive evenly over --arrival seconds
+          from the moment it takes traffic, each streaming straight after `start` (as Twilio does);
+- burst:  the same on a warm process (one warm-up call first).
+
+Cold and burst also time each call's set-up (webhook, or the relay's connect, → its first echoed frame). Server
+kinds:
 
 - uvicorn: our product as the Procfile runs it (receptionist.asgi), one process pinned to core 0;
 - daphne:  the same application under daphne;
@@ -45,6 +54,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 import xml.etree.ElementTree as ET
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -65,7 +75,11 @@ REPO = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 PY = sys.executable
 SECTION = "## Media bridge latency (bench/bridge_latency.py)"
-BENCH_DB = "receptionist_bench"
+# Overridable so a second bench (a helper's, say) can run beside the default one without sharing its database.
+BENCH_DB = os.environ.get("BENCH_DATABASE", "receptionist_bench")
+BENCH_REDIS_DB = os.environ.get("BENCH_REDIS_DB", "9")
+if not re.fullmatch(r"[a-z_][a-z0-9_]{0,62}", BENCH_DB) or not BENCH_REDIS_DB.isdigit():
+    sys.exit("BENCH_DATABASE must be a plain lower-case identifier and BENCH_REDIS_DB a Redis db number")
 BUSINESS_NUMBER = "+15550100777"
 MODEL = "gpt-realtime"
 
@@ -80,6 +94,9 @@ TAG_CHARS = 12                                  # base64 of the first 9 bytes co
 SETUP_CONCURRENCY = 10       # calls being set up at once (webhook + socket + start + probe)
 SETUP_TIMEOUT_S = 30.0       # per call
 PROBE_EVERY_S = 0.1
+DIRECT_NOTE = "¹ direct: no server; CPU and RSS are the stand-in's."
+ARRIVAL_KINDS = ("uvicorn", "relay")  # cold/burst: our product and the floor, side by side
+READY_POLL_S = 0.01          # cold start: how often a starting server is asked whether it takes traffic
 STOP_TIMEOUT_S = 5.0
 READY_TIMEOUT_S = 40.0
 KILL_AFTER_S = 8.0
@@ -303,7 +320,7 @@ def bench_env(*, server_port: int, standin_port: int, auth_token: str, account_s
         "DEBUG": "false",
         "SECRET_KEY": "bench-" + secrets.token_urlsafe(48),
         "DATABASE_URL": f"postgres://postgres@127.0.0.1:5432/{BENCH_DB}",
-        "REDIS_URL": "redis://127.0.0.1:6379/9",
+        "REDIS_URL": f"redis://127.0.0.1:6379/{BENCH_REDIS_DB}",
         "PUBLIC_BASE_URL": f"http://127.0.0.1:{server_port}",
         "ALLOWED_HOSTS": "127.0.0.1,localhost",
         "STATIC_MANIFEST": "false",
@@ -313,6 +330,9 @@ def bench_env(*, server_port: int, standin_port: int, auth_token: str, account_s
         "OPENAI_REALTIME_URL": f"ws://127.0.0.1:{standin_port}/v1/realtime",
         "LOG_LEVEL": "WARNING",
         "PYTHONUNBUFFERED": "1",
+        # The bench business is on the free trial; its 30 minutes would run out part-way through a run (100 calls
+        # of 20 s are 100 billed minutes) and the call gate would refuse the rest. The gate still runs every call.
+        "BILLING_TRIAL_MINUTES": "10000000",
     })
     return env
 
@@ -381,6 +401,47 @@ def read_tag(payload: Any) -> tuple[int, int, int] | None:
         return None
 
 
+async def http_request(url: str, *, body: bytes = b"", headers: dict[str, str] | None = None,
+                       timeout: float = 15.0) -> tuple[int, str]:
+    """One HTTP/1.1 request to loopback on the load generator's own event loop (POST when there is a body):
+    a thread pool would queue the webhooks of a burst in the load generator itself and hide the server's delay."""
+    parsed = urllib.parse.urlparse(url)
+    if parsed.scheme != "http" or parsed.hostname not in {"127.0.0.1", "localhost"}:
+        raise RuntimeError(f"the load generator only speaks http:// to loopback, not {url}")
+    port = parsed.port or 80
+    path = (parsed.path or "/") + (f"?{parsed.query}" if parsed.query else "")
+    lines = [f"{'POST' if body else 'GET'} {path} HTTP/1.1", f"Host: {parsed.hostname}:{port}", "Connection: close"]
+    lines += [f"Content-Length: {len(body)}"] if body else []
+    lines += [f"{name}: {value}" for name, value in (headers or {}).items()]
+
+    async def exchange() -> bytes:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        try:
+            writer.write(("\r\n".join(lines) + "\r\n\r\n").encode() + body)
+            return await reader.read(-1)  # Connection: close, so the answer ends at EOF
+        finally:
+            writer.close()
+
+    raw = await asyncio.wait_for(exchange(), timeout)
+    head, _, payload = raw.partition(b"\r\n\r\n")
+    status_line, *header_lines = head.decode("latin-1").split("\r\n")
+    parts = status_line.split(" ")
+    if len(parts) < 2 or not parts[1].isdigit():
+        raise RuntimeError(f"not an HTTP answer: {status_line[:80]!r}")
+    fields = {k.strip().lower(): v.strip() for k, _, v in (line.partition(":") for line in header_lines)}
+    if "chunked" in fields.get("transfer-encoding", ""):
+        chunks, rest = [], payload
+        for _ in range(10_000):
+            size_line, _, rest = rest.partition(b"\r\n")
+            size = int(size_line.split(b";")[0] or b"0", 16)
+            if size == 0:
+                break
+            chunks.append(rest[:size])
+            rest = rest[size + 2:]
+        payload = b"".join(chunks)
+    return int(parts[1]), payload.decode("utf-8", "replace")
+
+
 @dataclass
 class Target:
     kind: str            # uvicorn | daphne | relay | direct
@@ -408,6 +469,13 @@ class CallResult:
     probes: int = 0
     error: str = ""       # setup failed
     closed_early: str = ""
+    # cold/burst arrivals (perf_counter times; 0 = did not happen)
+    arrival_lag: float = 0.0  # how late the load generator started this call after its scheduled arrival
+    setup_start: float = 0.0  # webhook sent (relay: socket connect)
+    webhook_done: float = 0.0  # TwiML read (our server only)
+    start_sent: float = 0.0   # socket open, `connected` + `start` sent
+    first_echo: float = 0.0   # the first of this call's frames came back: the stream flows
+    streamed: bool = False    # `start` was sent, so the server owes us a finalised call
 
     def __post_init__(self) -> None:
         self.send_t = [0.0] * self.frames
@@ -609,6 +677,7 @@ class LoadCall:
         self.probe_back = asyncio.Event()
         self.stopping = False
         self._index = index & 0xFFFF
+        self._webhook_request: tuple[str, bytes, dict[str, str]] | None = None
         if self.twilio:
             self._head = '{"event":"media","sequenceNumber":"%d","media":{"track":"inbound","chunk":"%d",' \
                          '"timestamp":"%d","payload":"%s"},"streamSid":"' + self.r.stream_sid + '"}'
@@ -623,7 +692,9 @@ class LoadCall:
 
     # -- setup --
 
-    def _webhook(self) -> tuple[str, dict[str, str]]:
+    def prepare_webhook(self) -> None:
+        """Sign the incoming-call webhook ahead of time, so the load generator's own work (and its first import of
+        the validator) stays out of the set-up time."""
         from twilio.request_validator import RequestValidator
 
         url = self.target.base_url + "/voice/twilio/incoming/"
@@ -631,10 +702,17 @@ class LoadCall:
                   "To": BUSINESS_NUMBER, "Caller": "+15550109999", "Called": BUSINESS_NUMBER,
                   "CallStatus": "ringing", "Direction": "inbound", "ApiVersion": "2010-04-01"}
         signature = RequestValidator(self.target.auth_token).compute_signature(url, params)
-        request = urllib.request.Request(url, data=urllib.parse.urlencode(params).encode(), method="POST", headers={
+        self._webhook_request = (url, urllib.parse.urlencode(params).encode(), {
             "X-Twilio-Signature": signature, "Content-Type": "application/x-www-form-urlencoded"})
-        with urllib.request.urlopen(request, timeout=15) as response:
-            body = response.read().decode()
+
+    async def _webhook(self) -> tuple[str, dict[str, str]]:
+        """The signed incoming-call webhook, as Twilio sends it; returns the TwiML's stream URL and parameters."""
+        if self._webhook_request is None:
+            self.prepare_webhook()
+        url, form, headers = self._webhook_request
+        status, body = await http_request(url, body=form, headers=headers)
+        if status != 200:
+            raise RuntimeError(f"webhook answered HTTP {status}: {body[:200]}")
         root = ET.fromstring(body)
         stream = root.find("./Connect/Stream")
         if stream is None or not stream.get("url"):
@@ -642,27 +720,35 @@ class LoadCall:
         parameters = {p.get("name", ""): p.get("value", "") for p in stream.findall("Parameter")}
         return stream.get("url", ""), parameters
 
-    async def setup(self, probe_deadline: float) -> None:
-        if self.twilio:
-            if self.target.kind == "relay":
-                url, params = self.target.ws_url, {"call_id": "0", "token": "relay"}
-            else:
-                url, params = await asyncio.to_thread(self._webhook)
-            # Twilio's leg: no compression offered, no client pings during a short call.
-            self.ws = await LeanWebSocket.connect(url, self._on_text)
-            self.ws.send('{"event":"connected","protocol":"Call","version":"1.0.0"}')
-            self.seq = 1
-            self.ws.send(json.dumps({
-                "event": "start", "sequenceNumber": str(self.seq), "streamSid": self.r.stream_sid,
-                "start": {"accountSid": self.target.account_sid, "streamSid": self.r.stream_sid,
-                          "callSid": self.r.call_sid, "tracks": ["inbound"],
-                          "mediaFormat": {"encoding": "audio/x-mulaw", "sampleRate": 8000, "channels": 1},
-                          "customParameters": params}}))
-        else:
+    async def _open_stream(self) -> None:
+        """Twilio's side of a call up to its first media frame: webhook (not for the relay), socket, `connected`,
+        `start`. The OpenAI protocol (direct) only opens the socket."""
+        if not self.twilio:
             # The OpenAI leg, with the stand-in's required bearer header (as voice/session.py sends it).
             self.ws = await LeanWebSocket.connect(f"{self.target.ws_url}?model={MODEL}", self._on_text,
                                                   headers={"Authorization": "Bearer sk-bench"})
-        # Probe until one frame makes the whole round trip: the session is up end to end.
+            return
+        if self.target.kind == "relay":
+            url, params = self.target.ws_url, {"call_id": "0", "token": "relay"}
+        else:
+            url, params = await self._webhook()
+            self.r.webhook_done = time.perf_counter()
+        # Twilio's leg: no compression offered, no client pings during a short call.
+        self.ws = await LeanWebSocket.connect(url, self._on_text)
+        self.ws.send('{"event":"connected","protocol":"Call","version":"1.0.0"}')
+        self.seq = 1
+        self.ws.send(json.dumps({
+            "event": "start", "sequenceNumber": str(self.seq), "streamSid": self.r.stream_sid,
+            "start": {"accountSid": self.target.account_sid, "streamSid": self.r.stream_sid,
+                      "callSid": self.r.call_sid, "tracks": ["inbound"],
+                      "mediaFormat": {"encoding": "audio/x-mulaw", "sampleRate": 8000, "channels": 1},
+                      "customParameters": params}}))
+        self.r.streamed = True
+        self.r.start_sent = time.perf_counter()
+
+    async def setup(self, probe_deadline: float) -> None:
+        """Steady state: open the stream, then probe until one frame makes the whole round trip."""
+        await self._open_stream()
         while time.monotonic() < probe_deadline:
             if not self.open:
                 raise RuntimeError(f"socket closed during setup: {self._closed_why()}")
@@ -674,6 +760,23 @@ class LoadCall:
             except asyncio.TimeoutError:
                 continue
         raise RuntimeError(f"no probe frame came back within {SETUP_TIMEOUT_S:.0f} s")
+
+    async def arrive(self, at: float, drain_s: float) -> None:
+        """Cold start and burst: arrive at `at` (perf_counter) like a Twilio call and stream media right after
+        `start`, without waiting for anything; set-up time runs from the webhook to this call's first echo."""
+        r = self.r
+        await asyncio.sleep(max(0.0, at - time.perf_counter()))
+        r.setup_start = time.perf_counter()
+        r.arrival_lag = r.setup_start - at
+        try:
+            await asyncio.wait_for(self._open_stream(), SETUP_TIMEOUT_S)
+        except Exception as exc:
+            r.error = f"{type(exc).__name__}: {exc}"[:300]
+            await self.close()
+            return
+        await self.media(time.perf_counter(), drain_s)
+        if not r.first_echo:
+            r.error = "no frame came back during the call" + (f" ({r.closed_early})" if r.closed_early else "")
 
     def _closed_why(self) -> str:
         ws = self.ws
@@ -733,6 +836,8 @@ class LoadCall:
         elif r.got[seq]:
             r.duplicates += 1
         else:
+            if not r.first_echo:
+                r.first_echo = now
             r.got[seq] = 1
             r.received += 1
             r.rtts.append(now - r.send_t[seq])
@@ -805,6 +910,17 @@ class RunResult:
     kind: str
     calls: int
     seconds: float
+    scenario: str = "steady"            # steady | cold | burst
+    arrival_s: float = 0.0              # cold/burst: the calls arrive evenly over this many seconds
+    setup_p50: float | None = None      # cold/burst, ms: webhook (relay: connect) → the call's first echo
+    setup_p99: float | None = None
+    setup_max: float | None = None
+    not_forwarded: int = 0              # cold/burst: frames sent before the call's first echo that never came back
+    arrival_lag_max: float | None = None  # ms the load generator started a call after its scheduled arrival
+    started_to_ready: float | None = None  # cold: s from starting the process to it accepting
+    streamed: int = 0                   # cold/burst: calls that got as far as `start` (the server owes a record)
+    # cold/burst, ms p50 / p99 of the set-up's parts: webhook answered, socket opened, `start` → first echo
+    setup_parts: dict[str, tuple[float | None, float | None]] = field(default_factory=dict)
     frames_sent: int = 0
     frames_received: int = 0
     rtt_p50: float | None = None
@@ -840,7 +956,7 @@ class RunResult:
 
     @property
     def lost(self) -> int:
-        return self.frames_sent - self.frames_received
+        return self.frames_sent - self.frames_received - self.not_forwarded
 
     @property
     def cpu_per_call(self) -> float | None:
@@ -851,6 +967,43 @@ class RunResult:
         if self.rss_idle is None or self.rss_steady is None or not self.calls:
             return None
         return (self.rss_steady - self.rss_idle) / self.calls
+
+
+@dataclass
+class Snapshot:
+    """CPU counters at one moment: the measured process tree, the stand-in, the load generator, cores, run queue."""
+    t: float
+    measured: float | None
+    standin: float | None
+    loadgen: float
+    cores: dict[int, list[int]]
+    runqueue: float | None
+
+    @classmethod
+    def take(cls, measured_pid: int, standin_pid: int) -> "Snapshot":
+        return cls(time.perf_counter(), cpu_seconds(measured_pid), cpu_seconds(standin_pid), self_cpu_seconds(),
+                   core_ticks(), runqueue_wait_s(measured_pid))
+
+    def fill(self, result: RunResult, before: "Snapshot") -> None:
+        """Put the usage between `before` and this snapshot into result, as % of one core over that window."""
+        span = self.t - before.t
+        if span <= 0:
+            return
+        for core in before.cores.keys() & self.cores.keys():
+            d = [b - a for a, b in zip(before.cores[core], self.cores[core])]
+            if d[3] > 0:
+                result.core_busy[core] = 100 * d[0] / d[3]
+                result.core_irq[core] = 100 * d[1] / d[3]
+                result.core_steal[core] = 100 * d[2] / d[3]
+        if before.runqueue is not None and self.runqueue is not None:
+            result.runqueue_pct = 100 * (self.runqueue - before.runqueue) / span
+        result.window_s = span
+        result.window = (before.t, self.t)
+        if before.measured is not None and self.measured is not None:
+            result.cpu_pct = 100 * (self.measured - before.measured) / span
+        if before.standin is not None and self.standin is not None:
+            result.standin_cpu_pct = 100 * (self.standin - before.standin) / span
+        result.loadgen_cpu_pct = 100 * (self.loadgen - before.loadgen) / span
 
 
 async def play_calls(target: Target, count: int, seconds: float, drain_s: float, measured_pid: int,
@@ -882,27 +1035,10 @@ async def play_calls(target: Target, count: int, seconds: float, drain_s: float,
             return
         warm = min(1.0, seconds / 5)
         await asyncio.sleep(max(0.0, start + warm - time.perf_counter()))
-        k0, q0 = core_ticks(), runqueue_wait_s(measured_pid)
-        t0, c0, s0, l0 = time.perf_counter(), cpu_seconds(measured_pid), cpu_seconds(standin_pid), self_cpu_seconds()
+        before = Snapshot.take(measured_pid, standin_pid)
         await asyncio.sleep(max(0.0, start + seconds - time.perf_counter()))
-        t1, c1, s1, l1 = time.perf_counter(), cpu_seconds(measured_pid), cpu_seconds(standin_pid), self_cpu_seconds()
-        k1, q1 = core_ticks(), runqueue_wait_s(measured_pid)
-        for core in k0.keys() & k1.keys():
-            d = [b - a for a, b in zip(k0[core], k1[core])]
-            if d[3] > 0:
-                result.core_busy[core] = 100 * d[0] / d[3]
-                result.core_irq[core] = 100 * d[1] / d[3]
-                result.core_steal[core] = 100 * d[2] / d[3]
-        if q0 is not None and q1 is not None:
-            result.runqueue_pct = 100 * (q1 - q0) / (t1 - t0)
+        Snapshot.take(measured_pid, standin_pid).fill(result, before)
         result.rss_steady = rss_mb(measured_pid)
-        result.window_s = t1 - t0
-        result.window = (t0, t1)
-        if c0 is not None and c1 is not None:
-            result.cpu_pct = 100 * (c1 - c0) / (t1 - t0)
-        if s0 is not None and s1 is not None:
-            result.standin_cpu_pct = 100 * (s1 - s0) / (t1 - t0)
-        result.loadgen_cpu_pct = 100 * (l1 - l0) / (t1 - t0)
 
     sampler = asyncio.create_task(sample())
     # Bounded: the media phase lasts `seconds` plus the drain; the rest is slack for a struggling box.
@@ -938,10 +1074,38 @@ def summarise(result: RunResult, calls: list[CallResult]) -> None:
         if call.closed_early:
             result.closed_early.append(f"call {call.index}: {call.closed_early}")
     t0, t1 = result.window
-    if t1 > t0:
+    if result.scenario == "steady" and t1 > t0:
         echoed = sum(1 for call in calls for at in call.recv_at if t0 <= at < t1)
         due = sum(1 for call in calls if not call.error) * (t1 - t0) / FRAME_S
         result.window_echoed_pct = 100 * echoed / due if due else None
+    elif result.scenario != "steady":
+        result.streamed = sum(1 for call in calls if call.streamed)
+        setups, arrival_lags = [], []
+        for call in calls:
+            if call.setup_start:
+                arrival_lags.append(call.arrival_lag)
+            if call.first_echo:
+                setups.append(call.first_echo - call.setup_start)
+            # A call that never echoed never finished its set-up: all its unanswered frames count here too (and
+            # the call as a set-up failure).
+            cut = call.first_echo or math.inf
+            result.not_forwarded += sum(1 for seq in range(call.frames)
+                                        if call.send_t[seq] and not call.got[seq] and call.send_t[seq] < cut)
+        setups.sort()
+        if setups:
+            result.setup_p50, result.setup_p99 = pct(setups, 50) * 1000, pct(setups, 99) * 1000
+            result.setup_max = setups[-1] * 1000
+        if arrival_lags:
+            result.arrival_lag_max = max(arrival_lags) * 1000
+        parts = {
+            "webhook": [c.webhook_done - c.setup_start for c in calls if c.webhook_done],
+            "socket": [c.start_sent - (c.webhook_done or c.setup_start) for c in calls if c.start_sent],
+            "flow": [c.first_echo - c.start_sent for c in calls if c.first_echo and c.start_sent],
+        }
+        for name, values in parts.items():
+            values.sort()
+            if values:
+                result.setup_parts[name] = (pct(values, 50) * 1000, pct(values, 99) * 1000)
     rtts.sort()
     lags.sort()
     if rtts:
@@ -1068,10 +1232,77 @@ def log_issues(path: Path, limit: int = 8) -> list[str]:
     return [f"{count}× {line}" for line, count in list(seen.items())[:limit]]
 
 
+def start_server(kind: str, ctx: dict[str, Any], log_path: Path) -> tuple[Proc, Target, int]:
+    """A fresh server process pinned to core 0 (not waited for), the target the calls use, and its port."""
+    port = free_port()
+    env = bench_env(server_port=port, standin_port=ctx["standin_port"], auth_token=ctx["auth_token"],
+                    account_sid=ctx["account_sid"])
+    if kind == "relay":
+        argv = [PY, str(Path(__file__).resolve()), "--_relay", str(port), ctx["standin_url"]]
+        target = Target(kind, ws_url=f"ws://127.0.0.1:{port}/ws/twilio/media/", account_sid=ctx["account_sid"])
+    else:
+        argv = server_argv(kind, port)
+        target = Target(kind, base_url=f"http://127.0.0.1:{port}", auth_token=ctx["auth_token"],
+                        account_sid=ctx["account_sid"])
+    return Proc(kind, argv, env, log_path, core=0 if ctx["pin"] else None), target, port
+
+
+def wait_ready(kind: str, port: int, proc: Proc) -> None:
+    if kind == "relay":
+        wait_tcp(port, proc, READY_TIMEOUT_S)
+    else:
+        wait_http(f"http://127.0.0.1:{port}/healthz/", proc, READY_TIMEOUT_S)
+
+
+async def wait_accepting(kind: str, port: int, proc: Proc) -> None:
+    """Cold start: return the moment the fresh process first takes traffic (our server: /healthz/ answers 200;
+    the relay: its port accepts), polling every READY_POLL_S so the first calls are not held back."""
+    deadline = time.monotonic() + READY_TIMEOUT_S
+    last = ""
+    while time.monotonic() < deadline:
+        if not proc.alive():
+            raise RuntimeError(f"{proc.name} exited with {proc.popen.returncode}: {proc.last_line()}")
+        try:
+            if kind == "relay":
+                _, writer = await asyncio.wait_for(asyncio.open_connection("127.0.0.1", port), 1.0)
+                writer.close()
+                return
+            status, _ = await http_request(f"http://127.0.0.1:{port}/healthz/", timeout=2.0)
+            if status == 200:
+                return
+            last = f"HTTP {status}"
+        except (OSError, asyncio.TimeoutError, RuntimeError) as exc:
+            last = f"{type(exc).__name__}: {exc}"
+        await asyncio.sleep(READY_POLL_S)
+    raise RuntimeError(f"{proc.name} did not take traffic within {READY_TIMEOUT_S:.0f} s ({last}):\n{proc.log_tail()}")
+
+
+def warm_up(target: Target, measured: int, standin: Proc, args: argparse.Namespace) -> None:
+    """One call through every code path (views, session, websockets client), as a process that has served."""
+    warm = run_async(play_calls(target, 1, 0.5, args.drain, measured, standin.pid, None))
+    if warm[0].error or warm[0].received == 0:
+        raise RuntimeError(f"warm-up call failed: {warm[0].error or warm[0].closed_early or 'no frames back'}")
+    time.sleep(0.5)
+
+
+def finish_run(result: RunResult, kind: str, proc: Proc | None, log_path: Path, sids: list[str] | None) -> None:
+    """Stop the server, scan its log, and read back the calls it wrote."""
+    if proc is not None:
+        result.stop_how = proc.stop()
+        result.log_issues = log_issues(log_path)
+    if kind in ("uvicorn", "daphne") and sids is not None:
+        try:
+            result.db = db_call_summary(sids)
+        except Exception as exc:
+            result.db = {f"db check failed: {exc}": 0}
+
+
 def run_one(kind: str, count: int, args: argparse.Namespace, ctx: dict[str, Any]) -> RunResult:
+    """Steady state: warm process, calls set up SETUP_CONCURRENCY at a time and probed, then all stream at once."""
     result = RunResult(kind=kind, calls=count, seconds=args.seconds)
     standin: Proc = ctx["standin"]
     proc: Proc | None = None
+    sids: list[str] | None = None
     log_path = ctx["log_dir"] / f"{kind}-n{count}.log"
     try:
         if kind == "direct":
@@ -1079,45 +1310,80 @@ def run_one(kind: str, count: int, args: argparse.Namespace, ctx: dict[str, Any]
             measured = standin.pid
             result.measured = "stand-in"
         else:
-            port = free_port()
-            env = bench_env(server_port=port, standin_port=ctx["standin_port"], auth_token=ctx["auth_token"],
-                            account_sid=ctx["account_sid"])
-            if kind == "relay":
-                argv = [PY, str(Path(__file__).resolve()), "--_relay", str(port), ctx["standin_url"]]
-            else:
-                argv = server_argv(kind, port)
-            proc = Proc(kind, argv, env, log_path, core=0 if ctx["pin"] else None)
-            if kind == "relay":
-                wait_tcp(port, proc, READY_TIMEOUT_S)
-                target = Target(kind, ws_url=f"ws://127.0.0.1:{port}/ws/twilio/media/", account_sid=ctx["account_sid"])
-            else:
-                wait_http(f"http://127.0.0.1:{port}/healthz/", proc, READY_TIMEOUT_S)
-                target = Target(kind, base_url=f"http://127.0.0.1:{port}", auth_token=ctx["auth_token"],
-                                account_sid=ctx["account_sid"])
+            proc, target, port = start_server(kind, ctx, log_path)
+            wait_ready(kind, port, proc)
             measured = proc.pid
-        # A warm-up call loads every code path (views, session, websockets client) before the idle RSS sample.
-        warm = run_async(play_calls(target, 1, 0.5, args.drain, measured, standin.pid, None))
-        if warm[0].error or warm[0].received == 0:
-            raise RuntimeError(f"warm-up call failed: {warm[0].error or warm[0].closed_early or 'no frames back'}")
-        time.sleep(0.5)
+        warm_up(target, measured, standin, args)
         result.rss_idle = rss_mb(measured)
         calls = run_async(play_calls(target, count, args.seconds, args.drain, measured, standin.pid, result))
         summarise(result, calls)
         if kind in ("uvicorn", "daphne"):
-            sids = ctx["call_sids"][(kind, count)] = [c.call_sid for c in calls if not c.error]
+            sids = [c.call_sid for c in calls if not c.error]
             # Let the server finish writing the calls before it is stopped (bounded).
             result.finalize_s = db_wait_finalized(sids, FINALIZE_TIMEOUT_S)
     except Exception as exc:
         result.error = f"{type(exc).__name__}: {exc}"
     finally:
-        if proc is not None:
-            result.stop_how = proc.stop()
-            result.log_issues = log_issues(log_path)
-    if kind in ("uvicorn", "daphne") and (kind, count) in ctx["call_sids"]:
-        try:
-            result.db = db_call_summary(ctx["call_sids"][(kind, count)])
-        except Exception as exc:
-            result.db = {f"db check failed: {exc}": 0}
+        finish_run(result, kind, proc, log_path, sids)
+    return result
+
+
+async def arrive_calls(target: Target, count: int, args: argparse.Namespace, measured_pid: int, standin_pid: int,
+                       result: RunResult, ready: Callable[[], Awaitable[None]] | None = None) -> list[CallResult]:
+    """`count` calls arriving evenly over args.arrival seconds, each streaming from its `start` on; `ready()` is
+    awaited first and the first call arrives the moment it returns. CPU is sampled over the run."""
+    frames = max(1, int(round(args.call_seconds / FRAME_S)))
+    calls = [LoadCall(target, i, frames) for i in range(count)]
+    if target.kind in ("uvicorn", "daphne"):
+        for call in calls:
+            call.prepare_webhook()
+    if ready is not None:
+        await ready()
+    before = Snapshot.take(measured_pid, standin_pid)
+    t0 = time.perf_counter()
+    tasks = [asyncio.create_task(call.arrive(t0 + i * args.arrival / count, args.drain))
+             for i, call in enumerate(calls)]
+    # Bounded: arrivals, a set-up that may time out, the call, its drain and close, and slack for a struggling box.
+    _, pending = await asyncio.wait(tasks, timeout=args.arrival + SETUP_TIMEOUT_S + args.call_seconds + args.drain
+                                    + STOP_TIMEOUT_S + 30)
+    for task in pending:
+        task.cancel()
+    await asyncio.gather(*pending, return_exceptions=True)
+    await asyncio.gather(*(call.close() for call in calls if call.ws is not None and not call.stopping),
+                         return_exceptions=True)
+    Snapshot.take(measured_pid, standin_pid).fill(result, before)
+    return [call.r for call in calls]
+
+
+def run_arrivals(scenario: str, kind: str, count: int, args: argparse.Namespace, ctx: dict[str, Any]) -> RunResult:
+    """Cold start (a fresh process, no warm-up) or burst (a fresh process after one warm-up call): `count` calls
+    arriving evenly over args.arrival seconds."""
+    result = RunResult(kind=kind, calls=count, seconds=args.call_seconds, scenario=scenario, arrival_s=args.arrival)
+    standin: Proc = ctx["standin"]
+    proc: Proc | None = None
+    sids: list[str] | None = None
+    log_path = ctx["log_dir"] / f"{kind}-{scenario}-n{count}.log"
+    try:
+        started = time.perf_counter()
+        proc, target, port = start_server(kind, ctx, log_path)
+        if scenario == "cold":
+            async def ready() -> None:
+                await wait_accepting(kind, port, proc)
+                result.started_to_ready = time.perf_counter() - started
+
+            calls = run_async(arrive_calls(target, count, args, proc.pid, standin.pid, result, ready))
+        else:
+            wait_ready(kind, port, proc)
+            warm_up(target, proc.pid, standin, args)
+            calls = run_async(arrive_calls(target, count, args, proc.pid, standin.pid, result))
+        summarise(result, calls)
+        if kind in ("uvicorn", "daphne"):
+            sids = [c.call_sid for c in calls if c.streamed]
+            result.finalize_s = db_wait_finalized(sids, FINALIZE_TIMEOUT_S)
+    except Exception as exc:
+        result.error = f"{type(exc).__name__}: {exc}"
+    finally:
+        finish_run(result, kind, proc, log_path, sids)
     return result
 
 
@@ -1188,10 +1454,92 @@ def goal_check(results: list[RunResult], calls: int = 50) -> str:
     return f"Goal check ({calls} calls, uvicorn): " + "; ".join(parts) + "."
 
 
+def arrivals_table(results: list[RunResult]) -> str:
+    rows = ["| scenario | server | calls (over s) | set-up p50 / p99 / max (ms) | set-up failures "
+            "| frame RTT p50 / p99 / max (ms) | frames sent | echoed | not forwarded during set-up | lost "
+            "| server CPU % |", "|" + "---|" * 11]
+    for r in results:
+        calls = f"{r.calls} ({r.arrival_s:g} s)"
+        if r.error and not r.frames_sent:
+            rows.append(f"| {r.scenario} | {r.kind} | {calls} | failed: {r.error.splitlines()[0][:120]} "
+                        "| | | | | | | |")
+            continue
+        rows.append(f"| {r.scenario} | {r.kind} | {calls} | {fmt(r.setup_p50)} / {fmt(r.setup_p99)} / "
+                    f"{fmt(r.setup_max)} | {len(r.setup_failed)} | {fmt(r.rtt_p50, 2)} / {fmt(r.rtt_p99, 2)} / "
+                    f"{fmt(r.rtt_max)} | {r.frames_sent} | {r.frames_received} | {r.not_forwarded} | {r.lost} "
+                    f"| {fmt(r.cpu_pct)} |")
+    return "\n".join(rows)
+
+
+def arrivals_client_table(results: list[RunResult]) -> str:
+    rows = ["| scenario | server | calls | taking traffic after start (s) | set-up parts p50 / p99 (ms): webhook; "
+            "socket open; start → first echo | arrival lag max (ms) "
+            "| send lag p99 (ms) | closed early | dup / misrouted / unreadable | load gen CPU % | stand-in CPU % "
+            "| core 0 / core 1 used by processes % | run-queue wait % | server log lines ≥ WARNING "
+            "| calls in DB (status/reason) |", "|" + "---|" * 15]
+    for r in results:
+        issues = sum(int(line.split("×", 1)[0]) for line in r.log_issues) if r.log_issues else 0
+        db = ", ".join(f"{k}: {v}" for k, v in sorted(r.db.items())) or "—"
+        parts = "; ".join(" / ".join(fmt(v) for v in r.setup_parts[name]) if name in r.setup_parts else "—"
+                          for name in ("webhook", "socket", "flow"))
+        rows.append(f"| {r.scenario} | {r.kind} | {r.calls} | {fmt(r.started_to_ready, 2)} | {parts} "
+                    f"| {fmt(r.arrival_lag_max, 1)} | {fmt(r.lag_p99, 2)} | {len(r.closed_early)} "
+                    f"| {r.duplicates} / {r.misrouted} / {r.foreign} | {fmt(r.loadgen_cpu_pct)} "
+                    f"| {fmt(r.standin_cpu_pct)} | {' / '.join(fmt(r.core_busy.get(c), 0) for c in (0, 1))} "
+                    f"| {fmt(r.runqueue_pct)} | {issues} | {db} |")
+    return "\n".join(rows)
+
+
+def issue13_goals(results: list[RunResult]) -> list[str]:
+    """The three goals of issue 13, each with its figures; our server (uvicorn) is judged, the relay shown beside."""
+    def find(scenario: str, kind: str, calls: int) -> RunResult | None:
+        found = [r for r in results if (r.scenario, r.kind, r.calls) == (scenario, kind, calls)]
+        return found[0] if found and not (found[0].error and not found[0].frames_sent) else None
+
+    lines = ["(a) cold start: no frame of the first 100 calls (over 2 s) more than 50 ms beyond the steady state's "
+             "p99 at 100 calls"]
+    colds = sorted((r for r in results if r.scenario == "cold"), key=lambda r: (r.calls, r.kind != "uvicorn"))
+    if not colds:
+        lines.append("  - not measured (no cold scenario in this run)")
+    for r in colds:
+        steady = find("steady", r.kind, 100)
+        who = r.kind + ("" if r.kind == "uvicorn" else " (for comparison)")
+        shape = "" if (r.calls, r.arrival_s) == (100, 2) else f" [measured {r.calls} calls over {r.arrival_s:g} s]"
+        if r.rtt_max is None or steady is None or steady.rtt_p99 is None:
+            why = "no steady run at 100 calls" if steady is None or steady.rtt_p99 is None else "no frame came back"
+            lines.append(f"  - {who}{shape}: n/a ({why})")
+            continue
+        excess = r.rtt_max - steady.rtt_p99
+        ok = excess <= 50 and not r.lost and not r.setup_failed
+        lines.append(f"  - {who}{shape}: max RTT {r.rtt_max:.1f} ms − steady p99 {steady.rtt_p99:.2f} ms = "
+                     f"{excess:+.1f} ms; {r.lost} lost, {len(r.setup_failed)} set-up failures, "
+                     f"{r.not_forwarded} not forwarded during set-up: {'PASS' if ok else 'FAIL'}")
+    lines.append("(b) burst: set-up p99 under 100 ms for 50 calls within 2 s on a warm process")
+    bursts = [r for r in (find("burst", "uvicorn", 50), find("burst", "relay", 50)) if r is not None]
+    if not bursts:
+        lines.append("  - not measured (no burst of 50 calls in this run)")
+    for r in bursts:
+        who = r.kind + ("" if r.kind == "uvicorn" else " (for comparison)")
+        shape = "" if r.arrival_s == 2 else f" [over {r.arrival_s:g} s]"
+        ok = r.setup_p99 is not None and r.setup_p99 < 100 and not r.setup_failed
+        lines.append(f"  - {who}{shape}: set-up p99 {fmt(r.setup_p99)} ms, {len(r.setup_failed)} set-up failures: "
+                     f"{'PASS' if ok else 'FAIL'}")
+    lines.append("(c) steady state: CPU per call at 50 and 100 calls no more than the bare relay's × 1.1")
+    for calls in (50, 100):
+        uv, relay = find("steady", "uvicorn", calls), find("steady", "relay", calls)
+        if uv is None or relay is None or uv.cpu_per_call is None or not relay.cpu_per_call:
+            lines.append(f"  - {calls} calls: n/a (needs steady uvicorn and relay runs at {calls} calls)")
+            continue
+        ratio = uv.cpu_per_call / relay.cpu_per_call
+        lines.append(f"  - {calls} calls: uvicorn {uv.cpu_per_call:.2f} vs relay {relay.cpu_per_call:.2f} % of a "
+                     f"core = {ratio:.2f}×: {'PASS' if ratio <= 1.1 else 'FAIL'}")
+    return lines
+
+
 def oddities(results: list[RunResult], ctx: dict[str, Any]) -> list[str]:
     notes = []
     for r in results:
-        label = f"{r.kind} × {r.calls}"
+        label = f"{r.kind} × {r.calls}" if r.scenario == "steady" else f"{r.scenario}: {r.kind} × {r.calls}"
         if r.error:
             notes.append(f"{label}: run error: {r.error.splitlines()[0][:300]}")
         if r.setup_failed:
@@ -1206,7 +1554,7 @@ def oddities(results: list[RunResult], ctx: dict[str, Any]) -> list[str]:
             notes.append(f"{label}: server log: {line}")
         if r.kind in ("uvicorn", "daphne") and r.db:
             good = r.db.get("completed/caller_hung_up", 0)
-            if good != r.calls - len(r.setup_failed):
+            if good != (r.calls - len(r.setup_failed) if r.scenario == "steady" else r.streamed):
                 notes.append(f"{label}: calls in the DB: {r.db}")
         if r.kind in ("uvicorn", "daphne") and r.db and r.finalize_s is None:
             notes.append(f"{label}: not every call was finalised in the DB within {FINALIZE_TIMEOUT_S:.0f} s "
@@ -1233,11 +1581,21 @@ def oddities(results: list[RunResult], ctx: dict[str, Any]) -> list[str]:
                          f"{fmt(r.standin_cpu_pct, 0)} %): client-side queueing is inside these RTTs")
         if r.lag_p99 is not None and r.lag_p99 > 5:
             notes.append(f"{label}: the load generator sent late (p99 {r.lag_p99:.1f} ms behind schedule)")
+        if r.arrival_lag_max is not None and r.arrival_lag_max > 5:
+            notes.append(f"{label}: the load generator started a call up to {r.arrival_lag_max:.1f} ms after its "
+                         "scheduled arrival")
     for line in log_issues(ctx["log_dir"] / "standin.log"):
         notes.append(f"stand-in log: {line}")
     return notes
 
 
+
+
+def bytecode_note() -> str:
+    """Cold start depends on whether imports compile from source: say which it was."""
+    if os.environ.get("PYTHONDONTWRITEBYTECODE"):
+        return "PYTHONDONTWRITEBYTECODE set (servers write no .pyc files)"
+    return "PYTHONDONTWRITEBYTECODE not set"
 
 
 def versions() -> str:
@@ -1258,14 +1616,26 @@ def versions() -> str:
 def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--calls", default="1,10,50,100", help="comma-separated concurrent call counts")
+    parser.add_argument("--calls", default="1,10,50,100", help="steady state: comma-separated concurrent call counts")
     parser.add_argument("--seconds", type=float, default=10.0, help="audio seconds per call (steady state)")
     parser.add_argument("--servers", default="uvicorn,daphne,relay,direct",
                         help="comma-separated: uvicorn, daphne, relay, direct")
     parser.add_argument("--out", help="markdown file whose bench section to write/update, e.g. docs/benchmarks.md")
-    parser.add_argument("--quick", action="store_true", help="N=1,10 and 5 s: a quick try-out")
+    parser.add_argument("--quick", action="store_true",
+                        help="a quick try-out: steady N=1,10 for 5 s; cold and burst 50 calls of 5 s")
     parser.add_argument("--drain", type=float, default=1.0, help="seconds to wait for echoes after the last frame")
     parser.add_argument("--no-pin", action="store_true", help="do not pin processes to cores with taskset")
+    parser.add_argument("--scenarios", default="steady,cold,burst",
+                        help="comma-separated: steady (warm, set up, then all stream), cold (fresh process, calls "
+                             "arrive at once), burst (warm process, calls arrive at once)")
+    parser.add_argument("--cold-calls", help="cold start: comma-separated call counts arriving on a fresh process "
+                                             "(default 100; --quick 50)")
+    parser.add_argument("--burst-calls", help="burst: comma-separated call counts arriving on a warm process "
+                                              "(default 50,100; --quick 50)")
+    parser.add_argument("--arrival", type=float, default=2.0,
+                        help="cold/burst: the calls arrive evenly spread over this many seconds")
+    parser.add_argument("--call-seconds", type=float,
+                        help="cold/burst: audio seconds per call (default 20; --quick 5)")
     parser.add_argument("--builtin-standin", action="store_true",
                         help="use this script's tiny FALLBACK echo stand-in instead of `manage.py realtime_standin`")
     parser.add_argument("--_relay", nargs=2, metavar=("PORT", "UPSTREAM"), help=argparse.SUPPRESS)
@@ -1273,15 +1643,35 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.quick:
         args.calls, args.seconds = "1,10", 5.0
-    args.call_counts = [int(c) for c in args.calls.split(",") if c.strip()]
+    quick = args.quick
+    args.cold_calls = args.cold_calls or ("50" if quick else "100")
+    args.burst_calls = args.burst_calls or ("50" if quick else "50,100")
+    args.call_seconds = args.call_seconds or (5.0 if quick else 20.0)
+
+    def counts(flag: str, text: str) -> list[int]:
+        try:
+            values = [int(c) for c in text.split(",") if c.strip()]
+        except ValueError:
+            parser.error(f"{flag} must be comma-separated whole numbers")
+        if not values or min(values) < 1 or max(values) > 1000:
+            parser.error(f"{flag} must be between 1 and 1000")
+        return values
+
+    args.call_counts = counts("--calls", args.calls)
+    args.cold_counts = counts("--cold-calls", args.cold_calls)
+    args.burst_counts = counts("--burst-calls", args.burst_calls)
     args.server_kinds = [s.strip() for s in args.servers.split(",") if s.strip()]
     bad = [s for s in args.server_kinds if s not in {"uvicorn", "daphne", "relay", "direct"}]
     if bad:
         parser.error(f"unknown server kind(s): {', '.join(bad)}")
-    if not args.call_counts or min(args.call_counts) < 1 or max(args.call_counts) > 1000:
-        parser.error("--calls must be between 1 and 1000")
+    args.scenario_list = [s.strip() for s in args.scenarios.split(",") if s.strip()]
+    bad = [s for s in args.scenario_list if s not in {"steady", "cold", "burst"}]
+    if bad or not args.scenario_list:
+        parser.error(f"--scenarios takes steady, cold and/or burst, not {', '.join(bad) or 'nothing'}")
     if not 0.5 <= args.seconds <= 300 or not 0 <= args.drain <= 30:
         parser.error("--seconds must be 0.5–300 and --drain 0–30")
+    if not 0.5 <= args.call_seconds <= 300 or not 0 <= args.arrival <= 60:
+        parser.error("--call-seconds must be 0.5–300 and --arrival 0–60")
     return args
 
 
@@ -1301,9 +1691,10 @@ def main(argv: list[str]) -> int:
     load = " ".join(f"{x:.2f}" for x in os.getloadavg())
     pin = not args.no_pin and shutil.which("taskset") is not None and (os.cpu_count() or 1) >= 2
     log_dir = Path(tempfile.mkdtemp(prefix="bridge_latency-"))
-    print(f"{command}\n{started:%Y-%m-%d %H:%M} UTC; {machine}; load average {load}\nlogs: {log_dir}", flush=True)
+    print(f"{command}\n{started:%Y-%m-%d %H:%M} UTC; {machine}; {bytecode_note()}; load average {load}\n"
+          f"logs: {log_dir}", flush=True)
 
-    ctx: dict[str, Any] = {"log_dir": log_dir, "pin": pin, "call_sids": {},
+    ctx: dict[str, Any] = {"log_dir": log_dir, "pin": pin,
                            "auth_token": "bench-" + secrets.token_hex(16), "account_sid": "AC" + secrets.token_hex(16)}
     standin_port = free_port()
     ctx["standin_port"] = standin_port
@@ -1334,7 +1725,7 @@ def main(argv: list[str]) -> int:
               f"{'server core 0, stand-in + load generator core 1' if pin else 'none'}", flush=True)
 
         # direct first: the other kinds' "added" latency is relative to it
-        order = sorted(args.server_kinds, key=lambda k: k != "direct")
+        order = sorted(args.server_kinds, key=lambda k: k != "direct") if "steady" in args.scenario_list else []
         for kind in order:
             for count in args.call_counts:
                 t = time.monotonic()
@@ -1347,6 +1738,27 @@ def main(argv: list[str]) -> int:
                       f"  ({time.monotonic() - t:.0f} s)", flush=True)
                 if not standin.alive():
                     raise RuntimeError(f"the stand-in died:\n{standin.log_tail()}")
+        # Cold start and burst: our server and the bare relay, alternating so that a change in the box's load
+        # affects both alike.
+        for scenario, scenario_counts in (("cold", args.cold_counts), ("burst", args.burst_counts)):
+            if scenario not in args.scenario_list:
+                continue
+            for count in scenario_counts:
+                for kind in ARRIVAL_KINDS:
+                    if kind not in args.server_kinds:
+                        continue
+                    t = time.monotonic()
+                    result = run_arrivals(scenario, kind, count, args, ctx)
+                    results.append(result)
+                    print(f"  {scenario:5s} {kind:8s} {count:4d} calls over {args.arrival:g} s: set-up p50/p99 "
+                          f"{fmt(result.setup_p50)}/{fmt(result.setup_p99)} ms, RTT p99/max "
+                          f"{fmt(result.rtt_p99, 1)}/{fmt(result.rtt_max, 1)} ms, sent {result.frames_sent}, "
+                          f"not forwarded {result.not_forwarded}, lost {result.lost}, "
+                          f"failed {len(result.setup_failed)}, CPU {fmt(result.cpu_pct)} %"
+                          f"{'  ERROR ' + result.error.splitlines()[0][:200] if result.error else ''}"
+                          f"  ({time.monotonic() - t:.0f} s)", flush=True)
+                    if not standin.alive():
+                        raise RuntimeError(f"the stand-in died:\n{standin.log_tail()}")
     except KeyboardInterrupt:
         print("interrupted", flush=True)
     except Exception as exc:
@@ -1357,24 +1769,35 @@ def main(argv: list[str]) -> int:
         if standin is not None:
             standin.stop()
 
-    direct = {r.calls: r for r in results if r.kind == "direct" and r.rtt_p50 is not None}
-    for r in results:
+    steady = [r for r in results if r.scenario == "steady"]
+    arrivals = [r for r in results if r.scenario != "steady"]
+    direct = {r.calls: r for r in steady if r.kind == "direct" and r.rtt_p50 is not None}
+    for r in steady:
         base = direct.get(r.calls)
         if r.kind != "direct" and base is not None and r.rtt_p50 is not None:
             r.added_p50 = r.rtt_p50 - base.rtt_p50
             r.added_p99 = r.rtt_p99 - base.rtt_p99
     kind_rank = {"uvicorn": 0, "daphne": 1, "relay": 2, "direct": 3}
-    results.sort(key=lambda r: (r.calls, kind_rank[r.kind]))
-    table, clients = results_table(results), client_table(results)
-    check = goal_check(results)
-    notes = oddities(results, ctx)
+    steady.sort(key=lambda r: (r.calls, kind_rank[r.kind]))
+    arrivals.sort(key=lambda r: (r.scenario != "cold", r.calls, kind_rank[r.kind]))
+    goals = issue13_goals(results)
+    direct_note = f"\n{DIRECT_NOTE}\n" if direct else ""  # the ¹ marks only appear on direct rows
+    notes = oddities(steady + arrivals, ctx)
     finished = dt.datetime.now(dt.timezone.utc)
-    print()
-    print(table)
-    print("\n¹ direct: no server; CPU and RSS are the stand-in's.\n")
-    print(clients)
-    print()
-    print(check)
+    if steady:
+        table, clients, check = results_table(steady), client_table(steady), goal_check(steady)
+        print()
+        print(table)
+        print(direct_note)
+        print(clients)
+        print()
+        print(check)
+    if arrivals:
+        print()
+        print(arrivals_table(arrivals))
+        print()
+        print(arrivals_client_table(arrivals))
+    print("\nGoals (issue 13):\n" + "\n".join(goals))
     if notes:
         print("\nOdd things seen:\n" + "\n".join(f"- {n}" for n in notes))
     print(f"\nTook {(finished - started).total_seconds():.0f} s; logs in {log_dir}")
@@ -1384,47 +1807,76 @@ def main(argv: list[str]) -> int:
         out = out if out.is_absolute() else REPO / out
         section = f"""{SECTION}
 
-What our media path adds to every 20 ms audio frame. N simulated Twilio calls each send one tagged 160-byte
-μ-law frame every 20 ms (real-time, drift-free schedule, calls spread evenly over the 20 ms period) through the
-server to the local OpenAI Realtime stand-in in echo mode, which sends each frame straight back as a
-`response.output_audio.delta`; the server forwards it to the caller as Twilio `media` + `mark`, and the load
-generator echoes every `mark` as Twilio would. RTT is per frame, send to echo. Each call first goes through the
-real signed incoming-call webhook, stream token and `start` message (uvicorn, daphne), and probes until one frame
-comes back before the timed part begins.
+What our media path adds to every 20 ms audio frame, in steady state and when calls arrive together. Every
+simulated Twilio call sends one tagged 160-byte μ-law frame every 20 ms through the server to the local OpenAI
+Realtime stand-in in echo mode, which sends each frame straight back as a `response.output_audio.delta`; the
+server forwards it to the caller as Twilio `media` + `mark`, and the load generator echoes every `mark` as Twilio
+would. RTT is per frame, send to echo.
 
 - Command: `{command}` (from the repository root, with `.venv/bin/python`)
 - Date: {started:%Y-%m-%d %H:%M} UTC; took {(finished - started).total_seconds():.0f} s; load average at start {load}
-- Machine: {machine}
+- Machine: {machine}; {bytecode_note()}
 - Stand-in: {standin_label}
 - Servers: **uvicorn** = the Procfile's `web` command (uvloop, httptools, `--ws websockets-sansio`) serving
   `receptionist.asgi`; **daphne** = `daphne receptionist.asgi:application`; both with DEBUG=false, PostgreSQL
   (`{BENCH_DB}`) and `REDIS_URL` (the real channels-redis/cache config). **relay** = a bare `websockets` relay
   inside the bench (no Django): the practical floor for Python. **direct** = no server; the load generator speaks
-  the Realtime protocol to the stand-in (the network + stand-in baseline). One server process at a time, restarted
-  for every call count, warmed up with one call before the idle RSS sample.
-- Load generator: one asyncio (uvloop) process with a small callback-driven WebSocket client written for the
-  bench (masked frames, one write per read), so it costs less per message than the servers it measures. Per-core
+  the Realtime protocol to the stand-in (the network + stand-in baseline). One fresh server process per row.
+- Load generator: one asyncio (uvloop) process with a small callback-driven WebSocket client (and HTTP client for
+  the webhooks) written for the bench, so it costs less per message than the servers it measures. Per-core
   busy % (from /proc/stat) and the measured process's run-queue wait (from schedstat) show how much other load
   there was; when they are high, that run's latencies say more about the box than about the server.
 - Cores: {'the server is pinned to core 0; the stand-in and the load generator share core 1' if pin else 'no pinning'}.
-  This is a 2-core machine that other people's test runs may share, so the load generator, the stand-in and the
+  On a 2-core machine that other people's test runs may share, the load generator, the stand-in and the
   server compete for 2 cores: **compare ratios between rows, not absolute numbers.**
-- Added = a server's RTT percentile minus the direct run's at the same N. Server CPU % is utime+stime of the server
-  process (and children) over the steady-state window ({results[0].window_s if results else 0:.1f} s of the
-  {args.seconds:g} s), in % of one core; CPU per call = that / N (1 % of a core = 10 ms CPU per second of call).
-  RSS per call = (VmRSS in steady state − idle VmRSS after the warm-up call) / N. Frames lost = sent − echoed back
-  within {args.drain:g} s after the last frame.
+"""
+        if steady:
+            section += f"""
+### Steady state
+
+N calls on a warm process (one warm-up call first), set up {SETUP_CONCURRENCY} at a time through the real signed
+incoming-call webhook, stream token and `start` (uvicorn, daphne), each probed until one frame comes back; then all
+stream at once on a drift-free schedule, spread evenly over the 20 ms period, for {args.seconds:g} s.
+Added = a server's RTT percentile minus the direct run's at the same N. Server CPU % is utime+stime of the server
+process (and children) over the steady-state window ({steady[0].window_s:.1f} s of the {args.seconds:g} s), in %
+of one core; CPU per call = that / N (1 % of a core = 10 ms CPU per second of call). RSS per call = (VmRSS in
+steady state − idle VmRSS after the warm-up call) / N. Frames lost = sent − echoed back within {args.drain:g} s
+after the last frame.
 
 {table}
-
-¹ direct: no server; CPU and RSS are the stand-in's.
-
+{direct_note}
 Client side and checks (core 1 saturation shows up here; unreadable = media we could not read a tag from):
 
 {clients}
 
 {check}
 """
+        if arrivals:
+            section += f"""
+### Cold start and bursts
+
+Calls arriving together, as Twilio delivers them, for our server and the bare relay side by side. **Cold**: a
+freshly started process, no warm-up call; the first call arrives the moment it takes traffic (uvicorn: `/healthz/`
+first answers 200; relay: its port accepts). **Burst**: a fresh process after one warm-up call. In both, the calls
+arrive evenly spread over {args.arrival:g} s; each sends the signed webhook (relay: none, it connects at once),
+opens the media socket, sends `connected` + `start` and then streams a frame every 20 ms straight away, without
+waiting for anything, for {args.call_seconds:g} s, then `stop`. **Set-up** = webhook sent (relay: socket connect)
+→ the call's first echoed frame (the stream flows); a call with no echo at all is a set-up failure. RTT counts
+every echoed frame, late backlog included. Frames sent before a call's first echo that never come back are **not
+forwarded during set-up** (for a failed call, all of its frames); frames sent after it that are not back within
+{args.drain:g} s of the last frame are **lost**. Server CPU % = utime+stime of the server's process tree from the
+first arrival until the last call closed, in % of one core.
+
+{arrivals_table(arrivals)}
+
+Client side (taking traffic after start = process start → first accepting, cold only; set-up parts = webhook
+sent → TwiML read, → media socket open and `start` sent, → first echo; arrival lag = how late the load generator
+began a call after its scheduled time):
+
+{arrivals_client_table(arrivals)}
+"""
+        section += "\n### Goals (issue 13)\n\n" + "\n".join(
+            line if line.startswith("  - ") else f"- {line}" for line in goals) + "\n"
         if notes:
             section += "\nOdd things seen in this run:\n\n" + "\n".join(f"- {n}" for n in notes) + "\n"
         update_doc(out, SECTION, section)
