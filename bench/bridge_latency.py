@@ -348,8 +348,13 @@ def setup_database(env: dict[str, str], log_dir: Path) -> None:
         ("migrate", [PY, "manage.py", "migrate", "--noinput"]),
         ("business", [PY, "manage.py", "shell", "-c",
                       "from django.utils import timezone; from accounts.models import Business; "
-                      f"Business.objects.create(name='Bench Dental', phone_number='{BUSINESS_NUMBER}', "
-                      "onboarded_at=timezone.now())"]),
+                      "from billing.models import BillingAccount; "
+                      f"b = Business.objects.create(name='Bench Dental', phone_number='{BUSINESS_NUMBER}', "
+                      "onboarded_at=timezone.now()); "
+                      # A metered subscription: the free trial's minutes would run out after a few hundred
+                      # bench calls, and billing would then refuse them.
+                      "BillingAccount.objects.create(business=b, status='active', trial_minutes=0, "
+                      "plan_key='bench', current_period_start=timezone.now())"]),
     ]
     for name, argv in steps:
         result = subprocess.run(argv, cwd=REPO, env=env, capture_output=True, text=True, timeout=180)
