@@ -76,8 +76,12 @@ class Schedule:
     def __init__(self, business: Business, first: dt.date, last: dt.date) -> None:
         self.business = business
         self.hours = week_hours(business=business)
-        self.closed = dict(ClosedDate.objects.filter(business=business, date__gte=first, date__lte=last)
-                           .values_list("date", "reason"))
+        prefetched = getattr(business, "_prefetched_objects_cache", {})
+        if "closed_dates" in prefetched:  # loaded with the business (the agent's profile): no second query
+            self.closed = {c.date: c.reason for c in prefetched["closed_dates"] if first <= c.date <= last}
+        else:
+            self.closed = dict(ClosedDate.objects.filter(business=business, date__gte=first, date__lte=last)
+                               .values_list("date", "reason"))
 
     def closed_reason(self, day: dt.date) -> str | None:
         """Why the business is closed on a closed date ("" when no reason was given); None on other days."""
@@ -119,7 +123,12 @@ def open_status(*, business: Business, now: dt.datetime | None = None, days_ahea
 def week_hours(*, business: Business) -> dict[int, list[tuple[dt.time, dt.time]]]:
     """Weekday (0 = Monday) → its open intervals, in local time."""
     hours: dict[int, list[tuple[dt.time, dt.time]]] = {}
-    for row in OpeningHours.objects.filter(business=business).order_by("weekday", "opens"):
+    prefetched = getattr(business, "_prefetched_objects_cache", {})
+    if "opening_hours" in prefetched:  # loaded with the business (the agent's profile): no second query
+        rows = sorted(prefetched["opening_hours"], key=lambda row: (row.weekday, row.opens))
+    else:
+        rows = OpeningHours.objects.filter(business=business).order_by("weekday", "opens")
+    for row in rows:
         hours.setdefault(row.weekday, []).append((row.opens, row.closes))
     return hours
 

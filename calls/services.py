@@ -113,15 +113,22 @@ def call_search_append(*, call_id: int, texts: list[str]) -> None:
         cursor.execute(SEARCH_APPEND_SQL, [text, call_id])
 
 
-def call_claim_stream(*, call_id: int) -> bool:
-    """Mark the call's media stream as started; False if a stream already used this call's token."""
+@dataclass(frozen=True)
+class ClaimedStream:
+    business_id: int
+    from_number: str
+
+
+def call_claim_stream(*, call_id: int) -> ClaimedStream | None:
+    """Mark the call's media stream as started; None if a stream already used this call's token."""
     now = timezone.now()
     claimed = Call.objects.filter(id=call_id, stream_started_at__isnull=True, finalized_at__isnull=True).update(
         stream_started_at=now, answered_at=now, status=Call.Status.IN_PROGRESS)
-    if claimed:
-        business_id = Call.objects.filter(id=call_id).values_list("business_id", flat=True).first()
-        publish_call_changed(call_id=call_id, business_id=business_id, status=Call.Status.IN_PROGRESS)
-    return claimed == 1
+    if not claimed:
+        return None
+    business_id, from_number = Call.objects.filter(id=call_id).values_list("business_id", "from_number").get()
+    publish_call_changed(call_id=call_id, business_id=business_id, status=Call.Status.IN_PROGRESS)
+    return ClaimedStream(business_id=business_id, from_number=from_number)
 
 
 @dataclass
@@ -443,13 +450,17 @@ def customer_record_call(*, business_id: int, phone: str, call_id: int | None) -
     if not phone:
         return None
     now = timezone.now()
-    customer, _ = Customer.objects.get_or_create(business_id=business_id, phone=phone,
-                                                 defaults={"first_seen_at": now, "last_seen_at": now})
-    rows = Customer.objects.filter(id=customer.id)
-    if call_id is not None:
-        rows = rows.exclude(last_call_id=call_id)
-    rows.update(call_count=F("call_count") + 1, last_call_id=call_id, last_seen_at=now)
-    customer.refresh_from_db()
+    rows = Customer.objects.filter(business_id=business_id, phone=phone)
+    uncounted = rows if call_id is None else rows.exclude(last_call_id=call_id)
+    # A returning caller (most calls): one write.
+    if uncounted.update(call_count=F("call_count") + 1, last_call_id=call_id, last_seen_at=now):
+        return rows.first()
+    customer, created = Customer.objects.get_or_create(
+        business_id=business_id, phone=phone,
+        defaults={"first_seen_at": now, "last_seen_at": now, "call_count": 1, "last_call_id": call_id})
+    # Not created: this call was already counted, or another process created the customer in between (count it).
+    if not created and uncounted.update(call_count=F("call_count") + 1, last_call_id=call_id, last_seen_at=now):
+        customer.refresh_from_db()
     return customer
 
 

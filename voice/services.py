@@ -11,9 +11,11 @@ import logging
 from dataclasses import dataclass
 
 from django.conf import settings
+from django.db import transaction
 
 from accounts.models import Business
 from accounts.transfers import allowed_transfer_number
+from billing.models import BillingAccount
 from billing.services import call_gate
 from calls.models import Call
 from calls.services import call_create_inbound, call_finalize, call_forward_start
@@ -30,13 +32,27 @@ def answer_incoming_call(*, call_sid: str, to_number: str, from_number: str) -> 
 
     Records the call (a retried webhook gets the same call), then connects its media stream; when billing
     refuses the call it is still recorded, and the caller is forwarded to the business or told politely."""
-    business = Business.objects.filter(phone_number=to_number).first() if to_number else None
+    # The billing account comes with the business (one query); a business without one is on its free trial.
+    business = (Business.objects.select_related("billing_account").filter(phone_number=to_number).first()
+                if to_number else None)
     if business is None or not call_sid:
         log.info("Incoming call to an unknown number %s", to_number)
         # No business, so no business language: the operator's default.
         language = settings.LANGUAGE_CODE[:2]
         return twilio_api.say_twiml(phrase("unknown_number", language), language=language)
-    decision = call_gate(business=business)
+    try:
+        account = business.billing_account
+    except BillingAccount.DoesNotExist:
+        account = None
+    # One transaction: one commit for the call's writes (each commit waits for PostgreSQL to flush its log).
+    with transaction.atomic():
+        return _answer_known_number(business, account, call_sid=call_sid, to_number=to_number,
+                                    from_number=from_number)
+
+
+def _answer_known_number(business: Business, account: BillingAccount | None, *, call_sid: str, to_number: str,
+                         from_number: str) -> str:
+    decision = call_gate(business=business, account=account)
     call = call_create_inbound(business=business, twilio_call_sid=call_sid, from_number=from_number,
                                to_number=to_number)
     if not decision.allowed:
@@ -62,5 +78,6 @@ class OpenedStream:
 def open_media_stream(*, token: str, call_id: str | None, call_sid: str | None) -> OpenedStream:
     """Redeem the stream token of a media stream's `start` message and load what the agent needs to answer.
     Raises StreamTokenError (nothing is loaded then)."""
-    grant = redeem_stream_token(token, call_id=call_id, call_sid=call_sid)
+    with transaction.atomic():  # the claim and the caller's record: one commit
+        grant = redeem_stream_token(token, call_id=call_id, call_sid=call_sid)
     return OpenedStream(grant=grant, profile=load_agent_profile(grant.business_id, grant.caller_number))

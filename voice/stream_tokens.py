@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from django.conf import settings
 from django.core import signing
 
-from calls.models import Call
 from calls.services import call_claim_stream, customer_record_call
 
 SALT = "voice.stream-token"
@@ -46,9 +45,9 @@ def redeem_stream_token(token: str, *, call_id: str | None, call_sid: str | None
         raise StreamTokenError("stream token belongs to another call")
     if call_sid is not None and data.get("sid") != call_sid:
         raise StreamTokenError("stream token does not match the call SID")
-    if not call_claim_stream(call_id=data["call"]):
+    claimed = call_claim_stream(call_id=data["call"])
+    if claimed is None:
         raise StreamTokenError("stream token already used")
-    business_id, caller_number = Call.objects.filter(id=data["call"]).values_list("business_id", "from_number").get()
-    customer_record_call(business_id=business_id, phone=caller_number, call_id=data["call"])
-    return StreamGrant(call_id=data["call"], business_id=business_id, twilio_call_sid=data.get("sid") or "",
-                       caller_number=caller_number)
+    customer_record_call(business_id=claimed.business_id, phone=claimed.from_number, call_id=data["call"])
+    return StreamGrant(call_id=data["call"], business_id=claimed.business_id, twilio_call_sid=data.get("sid") or "",
+                       caller_number=claimed.from_number)
