@@ -704,8 +704,11 @@ class LoadCall:
         from twilio.request_validator import RequestValidator
 
         url = self.target.base_url + "/voice/twilio/incoming/"
-        params = {"CallSid": self.r.call_sid, "AccountSid": self.target.account_sid, "From": "+15550109999",
-                  "To": BUSINESS_NUMBER, "Caller": "+15550109999", "Called": BUSINESS_NUMBER,
+        # Each call from a caller of its own, as calls arriving together are (one shared number would make every
+        # call update the same customer row).
+        caller = f"+1555011{self.r.index % 10000:04d}"
+        params = {"CallSid": self.r.call_sid, "AccountSid": self.target.account_sid, "From": caller,
+                  "To": BUSINESS_NUMBER, "Caller": caller, "Called": BUSINESS_NUMBER,
                   "CallStatus": "ringing", "Direction": "inbound", "ApiVersion": "2010-04-01"}
         signature = RequestValidator(self.target.auth_token).compute_signature(url, params)
         self._webhook_request = (url, urllib.parse.urlencode(params).encode(), {

@@ -107,8 +107,9 @@ def call_allowance(*, call_id: int, now: dt.datetime | None = None) -> CallAllow
     other live calls (`MinutePool.seconds_left`), and for a browser test call today's test-call time too.
     Reads only; the call session asks at its start and every CALL_ALLOWANCE_RECHECK_SECONDS."""
     now = now or timezone.now()
-    call = Call.objects.select_related("business").filter(id=call_id).first()
-    if call is None:
+    try:
+        call = Call.objects.select_related("business").get(id=call_id)
+    except Call.DoesNotExist:
         return CallAllowance(None)
     account = account_for_business(call.business)
     limits: list[tuple[float, str]] = []

@@ -454,7 +454,7 @@ def customer_record_call(*, business_id: int, phone: str, call_id: int | None) -
     uncounted = rows if call_id is None else rows.exclude(last_call_id=call_id)
     # A returning caller (most calls): one write.
     if uncounted.update(call_count=F("call_count") + 1, last_call_id=call_id, last_seen_at=now):
-        return rows.first()
+        return rows.get()  # one per business and number
     customer, created = Customer.objects.get_or_create(
         business_id=business_id, phone=phone,
         defaults={"first_seen_at": now, "last_seen_at": now, "call_count": 1, "last_call_id": call_id})

@@ -398,7 +398,7 @@ class _StreamState(_AudioSocket):
         self.reply_channel = await layer.new_channel("call.") if layer is not None else ""
         self.session = CallSession(call_id=grant.call_id, business_id=grant.business_id, transport=self.transport,
                                    caller_number=grant.caller_number, reply_channel=self.reply_channel,
-                                   profile=opened.profile)
+                                   profile=opened.profile, allowance=opened.allowance)
         if layer is not None:
             self.listener = asyncio.create_task(forward_call_messages(layer, self.reply_channel, lambda: self.session))
         if self.ending:  # Twilio stopped, or the socket went, while the call was being looked up

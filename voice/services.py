@@ -16,7 +16,7 @@ from django.db import transaction
 from accounts.models import Business
 from accounts.transfers import allowed_transfer_number
 from billing.models import BillingAccount
-from billing.services import call_gate
+from billing.services import CallAllowance, call_allowance, call_gate
 from calls.models import Call
 from calls.services import call_create_inbound, call_finalize, call_forward_start
 from voice import twilio_api
@@ -33,8 +33,8 @@ def answer_incoming_call(*, call_sid: str, to_number: str, from_number: str) -> 
     Records the call (a retried webhook gets the same call), then connects its media stream; when billing
     refuses the call it is still recorded, and the caller is forwarded to the business or told politely."""
     # The billing account comes with the business (one query); a business without one is on its free trial.
-    business = (Business.objects.select_related("billing_account").filter(phone_number=to_number).first()
-                if to_number else None)
+    business = (Business.objects.select_related("billing_account").filter(phone_number=to_number)
+                .order_by().first() if to_number else None)  # numbers are unique: no ordering to compute
     if business is None or not call_sid:
         log.info("Incoming call to an unknown number %s", to_number)
         # No business, so no business language: the operator's default.
@@ -73,6 +73,7 @@ def _answer_known_number(business: Business, account: BillingAccount | None, *, 
 class OpenedStream:
     grant: StreamGrant
     profile: AgentProfile
+    allowance: CallAllowance  # the minutes the call has (free trial, hard cap), as of its start
 
 
 def open_media_stream(*, token: str, call_id: str | None, call_sid: str | None) -> OpenedStream:
@@ -80,4 +81,5 @@ def open_media_stream(*, token: str, call_id: str | None, call_sid: str | None) 
     Raises StreamTokenError (nothing is loaded then)."""
     with transaction.atomic():  # the claim and the caller's record: one commit
         grant = redeem_stream_token(token, call_id=call_id, call_sid=call_sid)
-    return OpenedStream(grant=grant, profile=load_agent_profile(grant.business_id, grant.caller_number))
+    return OpenedStream(grant=grant, profile=load_agent_profile(grant.business_id, grant.caller_number),
+                        allowance=call_allowance(call_id=grant.call_id))

@@ -125,7 +125,7 @@ def b64_len_to_bytes(payload: str) -> int:
 class CallSession:
     def __init__(self, *, call_id: int, business_id: int, transport: CallTransport, caller_number: str = "",
                  reply_channel: str = "", profile: AgentProfile | None = None,
-                 max_seconds: int | None = None) -> None:
+                 max_seconds: int | None = None, allowance: CallAllowance | None = None) -> None:
         self.call_id = call_id
         self.caller_number = caller_number
         self.reply_channel = reply_channel  # where the supervisor's answers come back (channel layer)
@@ -169,6 +169,8 @@ class CallSession:
         self.allowance_reason = ""
         self._allowance_goodbye = False
         self._allowance_checked_at = 0.0
+        if allowance is not None:  # read with the rest of the call's set-up: no separate check at the start
+            self._apply_allowance(allowance, asked_at=self.t0)
         # The server is shutting down (voice/drain.py): the agent says the restart sentence, then hangs up.
         self.draining = False
         self.shutdown_said = False  # the restart sentence was spoken in full
@@ -327,7 +329,8 @@ class CallSession:
         await self._flush()
 
     async def _housekeeping(self) -> None:
-        await self._check_allowance()  # here rather than in start(): the greeting doesn't wait for it
+        if not self._allowance_checked_at:
+            await self._check_allowance()  # here rather than in start(): the greeting doesn't wait for it
         while True:
             await asyncio.sleep(FLUSH_INTERVAL_S)
             try:
@@ -356,9 +359,13 @@ class CallSession:
         except Exception:
             log.exception("Call %s: could not read the minutes left; keeping the last deadline", self.call_id)
             allowance = None
+        if allowance is not None:
+            self._apply_allowance(allowance, asked_at=asked_at)
+        else:
+            self._allowance_checked_at = asked_at
+
+    def _apply_allowance(self, allowance: CallAllowance, *, asked_at: float) -> None:
         self._allowance_checked_at = asked_at
-        if allowance is None:
-            return
         if allowance.seconds_left is None:
             self.allowance_deadline, self.allowance_reason = None, ""
         else:
