@@ -28,11 +28,17 @@ log = logging.getLogger(__name__)
 
 def call_create_inbound(*, business: Business, twilio_call_sid: str, from_number: str, to_number: str) -> Call:
     """Record a ringing inbound call. A webhook retried by Twilio returns the call it already made."""
-    call, created = Call.objects.get_or_create(
-        twilio_call_sid=twilio_call_sid,
-        defaults={"business": business, "from_number": from_number[:32], "to_number": to_number[:32],
-                  "channel": Call.Channel.TWILIO, "direction": Call.Direction.INBOUND},
-    )
+    try:
+        with transaction.atomic():  # a new call (nearly always): the insert alone, no lookup first
+            call = Call.objects.create(twilio_call_sid=twilio_call_sid, business=business,
+                                       from_number=from_number[:32], to_number=to_number[:32],
+                                       channel=Call.Channel.TWILIO, direction=Call.Direction.INBOUND)
+        created = True
+    except IntegrityError:
+        call = Call.objects.filter(twilio_call_sid=twilio_call_sid).first()
+        if call is None:  # another constraint failed, not the call SID's
+            raise
+        created = False
     if created:
         call_search_refresh(call_id=call.id)  # findable by its number while it rings
         publish_call_changed(call_id=call.id, business_id=call.business_id, status=call.status)
@@ -438,30 +444,34 @@ def _check_bookable(*, business: Business, starts_at: datetime, ends_at: datetim
         raise SlotTaken(SLOT_TAKEN_MESSAGE)
 
 
-def customer_record_call(*, business_id: int, phone: str, call_id: int | None) -> Customer | None:
-    """Create or refresh the caller's Customer when a call comes in; None for a withheld or invalid number.
-
-    Idempotent per call: recording the same call again neither counts it twice nor fails.
-    """
+def customer_count_call(*, business_id: int, phone: str, call_id: int | None) -> str:
+    """Count a call in its caller's Customer record, creating it for a first call; returns the E.164 number
+    counted ("" for a withheld or invalid number: nothing is recorded). Idempotent per call: counting the same
+    call again neither counts it twice nor fails. A returning caller (most calls) costs one write."""
     try:
         phone = normalize_e164(phone)
     except ValidationError:
-        return None
+        return ""
     if not phone:
-        return None
+        return ""
     now = timezone.now()
-    rows = Customer.objects.filter(business_id=business_id, phone=phone)
-    uncounted = rows if call_id is None else rows.exclude(last_call_id=call_id)
-    # A returning caller (most calls): one write.
+    uncounted = Customer.objects.filter(business_id=business_id, phone=phone)
+    if call_id is not None:
+        uncounted = uncounted.exclude(last_call_id=call_id)
     if uncounted.update(call_count=F("call_count") + 1, last_call_id=call_id, last_seen_at=now):
-        return rows.get()  # one per business and number
-    customer, created = Customer.objects.get_or_create(
+        return phone
+    _, created = Customer.objects.get_or_create(
         business_id=business_id, phone=phone,
         defaults={"first_seen_at": now, "last_seen_at": now, "call_count": 1, "last_call_id": call_id})
-    # Not created: this call was already counted, or another process created the customer in between (count it).
-    if not created and uncounted.update(call_count=F("call_count") + 1, last_call_id=call_id, last_seen_at=now):
-        customer.refresh_from_db()
-    return customer
+    if not created:  # counted already, or another process created the customer in between (then count it)
+        uncounted.update(call_count=F("call_count") + 1, last_call_id=call_id, last_seen_at=now)
+    return phone
+
+
+def customer_record_call(*, business_id: int, phone: str, call_id: int | None) -> Customer | None:
+    """`customer_count_call`, returning the caller's Customer (None for a withheld or invalid number)."""
+    phone = customer_count_call(business_id=business_id, phone=phone, call_id=call_id)
+    return Customer.objects.get(business_id=business_id, phone=phone) if phone else None
 
 
 def customer_get_or_create(*, business: Business, phone: str, name: str = "", rename: bool = False) -> Customer:

@@ -266,7 +266,8 @@ class _StreamState(_AudioSocket):
         self.opening: asyncio.Task | None = None
         self.connecting = False  # the opening task is past the database, connecting to OpenAI
         self.ending = False
-        self.early_media = 0  # media frames that came while the agent was being connected (not sent)
+        self.started_at = 0.0
+        self.early_audio_bytes = 0  # caller audio that came while the agent was being connected (not sent)
 
     async def close(self, code: int, reason: str) -> bool:
         self.close_reason = reason
@@ -321,7 +322,7 @@ class _StreamState(_AudioSocket):
             if session is None or not session.ready:
                 # Twilio streams from the moment it connects; what the caller says before the agent is connected
                 # is not kept for later, so the first frames sent on are live ones, never a backlog.
-                self.early_media += 1
+                self.early_audio_bytes += b64_len_to_bytes(payload)
                 return True
             await session.caller_audio(payload)
             return True
@@ -362,6 +363,7 @@ class _StreamState(_AudioSocket):
         if draining():
             return await self.refuse_for_restart()
         self.started = True
+        self.started_at = time.monotonic()
         self.stream_sid = stream_sid
         # Set up beside the frame loop: Twilio's media keeps coming meanwhile, and is read (and dropped) as it
         # comes instead of piling up in the socket to be delivered seconds late.
@@ -411,6 +413,11 @@ class _StreamState(_AudioSocket):
         await self.session.start()
         if self.session.finished.is_set():  # the agent could not be connected: the caller has been told
             self.socket_closed = True
+            return
+        # On the call's timeline: how long the caller waited for the agent after Twilio's stream started.
+        self.session.add_event(CallEvent.Kind.STATUS, step="agent_connected",
+                               setup_ms=round((time.monotonic() - self.started_at) * 1000),
+                               early_audio_ms=self.early_audio_bytes // TwilioTransport.bytes_per_ms)
 
     async def stop_opening(self) -> None:
         """The stream is ending: let a database hop in flight finish (its call must be recorded), but stop

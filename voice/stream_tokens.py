@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from django.conf import settings
 from django.core import signing
 
-from calls.services import call_claim_stream, customer_record_call
+from calls.services import call_claim_stream, customer_count_call
 
 SALT = "voice.stream-token"
 
@@ -48,6 +48,6 @@ def redeem_stream_token(token: str, *, call_id: str | None, call_sid: str | None
     claimed = call_claim_stream(call_id=data["call"])
     if claimed is None:
         raise StreamTokenError("stream token already used")
-    customer_record_call(business_id=claimed.business_id, phone=claimed.from_number, call_id=data["call"])
+    customer_count_call(business_id=claimed.business_id, phone=claimed.from_number, call_id=data["call"])
     return StreamGrant(call_id=data["call"], business_id=claimed.business_id, twilio_call_sid=data.get("sid") or "",
                        caller_number=claimed.from_number)

@@ -13,8 +13,10 @@ from asgiref.sync import sync_to_async
 from channels.testing import WebsocketCommunicator
 
 from calls.models import Call
+from calls.services import customer_record_call
 from tests.factories import make_call
 from voice.consumers import TwilioMediaStream, TwilioTransport
+from voice.services import answer_incoming_call, open_media_stream
 from voice.simulator import new_sid
 from voice.standin import Script
 from voice.stream_tokens import issue_stream_token
@@ -86,3 +88,36 @@ async def test_agent_audio_for_a_caller_who_is_gone_is_dropped_without_failing_t
     await transport.send_audio("/w==")  # the socket went meanwhile: no exception reaches the session
     await transport.send_mark("item:40")
     assert len(sent) == 1 and transport.closed
+
+
+def returning_caller_on_a_plan(harbor):
+    """A business on a metered plan and a caller who has called before: the common case."""
+    from billing.models import BillingAccount
+    from django.utils import timezone
+
+    BillingAccount.objects.create(business=harbor, status="active", trial_minutes=0, plan_key="pro",
+                                  current_period_start=timezone.now())
+    earlier = make_call(harbor, from_number="+12025550143", twilio_call_sid=new_sid("CA"))
+    customer_record_call(business_id=harbor.id, phone="+12025550143", call_id=earlier.id)
+
+
+def test_answering_the_incoming_call_webhook_takes_seven_round_trips(harbor, django_assert_num_queries):
+    returning_caller_on_a_plan(harbor)
+    # The business with its billing account; in one transaction (BEGIN … COMMIT), the call's insert in a savepoint
+    # (a webhook Twilio retries finds its call instead) and its search text.
+    with django_assert_num_queries(7):
+        twiml = answer_incoming_call(call_sid=new_sid("CA"), to_number=harbor.phone_number,
+                                     from_number="+12025550143")
+    assert "<Connect><Stream" in twiml
+
+
+def test_opening_the_media_stream_takes_fourteen_round_trips(harbor, django_assert_num_queries):
+    returning_caller_on_a_plan(harbor)
+    call = make_call(harbor, from_number="+12025550143", twilio_call_sid=new_sid("CA"))
+    # In one transaction (BEGIN … COMMIT): the claim, the caller's number, the caller's count. Then the business
+    # with its hours, closed dates, services and FAQ; the caller's record and upcoming bookings; the call and its
+    # billing account for the minutes left.
+    with django_assert_num_queries(14):
+        opened = open_media_stream(token=issue_stream_token(call), call_id=str(call.id),
+                                   call_sid=call.twilio_call_sid)
+    assert opened.grant.call_id == call.id and opened.allowance.seconds_left is None

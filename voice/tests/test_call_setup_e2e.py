@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from calls.models import Call
+from calls.models import Call, CallEvent
 from voice.simulator import new_sid
 from voice.standin import Script
 from voice.tests.conftest import HARBOR_SCRIPT
@@ -51,7 +51,11 @@ def test_media_that_arrives_while_the_agent_connects_is_dropped_not_delivered_la
         await closed_with(ws)
 
     asyncio.run(scenario())
-    assert finalized_call(call_sid).end_reason == "caller_hung_up"
+    call = finalized_call(call_sid)
+    assert call.end_reason == "caller_hung_up"
+    connected = CallEvent.objects.get(call=call, kind=CallEvent.Kind.STATUS, payload__step="agent_connected")
+    assert connected.payload["setup_ms"] >= CONNECT_DELAY_MS
+    assert connected.payload["early_audio_ms"] >= CONNECT_DELAY_MS - 4 * FRAME_MS
     # Before OpenAI accepted the socket no frame could be sent on; held back and sent later, those frames would
     # reach OpenAI late and all of them would arrive. Only frames sent after the agent connected are there.
     received_ms = upstream_record(standin)["input_audio_ms"]
