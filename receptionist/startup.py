@@ -5,7 +5,8 @@ the URL configuration (which pulls in the Polar SDK), and the first connections 
 the one event loop that also carries every live call's audio: a burst of calls on a fresh process stalled
 every call's audio for seconds (issue 13). `prepare_process` does that work at ASGI lifespan start-up, which
 uvicorn completes before it listens, so `/healthz/` answers only once it is done. Under a server without
-lifespan (daphne in development), the first `/healthz/` runs it.
+lifespan (daphne in development), the first `/healthz/` runs it. A PostgreSQL or Redis that is down does not keep
+the process from starting: `/healthz/` names what is failing (still 200) and retries it.
 
 `LOG_LATE_IMPORTS=true` logs every module imported after start-up, with a stack: the test that keeps the live
 path free of lazy imports runs a real call with it on.
@@ -52,8 +53,8 @@ LIVE_PATH_MODULES = (
     "django.http.multipartparser",
     "django.contrib.messages.storage.fallback",  # MessageMiddleware loads its storage on a request
 )
-# Each connection step gets this long; a dependency that is down makes the process start not ready rather than
-# not start: `/healthz/` says what is missing and tries again.
+# Each connection step gets this long; a dependency that is down does not stop the process from starting:
+# `/healthz/` says what is missing and tries again.
 CONNECT_TIMEOUT_S = 5.0
 RETRY_EVERY_S = 2.0
 
@@ -62,17 +63,14 @@ class StartupState:
     def __init__(self) -> None:
         self.ready = False
         self.problems: list[str] = []
-        self.imports_done = False
         self.seconds: float | None = None
         self.last_try = 0.0
         self.lock: asyncio.Lock | None = None
+        self.recheck: asyncio.Task | None = None
+        self.preparing: asyncio.Task | None = None
 
 
 STATE = StartupState()
-
-
-def is_ready() -> bool:
-    return STATE.ready
 
 
 def import_live_path() -> None:
@@ -140,58 +138,77 @@ async def connect_channel_layer() -> None:
     await layer.group_send("startup-check", {"type": "startup.check"})
 
 
-async def prepare_process() -> bool:
-    """Load and connect everything a call needs. Idempotent; True once ready. Never raises."""
+async def prepare_process() -> None:
+    """Load everything a call needs and open its connections. Idempotent. Raises only when our own code cannot
+    be imported: a broken release should fail to start, not start half-loaded.
+
+    The process is ready once this has run, even with PostgreSQL or Redis unreachable: that outage is every
+    process's, and taking them all out of the load balancer would also take away the Twilio fallback URL and the
+    calls that still work without Redis. `/healthz/` reports the connections that failed and tries them again."""
     if STATE.ready:
-        return True
+        return
     if STATE.lock is None:
         STATE.lock = asyncio.Lock()
     async with STATE.lock:
         if STATE.ready:
-            return True
+            return
         started = time.monotonic()
-        STATE.last_try = started
-        problems: list[str] = []
-        if not STATE.imports_done:
-            # In a thread: the event loop stays free for whatever is already connected (e.g. daphne's first page).
-            await asyncio.to_thread(import_live_path)
-            STATE.imports_done = True
-        from voice.session import in_db_pool
-
-        steps: list[tuple[str, Any]] = [
-            ("database", in_db_pool(connect_database)()),
-            ("channel layer", connect_channel_layer()),
-            ("task broker", asyncio.to_thread(connect_broker)),
-        ]
-        results = await asyncio.gather(*(asyncio.wait_for(step, CONNECT_TIMEOUT_S) for _, step in steps),
-                                       return_exceptions=True)
-        for (name, _), result in zip(steps, results):
-            if isinstance(result, BaseException):
-                problems.append(f"{name}: {type(result).__name__}: {result}"[:300])
-        STATE.problems = problems
-        STATE.seconds = time.monotonic() - started
-        if problems:
-            log.warning("Start-up: not ready after %.2f s: %s", STATE.seconds, "; ".join(problems))
-            return False
+        # In a thread: the event loop stays free for whatever is already connected (e.g. daphne's first page).
+        await asyncio.to_thread(import_live_path)
+        await check_connections()
         # Everything loaded so far lives as long as the process. Frozen, the garbage collector never walks it
         # again: a full collection over it (~250,000 objects, 0.1 s or more) would stall every live call's audio.
         gc.collect()
         gc.freeze()
-
+        STATE.seconds = time.monotonic() - started
         STATE.ready = True
-        log.info("Start-up: ready to take calls after %.2f s", STATE.seconds)
+        if STATE.problems:
+            log.warning("Start-up: ready after %.2f s, but without %s", STATE.seconds, "; ".join(STATE.problems))
+        else:
+            log.info("Start-up: ready to take calls after %.2f s", STATE.seconds)
         if settings.LOG_LATE_IMPORTS:
             watch_late_imports()
-        return True
 
 
-async def ready_or_retry() -> bool:
-    """For `/healthz/`: ready, or prepare again (at most every RETRY_EVERY_S while something is missing)."""
-    if STATE.ready:
-        return True
-    if STATE.imports_done and time.monotonic() - STATE.last_try < RETRY_EVERY_S:
-        return False
-    return await prepare_process()
+async def check_connections() -> list[str]:
+    """Open (or check) the database, channel-layer and broker connections; what failed, also in STATE."""
+    from voice.session import in_db_pool
+
+    STATE.last_try = time.monotonic()
+    steps: list[tuple[str, Any]] = [
+        ("database", in_db_pool(connect_database)()),
+        ("channel layer", connect_channel_layer()),
+        ("task broker", asyncio.to_thread(connect_broker)),
+    ]
+    results = await asyncio.gather(*(asyncio.wait_for(step, CONNECT_TIMEOUT_S) for _, step in steps),
+                                   return_exceptions=True)
+    STATE.problems = [f"{name}: {type(result).__name__}: {result}"[:300]
+                      for (name, _), result in zip(steps, results) if isinstance(result, BaseException)]
+    return STATE.problems
+
+
+async def health() -> list[str]:
+    """For `/healthz/`: prepare the process if no lifespan start-up did; then the connections that were failing
+    at the last check. While any is, it is checked again in the background (at most every RETRY_EVERY_S), so a
+    probe never waits for a connection timeout."""
+    if not STATE.ready:
+        # A task of its own: a probe that gives up (a client timeout cancels its request) must not cancel it.
+        if STATE.preparing is None or STATE.preparing.done():
+            STATE.preparing = asyncio.create_task(prepare_process(), name="startup-prepare")
+        await asyncio.shield(STATE.preparing)
+    elif STATE.problems and time.monotonic() - STATE.last_try >= RETRY_EVERY_S \
+            and (STATE.recheck is None or STATE.recheck.done()):
+        STATE.last_try = time.monotonic()
+        STATE.recheck = asyncio.create_task(recheck_connections(), name="startup-recheck")
+    return STATE.problems
+
+
+async def recheck_connections() -> None:
+    try:
+        if not await check_connections():
+            log.info("Start-up: every connection works again")
+    except Exception:  # never an unretrieved task exception; the next probe tries again
+        log.exception("Checking the connections failed")
 
 
 _watching = False
