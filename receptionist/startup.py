@@ -44,7 +44,6 @@ LIVE_PATH_MODULES = (
     "billing.tasks",
     "billing.polar_client",
     "websockets.asyncio.client",
-    "websockets.legacy.client",
     "twilio.rest",
     "twilio.request_validator",
     "celery.app.amqp",
@@ -78,10 +77,7 @@ def import_live_path() -> None:
     from django.urls import get_resolver
 
     for name in LIVE_PATH_MODULES:
-        try:
-            importlib.import_module(name)
-        except ImportError:  # optional transports (e.g. kombu's redis without Redis configured) may be absent
-            log.debug("Start-up: module %s is not available", name, exc_info=True)
+        importlib.import_module(name)
     resolver = get_resolver()
     resolver.reverse_dict  # noqa: B018 - populating the resolver imports every urls module and view
     resolver.resolve("/voice/twilio/incoming/")
