@@ -405,6 +405,8 @@ BROWSER_AUDIO_EXCESS_SECONDS = env_int("BROWSER_AUDIO_EXCESS_SECONDS", 3)
 # How often a live call re-reads the minutes it has left (free trial, hard cap, test-call quota), off the
 # audio path, so calls running at once share what is left.
 CALL_ALLOWANCE_RECHECK_SECONDS = env_int("CALL_ALLOWANCE_RECHECK_SECONDS", 15)
+# The same for a call with no cap (a metered plan): only a plan change can give it one, so it looks less often.
+CALL_ALLOWANCE_UNCAPPED_RECHECK_SECONDS = env_int("CALL_ALLOWANCE_UNCAPPED_RECHECK_SECONDS", 60)
 # Server VAD tuning for phone audio.
 VAD_SILENCE_MS = env_int("VAD_SILENCE_MS", 500)
 VAD_PREFIX_PADDING_MS = env_int("VAD_PREFIX_PADDING_MS", 300)

@@ -345,7 +345,7 @@ class CallSession:
             if time.monotonic() - self.t0 > self.max_seconds:
                 await self._end_by_agent("max_duration")
                 return
-            if time.monotonic() - self._allowance_checked_at >= settings.CALL_ALLOWANCE_RECHECK_SECONDS:
+            if self.allowance_recheck_due(time.monotonic()):
                 await self._check_allowance()
             if await self._enforce_allowance():
                 return
@@ -363,6 +363,13 @@ class CallSession:
             self._apply_allowance(allowance, asked_at=asked_at)
         else:
             self._allowance_checked_at = asked_at
+
+    def allowance_recheck_due(self, now: float) -> bool:
+        """Time to read the minutes left again: a capped call every CALL_ALLOWANCE_RECHECK_SECONDS; an uncapped
+        one (a metered plan) only every CALL_ALLOWANCE_UNCAPPED_RECHECK_SECONDS, as only a plan change can cap it."""
+        every = (settings.CALL_ALLOWANCE_RECHECK_SECONDS if self.allowance_deadline is not None
+                 else settings.CALL_ALLOWANCE_UNCAPPED_RECHECK_SECONDS)
+        return now - self._allowance_checked_at >= every
 
     def _apply_allowance(self, allowance: CallAllowance, *, asked_at: float) -> None:
         self._allowance_checked_at = asked_at

@@ -148,3 +148,17 @@ def test_calls_running_at_once_share_the_last_minutes(harbor, twilio_standin):
     second_left = call_allowance(call_id=second.id, now=now).seconds_left
     assert first_left == pytest.approx(2 * 60 - 40 - 5, abs=1)  # its minute, then the free one
     assert second_left == pytest.approx(60 - 10 - 5, abs=1)  # only the minute it is in
+
+
+def test_an_uncapped_call_reads_its_minutes_again_less_often_than_a_capped_one(settings):
+    from billing.services import CallAllowance
+
+    settings.CALL_ALLOWANCE_RECHECK_SECONDS, settings.CALL_ALLOWANCE_UNCAPPED_RECHECK_SECONDS = 15, 60
+    uncapped = CallSession(call_id=1, business_id=1, transport=TwilioTransport(SentFrames(), STREAM_SID, "CA1"),
+                           allowance=CallAllowance(None))
+    capped = CallSession(call_id=2, business_id=1, transport=TwilioTransport(SentFrames(), STREAM_SID, "CA2"),
+                         allowance=CallAllowance(600.0, "billing_cap_reached"))
+    start = uncapped.t0
+    assert capped.allowance_recheck_due(capped.t0 + 16)
+    assert not uncapped.allowance_recheck_due(start + 16)
+    assert uncapped.allowance_recheck_due(start + 61)
