@@ -214,7 +214,10 @@ class CallSession:
         try:
             self.upstream = await websockets.connect(
                 url, additional_headers={"Authorization": f"Bearer {settings.OPENAI_API_KEY}"},
-                open_timeout=8, max_size=16 * 2**20, ping_interval=20, ping_timeout=20)
+                open_timeout=8, max_size=16 * 2**20, ping_interval=20, ping_timeout=20,
+                # Base64 audio hardly compresses: per-message deflate would cost CPU on every frame for ~25% of a
+                # few kB/s. Not offered, so never negotiated.
+                compression=None)
         except Exception as exc:  # refused, DNS, TLS, HTTP 4xx/5xx on the upgrade, timeout
             await self.fail(f"Could not connect to OpenAI Realtime: {exc}")
             return
