@@ -15,7 +15,7 @@ from django.utils import timezone
 from calls.models import Call, CallEvent, TranscriptEntry
 from calls.services import call_search_refresh
 from tests.admin_forms import admin_form_data
-from tests.factories import make_business, make_call, make_event, make_transcript
+from tests.factories import make_business, make_call, make_event, make_message, make_transcript
 
 
 def finished_call(business) -> Call:
@@ -134,3 +134,15 @@ def test_an_operator_can_still_delete_a_call_with_its_transcript_and_events(admi
     assert response.status_code == 302
     assert not Call.objects.filter(pk=call.pk).exists()
     assert not TranscriptEntry.objects.filter(call_id=call.pk).exists()
+
+
+def test_a_message_is_marked_handled_on_the_dashboard_not_in_the_admin(admin_client, alices_business):
+    message = make_message(alices_business)
+    url = reverse("admin:calls_message_change", args=[message.id])
+    data = admin_form_data(admin_client.get(url))
+    data.update(status="handled", body="Please call me back after five.")
+
+    assert admin_client.post(url, data).status_code == 302
+
+    message.refresh_from_db()
+    assert (message.status, message.handled_at, message.body) == ("open", None, "Please call me back after five.")
