@@ -17,6 +17,7 @@ class UserAdmin(DjangoUserAdmin):
         ("Dates", {"fields": ["last_login", "date_joined"]}),
     ]
     add_fieldsets = [(None, {"classes": ["wide"], "fields": ["email", "password1", "password2"]})]
+    readonly_fields = ["last_login", "date_joined"]  # recorded by sign-up and sign-in
 
 
 class MembershipInline(admin.TabularInline):
@@ -94,4 +95,6 @@ class InviteAdmin(admin.ModelAdmin):
     list_display = ["email", "business", "role", "created_at", "expires_at", "accepted_at", "revoked_at"]
     list_filter = ["role", ("accepted_at", admin.EmptyFieldListFilter), ("revoked_at", admin.EmptyFieldListFilter)]
     search_fields = ["email", "business__name"]
-    raw_id_fields = ["business", "invited_by", "accepted_by"]
+    raw_id_fields = ["business"]
+    # Who invited, and whether and by whom it was accepted or revoked, are what happened to the invitation.
+    readonly_fields = ["invited_by", "accepted_at", "accepted_by", "revoked_at"]

@@ -6,6 +6,7 @@ from django.http import HttpRequest
 
 from billing.models import BillingAccount, PolarWebhookEvent, UsageRecord
 from billing.services import usage_send_again
+from receptionist.recorded_admin import RecordedAdmin
 
 
 @admin.register(BillingAccount)
@@ -13,17 +14,23 @@ class BillingAccountAdmin(admin.ModelAdmin):
     list_display = ["business", "status", "plan_key", "current_period_end", "cancel_at_period_end", "blocked_reason"]
     list_filter = ["status", "plan_key", "cancel_at_period_end"]
     search_fields = ["business__name", "polar_customer_id", "polar_subscription_id"]
-    readonly_fields = ["polar_state_at", "created_at", "updated_at"]
+    # Polar's state as its webhooks delivered it, and what the call gate recorded: a hand edit would disagree
+    # with Polar until the next delivery. The trial's minutes are ours to grant.
+    readonly_fields = ["business", "status", "plan_key", "included_minutes", "hard_cap", "polar_customer_id",
+                       "polar_subscription_id", "polar_product_id", "current_period_start", "current_period_end",
+                       "cancel_at_period_end", "polar_state_at", "last_paid_at", "blocked_at", "blocked_reason",
+                       "created_at", "updated_at"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False  # made for a business the first time its billing is looked at
 
 
 @admin.register(UsageRecord)
-class UsageRecordAdmin(admin.ModelAdmin):
+class UsageRecordAdmin(RecordedAdmin):
     list_display = ["external_id", "business", "minutes", "status", "attempts", "occurred_at", "reported_at",
                     "last_error"]
     list_filter = ["status"]
     search_fields = ["external_id", "business__name"]
-    raw_id_fields = ["call", "business"]
-    readonly_fields = ["last_attempt_at"]
     actions = ["send_again"]
 
     @admin.action(description="Send again to Polar (given up or failed records)")
@@ -33,8 +40,12 @@ class UsageRecordAdmin(admin.ModelAdmin):
 
 
 @admin.register(PolarWebhookEvent)
-class PolarWebhookEventAdmin(admin.ModelAdmin):
+class PolarWebhookEventAdmin(RecordedAdmin):
+    """What Polar sent, kept so a redelivery has no second effect: removing one would let it apply twice."""
+
     list_display = ["webhook_id", "type", "business", "outcome", "received_at"]
     list_filter = ["type", "outcome"]
     search_fields = ["webhook_id"]
-    readonly_fields = ["webhook_id", "type", "payload", "business", "outcome", "received_at"]
+
+    def has_delete_permission(self, request: HttpRequest, obj: PolarWebhookEvent | None = None) -> bool:
+        return False

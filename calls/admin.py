@@ -1,21 +1,38 @@
+from __future__ import annotations
+
 from django.contrib import admin
+from django.forms import ModelForm
+from django.http import HttpRequest
 
-from calls.models import Appointment, Call, CallEvent, Customer, Message, TranscriptEntry
-from calls.services import call_search_refresh
+from calls.models import (Appointment, Call, CallEvent, CallNotification, Customer, Message, NotificationSettings,
+                          TranscriptEntry, WebhookAttempt, WebhookDelivery, WebhookEndpoint)
+from calls.services import CALL_SEARCH_FIELDS, call_search_refresh
+from receptionist.recorded_admin import RecordedAdmin, RecordedInline
 
 
-class TranscriptInline(admin.TabularInline):
+class TranscriptInline(RecordedInline):
     model = TranscriptEntry
-    extra = 0
     fields = ["order", "speaker", "text", "start_ms", "end_ms", "interrupted"]
     readonly_fields = fields
 
 
-class EventInline(admin.TabularInline):
+class EventInline(RecordedInline):
     model = CallEvent
-    extra = 0
     fields = ["order", "offset_ms", "kind", "payload"]
     readonly_fields = fields
+
+
+# Written by the system as the call happens and after it: the tenant's bill, analytics and timeline rest on them.
+CALL_RECORDED_FIELDS = [
+    "business", "channel", "direction", "twilio_call_sid",
+    "status", "started_at", "answered_at", "ended_at", "duration_seconds", "twilio_duration_seconds",
+    "stream_started_at", "finalized_at", "end_reason", "error",
+    "forwarded_to", "forward_status", "forwarded_seconds",
+    "model", "input_audio_tokens", "input_text_tokens", "input_cached_tokens", "output_audio_tokens",
+    "output_text_tokens", "supervisor_input_tokens", "supervisor_output_tokens", "supervisor_cost_usd", "cost_usd",
+    "summary_model", "summary_input_tokens", "summary_output_tokens", "summary_cost_usd", "summary_error",
+    "summarized_at", "summary_attempts", "summary_claimed_until",
+]
 
 
 @admin.register(Call)
@@ -25,18 +42,38 @@ class CallAdmin(admin.ModelAdmin):
     list_filter = ["status", "channel", "direction", "end_reason", "outcome", "started_at"]
     search_fields = ["twilio_call_sid", "from_number", "to_number", "business__name"]
     date_hierarchy = "started_at"
-    raw_id_fields = ["business"]
-    readonly_fields = ["stream_started_at", "finalized_at"]
+    fieldsets = [
+        (None, {"fields": ["business", "channel", "direction", "twilio_call_sid", "from_number", "to_number"]}),
+        ("What the call was about (an operator may correct it)", {"fields": [
+            "caller_name", "summary", "reason", "outcome", "action_items", "sentiment", "follow_up_needed",
+            "follow_up_reason"]}),
+        ("Recorded: status and timings", {"fields": [
+            "status", "started_at", "answered_at", "ended_at", "duration_seconds", "twilio_duration_seconds",
+            "stream_started_at", "finalized_at", "end_reason", "error", "forwarded_to", "forward_status",
+            "forwarded_seconds"]}),
+        ("Recorded: tokens and cost", {"fields": [
+            "model", "input_audio_tokens", "input_text_tokens", "input_cached_tokens", "output_audio_tokens",
+            "output_text_tokens", "supervisor_input_tokens", "supervisor_output_tokens", "supervisor_cost_usd",
+            "cost_usd"]}),
+        ("Recorded: the summary's run", {"fields": [
+            "summary_model", "summary_input_tokens", "summary_output_tokens", "summary_cost_usd", "summary_error",
+            "summarized_at", "summary_attempts", "summary_claimed_until"]}),
+    ]
+    readonly_fields = CALL_RECORDED_FIELDS
     inlines = [TranscriptInline, EventInline]
 
-    def save_related(self, request, form, formsets, change) -> None:
-        super().save_related(request, form, formsets, change)
-        # An operator's edit (caller name, summary, transcript) must be what the dashboard's search finds.
-        call_search_refresh(call_id=form.instance.pk)
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False  # calls are recorded by Twilio's webhook and the browser test call, never typed in
+
+    def save_model(self, request: HttpRequest, obj: Call, form: ModelForm, change: bool) -> None:
+        super().save_model(request, obj, form, change)
+        # An operator's correction (a caller's name, the summary) must be what the dashboard's search finds.
+        if set(form.changed_data) & set(CALL_SEARCH_FIELDS):
+            call_search_refresh(call_id=obj.pk)
 
 
 @admin.register(TranscriptEntry)
-class TranscriptEntryAdmin(admin.ModelAdmin):
+class TranscriptEntryAdmin(RecordedAdmin):
     list_display = ["call", "order", "speaker", "text", "start_ms"]
     list_filter = ["speaker", "interrupted"]
     search_fields = ["text", "call__twilio_call_sid"]
@@ -44,7 +81,7 @@ class TranscriptEntryAdmin(admin.ModelAdmin):
 
 
 @admin.register(CallEvent)
-class CallEventAdmin(admin.ModelAdmin):
+class CallEventAdmin(RecordedAdmin):
     list_display = ["call", "order", "offset_ms", "kind", "created_at"]
     list_filter = ["kind"]
     search_fields = ["call__twilio_call_sid"]
@@ -66,8 +103,8 @@ class AppointmentAdmin(admin.ModelAdmin):
     list_filter = ["status", "starts_at"]
     search_fields = ["customer__phone", "customer__name", "service_name", "business__name"]
     date_hierarchy = "starts_at"
-    raw_id_fields = ["business", "customer", "service", "created_by_call"]
-    readonly_fields = ["cancelled_at", "created_at", "updated_at"]
+    raw_id_fields = ["business", "customer", "service"]
+    readonly_fields = ["created_by_call", "cancelled_at", "created_at", "updated_at"]
 
 
 @admin.register(Message)
@@ -76,14 +113,12 @@ class MessageAdmin(admin.ModelAdmin):
     list_filter = ["status", "urgency", "created_at"]
     search_fields = ["name", "callback_number", "body", "business__name"]
     date_hierarchy = "created_at"
-    raw_id_fields = ["business", "customer", "call", "handled_by"]
+    raw_id_fields = ["business", "customer"]
+    # Handled or open is the team's call, made on the dashboard, which writes status, time and who together.
+    readonly_fields = ["call", "created_at", "status", "handled_at", "handled_by"]
 
 
 # --- after the call -------------------------------------------------------------------------------------------
-
-from calls.models import (CallNotification, NotificationSettings, WebhookAttempt,  # noqa: E402
-                          WebhookDelivery, WebhookEndpoint)
-
 
 @admin.register(NotificationSettings)
 class NotificationSettingsAdmin(admin.ModelAdmin):
@@ -99,21 +134,20 @@ class WebhookEndpointAdmin(admin.ModelAdmin):
 
 
 @admin.register(CallNotification)
-class CallNotificationAdmin(admin.ModelAdmin):
+class CallNotificationAdmin(RecordedAdmin):
     list_display = ["call", "status", "recipient", "attempts", "sent_at"]
     list_filter = ["status"]
     raw_id_fields = ["call"]
 
 
-class WebhookAttemptInline(admin.TabularInline):
+class WebhookAttemptInline(RecordedInline):
     model = WebhookAttempt
-    extra = 0
     fields = ["number", "started_at", "status_code", "ok", "duration_ms", "error"]
     readonly_fields = fields
 
 
 @admin.register(WebhookDelivery)
-class WebhookDeliveryAdmin(admin.ModelAdmin):
+class WebhookDeliveryAdmin(RecordedAdmin):
     list_display = ["message_id", "call", "event_type", "status", "attempts", "created_at", "delivered_at"]
     list_filter = ["status", "event_type"]
     search_fields = ["message_id"]

@@ -324,3 +324,33 @@ def analytics_report(business: Business, period: Period) -> AnalyticsReport:
         latency=latency_for_period(business, period), days=calls_by_day(business, period),
         latency_days=latency_by_day(business, period), outcomes=outcome_mix(business, period),
         hours=busiest_hours(business, period))
+
+
+# --- the CSV export --------------------------------------------------------------------------------------------
+
+ANALYTICS_CSV_COLUMNS = ["day", "calls", "seconds", "minutes", "cost_usd", "cost_per_call_usd", "latency_turns",
+                         "latency_p50_ms", "latency_p95_ms"]
+
+
+def _csv_figures(*, calls: int, seconds: int, cost_usd: Decimal, turns: int, p50_ms: float | None,
+                 p95_ms: float | None) -> list[object]:
+    """One row's figures, unrounded where the page rounds for reading (a spreadsheet does its own rounding)."""
+    per_call = (cost_usd / calls).quantize(Decimal("0.000001")) if calls else ""
+    return [calls, seconds, f"{seconds / 60:.2f}", cost_usd, per_call, turns,
+            "" if p50_ms is None else f"{p50_ms:.1f}", "" if p95_ms is None else f"{p95_ms:.1f}"]
+
+
+def analytics_csv_rows(report: AnalyticsReport) -> list[list[object]]:
+    """The page's per-day figures (every local day of the period, quiet days as zeros), then the period's totals
+    in a last row whose day is "total". A period is at most MAX_PERIOD_DAYS days, so this is a bounded list."""
+    latency_by_date = {d.day: d for d in report.latency_days}
+    rows: list[list[object]] = []
+    for day in report.days:
+        latency = latency_by_date[day.day]
+        rows.append([day.day.isoformat(), *_csv_figures(
+            calls=day.calls, seconds=day.seconds, cost_usd=day.cost_usd, turns=latency.turns,
+            p50_ms=latency.p50_ms, p95_ms=latency.p95_ms)])
+    totals, latency = report.totals, report.latency
+    rows.append(["total", *_csv_figures(calls=totals.calls, seconds=totals.seconds, cost_usd=totals.cost_usd,
+                                        turns=latency.turns, p50_ms=latency.p50_ms, p95_ms=latency.p95_ms)])
+    return rows

@@ -72,13 +72,17 @@ def _search_config_sql() -> str:
     return f"(CASE b.language {cases} ELSE 'simple' END)::regconfig"
 
 
+# The call's own columns its search document is built from (with its transcript): whatever changes one of them
+# refreshes the document (the operator's admin checks its edits against this).
+CALL_SEARCH_FIELDS = ("from_number", "caller_name", "summary", "reason")
+
 # One statement rebuilds a call's document from what is stored, so every writer (the session's flushes, the
 # post-call summary, call creation) can run it any number of times with the same result. The caller's digits
 # also go in as every suffix of 4+ digits ('simple' config, no stemming), so a prefix query on any run of the
 # number ("5552671", "415555") finds it. The transcript is capped: a tsvector must stay under 1 MB.
 SEARCH_REFRESH_SQL = f"""
 UPDATE {Call._meta.db_table} AS c SET search_vector =
-    to_tsvector({_search_config_sql()}, concat_ws(' ', c.from_number, c.caller_name, c.summary, c.reason,
+    to_tsvector({_search_config_sql()}, concat_ws(' ', {', '.join(f'c.{name}' for name in CALL_SEARCH_FIELDS)},
         left((SELECT string_agg(t.text, ' ' ORDER BY t."order") FROM {TranscriptEntry._meta.db_table} AS t
               WHERE t.call_id = c.id), 200000)))
     || to_tsvector('simple', coalesce((

@@ -18,4 +18,5 @@ urlpatterns = [
     path("dashboard/customers/", views.customer_list, name="customer_list"),
     path("dashboard/customers/<int:customer_id>/", views.customer_detail, name="customer_detail"),
     path("dashboard/analytics/", views.analytics_page, name="analytics"),
+    path("dashboard/analytics/export.csv", views.analytics_export, name="analytics_export"),
 ]
