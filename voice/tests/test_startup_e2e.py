@@ -51,7 +51,7 @@ def test_a_process_starts_without_its_database_and_healthz_names_what_is_failing
     ARTIFACTS.mkdir(exist_ok=True)
     process = subprocess.Popen(
         [sys.executable, "-m", "uvicorn", "receptionist.asgi:application", "--host", "127.0.0.1", "--port", str(port),
-         "--loop", "uvloop", "--http", "httptools", "--ws", "websockets-sansio"],
+         "--loop", "uvloop", "--http", "httptools", "--ws", "websockets-sansio", "--ws-per-message-deflate", "false"],
         cwd=ROOT, env=env, stdout=log_path.open("w"), stderr=subprocess.STDOUT, start_new_session=True)
     try:
         response = None
