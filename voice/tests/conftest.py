@@ -125,7 +125,8 @@ def start_asgi_server(kind: str, *, standin: RealtimeStandin, twilio_standin: Tw
         cmd = [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "receptionist.asgi:application"]
     else:
         cmd = [sys.executable, "-m", "uvicorn", "receptionist.asgi:application", "--host", "127.0.0.1", "--port",
-               str(port), "--loop", "uvloop", "--http", "httptools", "--ws", "websockets-sansio", "--ws-per-message-deflate", "false", *extra_args]
+               str(port), "--loop", "uvloop", "--http", "httptools", "--ws", "websockets-sansio",
+               "--ws-per-message-deflate", "false", *extra_args]
     ARTIFACTS.mkdir(exist_ok=True)
     log_path = ARTIFACTS / f"asgi-{kind}-{port}.log"
     process = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log_path.open("w"), stderr=subprocess.STDOUT,
