@@ -19,8 +19,8 @@ kinds:
 
 - uvicorn: our product as the Procfile runs it (receptionist.asgi), one process pinned to core 0;
 - daphne:  the same application under daphne;
-- relay:   a bare `websockets` relay written here (no Django): Twilio `media` → `input_audio_buffer.append`,
-           deltas → Twilio `media` + `mark`; the practical floor for a Python bridge;
+- relay:   a bare `websockets` relay (bench/bridge/relay.py, no Django): Twilio `media` →
+           `input_audio_buffer.append`, deltas → Twilio `media` + `mark`; the practical floor for a Python bridge;
 - direct:  no server; the load generator speaks the OpenAI protocol to the stand-in (network + stand-in baseline).
 
 "Added" latency is a server's RTT percentile minus the direct run's at the same call count. The stand-in and the
@@ -50,6 +50,7 @@ from bench.bridge.servers import bench_env, setup_database  # noqa: E402
 from bench.harness import (Proc, can_pin, fmt, free_port, load_average, machine,  # noqa: E402
                            pin_self, wait_tcp, write_section)
 
+
 def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -74,7 +75,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--call-seconds", type=float,
                         help="cold/burst: audio seconds per call (default 20; --quick 5)")
     parser.add_argument("--builtin-standin", action="store_true",
-                        help="use this script's tiny FALLBACK echo stand-in instead of `manage.py realtime_standin`")
+                        help="use the bench's tiny FALLBACK echo stand-in (bench/bridge/relay.py) instead of "
+                             "`manage.py realtime_standin`")
     parser.add_argument("--_relay", nargs=2, metavar=("PORT", "UPSTREAM"), help=argparse.SUPPRESS)
     parser.add_argument("--_standin", metavar="PORT", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)

@@ -97,6 +97,16 @@ def package_versions(names: Iterable[str | tuple[str, str]]) -> str:
     return ", ".join(out)
 
 
+def bench_stores(database: str, redis_db: int) -> tuple[str, str]:
+    """The database name and Redis URL a benchmark drops and flushes: its defaults, or BENCH_DATABASE and
+    BENCH_REDIS_DB, so that two benchmarks on one machine do not trample each other's."""
+    name = os.environ.get("BENCH_DATABASE", database)
+    db = os.environ.get("BENCH_REDIS_DB", str(redis_db))
+    if not re.fullmatch(r"[a-z_][a-z0-9_]{0,62}", name) or not db.isdigit():
+        sys.exit("BENCH_DATABASE must be a plain lower-case identifier and BENCH_REDIS_DB a Redis db number")
+    return name, f"redis://127.0.0.1:6379/{db}"
+
+
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))

@@ -27,12 +27,12 @@ from pathlib import Path
 
 # The repository root, so `bench.*` and the product's apps import when this runs as a script.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from bench.harness import REPO, Proc, machine, percentile, write_section  # noqa: E402
+from bench.harness import REPO, Proc, bench_stores, machine, percentile, write_section  # noqa: E402
 
 PY = sys.executable
 SECTION = "## Post-call summary latency (bench/postcall_latency.py)"
-BENCH_DB = "receptionist_bench_postcall"
-REDIS_URL = "redis://127.0.0.1:6379/9"
+# Overridable (BENCH_DATABASE, BENCH_REDIS_DB) so a second bench can run beside this one without sharing its stores.
+BENCH_DB, REDIS_URL = bench_stores("receptionist_bench_postcall", 9)
 TRANSCRIPT = [
     ("agent", "Thanks for calling Bench Dental, how can I help?"),
     ("caller", "Hi, this is Ann Lee. I'd like to know when you're open on Saturday."),

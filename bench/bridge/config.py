@@ -2,19 +2,16 @@
 
 from __future__ import annotations
 
-import os
-import re
 import sys
 from pathlib import Path
+
+from bench.harness import bench_stores
 
 BIN = Path(sys.executable).parent
 PY = sys.executable
 SECTION = "## Media bridge latency (bench/bridge_latency.py)"
-# Overridable so a second bench (a helper's, say) can run beside the default one without sharing its database.
-BENCH_DB = os.environ.get("BENCH_DATABASE", "receptionist_bench")
-BENCH_REDIS_DB = os.environ.get("BENCH_REDIS_DB", "9")
-if not re.fullmatch(r"[a-z_][a-z0-9_]{0,62}", BENCH_DB) or not BENCH_REDIS_DB.isdigit():
-    sys.exit("BENCH_DATABASE must be a plain lower-case identifier and BENCH_REDIS_DB a Redis db number")
+# Overridable (BENCH_DATABASE, BENCH_REDIS_DB) so a second bench can run beside this one without sharing its stores.
+BENCH_DB, REDIS_URL = bench_stores("receptionist_bench", 9)
 BUSINESS_NUMBER = "+15550100777"
 MODEL = "gpt-realtime"
 

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.bridge.calls import Target
-from bench.bridge.config import BENCH_DB, BENCH_REDIS_DB, BIN, BUSINESS_NUMBER, PY, READY_POLL_S, READY_TIMEOUT_S
+from bench.bridge.config import BENCH_DB, BIN, BUSINESS_NUMBER, PY, READY_POLL_S, READY_TIMEOUT_S, REDIS_URL
 from bench.bridge.wire import http_request
 from bench.harness import REPO, Proc, free_port, wait_http, wait_tcp
 
@@ -25,7 +25,7 @@ def bench_env(*, server_port: int, standin_port: int, auth_token: str, account_s
         "DEBUG": "false",
         "SECRET_KEY": "bench-" + secrets.token_urlsafe(48),
         "DATABASE_URL": f"postgres://postgres@127.0.0.1:5432/{BENCH_DB}",
-        "REDIS_URL": f"redis://127.0.0.1:6379/{BENCH_REDIS_DB}",
+        "REDIS_URL": REDIS_URL,
         "PUBLIC_BASE_URL": f"http://127.0.0.1:{server_port}",
         "ALLOWED_HOSTS": "127.0.0.1,localhost",
         "STATIC_MANIFEST": "false",

@@ -5,10 +5,12 @@ from __future__ import annotations
 import re
 import sys
 
+from bench.harness import bench_stores
+
 PY = sys.executable
 SECTION = "## Supervisor hand-off (bench/supervisor_dispatch.py)"
-BENCH_DB = "receptionist_bench_supervisor"
-REDIS_URL = "redis://127.0.0.1:6379/8"
+# Overridable (BENCH_DATABASE, BENCH_REDIS_DB) so a second bench can run beside this one without sharing its stores.
+BENCH_DB, REDIS_URL = bench_stores("receptionist_bench_supervisor", 8)
 BUSINESS_NUMBER = "+15550100888"
 CALLER_NUMBER = "+15550100999"
 STANDIN_SCRIPT = {"supervisor": [{"default": True, "steps": [{"say": "Done."}]}]}

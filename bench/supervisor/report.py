@@ -144,8 +144,8 @@ def where_time_goes(result: dict[str, Any], fresh: dict[str, list[float]], kept:
     model = percentile([s["model_ms"] for s in result["samples"] if "model_ms" in s], 50)
     if model is not None:
         lines.append(f"- The model call: {fmt(model, 0)} ms, of which the stand-in itself "
-                     f"{fmt(percentile(standin_ms, 50), 0) if standin_ms else 'n/a'} ms; the rest is the SDK's request, a new "
-                     "TCP connection and the response parsing.")
+                     f"{fmt(percentile(standin_ms, 50), 0) if standin_ms else 'n/a'} ms; the rest is the SDK's "
+                     "request, a new TCP connection and the response parsing.")
     if send:
         lines.append(f"- The answer's send, `async_to_sync(layer.send)` from the worker thread (a new thread, event "
                      f"loop and Redis connection each time): {fmt(percentile(send, 50), 2)} ms.")
@@ -211,8 +211,8 @@ def conclude(m: Measured, args: argparse.Namespace, run: dict[str, Any]) -> str:
     findings = where_time_goes(redis_result, body_fresh, body_kept, send_times, client_times, standin_ms)
     if gc_times:
         findings += (f"\n- Slow outliers: a full garbage collection of a process like the worker (this one: "
-                     f"{gc_objects:,} objects) takes {fmt(percentile(gc_times, 50), 0)} ms here; a single hand-off slower "
-                     "by about that much, in whatever step it lands, is most likely one.")
+                     f"{gc_objects:,} objects) takes {fmt(percentile(gc_times, 50), 0)} ms here; a single hand-off "
+                     "slower by about that much, in whatever step it lands, is most likely one.")
     checked = [(label, result) for label, result, _ in modes]
     for label, result, _ in modes:
         if result.get("floor"):
