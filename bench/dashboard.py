@@ -21,7 +21,6 @@ import os
 import random
 import secrets
 import statistics
-import subprocess
 import sys
 import time
 from decimal import Decimal
@@ -29,9 +28,8 @@ from pathlib import Path
 
 # The repository root, so `bench.*` and the product's apps import when this runs as a script.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from bench.harness import REPO, machine, percentile, write_section  # noqa: E402
+from bench.harness import REPO, machine, percentile, recreate_database, write_section  # noqa: E402
 
-PY = sys.executable
 SECTION = "## Dashboard calls pages (bench/dashboard.py)"
 
 FIRST = ["Ann", "Ben", "Carla", "David", "Elena", "Farid", "Grace", "Hiro", "Ines", "Jamal", "Kate", "Luis", "Maya",
@@ -228,15 +226,8 @@ def main(argv: list[str]) -> int:
         "STATIC_MANIFEST": "false", "LOG_LEVEL": "WARNING",
     })
     env.pop("REDIS_URL", None)  # in-memory channel layer: publishing a call change must not need Redis here
-    import psycopg
-
     t_start = time.monotonic()
-    with psycopg.connect("host=127.0.0.1 port=5432 user=postgres password=postgres dbname=postgres",
-                         autocommit=True, connect_timeout=10) as conn:
-        conn.execute(f"DROP DATABASE IF EXISTS {args.db} WITH (FORCE)")
-        conn.execute(f"CREATE DATABASE {args.db}")
-    subprocess.run([PY, "manage.py", "migrate", "--noinput"], check=True, cwd=REPO, env=env, capture_output=True,
-                   timeout=300)
+    recreate_database(args.db, env)
     os.environ.update(env)
     import django
 

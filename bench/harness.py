@@ -340,6 +340,32 @@ def log_issues(path: Path, limit: int = 8) -> list[str]:
     return [f"{n}× {line}" for line, n in sorted(seen.items(), key=lambda kv: -kv[1])[:limit]]
 
 
+# --- the bench database ------------------------------------------------------------------------------------------
+
+ADMIN_DSN = "host=127.0.0.1 port=5432 user=postgres password=postgres dbname=postgres"
+
+
+def run_step(name: str, argv: list[str], env: dict[str, str], log_dir: Path | None = None,
+             timeout: float = 300) -> None:
+    """One set-up command run from the repository root; its output goes to log_dir/setup-<name>.log. Raises if it
+    fails."""
+    result = subprocess.run(argv, check=False, cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)
+    if log_dir is not None:
+        (log_dir / f"setup-{name}.log").write_text(result.stdout + result.stderr)
+    if result.returncode != 0:
+        raise RuntimeError(f"{name} failed ({result.returncode}):\n{result.stderr[-2000:]}")
+
+
+def recreate_database(name: str, env: dict[str, str], log_dir: Path | None = None) -> None:
+    """Drop and create the bench database `name` (a plain identifier, see bench_stores), then migrate it."""
+    import psycopg
+
+    with psycopg.connect(ADMIN_DSN, autocommit=True, connect_timeout=10) as conn:
+        conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        conn.execute(f"CREATE DATABASE {name}")
+    run_step("migrate", [sys.executable, "manage.py", "migrate", "--noinput"], env, log_dir)
+
+
 # --- the docs writer ---------------------------------------------------------------------------------------------
 
 

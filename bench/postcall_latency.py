@@ -20,14 +20,14 @@ import datetime as dt
 import os
 import secrets
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 # The repository root, so `bench.*` and the product's apps import when this runs as a script.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from bench.harness import REPO, Proc, bench_stores, machine, percentile, write_section  # noqa: E402
+from bench.harness import (REPO, Proc, bench_stores, machine, percentile, recreate_database,  # noqa: E402
+                           write_section)
 
 PY = sys.executable
 SECTION = "## Post-call summary latency (bench/postcall_latency.py)"
@@ -65,15 +65,9 @@ def main(argv: list[str]) -> int:
         "EMAIL_BACKEND": "django.core.mail.backends.locmem.EmailBackend", "LOG_LEVEL": "WARNING",
         "PYTHONUNBUFFERED": "1",
     })
-    import psycopg
     import redis
 
-    with psycopg.connect("host=127.0.0.1 port=5432 user=postgres dbname=postgres", autocommit=True,
-                         connect_timeout=10) as conn:
-        conn.execute(f"DROP DATABASE IF EXISTS {BENCH_DB} WITH (FORCE)")
-        conn.execute(f"CREATE DATABASE {BENCH_DB}")
-    subprocess.run([PY, "manage.py", "migrate", "--noinput"], check=True, cwd=REPO, env=env, capture_output=True,
-                   timeout=300)
+    recreate_database(BENCH_DB, env)
     redis.Redis.from_url(REDIS_URL).flushdb()
 
     log_path = REPO / "test-artifacts" / "bench-postcall-worker.log"

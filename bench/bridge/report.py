@@ -273,7 +273,8 @@ would. RTT is per frame, send to echo.
   inside the bench (no Django): the practical floor for Python. **direct** = no server; the load generator speaks
   the Realtime protocol to the stand-in (the network + stand-in baseline). One fresh server process per row.
 - Load generator: one asyncio (uvloop) process with a small callback-driven WebSocket client (and HTTP client for
-  the webhooks) written for the bench, so it costs less per message than the servers it measures. Per-core
+  the webhooks) written for the bench (`bench/bridge/wire.py`), so it costs less per message than the servers it
+  measures (bench/README.md says why not the call simulator's). Per-core
   busy % (from /proc/stat) and the measured process's run-queue wait (from schedstat) show how much other load
   there was; when they are high, that run's latencies say more about the box than about the server.
 - Cores: {'the server is pinned to core 0; the stand-in and the load generator share core 1' if pin else 'no pinning'}.

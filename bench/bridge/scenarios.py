@@ -239,6 +239,16 @@ def warm_up(target: Target, measured: int, standin: Proc, args: argparse.Namespa
     time.sleep(0.5)
 
 
+def settle(result: RunResult, kind: str, calls: list[CallResult], sids: list[str]) -> list[str] | None:
+    """Sum up the calls into result and, for our server, wait (bounded) until it has finalised the calls `sids` in
+    the database, before it is stopped; returns the call sids to read back, or None for the relay."""
+    summarise(result, calls)
+    if kind not in ("uvicorn", "daphne"):
+        return None
+    result.finalize_s = db_wait_finalized(sids, FINALIZE_TIMEOUT_S)
+    return sids
+
+
 def finish_run(result: RunResult, kind: str, proc: Proc | None, log_path: Path, sids: list[str] | None) -> None:
     """Stop the server, scan its log, and read back the calls it wrote."""
     if proc is not None:
@@ -270,11 +280,7 @@ def run_one(kind: str, count: int, args: argparse.Namespace, ctx: dict[str, Any]
         warm_up(target, measured, standin, args)
         result.rss_idle = rss_mb(measured)
         calls = run_async(play_calls(target, count, args.seconds, args.drain, measured, standin.pid, result))
-        summarise(result, calls)
-        if kind in ("uvicorn", "daphne"):
-            sids = [c.call_sid for c in calls if not c.error]
-            # Let the server finish writing the calls before it is stopped (bounded).
-            result.finalize_s = db_wait_finalized(sids, FINALIZE_TIMEOUT_S)
+        sids = settle(result, kind, calls, [c.call_sid for c in calls if not c.error])
     except Exception as exc:
         result.error = f"{type(exc).__name__}: {exc}"
     finally:
@@ -330,10 +336,7 @@ def run_arrivals(scenario: str, kind: str, count: int, args: argparse.Namespace,
             wait_ready(kind, port, proc)
             warm_up(target, proc.pid, standin, args)
             calls = run_async(arrive_calls(target, count, args, proc.pid, standin.pid, result))
-        summarise(result, calls)
-        if kind in ("uvicorn", "daphne"):
-            sids = [c.call_sid for c in calls if c.streamed]
-            result.finalize_s = db_wait_finalized(sids, FINALIZE_TIMEOUT_S)
+        sids = settle(result, kind, calls, [c.call_sid for c in calls if c.streamed])
     except Exception as exc:
         result.error = f"{type(exc).__name__}: {exc}"
     finally:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import os
 import secrets
-import subprocess
 import time
 from pathlib import Path
 from typing import Any
@@ -14,7 +13,7 @@ from typing import Any
 from bench.bridge.calls import Target
 from bench.bridge.config import BENCH_DB, BIN, BUSINESS_NUMBER, PY, READY_POLL_S, READY_TIMEOUT_S, REDIS_URL
 from bench.bridge.wire import http_request
-from bench.harness import REPO, Proc, free_port, wait_http, wait_tcp
+from bench.harness import REPO, Proc, free_port, recreate_database, run_step, wait_http, wait_tcp
 
 SCRIPT = REPO / "bench" / "bridge_latency.py"  # runs the relay as a subprocess (`--_relay PORT UPSTREAM`)
 
@@ -40,33 +39,20 @@ def bench_env(*, server_port: int, standin_port: int, auth_token: str, account_s
 
 
 def setup_database(env: dict[str, str], log_dir: Path) -> None:
-    import psycopg
-
-    with psycopg.connect("host=127.0.0.1 port=5432 user=postgres dbname=postgres", autocommit=True,
-                         connect_timeout=10) as conn:
-        conn.execute(f"DROP DATABASE IF EXISTS {BENCH_DB} WITH (FORCE)")
-        conn.execute(f"CREATE DATABASE {BENCH_DB}")
-    steps = [
-        # As the Procfile's release step does: bytecode for our code, so a fresh server process does not compile
-        # it from source (this machine sets PYTHONDONTWRITEBYTECODE).
-        ("compileall", [PY, "-m", "compileall", "-q", "-j", "0", "accounts", "billing", "calls", "receptionist",
-                        "voice"]),
-        ("migrate", [PY, "manage.py", "migrate", "--noinput"]),
-        ("business", [PY, "manage.py", "shell", "-c",
-                      "from django.utils import timezone; from accounts.models import Business; "
-                      "from billing.models import BillingAccount; "
-                      f"b = Business.objects.create(name='Bench Dental', phone_number='{BUSINESS_NUMBER}', "
-                      "onboarded_at=timezone.now()); "
-                      # A metered subscription: the free trial's minutes would run out after a few hundred
-                      # bench calls, and billing would then refuse them.
-                      "BillingAccount.objects.create(business=b, status='active', trial_minutes=0, "
-                      "plan_key='bench', current_period_start=timezone.now())"]),
-    ]
-    for name, argv in steps:
-        result = subprocess.run(argv, cwd=REPO, env=env, capture_output=True, text=True, timeout=180)
-        (log_dir / f"setup-{name}.log").write_text(result.stdout + result.stderr)
-        if result.returncode != 0:
-            raise RuntimeError(f"{' '.join(argv[1:3])} failed ({result.returncode}):\n{result.stderr[-2000:]}")
+    recreate_database(BENCH_DB, env, log_dir)
+    # As the Procfile's release step does: bytecode for our code, so a fresh server process does not compile it
+    # from source (this machine sets PYTHONDONTWRITEBYTECODE).
+    run_step("compileall", [PY, "-m", "compileall", "-q", "-j", "0", "accounts", "billing", "calls", "receptionist",
+                            "voice"], env, log_dir)
+    run_step("business", [PY, "manage.py", "shell", "-c",
+                          "from django.utils import timezone; from accounts.models import Business; "
+                          "from billing.models import BillingAccount; "
+                          f"b = Business.objects.create(name='Bench Dental', phone_number='{BUSINESS_NUMBER}', "
+                          "onboarded_at=timezone.now()); "
+                          # A metered subscription: the free trial's minutes would run out after a few hundred
+                          # bench calls, and billing would then refuse them.
+                          "BillingAccount.objects.create(business=b, status='active', trial_minutes=0, "
+                          "plan_key='bench', current_period_start=timezone.now())"], env, log_dir)
 
 
 def db_wait_finalized(call_sids: list[str], timeout: float) -> float | None:

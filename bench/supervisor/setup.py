@@ -6,14 +6,13 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
-import subprocess
 import sys
 import time
 from pathlib import Path
 
-from bench.harness import REPO, Proc
+from bench.harness import REPO, Proc, recreate_database
 from bench.harness import package_versions as _package_versions
-from bench.supervisor.config import BENCH_DB, BUSINESS_NUMBER, CALLER_NUMBER, PY, REDIS_URL
+from bench.supervisor.config import BENCH_DB, BUSINESS_NUMBER, CALLER_NUMBER, REDIS_URL
 
 
 def bench_env(*, standin_port: int, redis: bool = True) -> dict[str, str]:
@@ -39,17 +38,7 @@ def bench_env(*, standin_port: int, redis: bool = True) -> dict[str, str]:
 
 
 def setup_database(env: dict[str, str], log_dir: Path) -> None:
-    import psycopg
-
-    with psycopg.connect("host=127.0.0.1 port=5432 user=postgres dbname=postgres", autocommit=True,
-                         connect_timeout=10) as conn:
-        conn.execute(f"DROP DATABASE IF EXISTS {BENCH_DB} WITH (FORCE)")
-        conn.execute(f"CREATE DATABASE {BENCH_DB}")
-    result = subprocess.run([PY, "manage.py", "migrate", "--noinput"], check=False, cwd=REPO, env=env,
-                            capture_output=True, text=True, timeout=300)
-    (log_dir / "setup-migrate.log").write_text(result.stdout + result.stderr)
-    if result.returncode != 0:
-        raise RuntimeError(f"manage.py migrate failed ({result.returncode}):\n{result.stderr[-2000:]}")
+    recreate_database(BENCH_DB, env, log_dir)
 
 
 def flush_redis() -> None:
