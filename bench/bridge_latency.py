@@ -211,7 +211,7 @@ def main(argv: list[str]) -> int:
 
     run = {"started": started, "command": command, "machine": box, "load": load, "standin_label": standin_label}
     section = conclude(results, ctx, args, run)
-    return write_section(args.out, SECTION, section) if args.out else 0
+    return write_section(args.out, SECTION, section, spare=ctx["log_dir"] / "section.md") if args.out else 0
 
 
 if __name__ == "__main__":
