@@ -151,7 +151,7 @@ def main(argv: list[str]) -> int:
                   f"({time.monotonic() - t:.1f} s)", flush=True)
         if args.builtin_standin:
             argv_standin = [PY, str(Path(__file__).resolve()), "--_standin", str(standin_port)]
-            standin_label = "FALLBACK echo stand-in built into bench/bridge_latency.py (not voice/standin.py)"
+            standin_label = "FALLBACK echo stand-in built into the bench, bench/bridge/relay.py (not voice/standin.py)"
         else:
             argv_standin = [PY, "manage.py", "realtime_standin", "--host", "127.0.0.1", "--port", str(standin_port),
                             "--echo"]
