@@ -18,23 +18,18 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import os
-import platform
 import random
 import secrets
 import statistics
-import subprocess
 import sys
 import time
 from decimal import Decimal
 from pathlib import Path
 
-# The repository root, so `bench.benchlib` and the product's apps import both when this runs as a script and
-# when it is imported as `bench.<name>` (a bench's own Celery worker does that).
+# The repository root, so `bench.*` and the product's apps import when this runs as a script.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from bench.benchlib import percentile, write_section  # noqa: E402
+from bench.harness import REPO, machine, percentile, recreate_database, write_section  # noqa: E402
 
-REPO = Path(__file__).resolve().parent.parent
-PY = sys.executable
 SECTION = "## Dashboard calls pages (bench/dashboard.py)"
 
 FIRST = ["Ann", "Ben", "Carla", "David", "Elena", "Farid", "Grace", "Hiro", "Ines", "Jamal", "Kate", "Luis", "Maya",
@@ -231,15 +226,8 @@ def main(argv: list[str]) -> int:
         "STATIC_MANIFEST": "false", "LOG_LEVEL": "WARNING",
     })
     env.pop("REDIS_URL", None)  # in-memory channel layer: publishing a call change must not need Redis here
-    import psycopg
-
     t_start = time.monotonic()
-    with psycopg.connect("host=127.0.0.1 port=5432 user=postgres password=postgres dbname=postgres",
-                         autocommit=True, connect_timeout=10) as conn:
-        conn.execute(f"DROP DATABASE IF EXISTS {args.db} WITH (FORCE)")
-        conn.execute(f"CREATE DATABASE {args.db}")
-    subprocess.run([PY, "manage.py", "migrate", "--noinput"], check=True, cwd=REPO, env=env, capture_output=True,
-                   timeout=300)
+    recreate_database(args.db, env)
     os.environ.update(env)
     import django
 
@@ -329,7 +317,7 @@ def main(argv: list[str]) -> int:
     for name, url, params in scenarios:
         times, queries, size = time_page(client, url, params, args.iterations)
         results.append((name, times, queries, size))
-        print(f"{name:55s} p50 {percentile(times, .5):6.1f} ms  p95 {percentile(times, .95):6.1f} ms  "
+        print(f"{name:55s} p50 {percentile(times, 50):6.1f} ms  p95 {percentile(times, 95):6.1f} ms  "
               f"{queries} queries  {size / 1024:.0f} KiB", flush=True)
     # The other pages, for the record (the issue sets no goal for them): fewer requests, they are heavier.
     from django.db.models import Count
@@ -354,7 +342,7 @@ def main(argv: list[str]) -> int:
     for name, url, params in other_scenarios:
         times, queries, size = time_page(client, url, params, other_iterations, warmup=3)
         other_results.append((name, times, queries))
-        print(f"{name:55s} p50 {percentile(times, .5):6.1f} ms  p95 {percentile(times, .95):6.1f} ms  "
+        print(f"{name:55s} p50 {percentile(times, 50):6.1f} ms  p95 {percentile(times, 95):6.1f} ms  "
               f"{queries} queries  {size / 1024:.0f} KiB", flush=True)
     # The same pages for the small business (200 calls, a 10-row detail): the counts must not change.
     counted = [(scenarios[0], {}), (scenarios[2], scenarios[2][2]), (scenarios[3], {"q": "cleaning"}),
@@ -371,8 +359,8 @@ def main(argv: list[str]) -> int:
         limit = 80 if name.startswith("call detail") else 50
         return f"{'yes' if p50 < limit else '**no**'} (< {limit} ms)"
 
-    rows = [f"| {name} | {percentile(t, .5):.1f} | {percentile(t, .95):.1f} | {statistics.mean(t):.1f} | "
-            f"{q} | {goal(name, percentile(t, .5))} |" for name, t, q, _ in results]
+    rows = [f"| {name} | {percentile(t, 50):.1f} | {percentile(t, 95):.1f} | {statistics.mean(t):.1f} | "
+            f"{q} | {goal(name, percentile(t, 50))} |" for name, t, q, _ in results]
     section = "\n".join([
         SECTION, "",
         f"Server time of the dashboard's calls pages with {total_calls:,} calls in the database "
@@ -390,14 +378,14 @@ def main(argv: list[str]) -> int:
         f"The other dashboard pages over the same data, {other_iterations} requests each (no goal set for them; the "
         f"customers table holds {Customer.objects.filter(business=big).count():,} customers):", "",
         "| page | p50 ms | p95 ms | queries |", "| --- | --- | --- | --- |",
-        *[f"| {name} | {percentile(t, .5):.1f} | {percentile(t, .95):.1f} | {q} |" for name, t, q in other_results],
+        *[f"| {name} | {percentile(t, 50):.1f} | {percentile(t, 95):.1f} | {q} |" for name, t, q in other_results],
         "",
         f"- Seeding (COPY, then the product's search-document statement over every call, then VACUUM ANALYZE) took "
         f"{seed_s:.0f} s; the calls table is {call_size} with a {gin_size} GIN index on the search documents.",
         "- The list pages by keyset on (started_at, id) over the (business, started_at, id) index and never counts "
         "the rows, so a page deep in the list costs what the first does. Search is a prefix tsquery (every word must "
         "match) on the GIN-indexed `search_vector`, newest first.",
-        f"- Machine: {platform.platform()}, Python {platform.python_version()}, {os.cpu_count()} CPUs; "
+        f"- Machine: {machine()}; "
         f"run {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC. Other work on the machine at the same time "
         "shows up in p95.",
         f"- Command: {command}",

@@ -18,25 +18,21 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import os
-import platform
 import secrets
-import signal
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
 
-# The repository root, so `bench.benchlib` and the product's apps import both when this runs as a script and
-# when it is imported as `bench.<name>` (a bench's own Celery worker does that).
+# The repository root, so `bench.*` and the product's apps import when this runs as a script.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from bench.benchlib import percentile, write_section  # noqa: E402
+from bench.harness import (REPO, Proc, bench_stores, machine, percentile, recreate_database,  # noqa: E402
+                           write_section)
 
-REPO = Path(__file__).resolve().parent.parent
 PY = sys.executable
 SECTION = "## Post-call summary latency (bench/postcall_latency.py)"
-BENCH_DB = "receptionist_bench_postcall"
-REDIS_URL = "redis://127.0.0.1:6379/9"
+# Overridable (BENCH_DATABASE, BENCH_REDIS_DB) so a second bench can run beside this one without sharing its stores.
+BENCH_DB, REDIS_URL = bench_stores("receptionist_bench_postcall", 9)
 TRANSCRIPT = [
     ("agent", "Thanks for calling Bench Dental, how can I help?"),
     ("caller", "Hi, this is Ann Lee. I'd like to know when you're open on Saturday."),
@@ -48,13 +44,6 @@ TRANSCRIPT = [
 SUMMARY_DOC = {"summary": "Ann Lee asked about Saturday hours and the price of a cleaning.", "caller_name": "Ann Lee",
                "reason": "Hours and prices.", "outcome": "answered", "action_items": [], "sentiment": "positive",
                "follow_up_needed": False, "follow_up_reason": ""}
-
-
-
-
-
-
-
 
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -76,27 +65,20 @@ def main(argv: list[str]) -> int:
         "EMAIL_BACKEND": "django.core.mail.backends.locmem.EmailBackend", "LOG_LEVEL": "WARNING",
         "PYTHONUNBUFFERED": "1",
     })
-    import psycopg
     import redis
 
-    with psycopg.connect("host=127.0.0.1 port=5432 user=postgres dbname=postgres", autocommit=True,
-                         connect_timeout=10) as conn:
-        conn.execute(f"DROP DATABASE IF EXISTS {BENCH_DB} WITH (FORCE)")
-        conn.execute(f"CREATE DATABASE {BENCH_DB}")
-    subprocess.run([PY, "manage.py", "migrate", "--noinput"], check=True, cwd=REPO, env=env, capture_output=True,
-                   timeout=300)
+    recreate_database(BENCH_DB, env)
     redis.Redis.from_url(REDIS_URL).flushdb()
 
     log_path = REPO / "test-artifacts" / "bench-postcall-worker.log"
     log_path.parent.mkdir(exist_ok=True)
-    worker = subprocess.Popen(
-        [PY, "-m", "celery", "-A", "receptionist", "worker", "--pool", "threads", "--concurrency", "4",
-         "--loglevel", "INFO", "--without-gossip", "--without-mingle", "--without-heartbeat"],
-        cwd=REPO, env=env, stdout=log_path.open("w"), stderr=subprocess.STDOUT, start_new_session=True)
+    worker = Proc("celery worker", [PY, "-m", "celery", "-A", "receptionist", "worker", "--pool", "threads",
+                                    "--concurrency", "4", "--loglevel", "INFO", "--without-gossip", "--without-mingle",
+                                    "--without-heartbeat"], env, log_path)
     try:
         deadline = time.monotonic() + 60
         while " ready." not in log_path.read_text(errors="replace"):
-            if worker.poll() is not None or time.monotonic() > deadline:
+            if not worker.alive() or time.monotonic() > deadline:
                 raise RuntimeError(f"the worker did not start:\n{log_path.read_text()[-2000:]}")
             time.sleep(0.1)
 
@@ -136,17 +118,12 @@ def main(argv: list[str]) -> int:
                 observed_ms.append((time.monotonic() - t0) * 1000)
                 stored_ms.append((row["summarized_at"] - row["finalized_at"]).total_seconds() * 1000)
     finally:
-        if worker.poll() is None:
-            os.killpg(worker.pid, signal.SIGTERM)
-            try:
-                worker.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                os.killpg(worker.pid, signal.SIGKILL)
+        worker.stop()
         standin.stop()
 
     def line(name: str, values: list[float]) -> str:
-        return (f"| {name} | {percentile(values, 0.5):.0f} | {percentile(values, 0.9):.0f} | "
-                f"{percentile(values, 0.99):.0f} | {max(values):.0f} | {statistics.mean(values):.0f} |")
+        return (f"| {name} | {percentile(values, 50):.0f} | {percentile(values, 90):.0f} | "
+                f"{percentile(values, 99):.0f} | {max(values):.0f} | {statistics.mean(values):.0f} |")
 
     section = "\n".join([
         SECTION, "",
@@ -157,7 +134,7 @@ def main(argv: list[str]) -> int:
         "| ms | p50 | p90 | p99 | max | mean |", "| --- | --- | --- | --- | --- | --- |",
         line("finalised → summary stored (product timestamps)", stored_ms),
         line("before `call_finalize` → summary seen by the bench", observed_ms), "",
-        f"- Machine: {platform.platform()}, Python {platform.python_version()}, {os.cpu_count()} CPUs; "
+        f"- Machine: {machine()}; "
         f"run {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC.",
         "- Command: `.venv/bin/python bench/postcall_latency.py --out docs/benchmarks.md`. A real model's own "
         "response time comes on top of these figures.",
