@@ -20,7 +20,8 @@ from django.db.models.functions import Cast, ExtractHour, ExtractIsoWeekDay, Tru
 
 from accounts.models import Business
 from calls.models import Call, CallEvent
-from calls.selectors import local_day_bounds, percentile
+from calls.selectors.local_time import local_day_bounds
+from calls.selectors.timeline import percentile
 
 MAX_PERIOD_DAYS = 366
 PRESET_DAYS = (7, 30, 90)

@@ -10,7 +10,7 @@ from django.conf import settings
 from calls import analytics
 from calls.models import Call, NotificationSettings
 from calls.postcall import OUTCOMES
-from calls.selectors import CallFilters
+from calls.selectors.search import CallFilters
 
 
 class NotificationSettingsForm(forms.Form):

@@ -18,9 +18,9 @@ from django.utils import timezone
 
 from accounts.models import Business
 from accounts.phone import normalize_e164
-from calls import selectors
 from calls.live import publish_call_changed
 from calls.models import Appointment, Call, CallEvent, Customer, Message, TranscriptEntry
+from calls.selectors import availability, local_time, search
 from calls.signals import call_finalized
 
 log = logging.getLogger(__name__)
@@ -68,7 +68,7 @@ def call_create_browser(*, business: Business, user_label: str) -> Call:
 
 def _search_config_sql() -> str:
     """The business's text search configuration (stemming, stop words), as SQL over `b.language`."""
-    cases = " ".join(f"WHEN '{code}' THEN '{config}'" for code, config in sorted(selectors.SEARCH_CONFIGS.items()))
+    cases = " ".join(f"WHEN '{code}' THEN '{config}'" for code, config in sorted(search.SEARCH_CONFIGS.items()))
     return f"(CASE b.language {cases} ELSE 'simple' END)::regconfig"
 
 
@@ -435,12 +435,12 @@ def _check_bookable(*, business: Business, starts_at: datetime, ends_at: datetim
                     exclude_appointment_id: int | None = None) -> None:
     if starts_at <= now:
         raise ActionError("That time is in the past. Choose a time later than now "
-                          f"({selectors.format_local(now, business)} local time).")
-    if not selectors.fits_opening_hours(business=business, starts_at=starts_at, ends_at=ends_at):
+                          f"({local_time.format_local(now, business)} local time).")
+    if not availability.fits_opening_hours(business=business, starts_at=starts_at, ends_at=ends_at):
         raise ActionError("That time is outside the opening hours (the whole appointment must fit in them). "
                           "Use check_availability to find a free time.")
-    if selectors.booked_between(business=business, starts_at=starts_at, ends_at=ends_at,
-                                exclude_appointment_id=exclude_appointment_id):
+    if availability.booked_between(business=business, starts_at=starts_at, ends_at=ends_at,
+                                   exclude_appointment_id=exclude_appointment_id):
         raise SlotTaken(SLOT_TAKEN_MESSAGE)
 
 
@@ -499,9 +499,9 @@ def appointment_book(*, business_id: int, service_name: str, customer_name: str,
     try:
         with transaction.atomic():
             business = _locked_business(business_id)
-            service = selectors.service_by_name(business=business, name=service_name)
+            service = availability.service_by_name(business=business, name=service_name)
             if service is None:
-                raise ActionError(selectors.unknown_service_message(business=business, name=service_name))
+                raise ActionError(availability.unknown_service_message(business=business, name=service_name))
             starts_at = start.astimezone(dt_timezone.utc)
             ends_at = starts_at + timedelta(minutes=service.duration_minutes)
             _check_bookable(business=business, starts_at=starts_at, ends_at=ends_at, now=now)

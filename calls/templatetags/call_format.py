@@ -7,7 +7,7 @@ from decimal import Decimal
 
 from django import template
 
-from calls.selectors import format_offset
+from calls.selectors.timeline import format_offset
 
 register = template.Library()
 
