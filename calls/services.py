@@ -243,7 +243,7 @@ def call_finalize(*, call_id: int, status: str, end_reason: str, usage: Usage | 
         call.output_text_tokens += usage.output_text
         call.cost_usd += usage.cost_usd(call.model)
     call.save()
-    from calls.postcall import postcall_enqueue  # postcall imports this module
+    from calls.postcall.queueing import postcall_enqueue  # the post-call package imports this module
 
     postcall_enqueue(call.id)  # summary, email, webhook: queued when this transaction commits
     publish_call_changed(call_id=call.id, business_id=call.business_id, status=call.status)  # on commit too
@@ -614,7 +614,7 @@ def notification_settings_save(*, business: Business, email_mode: str, webhook_u
                                rotate_secret: bool = False) -> tuple[Any, str]:
     """Save the email switch and the webhook URL. Returns (endpoint or None, the new secret if one was made)."""
     from calls.models import NotificationSettings, WebhookEndpoint
-    from calls.postcall import webhook_secret_new
+    from calls.postcall.webhooks import webhook_secret_new
 
     NotificationSettings.objects.update_or_create(business=business, defaults={"email_mode": email_mode})
     endpoint = WebhookEndpoint.objects.select_for_update().filter(business=business).first()
