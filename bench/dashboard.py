@@ -292,7 +292,7 @@ def main(argv: list[str]) -> int:
     small_client.force_login(User.objects.get(memberships__business=small))
 
     from calls.models import Call
-    from calls.selectors import call_cursor
+    from calls.selectors.search import call_cursor
 
     deep = Call.objects.filter(business=big).order_by("-started_at", "-id")[args.calls // 2]
     local_today = now.astimezone(big.tzinfo).date()

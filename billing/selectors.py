@@ -18,7 +18,7 @@ from billing import polar_client
 from billing.models import BillingAccount, UsageRecord
 from billing.plans import Plan, all_plans
 from calls.models import Call
-from calls.selectors import local_day_bounds
+from calls.selectors.local_time import local_day_bounds
 
 log = logging.getLogger(__name__)
 PRICE_CACHE_KEY = "billing:polar-prices:v1"

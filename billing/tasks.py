@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 
 from celery import shared_task
+from celery.utils.time import get_exponential_backoff_interval
 from django.conf import settings
 
 from billing import services
@@ -14,7 +15,11 @@ log = logging.getLogger(__name__)
 MAX_RETRIES = 6
 
 
-@shared_task(name="billing.report_usage", bind=True, acks_late=True, max_retries=MAX_RETRIES, ignore_result=True)
+# Celery's own backoff options (10, 20, 40 ... s), read below: the task calls retry itself because Polar's
+# Retry-After and the broker's countdown limit come first. Jitter stays off, so the delays are the ones they
+# were (spreading retries out is a behaviour change of its own).
+@shared_task(name="billing.report_usage", bind=True, acks_late=True, max_retries=MAX_RETRIES, ignore_result=True,
+             retry_backoff=10, retry_backoff_max=600, retry_jitter=False)
 def report_usage(self, record_id: int) -> str:
     """Report one call's minutes to Polar. Network errors, 5xx and 429 are retried with backoff (honouring
     Retry-After); after the last retry the record is marked failed, the error logged and raised, and the sweep
@@ -27,7 +32,9 @@ def report_usage(self, record_id: int) -> str:
             services.usage_mark_failed(record_id=record_id, error=str(exc))
             log.error("Usage record %s could not reach Polar after %s retries: %s", record_id, self.max_retries, exc)
             raise
-        countdown = exc.retry_after if exc.retry_after is not None else 10 * 2 ** self.request.retries
+        countdown = exc.retry_after if exc.retry_after is not None else get_exponential_backoff_interval(
+            factor=self.retry_backoff, retries=self.request.retries, maximum=self.retry_backoff_max,
+            full_jitter=self.retry_jitter)
         if countdown > settings.POSTCALL_BROKER_MAX_COUNTDOWN_SECONDS:
             # Redis hands a waiting task out again once the visibility timeout passes, so a long wait would run
             # it several times over: leave it to the sweep, which resends the record later.

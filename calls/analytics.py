@@ -20,17 +20,14 @@ from django.db.models.functions import Cast, ExtractHour, ExtractIsoWeekDay, Tru
 
 from accounts.models import Business
 from calls.models import Call, CallEvent
-from calls.selectors import local_day_bounds, percentile
+from calls.outcomes import OUTCOME_LABELS
+from calls.selectors.local_time import local_day_bounds
+from calls.selectors.timeline import percentile
 
 MAX_PERIOD_DAYS = 366
 PRESET_DAYS = (7, 30, 90)
 DEFAULT_PRESET_DAYS = 30
 
-OUTCOME_LABELS = {
-    "booked": "Booked", "rescheduled": "Rescheduled", "cancelled": "Cancelled", "message_taken": "Message taken",
-    "answered": "Question answered", "transferred": "Transferred", "abandoned": "Abandoned", "spam": "Spam",
-    "other": "Other", "": "No outcome yet",
-}
 WEEKDAY_NAMES = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
 
 

@@ -9,8 +9,8 @@ from django.conf import settings
 
 from calls import analytics
 from calls.models import Call, NotificationSettings
-from calls.postcall import OUTCOMES
-from calls.selectors import CallFilters
+from calls.outcomes import OUTCOME_LABELS, OUTCOMES
+from calls.selectors.search import CallFilters
 
 
 class NotificationSettingsForm(forms.Form):
@@ -96,7 +96,7 @@ class AnalyticsPeriodForm(forms.Form):
 class CallFilterForm(forms.Form):
     """The calls list's and CSV export's filters (GET). Dates are the business's local calendar dates."""
 
-    OUTCOME_CHOICES = [("", "Any outcome")] + [(o, o.replace("_", " ").capitalize()) for o in OUTCOMES]
+    OUTCOME_CHOICES = [("", "Any outcome")] + [(o, OUTCOME_LABELS[o]) for o in OUTCOMES]
 
     q = forms.CharField(label="Search", required=False, max_length=200,
                         widget=forms.TextInput(attrs={"type": "search",

@@ -94,7 +94,7 @@ class Call(models.Model):
     cost_usd = models.DecimalField(max_digits=10, decimal_places=6, default=0,
                                    help_text="Everything the call cost: realtime model plus supervisor.")
     error = models.TextField(blank=True)
-    # --- after the call: summary and extraction (calls.postcall), stored once -------------------------------
+    # --- after the call: summary and extraction (calls.postcall.summary), stored once -----------------------
     summary = models.TextField(blank=True)
     caller_name = models.CharField(max_length=120, blank=True)
     reason = models.TextField(blank=True, help_text="Why the caller called, in a sentence.")

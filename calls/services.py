@@ -18,9 +18,9 @@ from django.utils import timezone
 
 from accounts.models import Business
 from accounts.phone import normalize_e164
-from calls import selectors
 from calls.live import publish_call_changed
 from calls.models import Appointment, Call, CallEvent, Customer, Message, TranscriptEntry
+from calls.selectors import availability, local_time, search
 from calls.signals import call_finalized
 
 log = logging.getLogger(__name__)
@@ -68,7 +68,7 @@ def call_create_browser(*, business: Business, user_label: str) -> Call:
 
 def _search_config_sql() -> str:
     """The business's text search configuration (stemming, stop words), as SQL over `b.language`."""
-    cases = " ".join(f"WHEN '{code}' THEN '{config}'" for code, config in sorted(selectors.SEARCH_CONFIGS.items()))
+    cases = " ".join(f"WHEN '{code}' THEN '{config}'" for code, config in sorted(search.SEARCH_CONFIGS.items()))
     return f"(CASE b.language {cases} ELSE 'simple' END)::regconfig"
 
 
@@ -247,7 +247,7 @@ def call_finalize(*, call_id: int, status: str, end_reason: str, usage: Usage | 
         call.output_text_tokens += usage.output_text
         call.cost_usd += usage.cost_usd(call.model)
     call.save()
-    from calls.postcall import postcall_enqueue  # postcall imports this module
+    from calls.postcall.queueing import postcall_enqueue  # the post-call package imports this module
 
     postcall_enqueue(call.id)  # summary, email, webhook: queued when this transaction commits
     publish_call_changed(call_id=call.id, business_id=call.business_id, status=call.status)  # on commit too
@@ -439,12 +439,12 @@ def _check_bookable(*, business: Business, starts_at: datetime, ends_at: datetim
                     exclude_appointment_id: int | None = None) -> None:
     if starts_at <= now:
         raise ActionError("That time is in the past. Choose a time later than now "
-                          f"({selectors.format_local(now, business)} local time).")
-    if not selectors.fits_opening_hours(business=business, starts_at=starts_at, ends_at=ends_at):
+                          f"({local_time.format_local(now, business)} local time).")
+    if not availability.fits_opening_hours(business=business, starts_at=starts_at, ends_at=ends_at):
         raise ActionError("That time is outside the opening hours (the whole appointment must fit in them). "
                           "Use check_availability to find a free time.")
-    if selectors.booked_between(business=business, starts_at=starts_at, ends_at=ends_at,
-                                exclude_appointment_id=exclude_appointment_id):
+    if availability.booked_between(business=business, starts_at=starts_at, ends_at=ends_at,
+                                   exclude_appointment_id=exclude_appointment_id):
         raise SlotTaken(SLOT_TAKEN_MESSAGE)
 
 
@@ -503,9 +503,9 @@ def appointment_book(*, business_id: int, service_name: str, customer_name: str,
     try:
         with transaction.atomic():
             business = _locked_business(business_id)
-            service = selectors.service_by_name(business=business, name=service_name)
+            service = availability.service_by_name(business=business, name=service_name)
             if service is None:
-                raise ActionError(selectors.unknown_service_message(business=business, name=service_name))
+                raise ActionError(availability.unknown_service_message(business=business, name=service_name))
             starts_at = start.astimezone(dt_timezone.utc)
             ends_at = starts_at + timedelta(minutes=service.duration_minutes)
             _check_bookable(business=business, starts_at=starts_at, ends_at=ends_at, now=now)
@@ -618,7 +618,7 @@ def notification_settings_save(*, business: Business, email_mode: str, webhook_u
                                rotate_secret: bool = False) -> tuple[Any, str]:
     """Save the email switch and the webhook URL. Returns (endpoint or None, the new secret if one was made)."""
     from calls.models import NotificationSettings, WebhookEndpoint
-    from calls.postcall import webhook_secret_new
+    from calls.postcall.webhooks import webhook_secret_new
 
     NotificationSettings.objects.update_or_create(business=business, defaults={"email_mode": email_mode})
     endpoint = WebhookEndpoint.objects.select_for_update().filter(business=business).first()

@@ -1,6 +1,6 @@
-"""Celery tasks of the calls app: the work after a call. Ids in, one service call; see calls/postcall.py for
+"""Celery tasks of the calls app: the work after a call. Ids in, one service call; see calls/postcall/ for
 the delivery semantics of each side effect. Retries are counted and scheduled by the services (in the
-database), not with `self.retry`: see `postcall.enqueue`."""
+database), not with `self.retry`: see `calls.postcall.queueing.enqueue`."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import logging
 
 from celery import shared_task
 
-from calls import postcall
+from calls.postcall import notifications, queueing, reaper, summary, webhooks
 
 log = logging.getLogger(__name__)
 
@@ -18,28 +18,28 @@ def summarize_call(call_id: int) -> None:
     """Summarise a finished call (retried with backoff on transient model errors, then marked with the error),
     then queue its notifications. A duplicate or redelivered task finds the summary claimed or stored and only
     re-queues the notifications, which are claimed once each."""
-    postcall.call_summary_attempt(call_id=call_id)
+    summary.call_summary_attempt(call_id=call_id)
 
 
 @shared_task(name="calls.send_call_email", acks_late=True, ignore_result=True)
 def send_call_email(call_id: int) -> None:
     """Email the business about the call, at most once (compare-and-set claim); transient SMTP errors retry."""
-    postcall.call_notification_send(call_id=call_id)
+    notifications.call_notification_send(call_id=call_id)
 
 
 @shared_task(name="calls.deliver_webhook", acks_late=True, ignore_result=True)
 def deliver_webhook(delivery_id: int) -> None:
     """One attempt of a `call.completed` webhook (at least once, same webhook-id); schedules the next one."""
-    postcall.webhook_deliver(delivery_id=delivery_id)
+    webhooks.webhook_deliver(delivery_id=delivery_id)
 
 
 @shared_task(name="calls.reap_stuck_calls", acks_late=True, ignore_result=True)
 def reap_stuck_calls() -> None:
     """Celery beat: finalise calls left ringing or in progress (their post-call work is queued on commit)."""
-    postcall.calls_reap_stuck()
+    reaper.calls_reap_stuck()
 
 
 @shared_task(name="calls.sweep_postcall", acks_late=True, ignore_result=True)
 def sweep_postcall() -> None:
     """Celery beat: queue again post-call work left undone (a dead worker, a lost message, a broker outage)."""
-    postcall.postcall_sweep()
+    queueing.postcall_sweep()

@@ -30,9 +30,10 @@ from django.utils import timezone
 
 from accounts.models import Business, OpeningHours
 from accounts.phone import normalize_e164
-from calls import selectors, services
+from calls import services
 from calls.caller_text import NAME_LIMIT, clean_caller_text
 from calls.models import Appointment, Call, Message
+from calls.selectors import availability, callers, faq, local_time
 from calls.services import ActionError, SlotTaken
 
 log = logging.getLogger(__name__)
@@ -95,7 +96,7 @@ def _parse_start(value: str, business: Business, field: str = "start") -> dt.dat
     except ValueError:
         raise ActionError(f"{field} must be a local date and time written YYYY-MM-DDTHH:MM, like 2026-11-24T10:30; "
                           f"got “{value}”.") from None
-    instant = selectors.local_to_utc(day, wall, business)
+    instant = local_time.local_to_utc(day, wall, business)
     if instant is None:
         raise ActionError(f"{value} does not exist in {business.time_zone}: the clocks skip that time for daylight "
                           "saving. Choose another time.")
@@ -178,32 +179,32 @@ def _wall(value: dt.time) -> str:
     return value.strftime("%H:%M")
 
 
-def _interval_dicts(intervals: list[tuple[dt.time, dt.time]] | list[selectors.OpenInterval]) -> list[dict[str, str]]:
-    pairs = [(i.opens, i.closes) if isinstance(i, selectors.OpenInterval) else i for i in intervals]
+def _interval_dicts(intervals: list[tuple[dt.time, dt.time]] | list[availability.OpenInterval]) -> list[dict[str, str]]:
+    pairs = [(i.opens, i.closes) if isinstance(i, availability.OpenInterval) else i for i in intervals]
     return [{"opens": _wall(opens), "closes": _wall(closes)} for opens, closes in pairs]
 
 
 def _local(value: dt.datetime | None, business: Business) -> str | None:
-    return selectors.format_local(value, business) if value else None
+    return local_time.format_local(value, business) if value else None
 
 
 def _appointment(appointment: Appointment, business: Business) -> Result:
-    return selectors.appointment_as_dict(appointment, business)
+    return callers.appointment_as_dict(appointment, business)
 
 
 def _alternatives(business: Business, starts_at: dt.datetime, duration_minutes: int,
                   exclude_appointment_id: int | None = None, count: int = 3) -> list[str]:
     """Free times closest to a requested one on its day, else the first ones of the next day with any."""
     day = starts_at.astimezone(business.tzinfo).date()
-    slots = selectors.available_slots(business=business, day=day, duration_minutes=duration_minutes,
-                                      exclude_appointment_id=exclude_appointment_id)
+    slots = availability.available_slots(business=business, day=day, duration_minutes=duration_minutes,
+                                         exclude_appointment_id=exclude_appointment_id)
     if slots:
         slots = sorted(sorted(slots, key=lambda s: (abs(s - starts_at), s))[:count])  # ties: the earlier
     else:
-        _, slots = selectors.next_available_slots(business=business, after=day, duration_minutes=duration_minutes,
-                                                  exclude_appointment_id=exclude_appointment_id)
+        _, slots = availability.next_available_slots(business=business, after=day, duration_minutes=duration_minutes,
+                                                     exclude_appointment_id=exclude_appointment_id)
         slots = slots[:count]
-    return [selectors.format_local(s, business) for s in slots]
+    return [local_time.format_local(s, business) for s in slots]
 
 
 def _slot_taken(business: Business, starts_at: dt.datetime, duration_minutes: int,
@@ -218,12 +219,12 @@ def _slot_taken(business: Business, starts_at: dt.datetime, duration_minutes: in
 
 def get_business_info(ctx: Context, args: dict[str, Any]) -> Result:
     business, now = ctx.business, timezone.now()
-    local = selectors.local_now(business=business, now=now)
-    status = selectors.open_status(business=business, now=now)
+    local = local_time.local_now(business=business, now=now)
+    status = availability.open_status(business=business, now=now)
     result: Result = {
         "name": business.name, "address": business.address, "phone": business.phone_number,
         "website": business.website, "time_zone": business.time_zone,
-        "now": selectors.format_local(now, business), "today": local.strftime("%A"),
+        "now": local_time.format_local(now, business), "today": local.strftime("%A"),
         "open_now": status.open_now, "closes_at": _local(status.closes_at, business),
         "next_opening": _local(status.next_opening, business),
         "services": [{"name": s.name, "duration_minutes": s.duration_minutes,
@@ -232,21 +233,21 @@ def get_business_info(ctx: Context, args: dict[str, Any]) -> Result:
     }
     if "date" in args:
         day = _parse_date(args["date"])
-        schedule = selectors.Schedule(business, day, day)
+        schedule = availability.Schedule(business, day, day)
         intervals = schedule.intervals(day)
         result["hours"] = {"date": day.isoformat(), "weekday": day.strftime("%A"), "open": bool(intervals),
                            "closed_reason": schedule.closed_reason(day), "intervals": _interval_dicts(intervals)}
     else:
-        hours = selectors.week_hours(business=business)
+        hours = availability.week_hours(business=business)
         result["week"] = [{"weekday": label, "intervals": _interval_dicts(hours.get(number, []))}
                           for number, label in OpeningHours.Weekday.choices]
         result["upcoming_closed_dates"] = [{"date": c.date.isoformat(), "reason": c.reason}
-                                           for c in selectors.upcoming_closed_dates(business=business, now=now)]
+                                           for c in availability.upcoming_closed_dates(business=business, now=now)]
     return result
 
 
 def search_faq(ctx: Context, args: dict[str, Any]) -> Result:
-    entries = selectors.faq_search(business=ctx.business, query=args["query"])
+    entries = faq.faq_search(business=ctx.business, query=args["query"])
     result: Result = {"results": [{"question": e.question, "answer": e.answer} for e in entries]}
     if not entries:
         result["hint"] = ("No FAQ entry answers this. Don't guess: say you're not sure and offer to take a message "
@@ -259,22 +260,22 @@ def check_availability(ctx: Context, args: dict[str, Any]) -> Result:
     day = _parse_date(args["date"])
     service = None
     if "service" in args:
-        service = selectors.service_by_name(business=business, name=args["service"])
+        service = availability.service_by_name(business=business, name=args["service"])
         if service is None:
-            raise ActionError(selectors.unknown_service_message(business=business, name=args["service"]))
-    duration = service.duration_minutes if service else selectors.DEFAULT_DURATION_MINUTES
-    schedule = selectors.Schedule(business, day, day)
+            raise ActionError(availability.unknown_service_message(business=business, name=args["service"]))
+    duration = service.duration_minutes if service else availability.DEFAULT_DURATION_MINUTES
+    schedule = availability.Schedule(business, day, day)
     intervals = schedule.intervals(day)
-    today = selectors.local_now(business=business, now=now).date()
+    today = local_time.local_now(business=business, now=now).date()
     result: Result = {"date": day.isoformat(), "weekday": day.strftime("%A"),
                       "service": service.name if service else None, "duration_minutes": duration,
                       "slots": [], "open_intervals": _interval_dicts(intervals)}
     if day < today:
         result["message"] = f"That date is in the past. Today is {today.isoformat()} ({today:%A})."
         return result
-    slots = selectors.available_slots(business=business, day=day, duration_minutes=duration, now=now,
-                                      schedule=schedule)
-    result["slots"] = [selectors.format_local(s, business) for s in slots]
+    slots = availability.available_slots(business=business, day=day, duration_minutes=duration, now=now,
+                                         schedule=schedule)
+    result["slots"] = [local_time.format_local(s, business) for s in slots]
     if slots:
         return result
     reason = schedule.closed_reason(day)
@@ -286,11 +287,11 @@ def check_availability(ctx: Context, args: dict[str, Any]) -> Result:
         result["message"] = "Closed for the rest of today."
     else:
         result["message"] = f"No free time on {day.isoformat()} for {duration} minutes: fully booked."
-    next_day, next_slots = selectors.next_available_slots(business=business, after=day, duration_minutes=duration,
-                                                          now=now)
+    next_day, next_slots = availability.next_available_slots(business=business, after=day, duration_minutes=duration,
+                                                             now=now)
     if next_day is not None:
         result["next_available"] = {"date": next_day.isoformat(), "weekday": next_day.strftime("%A"),
-                                    "slots": [selectors.format_local(s, business) for s in next_slots[:6]]}
+                                    "slots": [local_time.format_local(s, business) for s in next_slots[:6]]}
     return result
 
 
@@ -303,34 +304,34 @@ def book_appointment(ctx: Context, args: dict[str, Any]) -> Result:
             business_id=business.id, service_name=args["service"], customer_name=args["name"], phone=phone,
             start=starts_at, notes=args.get("notes", ""), call_id=ctx.call_id)
     except SlotTaken:
-        service = selectors.service_by_name(business=business, name=args["service"])
+        service = availability.service_by_name(business=business, name=args["service"])
         return _slot_taken(business, starts_at, service.duration_minutes if service else 30)
     return {"appointment_id": appointment.id, "status": str(appointment.status), "service": appointment.service_name,
-            "start": selectors.format_local(appointment.starts_at, business),
-            "end": selectors.format_local(appointment.ends_at, business),
+            "start": local_time.format_local(appointment.starts_at, business),
+            "end": local_time.format_local(appointment.ends_at, business),
             "customer_name": _name(appointment.customer.name), "phone": appointment.customer.phone}
 
 
 def find_appointments(ctx: Context, args: dict[str, Any]) -> Result:
     business = ctx.business
     phone = _own_number(ctx)
-    customer = selectors.customer_by_phone(business_id=business.id, phone=phone)
+    customer = callers.customer_by_phone(business_id=business.id, phone=phone)
     if customer is None:
         return {"phone": phone, "customer_name": None, "upcoming": [], "recent_past": [],
                 "message": "Nothing is booked under the number the caller is calling from. If they booked under "
                            "another number, offer to take a message so the team can help."}
-    upcoming = selectors.upcoming_appointments(customer=customer)
+    upcoming = callers.upcoming_appointments(customer=customer)
     return {"phone": phone, "customer_name": _name(customer.name),
             "upcoming": [_appointment(a, business) for a in upcoming],
-            "recent_past": [_appointment(a, business) for a in selectors.past_appointments(customer=customer)]}
+            "recent_past": [_appointment(a, business) for a in callers.past_appointments(customer=customer)]}
 
 
 def reschedule_appointment(ctx: Context, args: dict[str, Any]) -> Result:
     business = ctx.business
     phone = _own_number(ctx)
     starts_at = _parse_start(args["start"], business)
-    before = selectors.appointment_for_business(business_id=business.id, appointment_id=args["appointment_id"],
-                                                customer_phone=phone)
+    before = callers.appointment_for_business(business_id=business.id, appointment_id=args["appointment_id"],
+                                              customer_phone=phone)
     try:
         appointment = services.appointment_reschedule(business_id=business.id, appointment_id=args["appointment_id"],
                                                       start=starts_at, customer_phone=phone)
@@ -338,14 +339,14 @@ def reschedule_appointment(ctx: Context, args: dict[str, Any]) -> Result:
         minutes = int((before.ends_at - before.starts_at).total_seconds() // 60) if before else 30
         return _slot_taken(business, starts_at, minutes, exclude_appointment_id=args["appointment_id"])
     return {**_appointment(appointment, business),
-            "previous_start": selectors.format_local(before.starts_at, business) if before else None}
+            "previous_start": local_time.format_local(before.starts_at, business) if before else None}
 
 
 def cancel_appointment(ctx: Context, args: dict[str, Any]) -> Result:
     business = ctx.business
     phone = _own_number(ctx)
-    before = selectors.appointment_for_business(business_id=business.id, appointment_id=args["appointment_id"],
-                                                customer_phone=phone)
+    before = callers.appointment_for_business(business_id=business.id, appointment_id=args["appointment_id"],
+                                              customer_phone=phone)
     appointment = services.appointment_cancel(business_id=business.id, appointment_id=args["appointment_id"],
                                               customer_phone=phone)
     already = before is not None and before.status == Appointment.Status.CANCELLED
@@ -355,7 +356,7 @@ def cancel_appointment(ctx: Context, args: dict[str, Any]) -> Result:
 def lookup_caller(ctx: Context, args: dict[str, Any]) -> Result:
     business = ctx.business
     phone = _own_number(ctx)
-    customer = selectors.customer_by_phone(business_id=business.id, phone=phone)
+    customer = callers.customer_by_phone(business_id=business.id, phone=phone)
     if customer is None:
         return {"known": False, "phone": phone}
     this_call = ctx.call_id is not None and customer.last_call_id == ctx.call_id
@@ -364,12 +365,12 @@ def lookup_caller(ctx: Context, args: dict[str, Any]) -> Result:
     return {
         "known": True, "phone": phone, "name": _name(customer.name),
         "previous_calls": max(0, customer.call_count - (1 if this_call else 0)),
-        "first_seen": selectors.format_local(customer.first_seen_at, business),
+        "first_seen": local_time.format_local(customer.first_seen_at, business),
         "upcoming_appointments": [_appointment(a, business)
-                                  for a in selectors.upcoming_appointments(customer=customer, limit=5)],
-        "messages_left": [{"left_at": selectors.format_local(m.created_at, business), "urgency": m.urgency,
-                           "status": m.status}
-                          for m in selectors.messages_left_from(business_id=business.id, phone=phone)],
+                                  for a in callers.upcoming_appointments(customer=customer, limit=5)],
+        "messages_left": [{"left_at": local_time.format_local(m.created_at, business), "urgency": m.urgency,
+                            "status": m.status}
+                           for m in callers.messages_left_from(business_id=business.id, phone=phone)],
     }
 
 
@@ -411,7 +412,7 @@ TOOLS: dict[str, Tool] = {tool.name: tool for tool in [
          "book_appointment accepts as start; the whole service fits after each. When nothing is free, message "
          "says why (past date, closed, fully booked) and next_available offers the next day with free times.",
          {"date": _DATE, "service": {**_SERVICE, "description": _SERVICE["description"]
-                                     + f" Omit for a {selectors.DEFAULT_DURATION_MINUTES}-minute slot."}},
+                                     + f" Omit for a {availability.DEFAULT_DURATION_MINUTES}-minute slot."}},
          ("date",), check_availability),
     Tool("book_appointment",
          "Book a service at a free start time (check availability first) under the number the caller is calling "
@@ -473,7 +474,7 @@ def run_business_tool(*, business_id: int, call_id: int | None, name: str, argum
             return {"error": "This business no longer exists."}
         call = Call.objects.filter(id=call_id, business_id=business_id).first() if call_id is not None else None
         # Another business's call is no call: nothing is linked to it and its number is nobody's identity here.
-        caller = selectors.caller_number_of_call(call)
+        caller = callers.caller_number_of_call(call)
         return tool.handler(Context(business=business, call_id=call.id if call else None, caller_number=caller),
                             args)
     except ActionError as exc:

@@ -21,8 +21,9 @@ from django.views.decorators.http import require_POST
 from accounts.access import business_view, get_for_business
 from accounts.models import Business
 from accounts.selectors import setup_checklist
-from calls import analytics, charts, forms, selectors, services
+from calls import analytics, charts, forms, services
 from calls.models import Appointment, Call, Customer, Message, NotificationSettings, WebhookEndpoint
+from calls.selectors import dashboard as dashboard_reads, export, local_time, search, timeline
 
 
 @business_view()
@@ -31,7 +32,7 @@ def dashboard(request: HttpRequest) -> HttpResponse:
     checklist = setup_checklist(request.business)
     return render(request, "accounts/dashboard.html", {
         "checklist": checklist, "setup_done": all(item.done for item in checklist),
-        "home": selectors.dashboard_home(business=request.business), "now": timezone.now()})
+        "home": dashboard_reads.dashboard_home(business=request.business), "now": timezone.now()})
 
 
 @business_view(owner_only=True)
@@ -64,7 +65,7 @@ APPOINTMENT_VIEWS = ("upcoming", "past", "day", "week")
 
 
 def _page(request: HttpRequest, rows: QuerySet) -> Page:
-    return Paginator(rows, selectors.DASHBOARD_PAGE_SIZE).get_page(request.GET.get("page"))
+    return Paginator(rows, dashboard_reads.DASHBOARD_PAGE_SIZE).get_page(request.GET.get("page"))
 
 
 def _back(request: HttpRequest, fallback: str) -> str:
@@ -93,11 +94,11 @@ def appointment_list(request: HttpRequest) -> HttpResponse:
         view = "upcoming"
     context: dict = {"view": view, "now": timezone.now()}
     if view in ("day", "week"):
-        day = _day_from_query(request.GET.get("date", "")) or selectors.local_now(business=business).date()
-        context["calendar"] = selectors.appointment_calendar(business=business, view=view, day=day)
+        day = _day_from_query(request.GET.get("date", "")) or local_time.local_now(business=business).date()
+        context["calendar"] = dashboard_reads.appointment_calendar(business=business, view=view, day=day)
     else:
-        rows = (selectors.appointments_upcoming if view == "upcoming" else selectors.appointments_past)(
-            business=business, now=context["now"])
+        rows = (dashboard_reads.appointments_upcoming if view == "upcoming" else dashboard_reads.appointments_past)(
+                        business=business, now=context["now"])
         context["page"] = _page(request, rows)
     return render(request, "calls/appointment_list.html", context)
 
@@ -123,9 +124,10 @@ def message_list(request: HttpRequest) -> HttpResponse:
     status = request.GET.get("status", Message.Status.OPEN)
     if status not in Message.Status.values:
         status = Message.Status.OPEN
-    rows = selectors.messages_for_dashboard(business=request.business, status=status)
+    rows = dashboard_reads.messages_for_dashboard(business=request.business, status=status)
     return render(request, "calls/message_list.html", {
-        "status": status, "page": _page(request, rows), "counts": selectors.message_counts(business=request.business)})
+        "status": status, "page": _page(request, rows),
+        "counts": dashboard_reads.message_counts(business=request.business)})
 
 
 @require_POST
@@ -149,7 +151,7 @@ def message_reopen(request: HttpRequest, message_id: int) -> HttpResponse:
 @business_view()
 def customer_list(request: HttpRequest) -> HttpResponse:
     query = request.GET.get("q", "").strip()[:100]
-    rows = selectors.customers_search(business=request.business, query=query)
+    rows = dashboard_reads.customers_search(business=request.business, query=query)
     return render(request, "calls/customer_list.html", {"query": query, "page": _page(request, rows)})
 
 
@@ -157,7 +159,7 @@ def customer_list(request: HttpRequest) -> HttpResponse:
 def customer_detail(request: HttpRequest, customer_id: int) -> HttpResponse:
     customer = get_for_business(Customer, request.business, pk=customer_id)
     return render(request, "calls/customer_detail.html", {
-        "history": selectors.customer_history(customer=customer), "now": timezone.now()})
+        "history": dashboard_reads.customer_history(customer=customer), "now": timezone.now()})
 
 
 @business_view()
@@ -210,8 +212,8 @@ def call_list(request: HttpRequest) -> HttpResponse:
     """Newest calls first, filtered and searched, 50 a page (keyset paging: as fast on page 2,000 as on page 1)."""
     form = _call_filter_form(request)
     filters = form.filters()
-    page = selectors.call_list_page(business=request.business, filters=filters,
-                                    after=request.GET.get("after"), before=request.GET.get("before"))
+    page = search.call_list_page(business=request.business, filters=filters,
+                                 after=request.GET.get("after"), before=request.GET.get("before"))
     filter_params = {name: request.GET[name] for name in form.fields
                      if request.GET.get(name) and name not in form.errors}
     return render(request, "calls/call_list.html", {
@@ -222,7 +224,7 @@ def call_list(request: HttpRequest) -> HttpResponse:
 @business_view()
 def call_detail(request: HttpRequest, call_id: int) -> HttpResponse:
     call = get_for_business(Call.objects.defer("search_vector"), request.business, pk=call_id)
-    return render(request, "calls/call_detail.html", {"detail": selectors.call_detail(call=call)})
+    return render(request, "calls/call_detail.html", {"detail": timeline.call_detail(call=call)})
 
 
 class _Echo:
@@ -235,15 +237,15 @@ class _Echo:
 EXPORT_CHUNK_ROWS = 500
 
 
-async def _csv_chunks(*, business: Business, filters: selectors.CallFilters) -> AsyncIterator[str]:
+async def _csv_chunks(*, business: Business, filters: search.CallFilters) -> AsyncIterator[str]:
     """The header, then the rows a chunk at a time, each read from the database off the event loop. An async
     iterator: under ASGI, Django collects a sync one into memory before sending any of it."""
     writer = csv.writer(_Echo())
-    yield writer.writerow(selectors.CSV_COLUMNS)
+    yield writer.writerow(export.CSV_COLUMNS)
     after = None
     while True:
-        rows, after = await sync_to_async(selectors.calls_csv_chunk)(business=business, filters=filters,
-                                                                   after=after, size=EXPORT_CHUNK_ROWS)
+        rows, after = await sync_to_async(export.calls_csv_chunk)(business=business, filters=filters,
+                                                                after=after, size=EXPORT_CHUNK_ROWS)
         if rows:
             yield "".join(writer.writerow(row) for row in rows)
         if after is None:

@@ -456,7 +456,7 @@ CELERY_BEAT_SCHEDULE = {
                                        "schedule": float(BILLING_USAGE_SWEEP_SECONDS)},
 }
 
-# --- After the call (calls/postcall.py): summary, email, webhook, reaper --------------------------
+# --- After the call (calls/postcall/): summary, email, webhook, reaper ----------------------------
 
 # USD per million tokens for the summary model; override with SUMMARY_PRICES_JSON.
 SUMMARY_PRICES = {

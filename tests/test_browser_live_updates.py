@@ -14,7 +14,7 @@ from django.db import connections
 from django.utils import timezone
 
 from calls.live import publish_call_changed
-from calls.postcall import call_summary_failed
+from calls.postcall.summary import call_summary_failed
 from calls.models import Call
 from calls.services import call_create_inbound, call_finalize
 from tests.browser import ARTIFACTS

@@ -14,7 +14,8 @@ from accounts.models import Business, OpeningHours
 from accounts.transfers import allowed_transfer_number
 from accounts.phone import normalize_e164
 from calls.caller_text import NAME_LIMIT, caller_data_block, clean_caller_text
-from calls.selectors import caller_context, open_status
+from calls.selectors.availability import open_status
+from calls.selectors.callers import caller_context
 from voice.phrases import phrase
 
 LANGUAGE_NAMES = dict(Business.Language.choices)

@@ -15,7 +15,7 @@ from twilio.request_validator import RequestValidator
 from billing.models import UsageRecord
 from billing.services import usage_sweep
 from calls.models import Call, CallEvent
-from calls.postcall import calls_reap_stuck
+from calls.postcall.reaper import calls_reap_stuck
 from calls.services import call_finalize, call_forward_start
 from tests.factories import make_call
 

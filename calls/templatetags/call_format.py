@@ -7,7 +7,8 @@ from decimal import Decimal
 
 from django import template
 
-from calls.selectors import format_offset
+from calls.outcomes import outcome_label as label_of_outcome
+from calls.selectors.timeline import format_offset
 
 register = template.Library()
 
@@ -38,7 +39,14 @@ def usd(value: Decimal | float | None, places: int = 4) -> str:
 
 @register.filter
 def outcome_label(value: str) -> str:
-    """"message_taken" → "Message taken"."""
+    """An outcome's label in the one vocabulary ("answered" → "Question answered"); empty stays empty, so a page
+    picks its own placeholder for a call not yet summarised."""
+    return label_of_outcome(value) if value else ""
+
+
+@register.filter
+def code_words(value: str) -> str:
+    """Any other stored code as words: "caller_hung_up" → "Caller hung up"."""
     return (value or "").replace("_", " ").capitalize()
 
 

@@ -4,7 +4,7 @@ import datetime as dt
 
 import pytest
 
-from calls import selectors
+from calls.selectors import availability, local_time
 from calls.tools import run_business_tool
 from tests.factories import make_appointment, make_business, make_closed_date, make_hours, make_service
 
@@ -20,11 +20,11 @@ def business(db):
 
 def local(business, day: dt.date, wall: str) -> dt.datetime:
     """An aware UTC datetime for a local wall time."""
-    return selectors.local_to_utc(day, dt.time.fromisoformat(wall), business)
+    return local_time.local_to_utc(day, dt.time.fromisoformat(wall), business)
 
 
 def slots(business, day=MONDAY, minutes=30, now=BEFORE_EVERYTHING) -> list[str]:
-    found = selectors.available_slots(business=business, day=day, duration_minutes=minutes, now=now)
+    found = availability.available_slots(business=business, day=day, duration_minutes=minutes, now=now)
     return [s.astimezone(business.tzinfo).strftime("%H:%M") for s in found]
 
 
@@ -100,10 +100,10 @@ def test_it_offers_nothing_on_a_date_in_the_past(business):
 def test_on_a_daylight_saving_change_day_the_slots_are_at_the_new_local_time(db, zone, day, utc_of_nine):
     business = make_business(time_zone=zone)
     make_hours(business, weekday=6, opens="09:00", closes="10:00")
-    found = selectors.available_slots(business=business, day=dt.date.fromisoformat(day), duration_minutes=30,
-                                      now=BEFORE_EVERYTHING)
+    found = availability.available_slots(business=business, day=dt.date.fromisoformat(day), duration_minutes=30,
+                                         now=BEFORE_EVERYTHING)
     assert [s.strftime("%H:%M") for s in found][0] == utc_of_nine
-    assert [selectors.format_local(s, business)[-5:] for s in found] == ["09:00", "09:15", "09:30"]
+    assert [local_time.format_local(s, business)[-5:] for s in found] == ["09:00", "09:15", "09:30"]
 
 
 def test_on_the_spring_forward_night_it_skips_the_local_times_that_do_not_exist(business):
@@ -122,18 +122,18 @@ def test_on_the_fall_back_night_an_interval_lasts_its_real_extra_hour(business):
 def test_open_status_knows_the_current_interval_and_the_next_opening(business):
     make_hours(business, weekday=0, opens="09:00", closes="12:00")
     make_hours(business, weekday=0, opens="13:00", closes="17:00")
-    status = selectors.open_status(business=business, now=local(business, MONDAY, "10:00"))
+    status = availability.open_status(business=business, now=local(business, MONDAY, "10:00"))
     assert status.open_now
-    assert selectors.format_local(status.closes_at, business) == "2026-12-07T12:00"
-    assert selectors.format_local(status.next_opening, business) == "2026-12-07T13:00"
+    assert local_time.format_local(status.closes_at, business) == "2026-12-07T12:00"
+    assert local_time.format_local(status.next_opening, business) == "2026-12-07T13:00"
 
 
 def test_open_status_skips_a_closed_date_when_looking_for_the_next_opening(business):
     make_hours(business, weekday=0, opens="09:00", closes="17:00")
     make_closed_date(business, "2026-12-07")
-    status = selectors.open_status(business=business, now=local(business, MONDAY, "08:00"))
+    status = availability.open_status(business=business, now=local(business, MONDAY, "08:00"))
     assert not status.open_now
-    assert selectors.format_local(status.next_opening, business) == "2026-12-14T09:00"
+    assert local_time.format_local(status.next_opening, business) == "2026-12-14T09:00"
 
 
 # --- through the tool -------------------------------------------------------------------------------------

@@ -6,8 +6,9 @@ import threading
 import pytest
 from django.db import IntegrityError, connection, transaction
 
-from calls import selectors, services
+from calls import services
 from calls.models import Appointment, Customer
+from calls.selectors import callers, local_time
 from calls.services import ActionError, NotFound, SlotTaken
 from calls.tools import run_business_tool
 from tests.factories import (make_appointment, make_business, make_call, make_closed_date, make_customer, make_hours,
@@ -30,7 +31,7 @@ def business(db):
 
 
 def at(business, wall: str, day: dt.date = MONDAY) -> dt.datetime:
-    return selectors.local_to_utc(day, dt.time.fromisoformat(wall), business)
+    return local_time.local_to_utc(day, dt.time.fromisoformat(wall), business)
 
 
 def book(business, wall: str, *, service="Cleaning", phone="+14155550123", name="Dana Scully", now=NOW, **kwargs):
@@ -191,15 +192,15 @@ def test_recording_a_call_from_a_withheld_or_invalid_number_creates_nobody(busin
 def test_caller_context_gives_a_returning_callers_name_and_bookings(business):
     customer = make_customer(business, name="Dana Scully")
     make_appointment(business, at(business, "09:00"), customer=customer)
-    context = selectors.caller_context(business_id=business.id, phone="+14155550123", now=NOW)
+    context = callers.caller_context(business_id=business.id, phone="+14155550123", now=NOW)
     assert context["name"] == "Dana Scully"
     assert [a["start"] for a in context["upcoming_appointments"]] == ["2026-12-07T09:00"]
 
 
 def test_caller_context_is_none_for_an_unknown_or_invalid_number(business):
     make_customer(make_business(), phone="+14155550123")
-    assert selectors.caller_context(business_id=business.id, phone="+14155550123") is None
-    assert selectors.caller_context(business_id=business.id, phone="anonymous") is None
+    assert callers.caller_context(business_id=business.id, phone="+14155550123") is None
+    assert callers.caller_context(business_id=business.id, phone="anonymous") is None
 
 
 # --- the database's own guarantee (PostgreSQL) ------------------------------------------------------------

@@ -19,8 +19,8 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
-from calls import postcall
 from calls.models import Call
+from calls.postcall.summary import call_summarize
 from calls.services import CallRecord, call_create_inbound, call_record_entries, call_search_refresh
 from tests.factories import (
     make_appointment,
@@ -222,7 +222,7 @@ def test_search_finds_the_summary_and_the_callers_name_once_the_summary_is_store
         owner_client, alices_business, summary_standin):
     call = recorded_call(alices_business, "CA3", "+14155550113", ["Hi, it's Monica.", "Hello Monica."])
     assert listed_ids(owner_client, q="retainers") == []
-    assert postcall.call_summarize(call_id=call.id)
+    assert call_summarize(call_id=call.id)
     assert listed_ids(owner_client, q="orthodontic retainers") == [call.id]
     assert listed_ids(owner_client, q="Reyes") == [call.id]  # the extracted caller name
     assert listed_ids(owner_client, q="Mon") == [call.id]  # words match as prefixes

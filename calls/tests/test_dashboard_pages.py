@@ -9,8 +9,9 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
-from calls import selectors, services
+from calls import services
 from calls.models import Appointment, Message
+from calls.selectors import dashboard, local_time
 from tests.factories import (add_member, make_appointment, make_business, make_call, make_customer, make_message,
                              make_user)
 
@@ -70,8 +71,8 @@ def test_week_view_groups_appointments_by_local_date_across_a_dst_change(owner, 
 
 
 def test_local_days_are_23_or_25_hours_long_on_dst_days(alices_business):
-    spring_start, spring_end = selectors.local_day_bounds(business=alices_business, day=dt.date(2026, 3, 8))
-    autumn_start, autumn_end = selectors.local_day_bounds(business=alices_business, day=dt.date(2026, 11, 1))
+    spring_start, spring_end = local_time.local_day_bounds(business=alices_business, day=dt.date(2026, 3, 8))
+    autumn_start, autumn_end = local_time.local_day_bounds(business=alices_business, day=dt.date(2026, 11, 1))
 
     assert spring_start == dt.datetime(2026, 3, 8, 8, 0, tzinfo=UTC)  # midnight PST
     assert spring_end - spring_start == dt.timedelta(hours=23)
@@ -312,13 +313,13 @@ def test_customer_detail_shows_their_calls_appointments_and_messages_only(owner,
 def test_customer_detail_shows_the_latest_calls_and_links_to_the_rest(owner, alices_business):
     dana = make_customer(alices_business, phone="+14155550123", name="Dana Scully")
     start = timezone.now() - dt.timedelta(days=30)
-    for minutes in range(selectors.HISTORY_LIMIT + 1):
+    for minutes in range(dashboard.HISTORY_LIMIT + 1):
         make_call(alices_business, from_number=dana.phone, started_at=start + dt.timedelta(minutes=minutes))
 
     response = owner.get(reverse("customer_detail", kwargs={"customer_id": dana.id}))
 
     history = response.context["history"]
-    assert len(history.calls) == selectors.HISTORY_LIMIT and history.more_calls
+    assert len(history.calls) == dashboard.HISTORY_LIMIT and history.more_calls
     assert history.calls[-1].started_at == start + dt.timedelta(minutes=1)  # the oldest one is left off
     assert "All calls from this number" in page_text(response)
 
@@ -353,13 +354,13 @@ def test_customers_are_listed_most_recently_seen_first_with_their_call_count(own
 
 
 def test_the_customer_list_is_paginated(owner, alices_business):
-    for n in range(selectors.DASHBOARD_PAGE_SIZE + 1):
+    for n in range(dashboard.DASHBOARD_PAGE_SIZE + 1):
         make_customer(alices_business, phone=f"+1415555{n:04d}", name=f"Customer {n}")
 
     first = owner.get(reverse("customer_list"))
     second = owner.get(reverse("customer_list"), {"page": 2})
 
-    assert len(first.context["page"].object_list) == selectors.DASHBOARD_PAGE_SIZE
+    assert len(first.context["page"].object_list) == dashboard.DASHBOARD_PAGE_SIZE
     assert len(second.context["page"].object_list) == 1
 
 
@@ -372,7 +373,7 @@ def test_home_figures_count_local_days(alices_business):
     make_call(alices_business, started_at=la(2026, 3, 4, 0, 5))  # the first of the last 7 local days
     make_call(alices_business, started_at=la(2026, 3, 3, 23, 55))  # eight days ago, local
 
-    home = selectors.dashboard_home(business=alices_business, now=now)
+    home = dashboard.dashboard_home(business=alices_business, now=now)
 
     assert (home.calls_today, home.calls_last_7_days) == (1, 3)
 

@@ -17,7 +17,7 @@ from accounts.access import SESSION_KEY
 from accounts.models import Membership
 from calls import live
 from calls.models import Call, TranscriptEntry
-from calls.postcall import call_summarize
+from calls.postcall.summary import call_summarize
 from calls.services import call_finalize
 from receptionist.asgi import application
 from tests.factories import make_business, make_call, make_user

@@ -15,10 +15,8 @@ from django.utils import timezone
 from standardwebhooks import Webhook
 from standardwebhooks.webhooks import WebhookVerificationError
 
-from calls import postcall
 from calls.background import embedded_runner
 from calls.caller_text import BLOCK_END, BLOCK_START
-from calls.postcall import summary_prompt
 from calls.models import (
     Call,
     CallEvent,
@@ -28,6 +26,8 @@ from calls.models import (
     WebhookDelivery,
     WebhookEndpoint,
 )
+from calls.postcall import address_guard, webhooks
+from calls.postcall.summary import summary_prompt
 from calls.services import call_finalize, notification_settings_save
 from receptionist.celery import app as celery_app
 from tests.factories import make_appointment, make_business, make_call, make_user
@@ -170,7 +170,7 @@ def test_a_finished_call_gets_one_summary_one_email_and_one_signed_webhook(eager
     assert payload["data"]["summary"] == SUMMARY_DOC["summary"]
     assert receiver.requests[0]["headers"]["webhook-signature"].startswith("v1,")
     with pytest.raises(WebhookVerificationError):
-        verify(postcall.webhook_secret_new(), receiver.requests[0])
+        verify(webhooks.webhook_secret_new(), receiver.requests[0])
 
     # A duplicate enqueue of every task does nothing more.
     from calls.tasks import deliver_webhook, send_call_email, summarize_call
@@ -238,7 +238,7 @@ def test_redirects_are_not_followed(eager, business):
 
 def test_private_addresses_are_refused_unless_allowed(eager, business, receiver, settings):
     settings.WEBHOOK_ALLOW_PRIVATE_ADDRESSES = False
-    WebhookEndpoint.objects.create(business=business, url=receiver.url, secret=postcall.webhook_secret_new())
+    WebhookEndpoint.objects.create(business=business, url=receiver.url, secret=webhooks.webhook_secret_new())
     call = talked_call(business)
     call_finalize(call_id=call.id, status=Call.Status.COMPLETED, end_reason="caller_hung_up")
     settle()
@@ -247,8 +247,8 @@ def test_private_addresses_are_refused_unless_allowed(eager, business, receiver,
     assert receiver.requests == []
     for url in ["http://localhost/x", "http://10.1.2.3/x", "http://169.254.169.254/latest", "http://[::1]/x",
                 "http://[::ffff:127.0.0.1]/x"]:
-        with pytest.raises(postcall.BlockedAddress):
-            postcall.resolve_webhook_target(url)
+        with pytest.raises(address_guard.BlockedAddress):
+            address_guard.resolve_webhook_target(url)
 
 
 def test_summary_failure_is_retried_then_marked_and_the_email_goes_out_without_it(eager, business):
@@ -381,14 +381,14 @@ def test_without_a_script_the_standin_answers_a_default_that_fits_the_schema(eag
 ])
 def test_ipv6_addresses_wrapping_a_private_ipv4_address_are_refused(settings, address):
     settings.WEBHOOK_ALLOW_PRIVATE_ADDRESSES = False
-    with pytest.raises(postcall.BlockedAddress):
-        postcall.resolve_webhook_target(f"https://[{address}]/hooks")
+    with pytest.raises(address_guard.BlockedAddress):
+        address_guard.resolve_webhook_target(f"https://[{address}]/hooks")
 
 
 @pytest.mark.parametrize("address", ["64:ff9b::808:808", "2002:808:808::1", "::ffff:808:808"])
 def test_ipv6_addresses_wrapping_a_public_ipv4_address_are_allowed(settings, address):
     settings.WEBHOOK_ALLOW_PRIVATE_ADDRESSES = False
-    pinned = postcall.resolve_webhook_target(f"https://[{address}]/hooks")[3]
+    pinned = address_guard.resolve_webhook_target(f"https://[{address}]/hooks")[3]
     assert ipaddress.ip_address(pinned) == ipaddress.ip_address(address)
 
 

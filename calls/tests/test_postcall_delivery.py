@@ -17,8 +17,8 @@ from django.core import mail
 from django.db import connection
 from django.utils import timezone
 
-from calls import postcall
 from calls.models import Call, CallNotification, WebhookDelivery, WebhookEndpoint
+from calls.postcall import queueing, webhooks
 from calls.services import call_finalize
 from calls.tests.test_postcall import (  # noqa: F401
     SUMMARY_DOC,
@@ -66,10 +66,10 @@ class RawReceiver:
 
 
 def pending_delivery(business, url: str) -> WebhookDelivery:
-    endpoint = WebhookEndpoint.objects.create(business=business, url=url, secret=postcall.webhook_secret_new())
+    endpoint = WebhookEndpoint.objects.create(business=business, url=url, secret=webhooks.webhook_secret_new())
     call = talked_call(business)
     Call.objects.filter(id=call.id).update(status=Call.Status.COMPLETED, finalized_at=timezone.now())
-    return WebhookDelivery.objects.create(call=call, endpoint=endpoint, event_type=postcall.EVENT_CALL_COMPLETED,
+    return WebhookDelivery.objects.create(call=call, endpoint=endpoint, event_type=webhooks.EVENT_CALL_COMPLETED,
                                           url=url, message_id="msg_test", payload={"type": "call.completed"})
 
 
@@ -111,9 +111,9 @@ def test_the_sweep_queues_a_finalised_call_whose_summary_was_never_queued(eager,
     Call.objects.filter(id=held.id).update(summary_attempts=1,
                                            summary_claimed_until=timezone.now() + dt.timedelta(minutes=1))
 
-    assert postcall.postcall_sweep()["summaries"] == 1
+    assert queueing.postcall_sweep()["summaries"] == 1
     settle()
-    assert postcall.postcall_sweep() == {"summaries": 0, "notifications": 0, "emails": 0, "webhooks": 0}
+    assert queueing.postcall_sweep() == {"summaries": 0, "notifications": 0, "emails": 0, "webhooks": 0}
     settle()
 
     lost.refresh_from_db()
@@ -131,7 +131,7 @@ def test_a_summary_whose_attempts_never_finish_ends_recorded_as_failed_not_lost(
                                            summary_attempts=settings.SUMMARY_MAX_RETRIES + 1,
                                            summary_claimed_until=long_ago)
 
-    postcall.postcall_sweep()
+    queueing.postcall_sweep()
     settle()
 
     call.refresh_from_db()
@@ -146,7 +146,7 @@ def test_the_sweep_sends_a_queued_email_whose_task_was_lost(eager, business):
                                            summarized_at=long_ago, summary="Ann asked about hours.")
     CallNotification.objects.create(call=call, created_at=long_ago)
 
-    assert postcall.postcall_sweep()["emails"] == 1
+    assert queueing.postcall_sweep()["emails"] == 1
     settle()
     assert CallNotification.objects.get(call=call).status == "sent" and len(mail.outbox) == 1
 
@@ -177,7 +177,7 @@ def test_the_webhook_post_holds_no_row_lock_and_no_open_transaction(business, se
     try:
         delivery = pending_delivery(business, receiver.url)
         receiver.delivery_id = delivery.id
-        assert postcall.webhook_deliver(delivery_id=delivery.id) is False
+        assert webhooks.webhook_deliver(delivery_id=delivery.id) is False
         assert receiver.seen == ["unlocked", "idle in transaction: 0"]
         delivery.refresh_from_db()
         assert delivery.status == "delivered" and delivery.attempts == 1 and delivery.claimed_until is None
@@ -203,7 +203,7 @@ def test_an_endless_response_body_is_cut_at_the_cap(business, settings):
     receiver = RawReceiver(respond)
     try:
         delivery = pending_delivery(business, receiver.url)
-        postcall.webhook_deliver(delivery_id=delivery.id)
+        webhooks.webhook_deliver(delivery_id=delivery.id)
         assert receiver.done.wait(20)
         assert receiver.bytes_sent < safety  # we hung up after the cap; the receiver could not send it all
         delivery.refresh_from_db()
@@ -230,7 +230,7 @@ def test_a_receiver_that_trickles_its_answer_is_cut_at_the_total_deadline(busine
     receiver = RawReceiver(respond)
     try:
         delivery = pending_delivery(business, receiver.url)
-        assert postcall.webhook_deliver(delivery_id=delivery.id) is True  # failed for now, retried later
+        assert webhooks.webhook_deliver(delivery_id=delivery.id) is True  # failed for now, retried later
         attempt = delivery.attempt_log.get()
         assert not attempt.ok and "deadline" in attempt.error
         assert attempt.duration_ms < 4000, attempt.duration_ms  # 2 s deadline, not the receiver's 30 s
@@ -252,8 +252,8 @@ def test_a_short_backoff_is_a_broker_countdown_and_a_long_one_is_left_to_the_swe
     queue = redis.Redis.from_url(settings.CELERY_BROKER_URL)
     queue.delete("celery")
     try:
-        assert postcall.enqueue(summarize_call, 910001, countdown=longest)
-        assert postcall.enqueue(summarize_call, 910002, countdown=longest + 1)
+        assert queueing.enqueue(summarize_call, 910001, countdown=longest)
+        assert queueing.enqueue(summarize_call, 910002, countdown=longest + 1)
         messages = [json.loads(raw) for raw in queue.lrange("celery", 0, -1)]
         assert [(m["headers"]["argsrepr"], m["headers"]["eta"] is not None) for m in messages] == [("[910001]", True)]
     finally:
@@ -269,7 +269,7 @@ def test_with_the_broker_down_enqueueing_logs_and_returns_instead_of_raising(set
     celery_app.conf.broker_url = closed
     celery_app.pool.force_close_all()
     try:
-        assert postcall.enqueue(summarize_call, 910003) is False
+        assert queueing.enqueue(summarize_call, 910003) is False
     finally:
         celery_app.conf.broker_url = before
         celery_app.pool.force_close_all()

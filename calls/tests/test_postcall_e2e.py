@@ -20,7 +20,7 @@ from django.utils import timezone
 from twilio.request_validator import RequestValidator
 
 from billing.models import UsageRecord
-from calls import postcall
+from calls.postcall.summary import summary_cost_usd
 
 from calls.models import Call, CallNotification, WebhookDelivery
 from calls.services import call_finalize, notification_settings_save
@@ -188,7 +188,7 @@ def test_a_worker_killed_mid_task_is_recovered_within_a_minute_and_nothing_happe
         assert call.summary == SUMMARY_DOC["summary"]
         answered = [r for r in summary_requests(standin) if r["outcome"] == "answered"]
         assert len(answered) == 1, second.log()  # the killed worker's request never completed
-        assert call.summary_cost_usd == postcall.summary_cost_usd(
+        assert call.summary_cost_usd == summary_cost_usd(
             call.summary_model, call.summary_input_tokens, 0, call.summary_output_tokens)  # stored once
         assert len(emails_sent(tmp_path)) == 1
         assert WebhookDelivery.objects.filter(call=call).count() == 1

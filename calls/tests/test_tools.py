@@ -5,8 +5,8 @@ import json
 
 import pytest
 
-from calls import selectors
 from calls.models import Appointment, Call, Customer, Message
+from calls.selectors import local_time
 from calls.services import NOT_THE_CALLERS_APPOINTMENT
 from calls.tools import NO_CALLER_NUMBER, SUPERVISOR_TOOLS, run_business_tool
 from tests.factories import (make_appointment, make_call, make_closed_date, make_customer, make_faq, make_hours,
@@ -37,7 +37,7 @@ def run(business, name, arguments=None, *, caller=CALLER, call=None):
 
 
 def at(business, wall: str, day: dt.date = MONDAY) -> dt.datetime:
-    return selectors.local_to_utc(day, dt.time.fromisoformat(wall), business)
+    return local_time.local_to_utc(day, dt.time.fromisoformat(wall), business)
 
 
 # --- the contract -----------------------------------------------------------------------------------------
