@@ -21,7 +21,7 @@ from tests.browser import ARTIFACTS
 from tests.factories import PASSWORD, make_call
 from voice.standin import RealtimeStandin
 from voice.tests.conftest import ACCOUNT_SID, AUTH_TOKEN, start_asgi_server, stop_process
-from voice.twilio_standin import TwilioStandin
+from voice.offline.twilio import TwilioStandin
 
 pytestmark = [pytest.mark.browser, pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
