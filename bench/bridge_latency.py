@@ -1175,7 +1175,7 @@ def relay_main(port: int, upstream: str) -> None:
 
 
 def fallback_standin_main(port: int) -> None:
-    """FALLBACK ONLY (--builtin-standin): a tiny echo stand-in, NOT voice/standin.py. Results say so."""
+    """FALLBACK ONLY (--builtin-standin): a tiny echo stand-in, NOT voice/offline/realtime/. Results say so."""
     import uvloop
     from websockets.asyncio.server import serve
     from websockets.exceptions import ConnectionClosed
@@ -1720,11 +1720,11 @@ def main(argv: list[str]) -> int:
                   f"({time.monotonic() - t:.1f} s)", flush=True)
         if args.builtin_standin:
             argv_standin = [PY, str(Path(__file__).resolve()), "--_standin", str(standin_port)]
-            standin_label = "FALLBACK echo stand-in built into bench/bridge_latency.py (not voice/standin.py)"
+            standin_label = "FALLBACK echo stand-in built into bench/bridge_latency.py (not voice/offline/realtime/)"
         else:
             argv_standin = [PY, "manage.py", "realtime_standin", "--host", "127.0.0.1", "--port", str(standin_port),
                             "--echo"]
-            standin_label = "`manage.py realtime_standin --echo` (voice/standin.py)"
+            standin_label = "`manage.py realtime_standin --echo` (voice/offline/realtime/)"
         standin = Proc("stand-in", argv_standin, env, log_dir / "standin.log", core=1 if pin else None)
         ctx["standin"] = standin
         wait_tcp(standin_port, standin, READY_TIMEOUT_S)

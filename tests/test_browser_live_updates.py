@@ -19,7 +19,7 @@ from calls.models import Call
 from calls.services import call_create_inbound, call_finalize
 from tests.browser import ARTIFACTS
 from tests.factories import PASSWORD, make_call
-from voice.standin import RealtimeStandin
+from voice.offline.realtime import RealtimeStandin
 from voice.tests.conftest import ACCOUNT_SID, AUTH_TOKEN, start_asgi_server, stop_process
 from voice.offline.twilio import TwilioStandin
 

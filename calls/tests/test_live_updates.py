@@ -23,7 +23,7 @@ from receptionist.asgi import application
 from tests.factories import make_business, make_call, make_user
 from voice.agent import PHONE_AUDIO
 from voice.session import CallSession
-from voice.standin import RealtimeStandin
+from voice.offline.realtime import RealtimeStandin
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -9,7 +9,7 @@ import pytest
 from django.conf import settings as django_settings
 
 from calls.models import Call, CallEvent, TranscriptEntry
-from voice.standin import Script
+from voice.offline.realtime import Script
 from tests.browser import ARTIFACTS, chromium_page, spoken_wav
 from voice.tests.conftest import start_asgi_server, stop_process
 

@@ -18,7 +18,7 @@ from tests.factories import make_call
 from voice.consumers import TwilioMediaStream, TwilioTransport
 from voice.services import answer_incoming_call, open_media_stream
 from voice.simulator import new_sid
-from voice.standin import Script
+from voice.offline.realtime import Script
 from voice.stream_tokens import issue_stream_token
 from voice.tests.conftest import ACCOUNT_SID, HARBOR_SCRIPT
 

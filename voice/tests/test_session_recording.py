@@ -16,7 +16,7 @@ from calls.models import CallEvent, TranscriptEntry
 from tests.factories import make_call
 from voice.consumers import TwilioTransport
 from voice.session import CallSession
-from voice.standin import Script
+from voice.offline.realtime import Script
 from voice.supervisor import record_supervisor_run, run_supervisor
 
 pytestmark = pytest.mark.django_db(transaction=True)

@@ -13,7 +13,7 @@ import pytest
 
 from tests.browser import ARTIFACTS
 from voice.simulator import SimulatedCallConfig, run_simulated_call
-from voice.standin import Script
+from voice.offline.realtime import Script
 from voice.tests.conftest import (ACCOUNT_SID, AUTH_TOKEN, BUSINESS_NUMBER, HARBOR_SCRIPT, ROOT, free_port,
                                   start_asgi_server, stop_process, subprocess_env)
 from voice.tests.test_call_e2e import finalized_call
