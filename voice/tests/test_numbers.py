@@ -18,8 +18,8 @@ from accounts.models import Business
 from calls.models import Call
 from tests.factories import make_business, make_user
 from voice import numbers
-from voice.phrases import phrase
 from voice.offline.twilio import TwilioStandin
+from voice.phrases import phrase
 
 PUBLIC = "https://rx.example.com"
 OUR_WEBHOOKS = {"VoiceUrl": f"{PUBLIC}/voice/twilio/incoming/", "VoiceMethod": "POST",
