@@ -1,6 +1,6 @@
 """A business gets its phone number from the operator's Twilio account, and only its own.
 
-Twilio is the project's stand-in (voice/offline/twilio.py) at the HTTP boundary, reached by our code through
+Twilio is the project's stand-in (voice/offline/twilio/) at the HTTP boundary, reached by our code through
 the real twilio SDK; webhooks are signed with twilio's RequestValidator.
 """
 

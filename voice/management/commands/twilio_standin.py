@@ -1,4 +1,4 @@
-"""``python manage.py twilio_standin``: run the local Twilio REST stand-in (see voice/offline/twilio.py).
+"""``python manage.py twilio_standin``: run the local Twilio REST stand-in (see voice/offline/twilio/).
 
 `scripts/run.sh` starts it when TWILIO_ACCOUNT_SID is unset, so a newcomer can get a (fictional) phone
 number in the portal with no Twilio account.
