@@ -151,11 +151,11 @@ def main(argv: list[str]) -> int:
                   f"({time.monotonic() - t:.1f} s)", flush=True)
         if args.builtin_standin:
             argv_standin = [PY, str(Path(__file__).resolve()), "--_standin", str(standin_port)]
-            standin_label = "FALLBACK echo stand-in built into the bench, bench/bridge/relay.py (not voice/standin.py)"
+            standin_label = "FALLBACK echo stand-in built into the bench, bench/bridge/relay.py (not voice/offline/realtime/)"
         else:
             argv_standin = [PY, "manage.py", "realtime_standin", "--host", "127.0.0.1", "--port", str(standin_port),
                             "--echo"]
-            standin_label = "`manage.py realtime_standin --echo` (voice/standin.py)"
+            standin_label = "`manage.py realtime_standin --echo` (voice/offline/realtime/)"
         standin = Proc("stand-in", argv_standin, env, log_dir / "standin.log", core=1 if pin else None)
         ctx["standin"] = standin
         wait_tcp(standin_port, standin, READY_TIMEOUT_S)

@@ -52,7 +52,7 @@ def main(argv: list[str]) -> int:
     args = parser.parse_args(argv)
 
     sys.path.insert(0, str(REPO))
-    from voice.standin import RealtimeStandin
+    from voice.offline.realtime import RealtimeStandin
 
     standin = RealtimeStandin(script={"summary": {"document": SUMMARY_DOC}}, port=0).start_in_thread()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "PG", "CELERY_"))}

@@ -14,14 +14,14 @@ from django.db import connections
 from django.utils import timezone
 
 from calls.live import publish_call_changed
-from calls.postcall.summary import call_summary_failed
 from calls.models import Call
+from calls.postcall.summary import call_summary_failed
 from calls.services import call_create_inbound, call_finalize
 from tests.browser import ARTIFACTS
 from tests.factories import PASSWORD, make_call
-from voice.standin import RealtimeStandin
+from voice.offline.realtime import RealtimeStandin
+from voice.offline.twilio import TwilioStandin
 from voice.tests.conftest import ACCOUNT_SID, AUTH_TOKEN, start_asgi_server, stop_process
-from voice.twilio_standin import TwilioStandin
 
 pytestmark = [pytest.mark.browser, pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 

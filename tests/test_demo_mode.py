@@ -22,8 +22,8 @@ from calls.models import Appointment, Call, Message
 from tests.browser import ARTIFACTS, chromium_page, spoken_wav
 from tests.factories import make_closed_date
 from twilio.rest import Client
-from voice.twilio_standin import DEFAULT_ACCOUNT_SID, DEFAULT_AUTH_TOKEN
-from voice.standin import RealtimeStandin, Script, load_script
+from voice.offline.realtime import RealtimeStandin, Script, load_script
+from voice.offline.twilio import DEFAULT_ACCOUNT_SID, DEFAULT_AUTH_TOKEN
 from voice.supervisor import run_supervisor
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -24,9 +24,9 @@ from accounts.models import Membership
 from calls.models import Call
 from calls.services import call_finalize
 from receptionist.routing import websocket_urlpatterns
-from voice.standin import RealtimeStandin
 from tests.factories import make_call, make_service
 from tests.factories import make_appointment, make_customer, make_message
+from voice.offline.realtime import RealtimeStandin
 
 # url name -> (HTTP method, function building one of Alice's objects and returning its URL kwargs)
 OBJECT_URLS = {

@@ -59,7 +59,7 @@ def relay_main(port: int, upstream: str) -> None:
 
 
 def fallback_standin_main(port: int) -> None:
-    """FALLBACK ONLY (--builtin-standin): a tiny echo stand-in, NOT voice/standin.py. Results say so."""
+    """FALLBACK ONLY (--builtin-standin): a tiny echo stand-in, NOT voice/offline/realtime/. Results say so."""
     import uvloop
     from websockets.asyncio.server import serve
     from websockets.exceptions import ConnectionClosed

@@ -285,7 +285,7 @@ warm-up hand-offs.
   one in-progress call), `REDIS_URL={REDIS_URL}` (flushed; Celery broker and channels-redis layer), one worker
   `python -m celery -A receptionist worker --pool threads --concurrency 4 --without-gossip --without-mingle
   --without-heartbeat --loglevel WARNING`, the bench process on uvloop. {embedded_desc}
-- Stand-in: `manage.py realtime_standin --script` with `{json.dumps(STANDIN_SCRIPT)}` (voice/standin.py; every
+- Stand-in: `manage.py realtime_standin --script` with `{json.dumps(STANDIN_SCRIPT)}` (voice/offline/realtime/; every
   chat completion answers "Done." at once). No pinning: bench, worker and stand-in share the {nproc()} cores.
 
 {table}

@@ -32,7 +32,7 @@ from tests.factories import (
     make_transcript,
     make_user,
 )
-from voice.standin import RealtimeStandin
+from voice.offline.realtime import RealtimeStandin
 
 UTC = dt.timezone.utc
 LIST = "/dashboard/calls/"

@@ -22,8 +22,8 @@ from calls.services import call_finalize
 from receptionist.asgi import application
 from tests.factories import make_business, make_call, make_user
 from voice.agent import PHONE_AUDIO
+from voice.offline.realtime import RealtimeStandin
 from voice.session import CallSession
-from voice.standin import RealtimeStandin
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

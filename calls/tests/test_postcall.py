@@ -31,7 +31,7 @@ from calls.postcall.summary import summary_prompt
 from calls.services import call_finalize, notification_settings_save
 from receptionist.celery import app as celery_app
 from tests.factories import make_appointment, make_business, make_call, make_user
-from voice.standin import RealtimeStandin, Script
+from voice.offline.realtime import RealtimeStandin, Script
 
 SUMMARY_DOC = {"summary": "Ann Lee asked about opening hours and wants a call back about whitening.",
                "caller_name": "Ann Lee", "reason": "Opening hours and whitening prices.", "outcome": "answered",

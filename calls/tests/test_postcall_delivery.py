@@ -29,7 +29,7 @@ from calls.tests.test_postcall import (  # noqa: F401
     summary_standin,
     talked_call,
 )
-from voice.standin import Script
+from voice.offline.realtime import Script
 from voice.tests.conftest import free_port
 
 

@@ -34,7 +34,7 @@ from calls.tests.test_postcall import (
 )
 from receptionist.celery import app as celery_app
 from tests.factories import make_business, make_call, make_user
-from voice.standin import Script
+from voice.offline.realtime import Script
 from voice.tests.conftest import (  # noqa: F401
     ACCOUNT_SID,
     ARTIFACTS,

@@ -17,8 +17,8 @@ from django.db import connection
 
 from tests.browser import ARTIFACTS
 from tests.factories import make_business, make_user
-from voice.standin import RealtimeStandin
-from voice.twilio_standin import TwilioStandin
+from voice.offline.realtime import RealtimeStandin
+from voice.offline.twilio import TwilioStandin
 
 ROOT = Path(__file__).resolve().parents[2]
 AUTH_TOKEN = "e2e-twilio-auth-token"

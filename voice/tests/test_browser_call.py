@@ -19,7 +19,7 @@ from django.utils import timezone
 from calls.models import Call, CallEvent, TranscriptEntry
 from calls.services import TooManyBrowserCalls, call_create_browser
 from tests.factories import make_business, make_call, make_user
-from voice.standin import Script
+from voice.offline.realtime import Script
 from voice.tests.conftest import HARBOR_SCRIPT, start_asgi_server, stop_process
 
 pytestmark = pytest.mark.django_db(transaction=True)

@@ -9,8 +9,8 @@ import pytest
 from django.conf import settings as django_settings
 
 from calls.models import Call, CallEvent, TranscriptEntry
-from voice.standin import Script
 from tests.browser import ARTIFACTS, chromium_page, spoken_wav
+from voice.offline.realtime import Script
 from voice.tests.conftest import start_asgi_server, stop_process
 
 pytestmark = [pytest.mark.browser, pytest.mark.e2e, pytest.mark.django_db(transaction=True)]

@@ -8,7 +8,7 @@ import pytest
 
 from tests.browser import ARTIFACTS
 from tests.factories import PASSWORD
-from voice.twilio_standin import TwilioStandin
+from voice.offline.twilio import TwilioStandin
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 

@@ -16,8 +16,8 @@ from twilio.request_validator import RequestValidator
 
 from accounts.models import Business
 from calls.models import Call, CallEvent, TranscriptEntry
-from voice.standin import Script
-from voice.simulator import SimulatedCallConfig, new_sid, parse_twiml, run_simulated_call
+from voice.offline.realtime import Script
+from voice.offline.simulator import SimulatedCallConfig, new_sid, parse_twiml, run_simulated_call
 from voice.tests.conftest import (ACCOUNT_SID, AUTH_TOKEN, BUSINESS_NUMBER, HARBOR_SCRIPT, TRANSFER_NUMBER,
                                  start_asgi_server, stop_process)
 

@@ -11,8 +11,8 @@ import time
 import pytest
 
 from calls.models import Call, CallEvent
-from voice.simulator import new_sid
-from voice.standin import Script
+from voice.offline.realtime import Script
+from voice.offline.simulator import new_sid
 from voice.tests.conftest import HARBOR_SCRIPT
 from voice.tests.test_call_e2e import closed_with, finalized_call, open_stream, start_message, upstream_record
 

@@ -12,9 +12,9 @@ import time
 import pytest
 
 from calls.models import CallEvent, TranscriptEntry
+from voice.offline.realtime import Script
+from voice.offline.simulator import SimulatedCall, SimulatedCallConfig, new_sid
 from voice.phrases import PHRASES
-from voice.simulator import SimulatedCall, SimulatedCallConfig, new_sid
-from voice.standin import Script
 from voice.tests.conftest import ACCOUNT_SID, AUTH_TOKEN, BUSINESS_NUMBER, HARBOR_SCRIPT, start_asgi_server, stop_process
 from voice.tests.test_call_e2e import closed_with, finalized_call, open_stream, upstream_record
 

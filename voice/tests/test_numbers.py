@@ -1,6 +1,6 @@
 """A business gets its phone number from the operator's Twilio account, and only its own.
 
-Twilio is the project's stand-in (voice/twilio_standin.py) at the HTTP boundary, reached by our code through
+Twilio is the project's stand-in (voice/offline/twilio/) at the HTTP boundary, reached by our code through
 the real twilio SDK; webhooks are signed with twilio's RequestValidator.
 """
 
@@ -18,8 +18,8 @@ from accounts.models import Business
 from calls.models import Call
 from tests.factories import make_business, make_user
 from voice import numbers
+from voice.offline.twilio import TwilioStandin
 from voice.phrases import phrase
-from voice.twilio_standin import TwilioStandin
 
 PUBLIC = "https://rx.example.com"
 OUR_WEBHOOKS = {"VoiceUrl": f"{PUBLIC}/voice/twilio/incoming/", "VoiceMethod": "POST",

@@ -15,8 +15,8 @@ from django.db import IntegrityError, connection, transaction
 from calls.models import CallEvent, TranscriptEntry
 from tests.factories import make_call
 from voice.consumers import TwilioTransport
+from voice.offline.realtime import Script
 from voice.session import CallSession
-from voice.standin import Script
 from voice.supervisor import record_supervisor_run, run_supervisor
 
 pytestmark = pytest.mark.django_db(transaction=True)

@@ -20,7 +20,7 @@ import pytest
 from aiohttp import WSMsgType, web
 from twilio.request_validator import RequestValidator
 
-from voice.simulator import (
+from voice.offline.simulator import (
     SimulatedCallConfig,
     load_wav_pcm16,
     parse_twiml,

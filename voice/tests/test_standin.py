@@ -1,4 +1,4 @@
-"""Tests of the local OpenAI Realtime stand-in (voice/standin.py).
+"""Tests of the local OpenAI Realtime stand-in (voice/offline/realtime/).
 
 Protocol checks use plain ``websockets`` clients; one test drives the official openai SDK's GA
 realtime client and validates every event it receives against the SDK's typed models.
@@ -27,7 +27,7 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, ConnectionClosedError, InvalidStatus
 
-from voice.standin import BETA_DISABLED_MESSAGE, RealtimeStandin, Script, load_script
+from voice.offline.realtime import BETA_DISABLED_MESSAGE, RealtimeStandin, Script, load_script
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore", DeprecationWarning)

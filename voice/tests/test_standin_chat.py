@@ -1,4 +1,4 @@
-"""Tests of the stand-in's Chat Completions endpoint (voice/standin.py), driven through the official openai SDK
+"""Tests of the stand-in's Chat Completions endpoint (voice/offline/realtime/), driven through the official openai SDK
 the way the supervisor drives it: call, run the tool calls, append the results, call again until plain text."""
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import openai
 import pytest
 from openai import AsyncOpenAI, OpenAI
 
-from voice.standin import (
+from voice.offline.realtime import (
     DEFAULT_SUPERVISOR_SAY,
     TOOL_MESSAGE_WITHOUT_CALL,
     RealtimeStandin,

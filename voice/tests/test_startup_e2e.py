@@ -12,8 +12,8 @@ import httpx
 import pytest
 
 from tests.browser import ARTIFACTS
-from voice.simulator import SimulatedCallConfig, run_simulated_call
-from voice.standin import Script
+from voice.offline.realtime import Script
+from voice.offline.simulator import SimulatedCallConfig, run_simulated_call
 from voice.tests.conftest import (ACCOUNT_SID, AUTH_TOKEN, BUSINESS_NUMBER, HARBOR_SCRIPT, ROOT, free_port,
                                   start_asgi_server, stop_process, subprocess_env)
 from voice.tests.test_call_e2e import finalized_call

@@ -11,7 +11,7 @@ from calls.caller_text import BLOCK_END, BLOCK_START
 from calls.models import Appointment, Call, CallEvent, Customer, Message
 from calls.tools import NO_CALLER_NUMBER
 from tests.factories import make_appointment, make_customer, make_faq, make_hours, make_service
-from voice.standin import Script
+from voice.offline.realtime import Script
 from voice.supervisor import SUPERVISOR_FAILED_ANSWER, TOO_LATE_TO_ACT, record_supervisor_run, run_supervisor
 
 CALLER = "+12025550143"

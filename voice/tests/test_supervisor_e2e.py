@@ -12,7 +12,7 @@ from django.utils import timezone
 from calls.models import Appointment, CallEvent
 from calls.services import NOT_THE_CALLERS_APPOINTMENT
 from tests.factories import make_appointment, make_customer, make_hours, make_service
-from voice.standin import Script
+from voice.offline.realtime import Script
 from voice.tests.conftest import start_asgi_server, start_celery_worker, stop_process, subprocess_env
 from voice.tests.test_call_e2e import finalized_call, simulate, upstream_record
 

@@ -12,7 +12,7 @@ from twilio.http.async_http_client import AsyncTwilioHttpClient
 from twilio.rest import Client
 from twilio.rest.api.v2010.account.call import CallInstance
 
-from voice.twilio_standin import TwilioStandin
+from voice.offline.twilio import TwilioStandin
 
 TRANSFER = "<Response><Dial>+14155550199</Dial></Response>"
 

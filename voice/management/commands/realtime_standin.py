@@ -1,10 +1,10 @@
-"""``python manage.py realtime_standin``: run the local OpenAI Realtime stand-in (see voice/standin.py)."""
+"""``python manage.py realtime_standin``: run the local OpenAI Realtime stand-in (see voice/offline/realtime/)."""
 
 import asyncio
 
 from django.core.management.base import BaseCommand, CommandError
 
-from voice.standin import build_arg_parser, serve_until_signalled, standin_from_options
+from voice.offline.realtime import build_arg_parser, serve_until_signalled, standin_from_options
 
 
 class Command(BaseCommand):

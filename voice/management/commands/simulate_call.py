@@ -15,7 +15,7 @@ import sys
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from voice.simulator import SimulatedCallConfig, simulate_call
+from voice.offline.simulator import SimulatedCallConfig, simulate_call
 
 
 def _dtmf(value: str) -> tuple[int, str]:

@@ -1,4 +1,4 @@
-"""``python manage.py twilio_standin``: run the local Twilio REST stand-in (see voice/twilio_standin.py).
+"""``python manage.py twilio_standin``: run the local Twilio REST stand-in (see voice/offline/twilio/).
 
 `scripts/run.sh` starts it when TWILIO_ACCOUNT_SID is unset, so a newcomer can get a (fictional) phone
 number in the portal with no Twilio account.
@@ -11,7 +11,7 @@ import threading
 
 from django.core.management.base import BaseCommand, CommandError
 
-from voice.twilio_standin import DEFAULT_ACCOUNT_SID, DEFAULT_AUTH_TOKEN, TwilioStandin
+from voice.offline.twilio import DEFAULT_ACCOUNT_SID, DEFAULT_AUTH_TOKEN, TwilioStandin
 
 
 class Command(BaseCommand):
