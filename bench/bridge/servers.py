@@ -85,9 +85,8 @@ def db_call_summary(call_sids: list[str]) -> dict[str, int]:
 def server_argv(kind: str, port: int) -> list[str]:
     if kind == "uvicorn":  # the Procfile's `web` line, on loopback
         return [str(BIN / "uvicorn"), "receptionist.asgi:application", "--host", "127.0.0.1", "--port", str(port),
-                "--loop", "uvloop", "--http", "httptools", "--ws", "websockets-sansio", "--ws-per-message-deflate", "false",
-                "--proxy-headers",
-                "--forwarded-allow-ips=127.0.0.1", "--timeout-graceful-shutdown", "20", "--log-level", "warning"]
+                "--loop", "uvloop", "--http", "httptools", "--ws", "websockets-sansio",
+                "--ws-per-message-deflate", "false", "--proxy-headers", "--forwarded-allow-ips=127.0.0.1", "--timeout-graceful-shutdown", "20", "--log-level", "warning"]
     if kind == "daphne":
         return [str(BIN / "daphne"), "-b", "127.0.0.1", "-p", str(port), "receptionist.asgi:application"]
     raise ValueError(kind)
