@@ -76,6 +76,15 @@ def kill_group(process: subprocess.Popen) -> None:
     process.wait(timeout=10)
 
 
+def stop(process: subprocess.Popen) -> None:
+    """SIGTERM as a process manager would send it, then make sure nothing of the group outlives the test."""
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(timeout=20)
+    finally:
+        kill_group(process)
+
+
 def assert_the_schedule_keeps_running(business, process: subprocess.Popen, log: Path) -> None:
     """The sweep records a finished call's usage and the reaper ends a stuck call; later, the sweep runs again."""
     first, stuck = finished_call_without_usage(business), ringing_forever(business)
@@ -109,11 +118,7 @@ def test_make_run_without_redis_runs_the_periodic_work(transactional_db, tmp_pat
     try:
         assert_the_schedule_keeps_running(business, process, log)
     finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=20)
-        finally:
-            kill_group(process)
+        stop(process)
 
 
 def test_make_run_with_redis_runs_celery_beat_in_its_worker(transactional_db, tmp_path):
@@ -131,8 +136,4 @@ def test_make_run_with_redis_runs_celery_beat_in_its_worker(transactional_db, tm
         assert_the_schedule_keeps_running(business, process, log)
         assert "beat: Starting" in log.read_text(errors="replace")
     finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=20)
-        finally:
-            kill_group(process)
+        stop(process)

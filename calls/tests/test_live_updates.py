@@ -23,7 +23,7 @@ from receptionist.asgi import application
 from tests.factories import make_business, make_call, make_user
 from voice.agent import PHONE_AUDIO
 from voice.offline.realtime import RealtimeStandin
-from voice.session import CallSession
+from voice.session import CallSession, CallTransport
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -32,8 +32,9 @@ BROKEN_REDIS_LAYER = {"default": {"BACKEND": "channels_redis.core.RedisChannelLa
                                   "CONFIG": {"hosts": [{"address": "redis://127.0.0.1:1/0", "socket_timeout": 1}]}}}
 
 
-class QuietTransport:
-    """A caller's side that only counts what the session sends it (the dashboard is what is tested here)."""
+class QuietTransport(CallTransport):
+    """A caller's side that only counts what the session sends it (the dashboard is what is tested here).
+    Subclassing the protocol keeps its declared no-op bodies for everything else, so the two cannot drift."""
 
     audio_format = PHONE_AUDIO
     bytes_per_ms = 8
@@ -43,15 +44,6 @@ class QuietTransport:
 
     async def send_audio(self, payload: str) -> None:
         self.audio_chunks += 1
-
-    async def send_mark(self, name: str) -> None: ...
-    async def clear_audio(self) -> None: ...
-    async def hang_up(self) -> None: ...
-    async def transfer(self, number: str) -> None: ...
-    async def fallback(self, message: str, *, language: str, transfer_to: str) -> None: ...
-    async def close(self) -> None: ...
-
-    def notify(self, event: dict[str, Any]) -> None: ...
 
 
 def session_cookie(user, business=None) -> bytes:

@@ -148,6 +148,19 @@ def finalized(call_id: int, timeout: float = 5.0) -> Call:
     raise AssertionError(f"call {call_id} was not finalised")
 
 
+def one_turn_then_listen(cookie: str) -> PageStandIn:
+    """A page that hears the greeting, says one caller turn, then listens until the call has settled."""
+    async def scenario() -> PageStandIn:
+        page = PageStandIn(communicator(cookie))
+        assert (await page.ws.connect())[0]
+        await page.pump(lambda p: p.transcripts("agent"))  # the greeting
+        await page.say()
+        await page.wait(10)
+        return page
+
+    return asyncio.run(scenario())
+
+
 def test_the_test_call_page_needs_a_signed_in_member(client, harbor):
     assert client.get(reverse("test_call"))["Location"].startswith(reverse("account_login"))
     client.force_login(harbor.memberships.get().user)
@@ -318,15 +331,7 @@ def test_the_agent_hanging_up_tells_the_page_and_ends_the_call(owner_cookie, sta
     standin.script = Script.from_obj({"greeting": "Hello.", "turns": [
         {"caller": "Bye.", "say": "Goodbye!", "tool": {"name": "end_call", "arguments": {"reason": "done"}}}]})
 
-    async def scenario():
-        page = PageStandIn(communicator(owner_cookie))
-        assert (await page.ws.connect())[0]
-        await page.pump(lambda p: p.transcripts("agent"))
-        await page.say()
-        await page.wait(10)
-        return page
-
-    page = asyncio.run(scenario())
+    page = one_turn_then_listen(owner_cookie)
     assert next(m for m in page.messages if m["type"] == "hangup")["by"] == "agent"
     assert page.close_code == 1000
     call = finalized(next(m["call_id"] for m in page.messages if m["type"] == "call"))
@@ -338,15 +343,7 @@ def test_a_transfer_is_explained_to_the_page_and_ends_the_call_as_transferred(ow
         {"caller": "A person please.", "say": "Connecting you.",
          "tool": {"name": "transfer_to_human", "arguments": {"reason": "asked"}}}]})
 
-    async def scenario():
-        page = PageStandIn(communicator(owner_cookie))
-        assert (await page.ws.connect())[0]
-        await page.pump(lambda p: p.transcripts("agent"))
-        await page.say()
-        await page.wait(10)
-        return page
-
-    page = asyncio.run(scenario())
+    page = one_turn_then_listen(owner_cookie)
     transfer = next(m for m in page.messages if m["type"] == "transfer")
     assert transfer["number"] == harbor.transfer_number and harbor.transfer_number in transfer["message"]
     call = finalized(next(m["call_id"] for m in page.messages if m["type"] == "call"))
