@@ -25,17 +25,12 @@ from twilio.rest import Client
 from voice.offline.realtime import RealtimeStandin, Script, load_script
 from voice.offline.twilio import DEFAULT_ACCOUNT_SID, DEFAULT_AUTH_TOKEN
 from voice.supervisor import run_supervisor
+from voice.tests.conftest import free_port, kill_group
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = sorted((ROOT / "voice" / "fixtures").glob("*.json"))
 DEMO_SCRIPT = ROOT / "voice" / "fixtures" / "standin_demo.json"
 BANNER = "replies are simulated by a local stand-in; no calls reach OpenAI"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 # --- the banner ------------------------------------------------------------------------------------------------
@@ -145,14 +140,6 @@ def newcomer_env(tmp_path: Path, port: int, standin_port: int, twilio_port: int 
             "DEMO_TWILIO_STATE": str(tmp_path / "twilio-standin.json")}
 
 
-def kill_run_command(process: subprocess.Popen) -> None:
-    try:
-        os.killpg(process.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
-    process.wait(timeout=10)
-
-
 @pytest.mark.e2e
 def test_the_run_command_without_an_openai_key_starts_the_stand_in_and_serves_in_demo_mode(tmp_path):
     port, standin_port, twilio_port = free_port(), free_port(), free_port()
@@ -186,7 +173,7 @@ def test_the_run_command_without_an_openai_key_starts_the_stand_in_and_serves_in
         assert refuses_connections(twilio_port), log.read_text(errors="replace")
         assert refuses_connections(port), log.read_text(errors="replace")
     finally:
-        kill_run_command(process)
+        kill_group(process)
 
 
 DEMO_CALLER_SAYS = "Hi, what are your opening hours?"
@@ -238,4 +225,4 @@ def test_a_newcomers_first_browser_test_call_works_in_demo_mode(tmp_path):
             main.get_by_text(script["summary"]["document"]["summary"]).wait_for(timeout=20_000)
             page.screenshot(path=str(ARTIFACTS / "demo-call-detail.png"), full_page=True)
     finally:
-        kill_run_command(process)
+        kill_group(process)

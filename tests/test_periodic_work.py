@@ -6,7 +6,6 @@ from __future__ import annotations
 import datetime as dt
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -18,16 +17,10 @@ from django.utils import timezone
 from billing.models import UsageRecord
 from calls.models import Call
 from tests.factories import make_business, make_call, make_user
-from voice.tests.conftest import _database_url_for_subprocess
+from voice.tests.conftest import _database_url_for_subprocess, free_port, kill_group
 
 ROOT = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.e2e
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def one_machine_env(**extra: str) -> dict[str, str]:
@@ -66,14 +59,6 @@ def wait_until(condition, process: subprocess.Popen, log: Path, what: str, timeo
 def start(cmd: list[str], env: dict[str, str], log: Path) -> subprocess.Popen:
     with open(log, "wb") as out:
         return subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
-
-
-def kill_group(process: subprocess.Popen) -> None:
-    try:
-        os.killpg(process.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
-    process.wait(timeout=10)
 
 
 def stop(process: subprocess.Popen) -> None:

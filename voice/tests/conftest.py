@@ -155,6 +155,15 @@ def stop_process(process: subprocess.Popen) -> None:
         process.wait(timeout=5)
 
 
+def kill_group(process: subprocess.Popen) -> None:
+    """SIGKILL the whole process group: a leader that exited may leave workers and servers behind."""
+    try:
+        os.killpg(process.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    process.wait(timeout=10)
+
+
 def start_celery_worker(env: dict) -> LiveAsgi:
     """A real Celery worker on the Redis broker, in its own process."""
     import redis
