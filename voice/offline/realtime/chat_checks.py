@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import re
 import secrets
+from collections.abc import Iterator
 from typing import Any
 
 from voice.offline.realtime.protocol import _Error
@@ -78,6 +79,20 @@ def _empty_array(param: str) -> _Error:
                                  "empty array instead.", param)
 
 
+def _objects(param: str, value: Any) -> Iterator[tuple[str, dict]]:
+    """The items of a non-empty array of objects, each with its path as OpenAI names it (``tools[2]``).
+    A generator, so an item's own checks in the caller's loop still run before the next item's type is looked at."""
+    if not isinstance(value, list):
+        raise _wrong_type(param, "an array", value)
+    if not value:
+        raise _empty_array(param)
+    for i, item in enumerate(value):
+        where = f"{param}[{i}]"
+        if not isinstance(item, dict):
+            raise _wrong_type(where, "an object", item)
+        yield where, item
+
+
 def _check_content(msg: dict, where: str, *, required: bool) -> None:
     content = msg.get("content")
     if content is None:
@@ -106,14 +121,7 @@ def _check_chat_request(body: Any) -> None:
     messages = body.get("messages")
     if messages is None:
         raise _missing("messages")
-    if not isinstance(messages, list):
-        raise _wrong_type("messages", "an array", messages)
-    if not messages:
-        raise _empty_array("messages")
-    for i, msg in enumerate(messages):
-        where = f"messages[{i}]"
-        if not isinstance(msg, dict):
-            raise _wrong_type(where, "an object", msg)
+    for where, msg in _objects("messages", messages):
         role = msg.get("role")
         if role is None:
             raise _missing(f"{where}.role")
@@ -124,14 +132,7 @@ def _check_chat_request(body: Any) -> None:
             calls = msg.get("tool_calls")
             _check_content(msg, where, required=not calls and msg.get("function_call") is None)
             if calls is not None:
-                if not isinstance(calls, list):
-                    raise _wrong_type(f"{where}.tool_calls", "an array", calls)
-                if not calls:
-                    raise _empty_array(f"{where}.tool_calls")
-                for j, call in enumerate(calls):
-                    cw = f"{where}.tool_calls[{j}]"
-                    if not isinstance(call, dict):
-                        raise _wrong_type(cw, "an object", call)
+                for cw, call in _objects(f"{where}.tool_calls", calls):
                     for key in ("id", "type", "function"):
                         if call.get(key) is None:
                             raise _missing(f"{cw}.{key}")
@@ -156,14 +157,7 @@ def _check_chat_request(body: Any) -> None:
             _check_content(msg, where, required=True)
     tools = body.get("tools")
     if tools is not None:
-        if not isinstance(tools, list):
-            raise _wrong_type("tools", "an array", tools)
-        if not tools:
-            raise _empty_array("tools")
-        for i, tool in enumerate(tools):
-            where = f"tools[{i}]"
-            if not isinstance(tool, dict):
-                raise _wrong_type(where, "an object", tool)
+        for where, tool in _objects("tools", tools):
             if tool.get("type") is None:
                 raise _missing(f"{where}.type")
             if tool["type"] not in ("function", "custom"):
