@@ -22,7 +22,7 @@ from accounts import services
 from accounts.access import SESSION_KEY
 from accounts.models import Membership
 from calls.models import Call
-from calls.services import call_finalize
+from calls.services.lifecycle import call_finalize
 from receptionist.routing import websocket_urlpatterns
 from tests.factories import make_call, make_service
 from tests.factories import make_appointment, make_customer, make_message

@@ -24,7 +24,8 @@ from billing.services import CallAllowance, call_allowance
 from calls.live import apublish_call_changed
 from calls.caller_text import caller_data_block
 from calls.models import Call, CallEvent
-from calls.services import CallRecord, Usage, call_finalize, call_record_entries
+from calls.services.lifecycle import Usage, call_finalize
+from calls.services.recording import CallRecord, call_record_entries
 from voice.agent import LANGUAGE_NAMES, AgentProfile, greeting_response, load_agent_profile, session_update
 from voice.drain import LIVE_CALLS
 from voice.phrases import phrase

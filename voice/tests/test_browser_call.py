@@ -17,7 +17,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from calls.models import Call, CallEvent, TranscriptEntry
-from calls.services import TooManyBrowserCalls, call_create_browser
+from calls.services.lifecycle import TooManyBrowserCalls, call_create_browser
 from tests.factories import make_business, make_call, make_user
 from voice.offline.realtime import Script
 from voice.tests.conftest import HARBOR_SCRIPT, start_asgi_server, stop_process
