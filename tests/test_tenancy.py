@@ -160,7 +160,7 @@ class PolarStandIn:
 @pytest.fixture
 def polar(settings, alices_business, charlie):
     from billing.models import BillingAccount
-    from billing.services import account_for_business
+    from billing.services.account import account_for_business
 
     charlies_business = Membership.objects.get(user=charlie).business
     standin = PolarStandIn({ALICE_CUSTOMER: str(alices_business.uuid), CHARLIE_CUSTOMER: str(charlies_business.uuid)})

@@ -16,7 +16,7 @@ from django.db import transaction
 from accounts.models import Business
 from accounts.transfers import allowed_transfer_number
 from billing.models import BillingAccount
-from billing.services import CallAllowance, call_allowance, call_gate
+from billing.services.gate import CallAllowance, call_allowance, call_gate
 from calls.models import Call
 from calls.services.forwards import call_forward_start
 from calls.services.lifecycle import call_create_inbound, call_finalize

@@ -20,7 +20,7 @@ from channels.db import DatabaseSyncToAsync
 from django.conf import settings
 
 from accounts.transfers import transfer_number_problem
-from billing.services import CallAllowance, call_allowance
+from billing.services.gate import CallAllowance, call_allowance
 from calls.live import apublish_call_changed
 from calls.caller_text import caller_data_block
 from calls.models import Call, CallEvent

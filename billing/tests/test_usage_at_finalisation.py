@@ -13,7 +13,7 @@ from django.utils import timezone
 from twilio.request_validator import RequestValidator
 
 from billing.models import UsageRecord
-from billing.services import usage_sweep
+from billing.services.usage import usage_sweep
 from calls.models import Call, CallEvent
 from calls.postcall.reaper import calls_reap_stuck
 from calls.services.forwards import call_forward_start
