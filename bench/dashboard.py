@@ -5,12 +5,13 @@ a call's detail with 500 timeline rows, with each page's query count.
     .venv/bin/python bench/dashboard.py [--calls 100000] [--iterations 200] [--db NAME] [--out docs/benchmarks.md]
 
 Seeds one business with N calls (four transcript turns each) and four other businesses with N/40 calls each, by
-COPY; builds every call's search document with the product's own statement (`calls.services.SEARCH_REFRESH_SQL`,
-in id ranges); adds one call with 250 turns and 250 events; VACUUM ANALYZE. Then, in this process, times each
-page through Django's test client (the whole request: middleware, session, auth, the view, the template; no
-network) with a signed-in owner, DEBUG off. Query counts are taken on separate requests (so capturing them costs
-nothing in the timings) for the big business and for a small one (200 calls, a 10-row detail) to show they do not
-grow with the data. It uses its own PostgreSQL database (dropped and re-created). Everything binds to 127.0.0.1.
+COPY; builds every call's search document with the product's own statement
+(`calls.services.search_document.SEARCH_REFRESH_SQL`, in id ranges); adds one call with 250 turns and 250 events;
+VACUUM ANALYZE. Then, in this process, times each page through Django's test client (the whole request: middleware,
+session, auth, the view, the template; no network) with a signed-in owner, DEBUG off. Query counts are taken on
+separate requests (so capturing them costs nothing in the timings) for the big business and for a small one (200
+calls, a 10-row detail) to show they do not grow with the data. It uses its own PostgreSQL database (dropped and
+re-created). Everything binds to 127.0.0.1.
 """
 
 from __future__ import annotations
@@ -126,7 +127,7 @@ def seed_calls(cursor, *, business_id: int, count: int, first_id: int, first_ent
 def seed_detail_call(*, business, rows: int, started_at: dt.datetime):
     """One call with rows/2 turns and rows/2 events (latencies, tool calls, supervisor steps, a few others)."""
     from calls.models import Appointment, Call, CallEvent, Customer, Message, TranscriptEntry
-    from calls.services import call_search_refresh
+    from calls.services.search_document import call_search_refresh
 
     call = Call.objects.create(business=business, from_number="+15550109999", to_number="+15550100000",
                                status="completed", started_at=started_at, duration_seconds=rows * 3,
@@ -164,7 +165,7 @@ def seed_detail_call(*, business, rows: int, started_at: dt.datetime):
 
 def build_search_documents(cursor, first_id: int, last_id: int, batch: int = 20000) -> None:
     """The product's per-call statement, run over id ranges instead of one id."""
-    from calls.services import SEARCH_REFRESH_SQL
+    from calls.services.search_document import SEARCH_REFRESH_SQL
 
     assert SEARCH_REFRESH_SQL.count("c.id = %s") == 1
     sql = SEARCH_REFRESH_SQL.replace("c.id = %s", "c.id BETWEEN %s AND %s")

@@ -90,7 +90,7 @@ def main(argv: list[str]) -> int:
 
         from accounts.models import Business
         from calls.models import Call, TranscriptEntry
-        from calls.services import call_finalize
+        from calls.services.lifecycle import call_finalize
 
         business = Business.objects.create(name="Bench Dental", phone_number="+15550100777",
                                            notification_email="desk@bench.example", onboarded_at=timezone.now())

@@ -5,7 +5,7 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 
 from billing.models import BillingAccount, PolarWebhookEvent, UsageRecord
-from billing.services import usage_send_again
+from billing.services.usage import usage_send_again
 from receptionist.recorded_admin import RecordedAdmin
 
 

@@ -10,7 +10,7 @@ class BillingConfig(AppConfig):
     def ready(self) -> None:
         # Usage is recorded when a call is finalised, whichever path did it (session, status callback, reaper).
         # `calls` can't import billing (billing depends on calls), so billing subscribes to what calls announces.
-        from billing.services import usage_on_call_finalized
+        from billing.services.usage import usage_on_call_finalized
         from calls.signals import call_finalized
 
         call_finalized.connect(usage_on_call_finalized, dispatch_uid="billing.usage_on_call_finalized")

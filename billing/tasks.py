@@ -8,8 +8,8 @@ from celery import shared_task
 from celery.utils.time import get_exponential_backoff_interval
 from django.conf import settings
 
-from billing import services
 from billing.polar_client import PolarUnavailable
+from billing.services import gate, usage
 
 log = logging.getLogger(__name__)
 MAX_RETRIES = 6
@@ -24,12 +24,12 @@ def report_usage(self, record_id: int) -> str:
     """Report one call's minutes to Polar. Network errors, 5xx and 429 are retried with backoff (honouring
     Retry-After); after the last retry the record is marked failed, the error logged and raised, and the sweep
     re-sends it later with the same external_id, until BILLING_USAGE_MAX_ATTEMPTS. A record Polar refuses (any
-    other 4xx) is given up at once with the reason (`services.usage_report`)."""
+    other 4xx) is given up at once with the reason (`usage.usage_report`)."""
     try:
-        return services.usage_report(record_id=record_id)
+        return usage.usage_report(record_id=record_id)
     except PolarUnavailable as exc:
         if self.request.retries >= self.max_retries:
-            services.usage_mark_failed(record_id=record_id, error=str(exc))
+            usage.usage_mark_failed(record_id=record_id, error=str(exc))
             log.error("Usage record %s could not reach Polar after %s retries: %s", record_id, self.max_retries, exc)
             raise
         countdown = exc.retry_after if exc.retry_after is not None else get_exponential_backoff_interval(
@@ -38,7 +38,7 @@ def report_usage(self, record_id: int) -> str:
         if countdown > settings.POSTCALL_BROKER_MAX_COUNTDOWN_SECONDS:
             # Redis hands a waiting task out again once the visibility timeout passes, so a long wait would run
             # it several times over: leave it to the sweep, which resends the record later.
-            services.usage_mark_failed(record_id=record_id, error=f"{exc} (retrying later: Polar asked to wait "
+            usage.usage_mark_failed(record_id=record_id, error=f"{exc} (retrying later: Polar asked to wait "
                                                                   f"{countdown} s)")
             return "deferred_to_sweep"
         raise self.retry(exc=exc, countdown=countdown)
@@ -46,9 +46,9 @@ def report_usage(self, record_id: int) -> str:
 
 @shared_task(name="billing.sweep_unreported_usage", ignore_result=True)
 def sweep_unreported_usage() -> dict[str, int]:
-    return services.usage_sweep()
+    return usage.usage_sweep()
 
 
 @shared_task(name="billing.notify_calls_blocked", acks_late=True, ignore_result=True)
 def notify_calls_blocked(business_id: int, reason: str) -> None:
-    services.calls_blocked_notify(business_id=business_id, reason=reason)
+    gate.calls_blocked_notify(business_id=business_id, reason=reason)

@@ -12,7 +12,9 @@ from django.views.decorators.http import require_POST
 
 from accounts.access import business_view
 from accounts.http import client_ip
-from billing import polar_client, selectors, services
+from billing import polar_client, selectors
+from billing.services import gate, subscription
+from billing.services.account import account_for_business
 
 log = logging.getLogger(__name__)
 
@@ -24,10 +26,10 @@ def _require_polar() -> None:
 
 @business_view()
 def billing_overview(request: HttpRequest) -> HttpResponse:
-    account = services.account_for_business(request.business)
+    account = account_for_business(request.business)
     return render(request, "billing/overview.html", {
         "account": account,
-        "decision": services.can_take_call(request.business),
+        "decision": gate.can_take_call(request.business),
         "minutes_used": selectors.minutes_used(account),
         "days": selectors.usage_by_day(account),
         "plans": selectors.priced_plans(),
@@ -41,9 +43,9 @@ def billing_overview(request: HttpRequest) -> HttpResponse:
 def checkout(request: HttpRequest) -> HttpResponse:
     _require_polar()
     try:
-        url = services.checkout_url(business=request.business, email=request.user.email,
+        url = subscription.checkout_url(business=request.business, email=request.user.email,
                                     plan_key=request.POST.get("plan", ""), customer_ip=client_ip(request))
-    except services.BillingUnavailable as exc:
+    except subscription.BillingUnavailable as exc:
         messages.error(request, str(exc))
         return redirect("billing")
     return redirect(url)
@@ -54,8 +56,8 @@ def checkout(request: HttpRequest) -> HttpResponse:
 def portal(request: HttpRequest) -> HttpResponse:
     _require_polar()
     try:
-        url = services.portal_url(business=request.business)
-    except services.BillingUnavailable as exc:
+        url = subscription.portal_url(business=request.business)
+    except subscription.BillingUnavailable as exc:
         messages.error(request, str(exc))
         return redirect("billing")
     return redirect(url)
@@ -84,6 +86,6 @@ def polar_webhook(request: HttpRequest) -> HttpResponse:
     except polar_client.WebhookMalformed as exc:
         log.warning("Malformed Polar webhook: %s", exc)
         return HttpResponse(status=400)
-    services.webhook_receive(webhook_id=request.headers["webhook-id"], event=event,
+    subscription.webhook_receive(webhook_id=request.headers["webhook-id"], event=event,
                              payload=json.loads(request.body))
     return HttpResponse(status=202)

@@ -6,7 +6,7 @@ from django.http import HttpRequest
 
 from calls.models import (Appointment, Call, CallEvent, CallNotification, Customer, Message, NotificationSettings,
                           TranscriptEntry, WebhookAttempt, WebhookDelivery, WebhookEndpoint)
-from calls.services import CALL_SEARCH_FIELDS, call_search_refresh
+from calls.services.search_document import CALL_SEARCH_FIELDS, call_search_refresh
 from receptionist.recorded_admin import RecordedAdmin, RecordedInline
 
 

@@ -114,12 +114,12 @@ class Call(models.Model):
     summary_attempts = models.PositiveIntegerField(default=0)
     summary_claimed_until = models.DateTimeField(null=True, blank=True)
     # The dashboard's full-text search document: caller number (and its digit suffixes), caller name, summary,
-    # reason and transcript. Rebuilt by `calls.services.call_search_refresh` wherever those change; PostgreSQL
-    # only (NULL on SQLite, where the dashboard searches with icontains).
+    # reason and transcript. Rebuilt by `calls.services.search_document.call_search_refresh` wherever those
+    # change; PostgreSQL only (NULL on SQLite, where the dashboard searches with icontains).
     search_vector = SearchVectorField(null=True, blank=True, editable=False)
     # The call's event sequence: the last `CallEvent.order` handed out. Every writer (the session's flushes, the
     # supervisor, Twilio's callbacks) takes its orders from here in the transaction that inserts its events
-    # (`calls.services.call_events_add`), so a call's events never share an order.
+    # (`calls.services.recording.call_events_add`), so a call's events never share an order.
     last_event_order = models.PositiveIntegerField(default=0, editable=False)
 
     class Meta:

@@ -5,6 +5,6 @@ from __future__ import annotations
 
 from django.dispatch import Signal
 
-# Sent once per call, after the transaction that finalised it commits (`calls.services.call_finalize`), whichever
-# path finalised it: the call session, Twilio's status callback, the reaper. Keyword argument: call_id.
+# Sent once per call, after the transaction that finalised it commits (`calls.services.lifecycle.call_finalize`),
+# whichever path finalised it: the call session, Twilio's status callback, the reaper. Keyword argument: call_id.
 call_finalized = Signal()

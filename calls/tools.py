@@ -30,11 +30,11 @@ from django.utils import timezone
 
 from accounts.models import Business, OpeningHours
 from accounts.phone import normalize_e164
-from calls import services
 from calls.caller_text import NAME_LIMIT, clean_caller_text
 from calls.models import Appointment, Call, Message
 from calls.selectors import availability, callers, faq, local_time
-from calls.services import ActionError, SlotTaken
+from calls.services import bookings, messages
+from calls.services.errors import ActionError, SlotTaken
 
 log = logging.getLogger(__name__)
 
@@ -212,7 +212,7 @@ def _slot_taken(business: Business, starts_at: dt.datetime, duration_minutes: in
     alternatives = _alternatives(business, starts_at, duration_minutes, exclude_appointment_id)
     offer = (f"Offer the caller one of these free times instead: {', '.join(alternatives)}." if alternatives
              else "No other free time was found in the next two weeks; offer to take a message.")
-    return {"error": f"{services.SLOT_TAKEN_MESSAGE} {offer}", "alternatives": alternatives}
+    return {"error": f"{bookings.SLOT_TAKEN_MESSAGE} {offer}", "alternatives": alternatives}
 
 
 # --- the tools --------------------------------------------------------------------------------------------
@@ -300,7 +300,7 @@ def book_appointment(ctx: Context, args: dict[str, Any]) -> Result:
     phone = _own_number(ctx)
     starts_at = _parse_start(args["start"], business)
     try:
-        appointment = services.appointment_book(
+        appointment = bookings.appointment_book(
             business_id=business.id, service_name=args["service"], customer_name=args["name"], phone=phone,
             start=starts_at, notes=args.get("notes", ""), call_id=ctx.call_id)
     except SlotTaken:
@@ -333,7 +333,7 @@ def reschedule_appointment(ctx: Context, args: dict[str, Any]) -> Result:
     before = callers.appointment_for_business(business_id=business.id, appointment_id=args["appointment_id"],
                                               customer_phone=phone)
     try:
-        appointment = services.appointment_reschedule(business_id=business.id, appointment_id=args["appointment_id"],
+        appointment = bookings.appointment_reschedule(business_id=business.id, appointment_id=args["appointment_id"],
                                                       start=starts_at, customer_phone=phone)
     except SlotTaken:
         minutes = int((before.ends_at - before.starts_at).total_seconds() // 60) if before else 30
@@ -347,7 +347,7 @@ def cancel_appointment(ctx: Context, args: dict[str, Any]) -> Result:
     phone = _own_number(ctx)
     before = callers.appointment_for_business(business_id=business.id, appointment_id=args["appointment_id"],
                                               customer_phone=phone)
-    appointment = services.appointment_cancel(business_id=business.id, appointment_id=args["appointment_id"],
+    appointment = bookings.appointment_cancel(business_id=business.id, appointment_id=args["appointment_id"],
                                               customer_phone=phone)
     already = before is not None and before.status == Appointment.Status.CANCELLED
     return {**_appointment(appointment, business), "already_cancelled": already}
@@ -376,7 +376,7 @@ def lookup_caller(ctx: Context, args: dict[str, Any]) -> Result:
 
 def take_message(ctx: Context, args: dict[str, Any]) -> Result:
     callback_number = _callback_number(args.get("callback_number"), ctx)
-    message = services.message_take(business_id=ctx.business.id, call_id=ctx.call_id,
+    message = messages.message_take(business_id=ctx.business.id, call_id=ctx.call_id,
                                     caller_number=ctx.caller_number, name=args["name"],
                                     callback_number=callback_number, body=args["message"],
                                     urgency=args.get("urgency", Message.Urgency.NORMAL))

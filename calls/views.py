@@ -21,9 +21,11 @@ from django.views.decorators.http import require_POST
 from accounts.access import business_view, get_for_business
 from accounts.models import Business
 from accounts.selectors import setup_checklist
-from calls import analytics, charts, forms, services
+from calls import analytics, charts, forms
 from calls.models import Appointment, Call, Customer, Message, NotificationSettings, WebhookEndpoint
 from calls.selectors import dashboard as dashboard_reads, export, local_time, search, timeline
+from calls.services import bookings, messages as message_writes, notification_settings
+from calls.services.errors import ActionError
 
 
 @business_view()
@@ -46,7 +48,7 @@ def settings_notifications(request: HttpRequest) -> HttpResponse:
     form = forms.NotificationSettingsForm(request.POST or None, initial=initial)
     new_secret = ""
     if request.method == "POST" and form.is_valid():
-        endpoint, new_secret = services.notification_settings_save(
+        endpoint, new_secret = notification_settings.notification_settings_save(
             business=business, email_mode=form.cleaned_data["email_mode"],
             webhook_url=form.cleaned_data["webhook_url"], rotate_secret=form.cleaned_data["rotate_secret"])
         if not new_secret:
@@ -109,8 +111,8 @@ def appointment_cancel(request: HttpRequest, appointment_id: int) -> HttpRespons
     appointment = get_for_business(Appointment, request.business, pk=appointment_id)
     was_cancelled = appointment.status == Appointment.Status.CANCELLED
     try:
-        services.appointment_cancel(business_id=request.business.id, appointment_id=appointment.id)
-    except services.ActionError as exc:
+        bookings.appointment_cancel(business_id=request.business.id, appointment_id=appointment.id)
+    except ActionError as exc:
         messages.error(request, str(exc))
     else:
         when = date_format(localtime(appointment.starts_at, request.business.tzinfo), "D j M Y, H:i")
@@ -134,7 +136,7 @@ def message_list(request: HttpRequest) -> HttpResponse:
 @business_view()
 def message_handle(request: HttpRequest, message_id: int) -> HttpResponse:
     message = get_for_business(Message, request.business, pk=message_id)
-    services.message_mark_handled(business_id=request.business.id, message_id=message.id, user=request.user)
+    message_writes.message_mark_handled(business_id=request.business.id, message_id=message.id, user=request.user)
     messages.success(request, f"{message.name}'s message is marked handled.")
     return redirect(_back(request, "message_list"))
 
@@ -143,7 +145,7 @@ def message_handle(request: HttpRequest, message_id: int) -> HttpResponse:
 @business_view()
 def message_reopen(request: HttpRequest, message_id: int) -> HttpResponse:
     message = get_for_business(Message, request.business, pk=message_id)
-    services.message_reopen(business_id=request.business.id, message_id=message.id)
+    message_writes.message_reopen(business_id=request.business.id, message_id=message.id)
     messages.success(request, f"{message.name}'s message is open again.")
     return redirect(_back(request, "message_list"))
 

@@ -94,7 +94,7 @@ def make_event(call: Call, kind: str, offset_ms: int, order: int | None = None, 
     from calls.models import CallEvent
 
     if order is None:
-        from calls.services import call_events_add
+        from calls.services.recording import call_events_add
 
         return call_events_add(call_id=call.id, events=[{"kind": kind, "offset_ms": offset_ms, "payload": payload}])[0]
     return CallEvent.objects.create(call=call, kind=kind, offset_ms=offset_ms, order=order, payload=payload)

@@ -11,7 +11,7 @@ import pytest
 from django.utils import timezone
 
 from calls.models import Call, CallEvent, TranscriptEntry
-from calls.services import call_search_refresh
+from calls.services.search_document import call_search_refresh
 from tests.browser import ARTIFACTS
 from tests.factories import PASSWORD, make_appointment, make_call, make_customer, make_message
 

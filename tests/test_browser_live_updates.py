@@ -16,7 +16,7 @@ from django.utils import timezone
 from calls.live import publish_call_changed
 from calls.models import Call
 from calls.postcall.summary import call_summary_failed
-from calls.services import call_create_inbound, call_finalize
+from calls.services.lifecycle import call_create_inbound, call_finalize
 from tests.browser import ARTIFACTS
 from tests.factories import PASSWORD, make_call
 from voice.offline.realtime import RealtimeStandin

@@ -22,7 +22,7 @@ from accounts import services
 from accounts.access import SESSION_KEY
 from accounts.models import Membership
 from calls.models import Call
-from calls.services import call_finalize
+from calls.services.lifecycle import call_finalize
 from receptionist.routing import websocket_urlpatterns
 from tests.factories import make_call, make_service
 from tests.factories import make_appointment, make_customer, make_message
@@ -160,7 +160,7 @@ class PolarStandIn:
 @pytest.fixture
 def polar(settings, alices_business, charlie):
     from billing.models import BillingAccount
-    from billing.services import account_for_business
+    from billing.services.account import account_for_business
 
     charlies_business = Membership.objects.get(user=charlie).business
     standin = PolarStandIn({ALICE_CUSTOMER: str(alices_business.uuid), CHARLIE_CUSTOMER: str(charlies_business.uuid)})

@@ -23,10 +23,10 @@ from django.db import transaction
 from django.http.request import validate_host
 
 from accounts.access import session_membership
-from billing.services import REASON_TEXT, browser_call_gate
+from billing.services.gate import REASON_TEXT, browser_call_gate
 from calls.models import Call, CallEvent
-from calls.services import (TooManyBrowserCalls, call_claim_stream, call_create_browser, call_forward_cancel,
-                            call_forward_start)
+from calls.services.forwards import call_forward_cancel, call_forward_start
+from calls.services.lifecycle import TooManyBrowserCalls, call_claim_stream, call_create_browser
 from voice import twilio_api
 from voice.agent import BROWSER_AUDIO, PHONE_AUDIO
 from voice.drain import draining

@@ -16,9 +16,10 @@ from django.db import transaction
 from accounts.models import Business
 from accounts.transfers import allowed_transfer_number
 from billing.models import BillingAccount
-from billing.services import CallAllowance, call_allowance, call_gate
+from billing.services.gate import CallAllowance, call_allowance, call_gate
 from calls.models import Call
-from calls.services import call_create_inbound, call_finalize, call_forward_start
+from calls.services.forwards import call_forward_start
+from calls.services.lifecycle import call_create_inbound, call_finalize
 from voice import twilio_api
 from voice.agent import AgentProfile, load_agent_profile
 from voice.phrases import phrase

@@ -20,11 +20,12 @@ from channels.db import DatabaseSyncToAsync
 from django.conf import settings
 
 from accounts.transfers import transfer_number_problem
-from billing.services import CallAllowance, call_allowance
+from billing.services.gate import CallAllowance, call_allowance
 from calls.live import apublish_call_changed
 from calls.caller_text import caller_data_block
 from calls.models import Call, CallEvent
-from calls.services import CallRecord, Usage, call_finalize, call_record_entries
+from calls.services.lifecycle import Usage, call_finalize
+from calls.services.recording import CallRecord, call_record_entries
 from voice.agent import LANGUAGE_NAMES, AgentProfile, greeting_response, load_agent_profile, session_update
 from voice.drain import LIVE_CALLS
 from voice.phrases import phrase

@@ -12,7 +12,8 @@ from dataclasses import dataclass
 from django.conf import settings
 from django.core import signing
 
-from calls.services import call_claim_stream, customer_count_call
+from calls.services.customers import customer_count_call
+from calls.services.lifecycle import call_claim_stream
 
 SALT = "voice.stream-token"
 

@@ -25,7 +25,7 @@ from accounts.models import Business
 from calls.caller_text import caller_data_block, clean_caller_text
 from calls.models import Call, CallEvent
 from calls.selectors.callers import caller_number_of_call
-from calls.services import call_events_add
+from calls.services.recording import call_events_add
 from calls.tools import SUPERVISOR_TOOLS, WRITE_TOOLS, run_business_tool
 from voice.agent import build_instructions
 

@@ -18,8 +18,11 @@ from accounts.access import business_view
 from accounts.models import Business
 from accounts.transfers import allowed_transfer_number
 from billing.selectors import browser_call_quota, minute_pool
-from billing.services import MIN_BROWSER_CALL_SECONDS, account_for_business, usage_record_for_call
-from calls.services import call_forward_result, call_reconcile_twilio_status
+from billing.services.account import account_for_business
+from billing.services.gate import MIN_BROWSER_CALL_SECONDS
+from billing.services.usage import usage_record_for_call
+from calls.services.forwards import call_forward_result
+from calls.services.lifecycle import call_reconcile_twilio_status
 from voice import twilio_api
 from voice.phrases import phrase
 from voice.services import answer_incoming_call

@@ -11,7 +11,7 @@ from django.utils import timezone
 
 from accounts.models import Business
 from billing.models import BillingAccount, PolarWebhookEvent, UsageRecord
-from billing.services import account_for_business
+from billing.services.account import account_for_business
 from calls.models import Call
 from tests.admin_forms import admin_form_data
 from tests.factories import make_call

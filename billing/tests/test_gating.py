@@ -11,7 +11,8 @@ from django.utils import timezone
 from twilio.request_validator import RequestValidator
 
 from billing.models import BillingAccount, UsageRecord
-from billing.services import account_for_business, can_take_call
+from billing.services.account import account_for_business
+from billing.services.gate import can_take_call
 from billing.tests.conftest import PRO_PRODUCT, STARTER_PRODUCT
 from calls.models import Call
 from tests.factories import make_business, make_call

@@ -12,12 +12,7 @@ from django.utils import timezone
 from billing import tasks
 from billing.models import UsageRecord
 from billing.polar_client import PolarUnavailable
-from billing.services import (
-    billed_minutes,
-    usage_record_for_call,
-    usage_report,
-    usage_sweep,
-)
+from billing.services.usage import billed_minutes, usage_record_for_call, usage_report, usage_sweep
 from tests.factories import make_call
 
 INGEST = "/v1/events/ingest"
@@ -269,7 +264,7 @@ def test_without_polar_credentials_usage_waits_for_them(polar_api, alices_busine
 def test_a_browser_test_call_keeps_its_minutes_for_the_trial_but_is_never_reported(polar_api, alices_business,
                                                                                   django_capture_on_commit_callbacks):
     from billing.selectors import minutes_used
-    from billing.services import account_for_business
+    from billing.services.account import account_for_business
 
     route = polar_api.post(INGEST).mock(return_value=ok())
     call = finished_call(alices_business, 90, channel="browser")

@@ -13,10 +13,11 @@ from django.utils import timezone
 from twilio.request_validator import RequestValidator
 
 from billing.models import UsageRecord
-from billing.services import usage_sweep
+from billing.services.usage import usage_sweep
 from calls.models import Call, CallEvent
 from calls.postcall.reaper import calls_reap_stuck
-from calls.services import call_finalize, call_forward_start
+from calls.services.forwards import call_forward_start
+from calls.services.lifecycle import call_finalize
 from tests.factories import make_call
 
 INGEST = "/v1/events/ingest"

@@ -11,7 +11,7 @@ from django.core.cache import cache
 from django.utils import timezone
 
 from billing.models import BillingAccount, UsageRecord
-from billing.services import account_for_business
+from billing.services.account import account_for_business
 from billing.tests import polar_payloads as p
 from billing.tests.conftest import PRO_PRODUCT, STARTER_PRODUCT
 from tests.factories import make_business, make_call, make_user

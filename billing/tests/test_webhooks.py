@@ -8,7 +8,7 @@ import json
 import pytest
 
 from billing.models import BillingAccount, PolarWebhookEvent
-from billing.services import account_for_business
+from billing.services.account import account_for_business
 from billing.tests import polar_payloads as p
 from billing.tests.conftest import PRO_PRODUCT, STARTER_PRODUCT, sign
 

@@ -6,8 +6,8 @@ import django.contrib.postgres.search
 from django.db import migrations, models
 
 
-# A snapshot of calls.services.SEARCH_REFRESH_SQL as it was when this migration was written (migrations must not
-# change when the service does), for every call at once.
+# A snapshot of calls.services.search_document.SEARCH_REFRESH_SQL as it was when this migration was written
+# (migrations must not change when the service does), for every call at once.
 BACKFILL_SQL = """
 UPDATE calls_call AS c SET search_vector =
     to_tsvector((CASE b.language WHEN 'de' THEN 'german' WHEN 'en' THEN 'english' WHEN 'es' THEN 'spanish'

@@ -11,7 +11,7 @@ from django.db.models import Max
 from django.utils import timezone
 
 from calls.models import Call
-from calls.services import call_finalize
+from calls.services.lifecycle import call_finalize
 
 log = logging.getLogger(__name__)
 

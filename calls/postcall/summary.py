@@ -28,7 +28,7 @@ from calls.models import Call, CallEvent, CallNotification, Message, TranscriptE
 from calls.outcomes import OUTCOMES
 from calls.postcall.queueing import TransientError, enqueue, retry_countdown
 from calls.postcall.webhooks import EVENT_CALL_COMPLETED, call_completed_payload
-from calls.services import call_search_refresh
+from calls.services.search_document import call_search_refresh
 
 log = logging.getLogger(__name__)
 

@@ -13,7 +13,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from calls.models import Call, CallEvent, TranscriptEntry
-from calls.services import call_search_refresh
+from calls.services.search_document import call_search_refresh
 from tests.admin_forms import admin_form_data
 from tests.factories import make_business, make_call, make_event, make_message, make_transcript
 

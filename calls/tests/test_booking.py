@@ -6,10 +6,10 @@ import threading
 import pytest
 from django.db import IntegrityError, connection, transaction
 
-from calls import services
 from calls.models import Appointment, Customer
 from calls.selectors import callers, local_time
-from calls.services import ActionError, NotFound, SlotTaken
+from calls.services import bookings, customers
+from calls.services.errors import ActionError, NotFound, SlotTaken
 from calls.tools import run_business_tool
 from tests.factories import (make_appointment, make_business, make_call, make_closed_date, make_customer, make_hours,
                              make_service)
@@ -35,7 +35,7 @@ def at(business, wall: str, day: dt.date = MONDAY) -> dt.datetime:
 
 
 def book(business, wall: str, *, service="Cleaning", phone="+14155550123", name="Dana Scully", now=NOW, **kwargs):
-    return services.appointment_book(business_id=business.id, service_name=service, customer_name=name, phone=phone,
+    return bookings.appointment_book(business_id=business.id, service_name=service, customer_name=name, phone=phone,
                                      start=at(business, wall), now=now, **kwargs)
 
 
@@ -117,7 +117,7 @@ def test_a_booking_needs_a_known_service(business):
 
 def test_rescheduling_keeps_the_id_and_the_length(business):
     appointment = book(business, "09:00", service="Check-up")
-    moved = services.appointment_reschedule(business_id=business.id, appointment_id=appointment.id,
+    moved = bookings.appointment_reschedule(business_id=business.id, appointment_id=appointment.id,
                                             start=at(business, "10:45"), now=NOW)
     assert moved.id == appointment.id
     assert (moved.starts_at, moved.ends_at) == (at(business, "10:45"), at(business, "11:45"))
@@ -125,7 +125,7 @@ def test_rescheduling_keeps_the_id_and_the_length(business):
 
 def test_rescheduling_may_overlap_the_appointments_own_old_time(business):
     appointment = book(business, "09:00", service="Check-up")
-    moved = services.appointment_reschedule(business_id=business.id, appointment_id=appointment.id,
+    moved = bookings.appointment_reschedule(business_id=business.id, appointment_id=appointment.id,
                                             start=at(business, "09:30"), now=NOW)
     assert moved.starts_at == at(business, "09:30")
 
@@ -134,21 +134,21 @@ def test_rescheduling_onto_another_booking_is_refused(business):
     appointment = book(business, "09:00")
     book(business, "10:00", phone="+14155550199")
     with pytest.raises(SlotTaken):
-        services.appointment_reschedule(business_id=business.id, appointment_id=appointment.id,
+        bookings.appointment_reschedule(business_id=business.id, appointment_id=appointment.id,
                                         start=at(business, "10:15"), now=NOW)
 
 
 def test_a_cancelled_appointment_cannot_be_rescheduled(business):
     appointment = make_appointment(business, at(business, "09:00"), status="cancelled")
     with pytest.raises(ActionError, match="cancelled"):
-        services.appointment_reschedule(business_id=business.id, appointment_id=appointment.id,
+        bookings.appointment_reschedule(business_id=business.id, appointment_id=appointment.id,
                                         start=at(business, "10:00"), now=NOW)
 
 
 def test_cancelling_twice_is_harmless(business):
     appointment = book(business, "09:00")
-    services.appointment_cancel(business_id=business.id, appointment_id=appointment.id, now=NOW)
-    again = services.appointment_cancel(business_id=business.id, appointment_id=appointment.id, now=NOW)
+    bookings.appointment_cancel(business_id=business.id, appointment_id=appointment.id, now=NOW)
+    again = bookings.appointment_cancel(business_id=business.id, appointment_id=appointment.id, now=NOW)
     assert again.status == Appointment.Status.CANCELLED
     assert again.cancelled_at == NOW
 
@@ -156,27 +156,27 @@ def test_cancelling_twice_is_harmless(business):
 def test_a_past_appointment_cannot_be_cancelled(business):
     appointment = book(business, "09:00")
     with pytest.raises(ActionError, match="already started or is over"):
-        services.appointment_cancel(business_id=business.id, appointment_id=appointment.id,
+        bookings.appointment_cancel(business_id=business.id, appointment_id=appointment.id,
                                     now=at(business, "09:10"))
 
 
 def test_another_businesss_appointment_cannot_be_cancelled(business):
     appointment = make_appointment(make_business(), at(business, "09:00"))
     with pytest.raises(NotFound):
-        services.appointment_cancel(business_id=business.id, appointment_id=appointment.id, now=NOW)
+        bookings.appointment_cancel(business_id=business.id, appointment_id=appointment.id, now=NOW)
 
 
 def test_recording_a_call_creates_the_customer_and_counts_the_call_once(business):
     call = make_call(business)
-    services.customer_record_call(business_id=business.id, phone="+14155550123", call_id=call.id)
-    customer = services.customer_record_call(business_id=business.id, phone="+14155550123", call_id=call.id)
+    customers.customer_record_call(business_id=business.id, phone="+14155550123", call_id=call.id)
+    customer = customers.customer_record_call(business_id=business.id, phone="+14155550123", call_id=call.id)
     assert (customer.phone, customer.call_count, customer.last_call_id) == ("+14155550123", 1, call.id)
 
 
 def test_recording_the_next_call_counts_it_and_updates_last_seen(business):
     long_ago = dt.datetime(2025, 1, 1, tzinfo=UTC)
     customer = make_customer(business, call_count=3, first_seen_at=long_ago, last_seen_at=long_ago)
-    customer = services.customer_record_call(business_id=business.id, phone=customer.phone,
+    customer = customers.customer_record_call(business_id=business.id, phone=customer.phone,
                                              call_id=make_call(business).id)
     assert customer.call_count == 4
     assert customer.last_seen_at > long_ago
@@ -184,8 +184,8 @@ def test_recording_the_next_call_counts_it_and_updates_last_seen(business):
 
 
 def test_recording_a_call_from_a_withheld_or_invalid_number_creates_nobody(business):
-    assert services.customer_record_call(business_id=business.id, phone="", call_id=None) is None
-    assert services.customer_record_call(business_id=business.id, phone="Browser test", call_id=None) is None
+    assert customers.customer_record_call(business_id=business.id, phone="", call_id=None) is None
+    assert customers.customer_record_call(business_id=business.id, phone="Browser test", call_id=None) is None
     assert not Customer.objects.exists()
 
 
@@ -262,11 +262,11 @@ def test_a_change_on_behalf_of_a_caller_refuses_another_customers_appointment(bu
     appointment = book(business, "09:00", phone="+14155550199")
     with pytest.raises(NotFound) as refused:
         if change == "cancel":
-            services.appointment_cancel(business_id=business.id, appointment_id=appointment.id,
+            bookings.appointment_cancel(business_id=business.id, appointment_id=appointment.id,
                                         customer_phone="+14155550123", now=NOW)
         else:
-            services.appointment_reschedule(business_id=business.id, appointment_id=appointment.id,
+            bookings.appointment_reschedule(business_id=business.id, appointment_id=appointment.id,
                                             start=at(business, "10:00"), customer_phone="+14155550123", now=NOW)
-    assert str(refused.value) == services.NOT_THE_CALLERS_APPOINTMENT
+    assert str(refused.value) == bookings.NOT_THE_CALLERS_APPOINTMENT
     appointment.refresh_from_db()
     assert (appointment.status, appointment.starts_at) == ("booked", at(business, "09:00"))

@@ -21,7 +21,9 @@ from django.utils import timezone
 
 from calls.models import Call
 from calls.postcall.summary import call_summarize
-from calls.services import CallRecord, call_create_inbound, call_record_entries, call_search_refresh
+from calls.services.lifecycle import call_create_inbound
+from calls.services.recording import CallRecord, call_record_entries
+from calls.services.search_document import call_search_refresh
 from tests.factories import (
     make_appointment,
     make_business,

@@ -9,9 +9,10 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
-from calls import services
 from calls.models import Appointment, Message
 from calls.selectors import dashboard, local_time
+from calls.services import messages
+from calls.services.errors import NotFound
 from tests.factories import (add_member, make_appointment, make_business, make_call, make_customer, make_message,
                              make_user)
 
@@ -225,7 +226,7 @@ def test_open_messages_come_most_urgent_first_then_newest(owner, alices_business
 def test_the_handled_filter_shows_only_handled_messages(owner, alices_business, alice):
     make_message(alices_business, body="Still open")
     handled = make_message(alices_business, body="Already called back")
-    services.message_mark_handled(business_id=alices_business.id, message_id=handled.id, user=alice)
+    messages.message_mark_handled(business_id=alices_business.id, message_id=handled.id, user=alice)
 
     open_page = page_text(owner.get(reverse("message_list")))
     handled_page = page_text(owner.get(reverse("message_list"), {"status": "handled"}))
@@ -261,9 +262,9 @@ def test_marking_a_message_handled_records_who_and_when(client, bob, alices_busi
 
 def test_marking_a_handled_message_again_keeps_who_handled_it_first(alices_business, alice, bob):
     message = make_message(alices_business)
-    first = services.message_mark_handled(business_id=alices_business.id, message_id=message.id, user=bob)
+    first = messages.message_mark_handled(business_id=alices_business.id, message_id=message.id, user=bob)
 
-    again = services.message_mark_handled(business_id=alices_business.id, message_id=message.id, user=alice)
+    again = messages.message_mark_handled(business_id=alices_business.id, message_id=message.id, user=alice)
 
     assert (again.status, again.handled_by, again.handled_at) == ("handled", bob, first.handled_at)
 
@@ -278,7 +279,7 @@ def test_marking_handled_needs_a_post(owner, alices_business):
 
 def test_reopening_puts_a_message_back_in_the_open_list(owner, alices_business, alice):
     message = make_message(alices_business, body="Call about the invoice")
-    services.message_mark_handled(business_id=alices_business.id, message_id=message.id, user=alice)
+    messages.message_mark_handled(business_id=alices_business.id, message_id=message.id, user=alice)
 
     owner.post(reverse("message_reopen", kwargs={"message_id": message.id}))
 
@@ -384,7 +385,7 @@ def test_home_shows_figures_latest_calls_open_messages_and_todays_appointments(o
     make_call(alices_business, caller_name="Older caller", started_at=now - dt.timedelta(days=3))
     make_message(alices_business, body="Please call about the crown")
     handled = make_message(alices_business, body="Handled already")
-    services.message_mark_handled(business_id=alices_business.id, message_id=handled.id, user=alice)
+    messages.message_mark_handled(business_id=alices_business.id, message_id=handled.id, user=alice)
     make_appointment(alices_business, now, customer=make_customer(alices_business, name="Today's patient"))
 
     response = owner.get(reverse("dashboard"))
@@ -429,7 +430,7 @@ def test_lists_show_none_of_another_business_rows(client, alices_business, alice
     make_appointment(alices_business, la(2026, 3, 5, 10, 0), customer=secret)
     make_message(alices_business, customer=secret, name="Secret Patient", body="secret")
     handled = make_message(alices_business, customer=secret, name="Secret Patient", body="secret")
-    services.message_mark_handled(business_id=alices_business.id, message_id=handled.id, user=alice)
+    messages.message_mark_handled(business_id=alices_business.id, message_id=handled.id, user=alice)
     client.force_login(charlie)
 
     assert "Secret Patient" not in page_text(client.get(url))
@@ -457,8 +458,8 @@ def test_the_message_service_ignores_another_business_id(alices_business, charli
     message = make_message(alices_business)
     charlies_business = charlie.memberships.get().business
 
-    with pytest.raises(services.NotFound):
-        services.message_mark_handled(business_id=charlies_business.id, message_id=message.id, user=charlie)
+    with pytest.raises(NotFound):
+        messages.message_mark_handled(business_id=charlies_business.id, message_id=message.id, user=charlie)
     message.refresh_from_db()
     assert message.status == Message.Status.OPEN
 
@@ -483,7 +484,7 @@ def seed_business_rows(business, alice, n: int, *, first: int = 0) -> None:
         make_appointment(business, now - dt.timedelta(days=1, hours=i), customer=customer)
         make_message(business, customer=customer, call=call, callback_number=customer.phone)
         handled = make_message(business, customer=customer, callback_number=customer.phone)
-        services.message_mark_handled(business_id=business.id, message_id=handled.id, user=alice)
+        messages.message_mark_handled(business_id=business.id, message_id=handled.id, user=alice)
 
 
 def test_customer_detail_runs_the_same_queries_for_one_row_or_many(owner, alices_business, django_assert_num_queries):

@@ -18,7 +18,7 @@ from accounts.models import Membership
 from calls import live
 from calls.models import Call, TranscriptEntry
 from calls.postcall.summary import call_summarize
-from calls.services import call_finalize
+from calls.services.lifecycle import call_finalize
 from receptionist.asgi import application
 from tests.factories import make_business, make_call, make_user
 from voice.agent import PHONE_AUDIO

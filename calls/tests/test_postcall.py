@@ -28,7 +28,8 @@ from calls.models import (
 )
 from calls.postcall import address_guard, webhooks
 from calls.postcall.summary import summary_prompt
-from calls.services import call_finalize, notification_settings_save
+from calls.services.lifecycle import call_finalize
+from calls.services.notification_settings import notification_settings_save
 from receptionist.celery import app as celery_app
 from tests.factories import make_appointment, make_business, make_call, make_user
 from voice.offline.realtime import RealtimeStandin, Script

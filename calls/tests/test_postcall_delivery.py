@@ -19,7 +19,7 @@ from django.utils import timezone
 
 from calls.models import Call, CallNotification, WebhookDelivery, WebhookEndpoint
 from calls.postcall import queueing, webhooks
-from calls.services import call_finalize
+from calls.services.lifecycle import call_finalize
 from calls.tests.test_postcall import (  # noqa: F401
     SUMMARY_DOC,
     business,

@@ -23,7 +23,8 @@ from billing.models import UsageRecord
 from calls.postcall.summary import summary_cost_usd
 
 from calls.models import Call, CallNotification, WebhookDelivery
-from calls.services import call_finalize, notification_settings_save
+from calls.services.lifecycle import call_finalize
+from calls.services.notification_settings import notification_settings_save
 from calls.tasks import deliver_webhook, send_call_email, summarize_call
 from calls.tests.test_postcall import (
     SUMMARY_DOC,

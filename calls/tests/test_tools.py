@@ -7,7 +7,7 @@ import pytest
 
 from calls.models import Appointment, Call, Customer, Message
 from calls.selectors import local_time
-from calls.services import NOT_THE_CALLERS_APPOINTMENT
+from calls.services.bookings import NOT_THE_CALLERS_APPOINTMENT
 from calls.tools import NO_CALLER_NUMBER, SUPERVISOR_TOOLS, run_business_tool
 from tests.factories import (make_appointment, make_call, make_closed_date, make_customer, make_faq, make_hours,
                              make_message, make_service)

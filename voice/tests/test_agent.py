@@ -9,7 +9,7 @@ from django.conf import settings
 from accounts.models import ClosedDate
 from calls.caller_text import BLOCK_END, BLOCK_START
 from calls.models import Appointment
-from calls.services import Usage
+from calls.services.lifecycle import Usage
 from calls.tools import run_business_tool
 from tests.factories import make_appointment, make_call, make_customer, make_faq, make_hours, make_service
 from voice.agent import PHONE_AUDIO, build_instructions, describe_caller, load_agent_profile, session_update

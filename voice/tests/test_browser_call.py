@@ -17,7 +17,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from calls.models import Call, CallEvent, TranscriptEntry
-from calls.services import TooManyBrowserCalls, call_create_browser
+from calls.services.lifecycle import TooManyBrowserCalls, call_create_browser
 from tests.factories import make_business, make_call, make_user
 from voice.offline.realtime import Script
 from voice.tests.conftest import HARBOR_SCRIPT, start_asgi_server, stop_process
@@ -473,7 +473,8 @@ def test_a_running_test_call_is_ended_politely_when_todays_minutes_run_out(owner
 def test_a_test_call_spends_free_trial_minutes_but_is_never_billed_to_polar(owner_cookie, harbor, standin):
     from billing.models import BillingAccount, UsageRecord
     from billing.selectors import minutes_used
-    from billing.services import account_for_business, can_take_call
+    from billing.services.account import account_for_business
+    from billing.services.gate import can_take_call
 
     BillingAccount.objects.create(business=harbor, trial_minutes=1)
 

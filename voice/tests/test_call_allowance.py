@@ -13,7 +13,8 @@ from channels.db import database_sync_to_async
 from django.utils import timezone
 
 from billing.models import BillingAccount, UsageRecord
-from billing.services import account_for_business, call_allowance
+from billing.services.account import account_for_business
+from billing.services.gate import call_allowance
 from calls.models import Call, CallEvent
 from tests.factories import make_call
 from voice.consumers import TwilioTransport
@@ -151,7 +152,7 @@ def test_calls_running_at_once_share_the_last_minutes(harbor, twilio_standin):
 
 
 def test_an_uncapped_call_reads_its_minutes_again_less_often_than_a_capped_one(settings):
-    from billing.services import CallAllowance
+    from billing.services.gate import CallAllowance
 
     settings.CALL_ALLOWANCE_RECHECK_SECONDS, settings.CALL_ALLOWANCE_UNCAPPED_RECHECK_SECONDS = 15, 60
     uncapped = CallSession(call_id=1, business_id=1, transport=TwilioTransport(SentFrames(), STREAM_SID, "CA1"),

@@ -13,7 +13,7 @@ from asgiref.sync import sync_to_async
 from channels.testing import WebsocketCommunicator
 
 from calls.models import Call
-from calls.services import customer_record_call
+from calls.services.customers import customer_record_call
 from tests.factories import make_call
 from voice.consumers import TwilioMediaStream, TwilioTransport
 from voice.offline.realtime import Script

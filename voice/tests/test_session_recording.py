@@ -123,7 +123,7 @@ def test_writers_adding_events_at_once_never_share_an_order(phone_call):
     start = threading.Barrier(8)
     errors: list[BaseException] = []
 
-    from calls.services import call_events_add
+    from calls.services.recording import call_events_add
 
     def writer(n: int) -> None:
         try:

@@ -10,7 +10,7 @@ import pytest
 from django.utils import timezone
 
 from calls.models import Appointment, CallEvent
-from calls.services import NOT_THE_CALLERS_APPOINTMENT
+from calls.services.bookings import NOT_THE_CALLERS_APPOINTMENT
 from tests.factories import make_appointment, make_customer, make_hours, make_service
 from voice.offline.realtime import Script
 from voice.tests.conftest import start_asgi_server, start_celery_worker, stop_process, subprocess_env

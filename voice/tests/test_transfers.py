@@ -12,7 +12,8 @@ from django.utils import timezone
 from twilio.request_validator import RequestValidator
 
 from billing.models import UsageRecord
-from billing.services import account_for_business, usage_sweep
+from billing.services.account import account_for_business
+from billing.services.usage import usage_sweep
 from calls.models import Call, CallEvent, Message
 from tests.factories import make_business, make_user
 from voice import twilio_api

@@ -1,0 +1,200 @@
+"""A call's lifecycle: created (inbound or a browser test), its media stream claimed, finalised exactly once with
+its token usage and cost, and reconciled with Twilio's status callback."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from accounts.models import Business
+from calls.live import publish_call_changed
+from calls.models import Call
+from calls.services.search_document import call_search_refresh
+from calls.signals import call_finalized
+
+log = logging.getLogger(__name__)
+
+
+def call_create_inbound(*, business: Business, twilio_call_sid: str, from_number: str, to_number: str) -> Call:
+    """Record a ringing inbound call. A webhook retried by Twilio returns the call it already made."""
+    try:
+        with transaction.atomic():  # a new call (nearly always): the insert alone, no lookup first
+            call = Call.objects.create(twilio_call_sid=twilio_call_sid, business=business,
+                                       from_number=from_number[:32], to_number=to_number[:32],
+                                       channel=Call.Channel.TWILIO, direction=Call.Direction.INBOUND)
+        created = True
+    except IntegrityError:
+        call = Call.objects.filter(twilio_call_sid=twilio_call_sid).first()
+        if call is None:  # another constraint failed, not the call SID's
+            raise
+        created = False
+    if created:
+        call_search_refresh(call_id=call.id)  # findable by its number while it rings
+        publish_call_changed(call_id=call.id, business_id=call.business_id, status=call.status)
+    return call
+
+
+class TooManyBrowserCalls(Exception):
+    """The business already runs as many browser test calls as BROWSER_CALLS_AT_ONCE allows."""
+
+
+def call_create_browser(*, business: Business, user_label: str) -> Call:
+    """Record a browser test call, unless the business already runs BROWSER_CALLS_AT_ONCE of them."""
+    with transaction.atomic():
+        # Locking the business row serialises concurrent starts: two tabs cannot both slip under the cap.
+        Business.objects.select_for_update().filter(pk=business.pk).exists()
+        running = Call.objects.filter(business=business, channel=Call.Channel.BROWSER, finalized_at__isnull=True,
+                                      status__in=[Call.Status.RINGING, Call.Status.IN_PROGRESS]).count()
+        if running >= settings.BROWSER_CALLS_AT_ONCE:
+            raise TooManyBrowserCalls(f"{running} browser test calls are already running for this business.")
+        call = Call.objects.create(business=business, channel=Call.Channel.BROWSER, from_number=user_label[:32],
+                                   to_number=business.phone_number)
+        call_search_refresh(call_id=call.id)
+    return call
+
+
+@dataclass(frozen=True)
+class ClaimedStream:
+    business_id: int
+    from_number: str
+
+
+def call_claim_stream(*, call_id: int) -> ClaimedStream | None:
+    """Mark the call's media stream as started; None if a stream already used this call's token."""
+    now = timezone.now()
+    claimed = Call.objects.filter(id=call_id, stream_started_at__isnull=True, finalized_at__isnull=True).update(
+        stream_started_at=now, answered_at=now, status=Call.Status.IN_PROGRESS)
+    if not claimed:
+        return None
+    business_id, from_number = Call.objects.filter(id=call_id).values_list("business_id", "from_number").get()
+    publish_call_changed(call_id=call_id, business_id=business_id, status=Call.Status.IN_PROGRESS)
+    return ClaimedStream(business_id=business_id, from_number=from_number)
+
+
+@dataclass
+class Usage:
+    """Token counts of one call, summed from the model's `response.done` usage objects."""
+
+    input_audio: int = 0
+    input_text: int = 0
+    input_cached: int = 0
+    cached_audio: int = 0
+    cached_text: int = 0
+    output_audio: int = 0
+    output_text: int = 0
+
+    def add_realtime_usage(self, usage: dict[str, Any]) -> None:
+        details = usage.get("input_token_details") or {}
+        cached = details.get("cached_tokens_details") or {}
+        out = usage.get("output_token_details") or {}
+        self.input_audio += int(details.get("audio_tokens") or 0)
+        self.input_text += int(details.get("text_tokens") or 0)
+        self.input_cached += int(details.get("cached_tokens") or 0)
+        self.cached_audio += int(cached.get("audio_tokens") or 0)
+        self.cached_text += int(cached.get("text_tokens") or 0)
+        self.output_audio += int(out.get("audio_tokens") or 0)
+        self.output_text += int(out.get("text_tokens") or 0)
+
+    def cost_usd(self, model: str) -> Decimal:
+        """Price from the per-model table in settings (USD per million tokens); cached tokens are a subset."""
+        prices = settings.REALTIME_PRICES.get(model) or settings.REALTIME_PRICES["default"]
+        total = (
+            (self.input_text - self.cached_text) * prices["text_in"]
+            + self.cached_text * prices["text_cached"]
+            + (self.input_audio - self.cached_audio) * prices["audio_in"]
+            + self.cached_audio * prices["audio_cached"]
+            + self.output_text * prices["text_out"]
+            + self.output_audio * prices["audio_out"]
+        )
+        return (Decimal(str(total)) / Decimal(1_000_000)).quantize(Decimal("0.000001"))
+
+
+@transaction.atomic
+def call_finalize(*, call_id: int, status: str, end_reason: str, usage: Usage | None = None,
+                  model: str = "", error: str = "") -> bool:
+    """Finalise the call exactly once: ended time, duration, tokens, cost, status. False if already done."""
+    call = Call.objects.select_for_update().filter(id=call_id).first()
+    if call is None or call.finalized_at is not None:
+        return False
+    now = timezone.now()
+    call.status = status
+    call.end_reason = end_reason[:40]
+    call.ended_at = call.ended_at or now
+    call.finalized_at = now
+    begin = call.answered_at or call.started_at
+    if call.duration_seconds is None:
+        call.duration_seconds = max(0, round((call.ended_at - begin).total_seconds()))
+    if error:
+        call.error = (call.error + "\n" + error).strip()[:4000]
+    if usage is not None:
+        call.model = model or call.model
+        call.input_audio_tokens += usage.input_audio
+        call.input_text_tokens += usage.input_text
+        call.input_cached_tokens += usage.input_cached
+        call.output_audio_tokens += usage.output_audio
+        call.output_text_tokens += usage.output_text
+        call.cost_usd += usage.cost_usd(call.model)
+    call.save()
+    from calls.postcall.queueing import postcall_enqueue  # the post-call package imports this module
+
+    postcall_enqueue(call.id)  # summary, email, webhook: queued when this transaction commits
+    publish_call_changed(call_id=call.id, business_id=call.business_id, status=call.status)  # on commit too
+    announce_call_finalized(call.id)  # on commit too: billing records the call's minutes
+    return True
+
+
+def announce_call_finalized(call_id: int) -> None:
+    """Send `call_finalized` once the current transaction commits (call from `call_finalize`)."""
+    def send() -> None:
+        # send_robust: a failing receiver neither stops the others nor reaches the path that finalised the call
+        # (the sweeps catch up on what it missed).
+        for receiver, result in call_finalized.send_robust(sender=Call, call_id=call_id):
+            if isinstance(result, Exception):
+                log.error("After finalising call %s, %s failed: %s", call_id,
+                          getattr(receiver, "__qualname__", receiver), result, exc_info=result)
+
+    transaction.on_commit(send)
+
+
+# Twilio's CallStatus values at the end of a call, mapped to ours.
+TWILIO_FINAL_STATUS = {
+    "completed": Call.Status.COMPLETED,
+    "busy": Call.Status.FAILED,
+    "no-answer": Call.Status.FAILED,
+    "canceled": Call.Status.FAILED,
+    "failed": Call.Status.FAILED,
+}
+
+
+def call_reconcile_twilio_status(*, twilio_call_sid: str, call_status: str, duration: str | None) -> Call | None:
+    """Apply Twilio's status callback. Idempotent; a call the session already finalised keeps its status."""
+    call = Call.objects.filter(twilio_call_sid=twilio_call_sid).first()
+    if call is None:
+        return None
+    if call_status == "in-progress" and call.status == Call.Status.RINGING:
+        if Call.objects.filter(id=call.id, status=Call.Status.RINGING).update(status=Call.Status.IN_PROGRESS,
+                                                                             answered_at=timezone.now()):
+            publish_call_changed(call_id=call.id, business_id=call.business_id, status=Call.Status.IN_PROGRESS)
+    final = TWILIO_FINAL_STATUS.get(call_status)
+    if final is None:
+        return call
+    seconds = int(duration) if duration and duration.isdigit() else None
+    if seconds is not None:
+        # Twilio's billed duration is the authority on how long the caller was connected; kept apart too, so
+        # billing knows it has arrived (a call finalised before it is billed once it comes).
+        Call.objects.filter(id=call.id).update(duration_seconds=seconds, twilio_duration_seconds=seconds)
+        if call.duration_seconds != seconds:
+            publish_call_changed(call_id=call.id, business_id=call.business_id, status=call.status)
+    if call.stream_started_at is None:
+        # The stream never connected (caller hung up while ringing, or the socket never opened): nobody
+        # else will finalise this call. A call with a stream is finalised by its session, with its usage.
+        call_finalize(call_id=call.id, status=Call.Status.FAILED, end_reason=f"twilio_{call_status.replace('-', '_')}",
+                      error="The media stream never connected.")
+    call.refresh_from_db()
+    return call
