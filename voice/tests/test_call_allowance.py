@@ -16,8 +16,8 @@ from billing.models import BillingAccount, UsageRecord
 from billing.services import account_for_business, call_allowance
 from calls.models import Call, CallEvent
 from tests.factories import make_call
-from voice.consumers import TwilioTransport
 from voice.session import CallSession
+from voice.transports import TwilioTransport
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -7,7 +7,7 @@ import json
 
 from channels.testing import WebsocketCommunicator
 
-from voice.consumers import TwilioMediaStream
+from voice.twilio_stream import TwilioMediaStream
 
 
 def call_tasks() -> list[asyncio.Task]:
