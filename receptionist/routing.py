@@ -5,7 +5,8 @@ from channels.security.websocket import AllowedHostsOriginValidator
 from django.urls import path
 
 from calls.consumers import CallListSocket, CallSocket
-from voice.consumers import BrowserCall, TwilioMediaStream
+from voice.browser_call import BrowserCall
+from voice.twilio_stream import TwilioMediaStream
 
 websocket_urlpatterns = [
     # No Origin check: Twilio sends none. Authenticated by the stream token in the `start` message.

@@ -120,7 +120,7 @@ class LoadCall:
         """Twilio's side of a call up to its first media frame: webhook (not for the relay), socket, `connected`,
         `start`. The OpenAI protocol (direct) only opens the socket."""
         if not self.twilio:
-            # The OpenAI leg, with the stand-in's required bearer header (as voice/session.py sends it).
+            # The OpenAI leg, with the stand-in's required bearer header (as voice/session/lifecycle.py sends it).
             self.ws = await LeanWebSocket.connect(f"{self.target.ws_url}?model={MODEL}", self._on_text,
                                                   headers={"Authorization": "Bearer sk-bench"})
             return

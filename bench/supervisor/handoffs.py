@@ -52,7 +52,7 @@ async def handoff_loop(call_id: int, label: str, count: int, warmup: int, gap_ms
     waiting: dict[str, asyncio.Future] = {}
     stray: list[str] = []
 
-    async def listen() -> None:  # like voice.consumers.forward_call_messages: a separate task reading the reply channel
+    async def listen() -> None:  # as voice.audio_socket.forward_call_messages does: a task reading the reply channel
         while True:
             message = await layer.receive(channel)
             arrived = time.perf_counter()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from voice.consumers import AudioRateGuard
+from voice.browser_call import AudioRateGuard
 
 FRAME = 1920  # 40 ms of PCM16 24 kHz
 

@@ -17,8 +17,8 @@ from billing.services.account import account_for_business
 from billing.services.gate import call_allowance
 from calls.models import Call, CallEvent
 from tests.factories import make_call
-from voice.consumers import TwilioTransport
 from voice.session import CallSession
+from voice.transports import TwilioTransport
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -15,12 +15,13 @@ from channels.testing import WebsocketCommunicator
 from calls.models import Call
 from calls.services.customers import customer_record_call
 from tests.factories import make_call
-from voice.consumers import TwilioMediaStream, TwilioTransport
 from voice.offline.realtime import Script
 from voice.offline.simulator import new_sid
 from voice.services import answer_incoming_call, open_media_stream
 from voice.stream_tokens import issue_stream_token
 from voice.tests.conftest import ACCOUNT_SID, HARBOR_SCRIPT
+from voice.transports import TwilioTransport
+from voice.twilio_stream import TwilioMediaStream
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -7,14 +7,14 @@ import json
 
 from channels.testing import WebsocketCommunicator
 
-from voice.consumers import TwilioMediaStream
+from voice.twilio_stream import TwilioMediaStream
 
 
 def call_tasks() -> list[asyncio.Task]:
     """Tasks a call opens: the reply-channel listener, the session's upstream reader and housekeeping."""
     return [task for task in asyncio.all_tasks()
-            if task.get_coro().__qualname__ in ("forward_call_messages", "CallSession._read_upstream",
-                                                 "CallSession._housekeeping")]
+            if task.get_coro().__qualname__ in ("forward_call_messages", "_OpenAIEvents._read_upstream",
+                                                 "_Lifecycle._housekeeping")]
 
 
 async def test_a_socket_without_a_redeemed_token_gets_no_reply_channel_or_listener(settings):

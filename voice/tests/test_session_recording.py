@@ -14,10 +14,10 @@ from django.db import IntegrityError, connection, transaction
 
 from calls.models import CallEvent, TranscriptEntry
 from tests.factories import make_call
-from voice.consumers import TwilioTransport
 from voice.offline.realtime import Script
 from voice.session import CallSession
 from voice.supervisor import record_supervisor_run, run_supervisor
+from voice.transports import TwilioTransport
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
