@@ -5,6 +5,8 @@ Thin views over voice/numbers.py. Everyone on the team can see the number; only 
 
 from __future__ import annotations
 
+from typing import Any, Callable
+
 from django.conf import settings
 from django.contrib import messages
 from django.http import Http404, HttpRequest, HttpResponse
@@ -12,6 +14,7 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
 from accounts.access import business_view
+from accounts.models import Business
 from voice import numbers
 from voice.forms import NumberBuyForm, NumberClaimForm, NumberSearchForm
 
@@ -40,6 +43,21 @@ def number_settings(request: HttpRequest) -> HttpResponse:
     })
 
 
+def _take_number(request: HttpRequest, form: Any, success: str,
+                 take: Callable[[dict], Business]) -> HttpResponse | None:
+    """A posted, valid form: take the number with `take` and go back to the number page with `success` (its
+    `{number}` filled in). None when there is nothing to take yet or Twilio refused (the reason is on the form)."""
+    if request.method != "POST" or not form.is_valid():
+        return None
+    try:
+        business = take(form.cleaned_data)
+    except numbers.NumberError as exc:
+        form.add_error(None, str(exc))
+        return None
+    messages.success(request, success.format(number=business.phone_number))
+    return redirect("settings_number")
+
+
 @business_view(owner_only=True)
 def number_search(request: HttpRequest) -> HttpResponse:
     """GET: search Twilio's numbers for sale; POST: buy one of them."""
@@ -48,14 +66,10 @@ def number_search(request: HttpRequest) -> HttpResponse:
         return numbered
     search_form = NumberSearchForm(request.GET or None)
     buy_form = NumberBuyForm(request.POST or None)
-    if request.method == "POST" and buy_form.is_valid():
-        try:
-            business = numbers.number_buy(business=business, phone_number=buy_form.cleaned_data["phone_number"])
-        except numbers.NumberError as exc:
-            buy_form.add_error(None, str(exc))
-        else:
-            messages.success(request, f"{business.phone_number} is yours. Calls to it now reach your receptionist.")
-            return redirect("settings_number")
+    taken = _take_number(request, buy_form, "{number} is yours. Calls to it now reach your receptionist.",
+                         lambda data: numbers.number_buy(business=business, phone_number=data["phone_number"]))
+    if taken is not None:
+        return taken
     results = None
     if search_form.is_bound and search_form.is_valid():
         try:
@@ -74,14 +88,10 @@ def number_existing(request: HttpRequest) -> HttpResponse:
     if (numbered := _redirect_if_numbered(request, business)) is not None:
         return numbered
     claim_form = NumberClaimForm(request.POST or None)
-    if request.method == "POST" and claim_form.is_valid():
-        try:
-            business = numbers.number_claim(business=business, sid=claim_form.cleaned_data["sid"])
-        except numbers.NumberError as exc:
-            claim_form.add_error(None, str(exc))
-        else:
-            messages.success(request, f"{business.phone_number} is connected. Calls to it now reach your receptionist.")
-            return redirect("settings_number")
+    taken = _take_number(request, claim_form, "{number} is connected. Calls to it now reach your receptionist.",
+                         lambda data: numbers.number_claim(business=business, sid=data["sid"]))
+    if taken is not None:
+        return taken
     available, error = [], ""
     try:
         available = numbers.claimable_numbers()
