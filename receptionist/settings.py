@@ -135,7 +135,11 @@ DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=env_int
 # many short database hops from a few threads, and without a pool each hop opens a connection (a PostgreSQL
 # backend process) and closes it. Celery's prefork workers keep plain connections: a pool must not cross a fork.
 DB_POOL = env_bool("DB_POOL", False)
-DB_POOL_MIN_SIZE = env_int("DB_POOL_MIN_SIZE", 2)
+# The web process's database hops (a call's set-up and writes, async views) run on this many threads, all started
+# before the process takes traffic; the pool opens one connection per thread up front, so a burst of calls never
+# waits for PostgreSQL to start a backend.
+DB_THREADS = max(1, env_int("DB_THREADS", 8))
+DB_POOL_MIN_SIZE = env_int("DB_POOL_MIN_SIZE", DB_THREADS)
 DB_POOL_MAX_SIZE = env_int("DB_POOL_MAX_SIZE", 12)
 DB_POOL_TIMEOUT_SECONDS = env_int("DB_POOL_TIMEOUT_SECONDS", 10)  # waiting for a free connection, then an error
 if DB_POOL and DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":

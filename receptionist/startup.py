@@ -22,6 +22,7 @@ import sys
 import threading
 import time
 import traceback
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from django.conf import settings
@@ -110,11 +111,41 @@ def connect_database() -> None:
     try:
         with connection.cursor() as cursor:
             cursor.execute("SELECT 1")
-        pool = getattr(connection, "pool", None)
-        if pool is not None:  # all of its first connections, not only this one: a burst of calls needs them
-            pool.wait(timeout=CONNECT_TIMEOUT_S)
     finally:
-        close_old_connections()
+        close_old_connections()  # back to the pool, which then counts it as ready
+    pool = getattr(connection, "pool", None)
+    if pool is not None:  # all of its first connections, not only this one: a burst of calls needs them
+        # Inside the step's own time limit, so that `/healthz/` says how far the pool got.
+        wait_for_pool(pool, timeout=CONNECT_TIMEOUT_S - 1)
+
+
+def wait_for_pool(pool: Any, *, timeout: float) -> None:
+    """Until the pool holds its first `min_size` connections. Not psycopg's `pool.wait()`: when that times out
+    (PostgreSQL slow to start backends, or refusing more) it closes the pool for good, and every later query of the
+    process fails. Here a timeout only reports it; the pool stays open and goes on growing."""
+    deadline = time.monotonic() + timeout
+    while True:
+        stats = pool.get_stats()
+        if stats["pool_available"] >= pool.min_size:
+            return
+        if time.monotonic() >= deadline:
+            raise TimeoutError(f"the connection pool has {stats['pool_available']} of its first {pool.min_size} "
+                               "connections")
+        time.sleep(0.02)
+
+
+async def start_db_threads() -> None:
+    """Make a pool of DB_THREADS threads the event loop's default executor (where `in_db_pool` and
+    `asyncio.to_thread` run) and start every thread now: left to itself, the executor starts them one by one as
+    the first burst of calls arrives, on a default of only cores + 4."""
+    loop = asyncio.get_running_loop()
+    count = settings.DB_THREADS
+    executor = ThreadPoolExecutor(max_workers=count, thread_name_prefix="db")
+    loop.set_default_executor(executor)
+    # Each task holds its thread until all are running, so each submit starts a new one.
+    everyone_running = threading.Barrier(count)
+    await asyncio.gather(*(loop.run_in_executor(None, everyone_running.wait, CONNECT_TIMEOUT_S)
+                           for _ in range(count)))
 
 
 def connect_broker() -> None:
@@ -153,6 +184,7 @@ async def prepare_process() -> None:
         if STATE.ready:
             return
         started = time.monotonic()
+        await start_db_threads()
         # In a thread: the event loop stays free for whatever is already connected (e.g. daphne's first page).
         await asyncio.to_thread(import_live_path)
         await check_connections()

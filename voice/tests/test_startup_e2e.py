@@ -68,3 +68,50 @@ def test_a_process_starts_without_its_database_and_healthz_names_what_is_failing
         assert "channel layer" not in response.text and "task broker" not in response.text
     finally:
         stop_process(process)
+
+
+@pytest.fixture
+def role_with_two_connections(harbor):
+    """A PostgreSQL role that may hold only two connections at once (superusers ignore such limits)."""
+    from django.db import connection
+
+    role = f"pool_limited_{free_port()}"
+    with connection.cursor() as cursor:
+        cursor.execute(f"CREATE ROLE {role} LOGIN CONNECTION LIMIT 2")
+        cursor.execute(f"GRANT ALL ON SCHEMA public TO {role}")
+        cursor.execute(f"GRANT ALL ON ALL TABLES IN SCHEMA public TO {role}")
+        cursor.execute(f"GRANT ALL ON ALL SEQUENCES IN SCHEMA public TO {role}")
+    try:
+        yield role
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = %s", [role])
+            cursor.execute(f"DROP OWNED BY {role}")
+            cursor.execute(f"DROP ROLE {role}")
+
+
+def test_a_pool_that_cannot_open_its_first_connections_in_time_still_serves_calls(
+        harbor, standin, twilio_standin, role_with_two_connections):
+    # psycopg's own pool.wait() closes the pool when it times out, and every query of the process failed from then
+    # on: a PostgreSQL slow to start backends at a deploy left a process up, "ready", and unable to take a call.
+    from django.db import connection
+
+    cfg = connection.settings_dict
+    url = f"postgres://{role_with_two_connections}@{cfg['HOST'] or '127.0.0.1'}:{cfg['PORT'] or 5432}/{cfg['NAME']}"
+    live = start_asgi_server("uvicorn", standin=standin, twilio_standin=twilio_standin,
+                             extra_env={"DATABASE_URL": url, "DB_THREADS": "4", "DB_POOL_MIN_SIZE": "4",
+                                        "DB_POOL_MAX_SIZE": "4"})
+    try:
+        health = httpx.get(live.base_url + "/healthz/", timeout=10)
+        assert health.text.startswith("ok; failing: database:") and "2 of its first 4" in health.text, health.text
+        call_sid = twilio_standin.add_call(to=BUSINESS_NUMBER, from_="+12025550143")
+        config = SimulatedCallConfig(base_url=live.base_url, auth_token=AUTH_TOKEN, account_sid=ACCOUNT_SID,
+                                     to_number=BUSINESS_NUMBER, from_number="+12025550143", call_sid=call_sid,
+                                     utterances=0, max_duration_s=20)
+        standin.script = Script.from_obj(HARBOR_SCRIPT)
+        report = asyncio.run(run_simulated_call(config))
+        assert report.agent_audio_received_ms > 0, live.log()
+        assert finalized_call(call_sid).end_reason == "caller_hung_up"
+    finally:
+        stop_process(live.process)
+    assert "cannot be reused" not in live.log()
