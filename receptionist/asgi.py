@@ -13,12 +13,14 @@ django_asgi_app = get_asgi_application()
 
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 
+from receptionist.bare_http import HttpRouter, MiddlewareFreeHandler  # noqa: E402
 from receptionist.routing import websocket_urlpatterns  # noqa: E402
 from receptionist.startup import lifespan  # noqa: E402
 
 application = ProtocolTypeRouter(
     {
-        "http": django_asgi_app,
+        # Twilio's webhooks skip Django's middleware (receptionist/bare_http.py says why).
+        "http": HttpRouter(django_asgi_app, MiddlewareFreeHandler()),
         "websocket": URLRouter(websocket_urlpatterns),
         # uvicorn: loads and connects what calls need before listening, and installs the SIGTERM drain of live
         # calls (receptionist/startup.py, voice/drain.py).
