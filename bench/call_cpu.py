@@ -7,7 +7,7 @@ hardly depends on what else the machine is doing. It is the figure behind a burs
 spends X ms of CPU per call set-up can start at most 1000 / X calls a second on its one event loop core, less
 what the live calls' audio needs.
 
-    python bench/call_cpu.py [--calls 40] [--call-seconds 1] [--servers uvicorn,relay]
+    python bench/call_cpu.py [--calls 40] [--call-seconds 1] [--servers uvicorn,relay] [--out docs/benchmarks.md]
 """
 
 from __future__ import annotations
@@ -27,7 +27,9 @@ from bench.bridge.calls import LoadCall, Target  # noqa: E402
 from bench.bridge.config import BENCH_DB, PY  # noqa: E402
 from bench.bridge.servers import bench_env, db_wait_finalized, setup_database, start_server, wait_ready  # noqa: E402
 from bench.harness import (Proc, cpu_seconds, fmt, free_port, load_average, machine, package_versions,  # noqa: E402
-                           percentile, wait_tcp)
+                           percentile, wait_tcp, write_section)
+
+SECTION = "## Server CPU per call (bench/call_cpu.py)"
 
 WARM_UP_CALLS = 3
 DRAIN_S = 1.0
@@ -75,10 +77,12 @@ def main() -> None:
     parser.add_argument("--calls", type=int, default=40)
     parser.add_argument("--call-seconds", type=float, default=1.0, help="audio per call (a frame every 20 ms)")
     parser.add_argument("--servers", default="uvicorn,relay")
+    parser.add_argument("--out", help="markdown file whose section to write/update, e.g. docs/benchmarks.md")
     args = parser.parse_args()
     kinds = [k.strip() for k in args.servers.split(",") if k.strip()]
     frames = max(1, int(round(args.call_seconds / 0.02)))
     log_dir = Path(tempfile.mkdtemp(prefix="call_cpu-"))
+    started_load = load_average()
     print(f"python bench/call_cpu.py --calls {args.calls} --call-seconds {args.call_seconds:g} --servers "
           f"{','.join(kinds)}\n{time.strftime('%Y-%m-%d %H:%M', time.gmtime())} UTC; {machine()}; load average "
           f"{load_average()}; {package_versions(['django', 'uvicorn', 'websockets', 'psycopg'])}\nlogs: {log_dir}",
@@ -106,14 +110,27 @@ def main() -> None:
                 proc.stop()
     finally:
         standin.stop()
-    print(f"\n{args.calls} calls one after another on a warm process, each: webhook (relay: none), media socket, "
-          f"`start`, {args.call_seconds:g} s of audio echoed back, `stop`; CPU = the server's process tree, "
-          "until every call is finalised.\n")
-    print("| server | calls | CPU per call (ms) | set-up p50 / p90 (ms) |\n|---|---|---|---|")
+    command = (f"python bench/call_cpu.py --calls {args.calls} --call-seconds {args.call_seconds:g} --servers "
+               f"{','.join(kinds)}")
+    lines = [SECTION, "",
+             f"What one whole call costs the web process in CPU: {args.calls} calls one after another on a warm "
+             "process, each the signed webhook (relay: none), the media socket, `start`, "
+             f"{args.call_seconds:g} s of audio echoed back by `manage.py realtime_standin --echo`, and `stop`; CPU = "
+             "utime + stime of the server's process tree until every call's record is finalised. A CPU-time figure, "
+             "so other load on the machine hardly moves it (unlike the latency figures above). It bounds how fast a "
+             "process can take calls that arrive together: at X ms per call, at most 1000 / X calls a second on its "
+             "one event-loop core, less what the live calls' audio needs.", "",
+             f"- Command: `{command}`",
+             f"- Date: {time.strftime('%Y-%m-%d %H:%M', time.gmtime())} UTC; load average at start {started_load}",
+             f"- Machine: {machine()}", "",
+             "| server | calls | CPU per call (ms) | set-up p50 / p90 (ms) |", "|---|---|---|---|"]
     for row in rows:
-        print(f"| {row['kind']} | {row['calls']} | {fmt(row['cpu_ms_per_call'])} | "
-              f"{fmt(row['setup_p50'])} / {fmt(row['setup_p90'])} |")
-
+        lines.append(f"| {row['kind']} | {row['calls']} | {fmt(row['cpu_ms_per_call'])} | "
+                     f"{fmt(row['setup_p50'])} / {fmt(row['setup_p90'])} |")
+    section = "\n".join(lines) + "\n"
+    print("\n" + section)
+    if args.out:
+        sys.exit(write_section(args.out, SECTION, section, spare=log_dir / "section.md"))
 
 if __name__ == "__main__":
     main()
