@@ -138,10 +138,15 @@ class LimitedFormSet(BaseInlineFormSet):
 
     noun = "rows"
 
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.error_messages["too_many_forms"] = (
-            f"You can list up to {self.max_num} {self.noun}. Remove one before you add another.")
+    def clean(self) -> None:
+        super().clean()
+        # Django's validate_max counts the blank rows too; only the rows that will be kept count here.
+        kept = sum(1 for i, form in enumerate(self.forms)
+                   if (i < self.initial_form_count() or form.has_changed())
+                   and not (self.can_delete and self._should_delete_form(form)))
+        if kept > self.max_num:
+            raise ValidationError(f"You can list up to {self.max_num} {self.noun}. Remove one before you add another.",
+                                  code="too_many_forms")
 
     def get_unique_error_message(self, unique_check) -> str:
         return f"Two of your {self.noun} are the same. Remove one of them."
@@ -173,7 +178,7 @@ class OpeningHoursFormSet(LimitedFormSet):
 
 
 HoursFormSet = inlineformset_factory(Business, OpeningHours, form=OpeningHoursForm, formset=OpeningHoursFormSet,
-                                     extra=2, can_delete=True, max_num=limits.OPENING_HOURS_MAX, validate_max=True)
+                                     extra=2, can_delete=True, max_num=limits.OPENING_HOURS_MAX)
 
 
 class ClosedDateFormSetBase(LimitedFormSet):
@@ -182,7 +187,7 @@ class ClosedDateFormSetBase(LimitedFormSet):
 
 ClosedDateFormSet = inlineformset_factory(
     Business, ClosedDate, formset=ClosedDateFormSetBase, fields=["date", "reason"], extra=1, can_delete=True,
-    max_num=limits.CLOSED_DATES_MAX, validate_max=True,
+    max_num=limits.CLOSED_DATES_MAX,
     widgets={"date": forms.DateInput(attrs={"type": "date"})},
     error_messages={"date": {"invalid": "Enter a date, like 2026-12-24."}})
 
@@ -234,7 +239,7 @@ class ServiceFormSetBase(LimitedFormSet):
 
 
 ServiceFormSet = inlineformset_factory(Business, Service, form=ServiceForm, formset=ServiceFormSetBase,
-                                       extra=2, can_delete=True, max_num=limits.SERVICES_MAX, validate_max=True)
+                                       extra=2, can_delete=True, max_num=limits.SERVICES_MAX)
 
 
 class FAQFormSetBase(LimitedFormSet):
@@ -243,7 +248,7 @@ class FAQFormSetBase(LimitedFormSet):
 
 FAQFormSet = inlineformset_factory(
     Business, FAQEntry, formset=FAQFormSetBase, fields=["question", "answer", "position"], extra=2, can_delete=True,
-    max_num=limits.FAQ_ENTRIES_MAX, validate_max=True,
+    max_num=limits.FAQ_ENTRIES_MAX,
     widgets={"answer": forms.Textarea(attrs={"rows": 2})},
     help_texts={"question": f"Up to {limits.FAQ_QUESTION_MAX_CHARS} characters.",
                 "answer": f"Up to {limits.FAQ_ANSWER_MAX_CHARS} characters, read aloud.",
