@@ -293,6 +293,9 @@ STORAGES = {
     },
 }
 WHITENOISE_USE_FINDERS = env_bool("WHITENOISE_USE_FINDERS", DEBUG)
+# Files browsers ask for at the site's root (/favicon.ico, which every page without a <link rel="icon"> -- the
+# admin, error pages -- makes them request), served by WhiteNoise like the rest of the static files.
+WHITENOISE_ROOT = BASE_DIR / "static" / "root"
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
