@@ -4,6 +4,7 @@ import datetime as dt
 import zoneinfo
 from collections import defaultdict
 
+from allauth.account import forms as allauth_forms
 from django import forms
 from django.core.exceptions import ValidationError
 from django.forms import BaseInlineFormSet, inlineformset_factory
@@ -15,6 +16,7 @@ from accounts.transfers import transfer_number_problem
 from accounts.services import WeeklyHours
 
 COMMON_TIME_ZONES = sorted(zoneinfo.available_timezones() - {"localtime", "Factory"})
+TIME_ZONE_NAMES = frozenset(COMMON_TIME_ZONES)
 TIME_ZONE_CHOICES = [(name, name.replace("_", " ")) for name in COMMON_TIME_ZONES]
 
 
@@ -98,6 +100,12 @@ class OnboardingForm(BusinessProfileForm):
     class Meta(BusinessProfileForm.Meta):
         # No transfer number yet: it must be in the country of the business's own number, which comes later.
         fields = ["name", "time_zone", "greeting", "notification_email"]
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if not self.is_bound and self.instance.onboarded_at is None and self.instance.time_zone == "UTC":
+            # Still the default (a Google sign-up, or a browser that didn't say): the page offers the browser's.
+            self.fields["time_zone"].widget.attrs["data-browser-time-zone"] = "suggest"
 
     def clean(self):
         cleaned = super().clean()
@@ -285,3 +293,43 @@ def disable_all(*forms_or_formsets) -> None:
         for form in getattr(item, "forms", [item]):
             for field in form.fields.values():
                 field.disabled = True
+
+
+def known_time_zone(value: str) -> str:
+    """`value` if zoneinfo knows it (as the time zone list offers it), else "" (keep the default)."""
+    value = (value or "").strip()
+    return value if value in TIME_ZONE_NAMES else ""
+
+
+def _drop_placeholders(form: forms.Form) -> None:
+    # Our forms label every field above it; a placeholder repeating the label only adds noise.
+    for field in form.fields.values():
+        field.widget.attrs.pop("placeholder", None)
+
+
+class LoginForm(allauth_forms.LoginForm):
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        _drop_placeholders(self)
+        self.fields["login"].label = "Email address"
+        if "remember" in self.fields:
+            self.fields["remember"].label = "Keep me signed in on this device"
+
+
+class SignupForm(allauth_forms.SignupForm):
+    """allauth's sign-up, plus the browser's time zone (filled in by static/accounts/time_zone.js)."""
+
+    time_zone = forms.CharField(required=False, max_length=64,
+                                widget=forms.HiddenInput(attrs={"data-browser-time-zone": "fill"}))
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        _drop_placeholders(self)
+        self.fields["email"].label = "Email address"
+        if "password2" in self.fields:
+            self.fields["password2"].label = "Password again"
+
+    def clean_time_zone(self) -> str:
+        # Hidden and filled in by the browser: an unknown name is dropped (the business starts on UTC and onboarding
+        # asks), never shown as an error the person could not fix.
+        return known_time_zone(self.cleaned_data.get("time_zone", ""))

@@ -207,6 +207,8 @@ ACCOUNT_CONFIRM_EMAIL_ON_GET = False
 # ACCOUNT_RATE_LIMITS is deliberately unset: allauth then applies its built-in limits (failed logins per IP and
 # per email address, signup, password reset, email confirmation, ...). Setting it to False would switch them all off.
 ACCOUNT_ADAPTER = "accounts.adapters.AccountAdapter"
+# Our labels, and at sign-up the browser's time zone for the new business.
+ACCOUNT_FORMS = {"login": "accounts.forms.LoginForm", "signup": "accounts.forms.SignupForm"}
 ACCOUNT_DEFAULT_HTTP_PROTOCOL = _public.scheme
 SOCIALACCOUNT_ADAPTER = "accounts.adapters.SocialAccountAdapter"
 SOCIALACCOUNT_AUTO_SIGNUP = True
