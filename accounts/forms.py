@@ -62,7 +62,8 @@ class BusinessProfileForm(forms.ModelForm):
                                                  "(they have %(show_value)d)."},
         }
         widgets = {
-            "greeting": forms.TextInput(attrs={"placeholder": "Thanks for calling! How can I help you today?"}),
+            "greeting": forms.TextInput(attrs={"placeholder": "Thanks for calling! How can I help you today?",
+                                               "data-char-count": ""}),
             "extra_instructions": forms.Textarea(attrs={"rows": 4}),
         }
 
@@ -132,6 +133,11 @@ class OpeningHoursForm(forms.ModelForm):
         model = OpeningHours
         fields = ["weekday", "opens", "closes"]
         widgets = {"opens": TimeInput, "closes": TimeInput}
+        error_messages = {
+            "weekday": {"required": "Choose the day.", "invalid_choice": "Choose a day of the week."},
+            "opens": {"required": "Give the opening time.", "invalid": "Enter a time, like 09:00."},
+            "closes": {"required": "Give the closing time.", "invalid": "Enter a time, like 17:00."},
+        }
 
     def clean(self):
         cleaned = super().clean()
@@ -223,7 +229,8 @@ class ServiceForm(forms.ModelForm):
         widgets = {"description": forms.Textarea(attrs={"rows": 2})}
         help_texts = {"description": f"Up to {limits.SERVICE_DESCRIPTION_MAX_CHARS} characters."}
         error_messages = {
-            "name": {"max_length": "Keep the name to 120 characters or fewer (it has %(show_value)d)."},
+            "name": {"required": "Give the service the name callers use for it.",
+                     "max_length": "Keep the name to 120 characters or fewer (it has %(show_value)d)."},
             "description": {"max_length": f"Keep the description to {limits.SERVICE_DESCRIPTION_MAX_CHARS} "
                                           "characters or fewer (it has %(show_value)d)."},
         }
@@ -262,7 +269,8 @@ FAQFormSet = inlineformset_factory(
                 "answer": f"Up to {limits.FAQ_ANSWER_MAX_CHARS} characters, read aloud.",
                 "position": "Lower numbers come first."},
     error_messages={
-        "question": {"max_length": f"Keep the question to {limits.FAQ_QUESTION_MAX_CHARS} characters or fewer "
+        "question": {"required": "Write the question callers ask.",
+                     "max_length": f"Keep the question to {limits.FAQ_QUESTION_MAX_CHARS} characters or fewer "
                                    "(it has %(show_value)d)."},
         "answer": {"max_length": f"Keep the answer to {limits.FAQ_ANSWER_MAX_CHARS} characters or fewer "
                                  "(it has %(show_value)d): the receptionist reads it aloud.",

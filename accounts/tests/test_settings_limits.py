@@ -181,3 +181,17 @@ def test_the_database_refuses_a_zero_minute_service(db):
 def test_an_faq_answer_at_the_limit_is_kept(db):
     entry = FAQEntry.objects.create(business=make_business(), question="Parking?", answer="a" * FAQ_ANSWER_MAX_CHARS)
     entry.full_clean()
+
+
+def test_an_answer_without_its_question_asks_for_the_question(client, alice, alices_business):
+    client.force_login(alice)
+    response = client.post(reverse("settings_faq"), faq_post([("", "Free parking behind the building.")]))
+    assert first_row_errors(response) == {"question": ["Write the question callers ask."]}
+
+
+def test_an_hours_row_without_a_closing_time_asks_for_it(client, alice, alices_business):
+    client.force_login(alice)
+    data = {"hours-TOTAL_FORMS": "1", "hours-INITIAL_FORMS": "0", "closed-TOTAL_FORMS": "0",
+            "closed-INITIAL_FORMS": "0", "hours-0-weekday": "0", "hours-0-opens": "09:00", "hours-0-closes": ""}
+    response = client.post(reverse("settings_hours"), data)
+    assert first_row_errors(response, "hours") == {"closes": ["Give the closing time."]}
