@@ -309,33 +309,43 @@ def known_time_zone(value: str) -> str:
     return value if value in TIME_ZONE_NAMES else ""
 
 
-def _drop_placeholders(form: forms.Form) -> None:
-    # Our forms label every field above it; a placeholder repeating the label only adds noise.
-    for field in form.fields.values():
-        field.widget.attrs.pop("placeholder", None)
+class AppLabels:
+    """allauth's forms in the app's words: sentence-case labels above each field, and no placeholders repeating
+    them. `labels` maps a field name to its label."""
 
+    labels: dict[str, str] = {}
 
-class LoginForm(allauth_forms.LoginForm):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        _drop_placeholders(self)
-        self.fields["login"].label = "Email address"
-        if "remember" in self.fields:
-            self.fields["remember"].label = "Keep me signed in on this device"
+        for name, field in self.fields.items():
+            field.widget.attrs.pop("placeholder", None)
+            if name in self.labels:
+                field.label = self.labels[name]
 
 
-class SignupForm(allauth_forms.SignupForm):
+class LoginForm(AppLabels, allauth_forms.LoginForm):
+    labels = {"login": "Email address", "remember": "Keep me signed in on this device"}
+
+
+class ResetPasswordForm(AppLabels, allauth_forms.ResetPasswordForm):
+    labels = {"email": "Email address"}
+
+
+class ResetPasswordKeyForm(AppLabels, allauth_forms.ResetPasswordKeyForm):
+    labels = {"password1": "New password", "password2": "New password again"}
+
+
+class ChangePasswordForm(AppLabels, allauth_forms.ChangePasswordForm):
+    labels = {"oldpassword": "Current password", "password1": "New password", "password2": "New password again"}
+
+
+class SignupForm(AppLabels, allauth_forms.SignupForm):
     """allauth's sign-up, plus the browser's time zone (filled in by static/accounts/time_zone.js)."""
 
     time_zone = forms.CharField(required=False, max_length=64,
                                 widget=forms.HiddenInput(attrs={"data-browser-time-zone": "fill"}))
 
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        _drop_placeholders(self)
-        self.fields["email"].label = "Email address"
-        if "password2" in self.fields:
-            self.fields["password2"].label = "Password again"
+    labels = {"email": "Email address", "password1": "Password", "password2": "Password again"}
 
     def clean_time_zone(self) -> str:
         # Hidden and filled in by the browser: an unknown name is dropped (the business starts on UTC and onboarding

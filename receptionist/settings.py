@@ -208,7 +208,10 @@ ACCOUNT_CONFIRM_EMAIL_ON_GET = False
 # per email address, signup, password reset, email confirmation, ...). Setting it to False would switch them all off.
 ACCOUNT_ADAPTER = "accounts.adapters.AccountAdapter"
 # Our labels, and at sign-up the browser's time zone for the new business.
-ACCOUNT_FORMS = {"login": "accounts.forms.LoginForm", "signup": "accounts.forms.SignupForm"}
+ACCOUNT_FORMS = {"login": "accounts.forms.LoginForm", "signup": "accounts.forms.SignupForm",
+                 "reset_password": "accounts.forms.ResetPasswordForm",
+                 "reset_password_from_key": "accounts.forms.ResetPasswordKeyForm",
+                 "change_password": "accounts.forms.ChangePasswordForm"}
 ACCOUNT_DEFAULT_HTTP_PROTOCOL = _public.scheme
 SOCIALACCOUNT_ADAPTER = "accounts.adapters.SocialAccountAdapter"
 SOCIALACCOUNT_AUTO_SIGNUP = True

@@ -94,3 +94,22 @@ def test_messages_on_account_pages_line_up_with_the_card(client, db):
     assert response.status_code == 302
     page = client.get(reverse("account_logout")).content.decode()
     assert 'class="container messages messages-auth"' in page
+
+
+def test_a_forgotten_password_is_reset_through_the_apps_pages(client, alice):
+    response = client.post(reverse("account_reset_password"), {"email": alice.email}, follow=True)
+    assert "<h1>Check your email</h1>" in response.content.decode()
+    link = re.search(r"http://testserver(/accounts/password/reset/key/\S+)", mail.outbox[-1].body).group(1)
+    form_page = client.get(link, follow=True)
+    assert "<h1>Choose a new password</h1>" in form_page.content.decode()
+    assert '<label for="id_password1">New password</label>' in form_page.content.decode()
+    done = client.post(form_page.redirect_chain[-1][0] if form_page.redirect_chain else link,
+                       {"password1": "a-brand-new-passphrase", "password2": "a-brand-new-passphrase"}, follow=True)
+    assert "<h1>Password changed</h1>" in done.content.decode()
+    alice.refresh_from_db()
+    assert alice.check_password("a-brand-new-passphrase")
+
+
+def test_a_used_reset_link_says_so_in_words(client, alice):
+    page = client.get("/accounts/password/reset/key/1-not-a-real-key/", follow=True).content.decode()
+    assert "<h1>This link no longer works</h1>" in page
