@@ -52,7 +52,6 @@ class BusinessProfileForm(forms.ModelForm):
             "extra_instructions": f"Up to {limits.EXTRA_INSTRUCTIONS_MAX_CHARS:,} characters. The receptionist reads "
                                   "them before every call, so keep to what matters.",
             "notification_email": "Call summaries and messages go here.",
-            "time_zone": "Opening hours, appointments and call times are in this time zone.",
         }
         error_messages = {
             "greeting": {"max_length": f"Keep the greeting to {limits.GREETING_MAX_CHARS} characters or fewer "
