@@ -44,7 +44,8 @@ def test_the_billing_page_never_scrolls_sideways(live_server, settings, alice, a
         assert horizontal_overflow(page) == 0
 
 
-@pytest.mark.parametrize("path,heading", [("/accounts/login/", "Sign in"), ("/accounts/signup/", "Create your account")])
+@pytest.mark.parametrize("path,heading", [("/accounts/login/", "Sign in"),
+                                          ("/accounts/signup/", "Create your account")])
 def test_sign_in_and_sign_up_use_the_apps_layout(page, live_server, path, heading):
     page.goto(live_server.url + path)
     assert page.locator("header.site-header .brand").is_visible()

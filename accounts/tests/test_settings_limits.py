@@ -23,7 +23,8 @@ def services_post(rows):
 def faq_post(rows):
     data = {"faq-TOTAL_FORMS": str(len(rows)), "faq-INITIAL_FORMS": "0"}
     for i, (question, answer) in enumerate(rows):
-        data.update({f"faq-{i}-question": question, f"faq-{i}-answer": answer, f"faq-{i}-position": str(i if question else 0)})
+        data.update({f"faq-{i}-question": question, f"faq-{i}-answer": answer,
+                     f"faq-{i}-position": str(i if question else 0)})  # a blank row keeps the initial 0
     return data
 
 
@@ -147,7 +148,8 @@ def test_a_closed_date_listed_twice_is_refused_in_words(client, alice, alices_bu
     data = {"hours-TOTAL_FORMS": "0", "hours-INITIAL_FORMS": "0", "closed-TOTAL_FORMS": "2",
             "closed-INITIAL_FORMS": "0", "closed-0-date": "2026-12-24", "closed-1-date": "2026-12-24"}
     response = client.post(reverse("settings_hours"), data)
-    assert response.context["closed"].non_form_errors() == ["Two of your closed dates are the same. Remove one of them."]
+    assert response.context["closed"].non_form_errors() == [
+        "Two of your closed dates are the same. Remove one of them."]
 
 
 def test_model_validation_puts_a_bad_duration_on_its_field(db):
