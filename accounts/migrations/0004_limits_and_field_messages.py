@@ -13,11 +13,25 @@ class Migration(migrations.Migration):
     ]
 
     operations = [
-        migrations.AlterField(
-            model_name='business',
-            name='extra_instructions',
-            field=models.TextField(blank=True, max_length=2000),
-        ),
+        # A TextField's max_length is not in the database's column (the constraints below hold the limit there),
+        # so these change only Django's state: on SQLite each AlterField would otherwise rebuild the whole table.
+        migrations.SeparateDatabaseAndState(state_operations=[
+            migrations.AlterField(
+                model_name='business',
+                name='extra_instructions',
+                field=models.TextField(blank=True, max_length=2000),
+            ),
+            migrations.AlterField(
+                model_name='faqentry',
+                name='answer',
+                field=models.TextField(max_length=600),
+            ),
+            migrations.AlterField(
+                model_name='service',
+                name='description',
+                field=models.TextField(blank=True, max_length=300),
+            ),
+        ]),
         migrations.AlterField(
             model_name='business',
             name='greeting',
@@ -25,18 +39,8 @@ class Migration(migrations.Migration):
         ),
         migrations.AlterField(
             model_name='faqentry',
-            name='answer',
-            field=models.TextField(max_length=600),
-        ),
-        migrations.AlterField(
-            model_name='faqentry',
             name='question',
             field=models.CharField(max_length=200),
-        ),
-        migrations.AlterField(
-            model_name='service',
-            name='description',
-            field=models.TextField(blank=True, max_length=300),
         ),
         migrations.AlterField(
             model_name='service',
