@@ -197,3 +197,11 @@ def test_an_hours_row_without_a_closing_time_asks_for_it(client, alice, alices_b
             "closed-INITIAL_FORMS": "0", "hours-0-weekday": "0", "hours-0-opens": "09:00", "hours-0-closes": ""}
     response = client.post(reverse("settings_hours"), data)
     assert first_row_errors(response, "hours") == {"closes": ["Give the closing time."]}
+
+
+def test_a_price_too_large_to_store_is_refused_on_the_price_field(client, alice, alices_business):
+    client.force_login(alice)
+    response = client.post(reverse("settings_services"),
+                           services_post([{"name": "Cleaning", "duration_minutes": "30", "price": "123456789"}]))
+    assert first_row_errors(response) == {
+        "price": ["That price is too large: use at most 8 digits before the decimal point."]}
