@@ -1,7 +1,8 @@
 from django.contrib import admin
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
 
-from accounts.models import Business, ClosedDate, FAQEntry, Invite, Membership, OpeningHours, Service, User
+from accounts.models import (CLOSED_DATES_MAX, FAQ_ENTRIES_MAX, OPENING_HOURS_MAX, SERVICES_MAX, Business, ClosedDate,
+                             FAQEntry, Invite, Membership, OpeningHours, Service, User)
 
 
 @admin.register(User)
@@ -29,21 +30,25 @@ class MembershipInline(admin.TabularInline):
 class OpeningHoursInline(admin.TabularInline):
     model = OpeningHours
     extra = 0
+    max_num = OPENING_HOURS_MAX
 
 
 class ClosedDateInline(admin.TabularInline):
     model = ClosedDate
     extra = 0
+    max_num = CLOSED_DATES_MAX
 
 
 class ServiceInline(admin.TabularInline):
     model = Service
     extra = 0
+    max_num = SERVICES_MAX
 
 
 class FAQInline(admin.StackedInline):
     model = FAQEntry
     extra = 0
+    max_num = FAQ_ENTRIES_MAX
 
 
 @admin.register(Business)

@@ -211,6 +211,11 @@ ACCOUNT_CONFIRM_EMAIL_ON_GET = False
 # ACCOUNT_RATE_LIMITS is deliberately unset: allauth then applies its built-in limits (failed logins per IP and
 # per email address, signup, password reset, email confirmation, ...). Setting it to False would switch them all off.
 ACCOUNT_ADAPTER = "accounts.adapters.AccountAdapter"
+# Our labels, and at sign-up the browser's time zone for the new business.
+ACCOUNT_FORMS = {"login": "accounts.forms.LoginForm", "signup": "accounts.forms.SignupForm",
+                 "reset_password": "accounts.forms.ResetPasswordForm",
+                 "reset_password_from_key": "accounts.forms.ResetPasswordKeyForm",
+                 "change_password": "accounts.forms.ChangePasswordForm"}
 ACCOUNT_DEFAULT_HTTP_PROTOCOL = _public.scheme
 SOCIALACCOUNT_ADAPTER = "accounts.adapters.SocialAccountAdapter"
 SOCIALACCOUNT_AUTO_SIGNUP = True
@@ -297,6 +302,9 @@ STORAGES = {
     },
 }
 WHITENOISE_USE_FINDERS = env_bool("WHITENOISE_USE_FINDERS", DEBUG)
+# Files browsers ask for at the site's root (/favicon.ico, which every page without a <link rel="icon"> -- the
+# admin, error pages -- makes them request), served by WhiteNoise like the rest of the static files.
+WHITENOISE_ROOT = BASE_DIR / "static" / "root"
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
