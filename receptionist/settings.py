@@ -167,7 +167,9 @@ if REDIS_URL:
 
 # --- Celery -----------------------------------------------------------------------------------
 
-CELERY_BROKER_URL = REDIS_URL or "memory://"
+# Without Redis tasks run eagerly, but apply_async still opens a producer on this broker; kombu warns on every
+# one whose URL names no host, so the in-memory broker gets one.
+CELERY_BROKER_URL = REDIS_URL or "memory://localhost/"
 CELERY_RESULT_BACKEND = None
 # Embedded mode: tasks run in-process; the post-call work on a small background executor (calls/background.py),
 # never in the thread that finalised the call.

@@ -7,6 +7,9 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import json
+import logging
+import re
+import time
 from pathlib import Path
 
 import pytest
@@ -187,3 +190,71 @@ def test_the_demo_summary_says_a_message_was_left_when_one_was(maple, demo_stand
     assert call.outcome == "message_taken" and call.caller_name == "Alex Morgan"
     assert call.summary.endswith("A message was left for the team; no appointment was booked.")
     assert call.follow_up_needed and call.action_items == ["Call Alex Morgan back about their message."]
+
+
+# --- a whole demo test call, as `make run` serves it (no Redis: tasks in the web process) -----------------------
+
+@pytest.mark.e2e
+def test_a_demo_test_call_speaks_for_its_business_and_a_clean_run_logs_no_warning(transactional_db, client, caplog):
+    """The demo script end to end for a business that is not Harbor Dental: greeting, hours, a booking request
+    (the supervisor runs in the web process, as without Redis), goodbye; nothing at WARNING or above is logged by
+    the server or the stand-in, and the summary says what happened."""
+    from django.conf import settings as django_settings
+
+    from voice.offline.twilio import TwilioStandin
+    from voice.tests.conftest import start_asgi_server, stop_process
+    from voice.tests.test_browser_call import FRAME_MS, pcm_frames
+
+    maple = make_maple()
+    client.force_login(maple.memberships.get().user)
+    cookie = client.cookies[django_settings.SESSION_COOKIE_NAME].value
+    standin = RealtimeStandin(script=str(DEMO_SCRIPT), port=0, speed=0).start_in_thread()
+    twilio = TwilioStandin()
+    twilio.start_in_thread()
+    server = start_asgi_server("daphne", standin=standin, twilio_standin=twilio,
+                               extra_env={"REDIS_URL": "", "DEMO_MODE": "true"})
+    try:
+        async def scenario() -> list[str]:
+            import websockets
+
+            url = server.base_url.replace("http", "ws") + "/ws/browser/call/"
+            headers = {"Origin": server.base_url, "Cookie": f"{django_settings.SESSION_COOKIE_NAME}={cookie}"}
+            said: list[str] = []
+            async with websockets.connect(url, additional_headers=headers) as ws:
+                async with asyncio.timeout(40):
+                    async for raw in ws:
+                        message = json.loads(raw)
+                        if message["type"] == "mark":
+                            await ws.send(json.dumps({"type": "mark", "name": message["name"]}))
+                        elif message["type"] == "transcript" and message["speaker"] == "agent":
+                            said.append(message["text"])
+                            if said[-1] in (MAPLE_GREETING, MAPLE_HOURS) or said[-1].endswith("anything else?"):
+                                for frame in pcm_frames(600, loud=True) + pcm_frames(800, loud=False):
+                                    await ws.send(json.dumps({"type": "audio", "audio": frame}))
+                                    await asyncio.sleep(FRAME_MS / 1000)  # a microphone: in real time
+            return said
+
+        with caplog.at_level(logging.WARNING, logger="voice.offline.realtime"):
+            said = asyncio.run(scenario())
+        call = Call.objects.get(business=maple)
+        deadline = time.monotonic() + 20
+        while call.summarized_at is None and time.monotonic() < deadline:
+            time.sleep(0.2)
+            call.refresh_from_db()
+    finally:
+        stop_process(server.process)
+        standin.stop()
+        twilio.stop()
+    log = server.log()
+    slot = Message.objects.get(call=call).body.removeprefix("Would like a sports massage at ").removesuffix(
+        ". Left in demo mode.")
+    assert said == [MAPLE_GREETING, MAPLE_HOURS, "Sure, one moment while I check the diary.",
+                    f"I couldn't book it on this call, Alex, but the first free sports massage is at {slot}: I've left "
+                    "a message for the team to book it and call you back. Is there anything else?",
+                    "You're welcome, Alex. Thanks for calling Maple Street Physio, goodbye!"], log
+    assert call.outcome == "message_taken" and "no appointment was booked" in call.summary, log
+    noisy = [line for line in log.splitlines() if re.search(r"\b(WARNING|ERROR|CRITICAL)\b", line)]
+    assert not noisy, log
+    assert not [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert not any(record["warnings"] for record in standin.chat_requests)
+    assert not any(session["warnings"] for session in standin.sessions.values())

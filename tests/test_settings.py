@@ -71,6 +71,20 @@ def test_without_redis_the_product_runs_embedded():
     assert result.stdout.split() == ["channels.layers.InMemoryChannelLayer", "True", "django.db.backends.sqlite3"], result.stderr
 
 
+def test_without_redis_queueing_a_task_logs_no_warning():
+    # Eager Celery still opens a producer on the in-memory broker for every apply_async (a supervisor hand-off on
+    # each demo booking); a broker URL without a host made kombu warn "No hostname was supplied" each time.
+    code = ("import logging, django; django.setup(); logging.basicConfig(level=logging.WARNING);"
+            "from receptionist.celery import app\n"
+            "@app.task(name='tests.noop')\ndef noop():\n    return 'ran'\n"
+            "print(noop.apply_async().get())")
+    env = {k: v for k, v in os.environ.items() if k not in {"REDIS_URL", "DATABASE_URL"}}
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60,
+                            env={**env, "DEBUG": "true", "DJANGO_SETTINGS_MODULE": "receptionist.settings"})
+    assert result.stdout.split() == ["ran"], result.stderr
+    assert "WARNING" not in result.stderr, result.stderr
+
+
 def test_env_example_documents_every_variable_the_settings_read():
     import re
 
