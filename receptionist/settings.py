@@ -144,6 +144,12 @@ if DB_POOL and DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql"
     DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
         "min_size": DB_POOL_MIN_SIZE, "max_size": max(DB_POOL_MIN_SIZE, DB_POOL_MAX_SIZE),
         "timeout": DB_POOL_TIMEOUT_SECONDS}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # One machine without PostgreSQL: the server, the call sessions' recorders and the post-call threads write at
+    # once. A transaction that read first and then writes cannot wait for another writer (SQLite answers
+    # "database is locked" at once), so every transaction takes the write lock when it begins and waits up to
+    # `timeout` seconds for it.
+    DATABASES["default"].setdefault("OPTIONS", {}).update({"transaction_mode": "IMMEDIATE", "timeout": 20})
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 REDIS_URL = env_str("REDIS_URL", "")
