@@ -56,7 +56,8 @@ class BusinessAdmin(admin.ModelAdmin):
     list_display = ["name", "phone_number", "time_zone", "language", "voice", "onboarded_at", "created_at"]
     list_filter = ["language", "voice", "time_zone", ("onboarded_at", admin.EmptyFieldListFilter)]
     search_fields = ["name", "phone_number", "phone_number_sid", "notification_email", "uuid", "memberships__user__email"]
-    readonly_fields = ["uuid", "created_at", "updated_at"]
+    # What Twilio last said about the number is recorded by the number pages, never typed in.
+    readonly_fields = ["uuid", "phone_number_checked_at", "phone_number_webhooks_base", "created_at", "updated_at"]
     inlines = [MembershipInline, OpeningHoursInline, ClosedDateInline, ServiceInline, FAQInline]
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 import zoneinfo
 
+from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser, BaseUserManager, PermissionsMixin
 from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator
@@ -119,6 +120,15 @@ class Business(models.Model):
         help_text="Twilio's IncomingPhoneNumber SID (PN…) of the number above, if it is in our Twilio account.")
     phone_number_bought = models.BooleanField(
         default=False, help_text="Bought through the portal: releasing it returns it to Twilio.")
+    # What Twilio last said about the number (when it was bought, claimed, checked or reconnected), so pages can
+    # say whether it reaches us without asking Twilio on every page load.
+    phone_number_checked_at = models.DateTimeField(
+        "number last checked", null=True, blank=True,
+        help_text="When Twilio last told us where the number's calls go.")
+    phone_number_webhooks_base = models.CharField(
+        "number's webhooks point at", max_length=200, blank=True,
+        help_text="This server's public URL (PUBLIC_BASE_URL) if, when last checked, Twilio sent every webhook of "
+                  "the number (incoming, fallback, status) here; empty if not.")
     greeting = models.CharField(max_length=GREETING_MAX_CHARS, blank=True)
     extra_instructions = models.TextField(max_length=EXTRA_INSTRUCTIONS_MAX_CHARS, blank=True)
     voice = models.CharField(max_length=16, choices=Voice.choices, default=Voice.MARIN)
@@ -160,6 +170,12 @@ class Business(models.Model):
     @property
     def tzinfo(self) -> zoneinfo.ZoneInfo:
         return zoneinfo.ZoneInfo(self.time_zone)
+
+    @property
+    def number_reaches_us(self) -> bool:
+        """The number came through the portal and, when Twilio was last asked, sent its calls to this server (a
+        server that has moved to another address no longer counts)."""
+        return bool(self.phone_number_sid) and self.phone_number_webhooks_base == settings.PUBLIC_BASE_URL
 
 
 class Membership(models.Model):

@@ -20,10 +20,10 @@ from django.views.decorators.http import require_POST
 
 from accounts.access import business_view, get_for_business
 from accounts.models import Business
-from accounts.selectors import setup_checklist
 from calls import analytics, charts, forms
 from calls.models import Appointment, Call, Customer, Message, NotificationSettings, WebhookEndpoint
 from calls.selectors import dashboard as dashboard_reads, export, local_time, search, timeline
+from calls.selectors.setup import setup_checklist
 from calls.services import bookings, messages as message_writes, notification_settings
 from calls.services.errors import ActionError
 

@@ -148,6 +148,12 @@ if DB_POOL and DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql"
     DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
         "min_size": DB_POOL_MIN_SIZE, "max_size": max(DB_POOL_MIN_SIZE, DB_POOL_MAX_SIZE),
         "timeout": DB_POOL_TIMEOUT_SECONDS}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # One machine without PostgreSQL: the server, the call sessions' recorders and the post-call threads write at
+    # once. A transaction that read first and then writes cannot wait for another writer (SQLite answers
+    # "database is locked" at once), so every transaction takes the write lock when it begins and waits up to
+    # `timeout` seconds for it.
+    DATABASES["default"].setdefault("OPTIONS", {}).update({"transaction_mode": "IMMEDIATE", "timeout": 20})
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 REDIS_URL = env_str("REDIS_URL", "")
@@ -171,7 +177,9 @@ if REDIS_URL:
 
 # --- Celery -----------------------------------------------------------------------------------
 
-CELERY_BROKER_URL = REDIS_URL or "memory://"
+# Without Redis tasks run eagerly, but apply_async still opens a producer on this broker; kombu warns on every
+# one whose URL names no host, so the in-memory broker gets one.
+CELERY_BROKER_URL = REDIS_URL or "memory://localhost/"
 CELERY_RESULT_BACKEND = None
 # Embedded mode: tasks run in-process; the post-call work on a small background executor (calls/background.py),
 # never in the thread that finalised the call.

@@ -409,7 +409,10 @@ def test_home_tells_a_new_business_to_connect_its_number_and_make_a_test_call(cl
     assert "Get started" in page  # the setup checklist
 
 
-def test_home_with_a_connected_number_offers_a_test_call_not_connecting(owner, alices_business):
+def test_home_with_a_connected_number_offers_a_test_call_not_connecting(owner, alices_business, settings):
+    alices_business.phone_number_sid, alices_business.phone_number_webhooks_base = "PN" + "b" * 32, "https://rx.example"
+    alices_business.save()
+    settings.PUBLIC_BASE_URL = "https://rx.example"
     page = page_text(owner.get(reverse("dashboard")))
 
     assert "No calls yet" in page and "/dashboard/test-call/" in page
