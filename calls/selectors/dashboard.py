@@ -12,6 +12,7 @@ from django.utils import timezone
 
 from accounts.models import Business
 from calls.models import Appointment, Call, Customer, Message
+from calls.selectors.caller_names import annotate_customer_name, with_caller_names
 from calls.selectors.local_time import local_day_bounds, local_now
 from calls.selectors.search import CALL_LIST_FIELDS
 
@@ -115,10 +116,12 @@ def customers_search(*, business: Business, query: str = "") -> QuerySet[Custome
 
 @dataclass(frozen=True)
 class CustomerHistory:
-    """A customer's calls (from their number), appointments and messages, newest first, HISTORY_LIMIT of each."""
+    """A customer's calls, appointments and messages, newest first, HISTORY_LIMIT of each; `call_count` is every
+    call of theirs (see `customer_calls`)."""
 
     customer: Customer
     calls: list[Call]
+    call_count: int
     appointments: list[Appointment]
     messages: list[Message]
     more_calls: bool
@@ -126,16 +129,28 @@ class CustomerHistory:
     more_messages: bool
 
 
+def customer_calls(*, customer: Customer) -> QuerySet[Call]:
+    """The customer's calls: phone calls from their number, and any call that booked one of their appointments or
+    left one of their messages (a browser test call among them, when it did)."""
+    linked = (Q(channel=Call.Channel.TWILIO, from_number=customer.phone)
+              | Q(id__in=Appointment.objects.filter(customer=customer, created_by_call__isnull=False)
+                  .values("created_by_call_id"))
+              | Q(id__in=Message.objects.filter(customer=customer, call__isnull=False).values("call_id")))
+    return Call.objects.filter(linked, business_id=customer.business_id)
+
+
 def customer_history(*, customer: Customer, limit: int = HISTORY_LIMIT) -> CustomerHistory:
-    """Three queries whatever the customer's history; every row is of the customer's own business."""
+    """Four queries whatever the customer's history; every row is of the customer's own business."""
     business_id = customer.business_id
-    calls = list(Call.objects.filter(business_id=business_id, from_number=customer.phone).only(*CALL_LIST_FIELDS)
-                 .order_by("-started_at", "-id")[:limit + 1])
+    calls = with_caller_names(annotate_customer_name(customer_calls(customer=customer).only(*CALL_LIST_FIELDS))
+                              .order_by("-started_at", "-id")[:limit + 1])
+    call_count = len(calls) if len(calls) <= limit else customer_calls(customer=customer).count()
     appointments = list(Appointment.objects.filter(business_id=business_id, customer=customer)
                         .order_by("-starts_at", "-id")[:limit + 1])
     messages = list(Message.objects.filter(business_id=business_id, customer=customer)
                     .select_related("handled_by").order_by("-created_at", "-id")[:limit + 1])
-    return CustomerHistory(customer=customer, calls=calls[:limit], appointments=appointments[:limit],
+    return CustomerHistory(customer=customer, calls=calls[:limit], call_count=call_count,
+                           appointments=appointments[:limit],
                            messages=messages[:limit], more_calls=len(calls) > limit,
                            more_appointments=len(appointments) > limit, more_messages=len(messages) > limit)
 
@@ -168,8 +183,9 @@ def dashboard_home(*, business: Business, now: dt.datetime | None = None, rows: 
         open_messages=open_rows.count(),
         appointments_left_today=sum(1 for a in appointments_today
                                     if a.status == Appointment.Status.BOOKED and a.ends_at > now),
-        latest_calls=list(Call.objects.filter(business=business).only(*CALL_LIST_FIELDS)
-                          .order_by("-started_at", "-id")[:rows]),
+        latest_calls=with_caller_names(annotate_customer_name(Call.objects.filter(business=business)
+                                                              .only(*CALL_LIST_FIELDS))
+                                       .order_by("-started_at", "-id")[:rows]),
         top_open_messages=list(open_rows[:rows]),
         appointments_today=appointments_today,
     )

@@ -386,7 +386,8 @@ def test_home_shows_figures_latest_calls_open_messages_and_todays_appointments(o
     make_message(alices_business, body="Please call about the crown")
     handled = make_message(alices_business, body="Handled already")
     messages.message_mark_handled(business_id=alices_business.id, message_id=handled.id, user=alice)
-    make_appointment(alices_business, now, customer=make_customer(alices_business, name="Today's patient"))
+    make_appointment(alices_business, now, customer=make_customer(alices_business, phone="+14155550177",
+                                                                  name="Today's patient"))
 
     response = owner.get(reverse("dashboard"))
 
