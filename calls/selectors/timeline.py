@@ -191,7 +191,7 @@ def _hangup_words(payloads: list[dict]) -> str:
         (p.get("reason") for p in payloads if p.get("reason")), "")
     because = f" ({_words(reason)})" if reason else ""
     if by == "agent":
-        return f"The receptionist ended the call{because}"
+        return f"The receptionist hung up{because}"
     if by == "caller":
         return "The caller hung up"
     return f"The call ended{because}"

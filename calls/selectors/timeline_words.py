@@ -150,7 +150,7 @@ def _asked(args: dict, result: dict, business: Business) -> str:
 
 def _ended(args: dict, result: dict, business: Business) -> str:
     reason = _text(args.get("reason"))
-    return f"Ended the call{' (' + reason + ')' if reason else ''}"
+    return f"Decided to end the call after saying goodbye{' (' + reason + ')' if reason else ''}"
 
 
 def _transfer(args: dict, result: dict, business: Business) -> str:

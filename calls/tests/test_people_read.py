@@ -136,13 +136,14 @@ def test_the_agents_and_the_sessions_hang_up_records_make_one_line(db):
     items = timeline_of(availability_call(business_in()))
     ended = [item for item in items if item.kind == "hangup"]
     assert len(ended) == 1
-    assert ended[0].text == "The receptionist ended the call (caller said goodbye)"
+    assert ended[0].text == "The receptionist hung up (caller said goodbye)"
     assert len(ended[0].details) == 2
 
 
 def test_the_callers_last_words_come_before_the_end_of_the_call_they_led_to(db):
     texts = [item.text for item in timeline_of(availability_call(business_in()))]
-    assert texts.index("No, that's all. Bye!") < texts.index("Ended the call (caller said goodbye)")
+    assert texts.index("No, that's all. Bye!") < texts.index(
+        "Decided to end the call after saying goodbye (caller said goodbye)")
     assert texts.index("Anything else?") < texts.index("No, that's all. Bye!")
 
 
