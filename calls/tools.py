@@ -196,12 +196,6 @@ def _spoken(value: dt.datetime | None, business: Business) -> str | None:
     return local_time.say_local(value, business) if value else None
 
 
-def _slots_spoken(slots: list[dt.datetime], business: Business) -> list[str]:
-    """Free start times on one day as people say them ("9 am", "9:30 am"): the day is said once, beside them."""
-    language = business.language
-    return [local_time.say_wall(s.astimezone(business.tzinfo).time(), language) for s in slots]
-
-
 def _appointment(appointment: Appointment, business: Business) -> Result:
     return callers.appointment_as_dict(appointment, business)
 
@@ -300,7 +294,7 @@ def check_availability(ctx: Context, args: dict[str, Any]) -> Result:
     slots = availability.available_slots(business=business, day=day, duration_minutes=duration, now=now,
                                          schedule=schedule)
     result["slots"] = [local_time.format_local(s, business) for s in slots]
-    result["slots_spoken"] = _slots_spoken(slots, business)
+    result["slots_spoken"] = local_time.say_times_of_day(slots, business)
     if slots:
         return result
     reason = schedule.closed_reason(day)
@@ -318,7 +312,7 @@ def check_availability(ctx: Context, args: dict[str, Any]) -> Result:
         result["next_available"] = {"date": next_day.isoformat(), "weekday": next_day.strftime("%A"),
                                     "date_spoken": local_time.say_day(next_day, business),
                                     "slots": [local_time.format_local(s, business) for s in next_slots[:6]],
-                                    "slots_spoken": _slots_spoken(next_slots[:6], business)}
+                                    "slots_spoken": local_time.say_times_of_day(next_slots[:6], business)}
     return result
 
 

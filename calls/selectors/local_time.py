@@ -121,3 +121,9 @@ def say_range(start: dt.time, end: dt.time, business: Business, language: str | 
     """Two times of day as a span: "9 am to 4 pm"."""
     language = _language(business, language)
     return _RANGE[language].format(start=say_wall(start, language), end=say_wall(end, language))
+
+
+def say_times_of_day(values: list[dt.datetime], business: Business) -> list[str]:
+    """Times on one day as people say them ("9 am", "9:30 am"), the day being said once, beside them."""
+    language = _language(business)
+    return [say_wall(v.astimezone(business.tzinfo).time(), language) for v in values]
