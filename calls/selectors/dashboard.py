@@ -6,8 +6,10 @@ from __future__ import annotations
 import datetime as dt
 import re
 from dataclasses import dataclass
+from typing import Any
 
-from django.db.models import Case, Count, IntegerField, Q, QuerySet, When
+from django.db.models import Case, Count, IntegerField, OuterRef, Q, QuerySet, Subquery, When
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from accounts.models import Business
@@ -103,7 +105,11 @@ def message_counts(*, business: Business) -> dict[str, int]:
 def customers_search(*, business: Business, query: str = "") -> QuerySet[Customer]:
     """Customers whose name contains `query`, or whose number contains its digits (3 or more, any punctuation),
     most recently seen first."""
-    rows = Customer.objects.filter(business=business)
+    calls = (Call.objects.filter(_calls_of(OuterRef(OuterRef("pk")), OuterRef("phone")),
+                                 business_id=OuterRef("business_id"))
+             .order_by().values("business_id").annotate(n=Count("id")).values("n"))
+    # Every call of theirs, as their page counts them (Customer.call_count counts phone calls from the number).
+    rows = Customer.objects.filter(business=business).annotate(calls=Coalesce(Subquery(calls), 0))
     query = query.strip()
     if query:
         match = Q(name__icontains=query)
@@ -129,14 +135,18 @@ class CustomerHistory:
     more_messages: bool
 
 
+def _calls_of(customer_id: Any, phone: Any) -> Q:
+    """A customer's calls: phone calls from their number, and any call that booked one of their appointments or
+    left one of their messages (a browser test call among them, when it did). Values or outer references."""
+    return (Q(channel=Call.Channel.TWILIO, from_number=phone)
+            | Q(id__in=Appointment.objects.filter(customer_id=customer_id, created_by_call__isnull=False)
+                .values("created_by_call_id"))
+            | Q(id__in=Message.objects.filter(customer_id=customer_id, call__isnull=False).values("call_id")))
+
+
 def customer_calls(*, customer: Customer) -> QuerySet[Call]:
-    """The customer's calls: phone calls from their number, and any call that booked one of their appointments or
-    left one of their messages (a browser test call among them, when it did)."""
-    linked = (Q(channel=Call.Channel.TWILIO, from_number=customer.phone)
-              | Q(id__in=Appointment.objects.filter(customer=customer, created_by_call__isnull=False)
-                  .values("created_by_call_id"))
-              | Q(id__in=Message.objects.filter(customer=customer, call__isnull=False).values("call_id")))
-    return Call.objects.filter(linked, business_id=customer.business_id)
+    """The customer's calls (`_calls_of`), in their own business."""
+    return Call.objects.filter(_calls_of(customer.id, customer.phone), business_id=customer.business_id)
 
 
 def customer_history(*, customer: Customer, limit: int = HISTORY_LIMIT) -> CustomerHistory:

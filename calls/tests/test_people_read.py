@@ -237,3 +237,5 @@ def test_a_customers_page_counts_and_lists_the_calls_linked_to_them(client, alic
     history = response.context["history"]
     assert history.call_count == 2 and {c.id for c in history.calls} == {booked_by.id, left_by.id}
     assert "2 calls" in response.content.decode()
+    listed = client.get(reverse("customer_list")).context["page"].object_list
+    assert [c.calls for c in listed] == [2]
