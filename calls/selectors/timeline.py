@@ -158,7 +158,7 @@ def _in_words(items: list[TimelineItem], business: Business) -> list[TimelineIte
     ask_supervisor line, and each model call) is folded into the details of its next line, and every hang-up
     record (the agent's and the session's end are both stored) becomes one line."""
     shown: list[TimelineItem] = []
-    folded: list[dict] = []
+    folded: list[TimelineItem] = []
     hangup: TimelineItem | None = None
     for item in items:
         if item.event is None:
@@ -166,7 +166,7 @@ def _in_words(items: list[TimelineItem], business: Business) -> list[TimelineIte
             continue
         payload = item.payload
         if item.kind == CallEvent.Kind.SUPERVISOR and payload.get("step") in ("request", "model"):
-            folded.append(payload)
+            folded.append(item)
             continue
         if item.kind == CallEvent.Kind.HANGUP:
             if hangup is not None:
@@ -174,10 +174,16 @@ def _in_words(items: list[TimelineItem], business: Business) -> list[TimelineIte
                 hangup.who, hangup.text = "Call ended", _hangup_words(hangup.details)
                 continue
             hangup = item
-        item.details = [*folded, payload] if item.kind == CallEvent.Kind.SUPERVISOR else [payload]
+        item.details = [*(f.payload for f in folded), payload] if item.kind == CallEvent.Kind.SUPERVISOR else [payload]
         folded = [] if item.kind == CallEvent.Kind.SUPERVISOR else folded
         item.who, item.text = _event_words(item, business)
         shown.append(item)
+    if folded:  # the assistant was asked but recorded no step after (the call ended, or its worker died)
+        first = folded[0]
+        first.details = [f.payload for f in folded]
+        first.who, first.text = "Assistant", "Looked into the request; no answer was recorded"
+        shown.append(first)
+        shown.sort(key=lambda item: (item.offset_ms, 0 if item.entry is not None else 1))
     return shown
 
 

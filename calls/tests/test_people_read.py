@@ -132,6 +132,15 @@ def test_the_raw_payloads_stay_in_the_details_with_the_supervisors_bookkeeping_f
     assert not any(item.kind == "supervisor" and item.payload.get("step") in ("request", "model") for item in items)
 
 
+def test_a_supervisor_request_with_no_step_after_it_still_shows(db):
+    call = make_call(business_in(), status=Call.Status.COMPLETED)
+    make_event(call, "supervisor", 5000, step="request", request="Is Friday free?")
+    make_event(call, "hangup", 9000, by="caller", reason="caller_hung_up")
+    items = timeline_of(call)
+    assert [item.text for item in items] == ["Looked into the request; no answer was recorded", "The caller hung up"]
+    assert items[0].details == [{"step": "request", "request": "Is Friday free?"}]
+
+
 def test_the_agents_and_the_sessions_hang_up_records_make_one_line(db):
     items = timeline_of(availability_call(business_in()))
     ended = [item for item in items if item.kind == "hangup"]
