@@ -226,7 +226,8 @@ def call_list(request: HttpRequest) -> HttpResponse:
 @business_view()
 def call_detail(request: HttpRequest, call_id: int) -> HttpResponse:
     call = get_for_business(Call.objects.defer("search_vector"), request.business, pk=call_id)
-    return render(request, "calls/call_detail.html", {"detail": timeline.call_detail(call=call)})
+    return render(request, "calls/call_detail.html",
+                  {"detail": timeline.call_detail(call=call, business=request.business)})
 
 
 class _Echo:
