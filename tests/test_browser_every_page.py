@@ -92,9 +92,14 @@ SKIP_PREFIXES = ("/admin/", "/static/", "/accounts/logout/")
 # The outermost elements that stick out to the right, outside any box that scrolls them itself: what to fix.
 WIDEST_ELEMENTS = """() => {
   const limit = document.documentElement.clientWidth + 1;
-  const clipped = e => { for (let p = e.parentElement; p; p = p.parentElement) {
-    if (getComputedStyle(p).overflowX !== 'visible') return p !== document.body && p !== document.documentElement;
-  } return false; };
+  const clipped = e => {
+    let p = e.parentElement;  // an absolute box is clipped from its containing block (a positioned ancestor) up
+    if (getComputedStyle(e).position === 'absolute') while (p && getComputedStyle(p).position === 'static') p = p.parentElement;
+    for (; p; p = p.parentElement) {
+      if (getComputedStyle(p).overflowX !== 'visible') return p !== document.body && p !== document.documentElement;
+    }
+    return false;
+  };
   const out = [...document.querySelectorAll('body *')].filter(e => e.getBoundingClientRect().right > limit && !clipped(e));
   const name = e => e.tagName.toLowerCase() + (e.id ? '#' + e.id : '')
     + (typeof e.className === 'string' && e.className.trim() ? '.' + e.className.trim().split(/ +/).join('.') : '');
