@@ -5,7 +5,9 @@ appointments, messages, customers, a team with an invitation) and of a fresh one
 It starts from the dashboard and follows every same-site link it finds, in the navigation and on the pages. On
 every page it fails on: sideways scrolling, a console error, a failed request (or any answer >= 400, the page's
 or a sub-resource's), and a serious or critical accessibility violation found by axe-core (tests/package.json,
-installed by `make test`). Screenshots land in test-artifacts/pages/.
+installed by `make test`). Screenshots land in test-artifacts/pages/. A page that shows exactly what a page
+already checked at that width showed (a staff member's calls list, the default tab under its own name) is loaded
+and watched, but not checked or photographed again.
 
 Pages come from the links, never from a hand list: the walk fails when a named GET URL of our apps was not reached
 and is not excluded below with a reason; `test_the_pages_left_out_of_the_walk_...` keeps those reasons honest.
@@ -269,14 +271,16 @@ def page_key(path: str, query: str) -> tuple[str, set[tuple[str, str]]] | None:
 class Walker:
     """One signed-in browser context: opens each page once and records what is wrong with it."""
 
-    def __init__(self, context: Any, base_url: str, label: str, width: str) -> None:
+    def __init__(self, context: Any, base_url: str, label: str, width: str, checked: dict[int, str]) -> None:
         self.context, self.base_url, self.label, self.width = context, base_url, label, width
         self.page = context.new_page()
         self.current: Visit | None = None
         self.started_by: dict[Any, Visit] = {}  # request → the page that made it
         self.visits: list[Visit] = []
         self.downloads: set[str] = set()
-        self.checked: dict[int, str] = {}  # what a page showed → the first url that showed it
+        # What a page showed → the first url that showed it, shared by the walkers of one width: a page that shows
+        # the same as one checked already (staff see the owner's dashboard pages) is not checked again.
+        self.checked = checked
         self.page.on("console", self._on_console)
         self.page.on("pageerror", lambda exc: self._problem(self.current, f"JavaScript error: {exc}"))
         self.page.on("request", self._on_request)
@@ -359,7 +363,7 @@ class Walker:
             visit.url_names.add(landed[0])  # a redirect: the page it led to was walked too
         shown = hash(page.evaluate(SHOWN))
         if shown in self.checked:  # e.g. ?view=upcoming is the default view: checked once is enough
-            return self._links()
+            return self._links()  # its requests and console are still watched: they may differ
         self.checked[shown] = url
         width = page.evaluate("() => [document.scrollingElement.scrollWidth, document.scrollingElement.clientWidth]")
         if width[0] > width[1]:
@@ -414,51 +418,51 @@ def asgi_server(django_db_setup, django_db_blocker):
 @pytest.mark.e2e
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.parametrize("width", list(WIDTHS))
-@pytest.mark.parametrize("role", ["owner", "staff"])
-def test_every_page_a_member_reaches_is_clean_in_a_real_browser(role, width, asgi_server):
+def test_every_page_a_member_reaches_is_clean_in_a_real_browser(width, asgi_server):
+    """Signed out, then as the owner and as staff of a business with data and of a fresh one."""
     from playwright.sync_api import sync_playwright
 
     if not AXE.exists():
         pytest.fail(f"{AXE} is missing: `make test` installs it (npm ci --prefix tests)")
-    harbor = seed_business_with_data("owner@harbor.example", "staff@harbor.example")
-    fresh = seed_fresh_business("owner@fresh.example", "staff@fresh.example")
-    members = [harbor[0], fresh[0]] if role == "owner" else [harbor[1], fresh[1]]
+    harbor_owner, harbor_staff = seed_business_with_data("owner@harbor.example", "staff@harbor.example")
+    fresh_owner, fresh_staff = seed_fresh_business("owner@fresh.example", "staff@fresh.example")
     # The server process checks passwords with the product's hasher, not the tests' fast one.
     hasher = PBKDF2PasswordHasher()
     User.objects.update(password=hasher.encode(PASSWORD, hasher.salt()))
     connections.close_all()
 
+    # Signed out: the home page and the sign-in page everyone passes through.
+    walks = [(None, None, "anonymous", ["/", "/accounts/login/"])]
+    walks += [(role, member.email, member.label, ["/dashboard/", *member.entry_paths])
+              for role, member in [("owner", harbor_owner), ("owner", fresh_owner), ("staff", harbor_staff),
+                                   ("staff", fresh_staff)]]
     report: list[str] = []
-    walked: set[str] = set()
+    walked: dict[str | None, set[str]] = {None: set(), "owner": set(), "staff": set()}
     downloads: set[str] = set()
+    checked: dict[int, str] = {}
+    shared: set[str] = set()  # walked for one member, the same for the next: no business data on them
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
         try:
-            # Signed out (once per width): the home page and the sign-in page everyone passes through.
-            walks = [(None, "anonymous", ["/", "/accounts/login/"])] if role == "owner" else []
-            walks += [(member.email, member.label, ["/dashboard/", *member.entry_paths]) for member in members]
-            shared: set[str] = set()  # walked for one member, the same for the next: no business data on them
-            for email, label, starts in walks:
+            for role, email, label, starts in walks:
                 context = browser.new_context(viewport=WIDTHS[width])
-                walker = Walker(context, asgi_server.base_url, label, width)
+                walker = Walker(context, asgi_server.base_url, label, width, checked)
                 if email:
                     walker.sign_in(email)
-                visits = walker.walk(starts, skip=shared)
-                downloads |= walker.downloads
-                for visit in visits:
-                    walked |= visit.url_names
+                for visit in walker.walk(starts, skip=shared if email else set()):
+                    walked[role] |= visit.url_names
                     if email and visit.business_free:
                         shared |= visit.url_names
                     report.extend(f"[{label} {width}] {visit.url}: {problem}" for problem in visit.problems)
+                downloads |= walker.downloads
                 context.close()
         finally:
             browser.close()
 
     expected = set(named_urls()) - set(NOT_WALKED)
-    if role == "staff":
-        expected -= set(OWNERS_ONLY)
-    missing = expected - walked
-    assert not missing, f"named pages no link led to (link them, or exclude them with a reason): {sorted(missing)}"
-    if role == "owner":
-        assert downloads == DOWNLOADS, f"download links not found: {DOWNLOADS - downloads}"
+    for role, unreachable in [("owner", set()), ("staff", set(OWNERS_ONLY) | shared)]:
+        missing = expected - unreachable - walked[role]
+        assert not missing, f"named pages no link led {role} to (link them, or exclude them with a reason): " \
+                            f"{sorted(missing)}"
+    assert downloads == DOWNLOADS, f"download links not found: {DOWNLOADS - downloads}"
     assert not report, "problems on the pages:\n" + "\n".join(report)
