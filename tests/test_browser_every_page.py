@@ -303,9 +303,14 @@ class Walker:
 
     def _on_request_failed(self, request: Any) -> None:
         visit = self.started_by.get(request, self.current)
-        if visit is not self.current and "ERR_ABORTED" in (request.failure or ""):
-            return  # the walker moved on to the next page while this one was still fetching
-        self._problem(visit, f"request failed: {request.method} {request.url} ({request.failure})")
+        if "ERR_ABORTED" in (request.failure or "") and \
+                (visit is not self.current or request.resource_type in ("fetch", "xhr", "document")):
+            # The browser dropped it, nothing failed: the walker moved on while the page was still fetching, or a
+            # page's background fetch (live.js re-reading the page) was cut by the next page. Playwright hands the
+            # events over late, so "the page that made it" is not always the one showing by then.
+            return
+        self._problem(visit, f"request failed: {request.method} {request.url} ({request.failure}, "
+                             f"{request.resource_type})")
 
     def _on_response(self, response: Any) -> None:
         if response.status >= 400:
