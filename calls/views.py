@@ -94,7 +94,8 @@ def appointment_list(request: HttpRequest) -> HttpResponse:
     view = request.GET.get("view", "upcoming")
     if view not in APPOINTMENT_VIEWS:
         view = "upcoming"
-    context: dict = {"view": view, "now": timezone.now()}
+    # With no services listed nobody can book: the empty views say so.
+    context: dict = {"view": view, "now": timezone.now(), "has_services": business.services.exists()}
     if view in ("day", "week"):
         day = _day_from_query(request.GET.get("date", "")) or local_time.local_now(business=business).date()
         context["calendar"] = dashboard_reads.appointment_calendar(business=business, view=view, day=day)
