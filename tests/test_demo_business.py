@@ -57,6 +57,16 @@ def supervisor_request() -> str:
     return "Book the first free sports massage from tomorrow for Alex Morgan, phone +14155550123"
 
 
+ISO_TIME = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}")
+
+
+def first_free_spoken(availability: dict) -> str:
+    """The first free time of a check_availability result as the caller hears it: the day asked about, or the
+    next day with room when it was full."""
+    day = availability if availability["slots"] else availability["next_available"]
+    return f"{day['date_spoken']} at {day['slots_spoken'][0]}"
+
+
 def tool_result(result: SupervisorResult, name: str) -> dict:
     [step] = [e["payload"] for e in result.events if e["payload"].get("step") == "tool" and e["payload"]["name"] == name]
     return step["result"]
@@ -124,7 +134,8 @@ def test_on_a_phone_call_the_demo_books_the_calling_business_service_and_says_th
     appointment = Appointment.objects.get(business=maple)
     assert appointment.service_name == "Sports massage" and appointment.created_by_call == call
     booked = tool_result(result, "book_appointment")
-    assert result.ok and result.answer == f"You're booked, Alex: a sports massage at {booked['start']}."
+    assert result.ok and result.answer == f"You're booked, Alex: a sports massage on {booked['start_spoken']}."
+    assert not ISO_TIME.search(result.answer)  # said as a person says it, never as the machine writes it
     assert not Message.objects.exists()
 
 
@@ -135,11 +146,11 @@ def test_on_a_test_call_the_demo_says_it_could_not_book_and_leaves_a_message(map
     result = run_supervisor(call_id=call.id, request=supervisor_request(), conversation=[])
 
     assert "error" in tool_result(result, "book_appointment") and not Appointment.objects.exists()
-    availability = tool_result(result, "check_availability")
-    slot = (availability["slots"] or availability["next_available"]["slots"])[0]
-    assert Message.objects.get(business=maple).body == f"Would like a sports massage at {slot}. Left in demo mode."
-    assert result.answer == (f"I couldn't book it on this call, Alex, but the first free sports massage is at {slot}: "
+    slot = first_free_spoken(tool_result(result, "check_availability"))
+    assert Message.objects.get(business=maple).body == f"Would like a sports massage on {slot}. Left in demo mode."
+    assert result.answer == (f"I couldn't book it on this call, Alex, but the first free sports massage is on {slot}: "
                              "I've left a message for the team to book it and call you back.")
+    assert not ISO_TIME.search(result.answer)
 
 
 def test_when_the_calling_business_has_no_free_time_the_demo_says_so(db, demo_standin):
@@ -246,10 +257,10 @@ def test_a_demo_test_call_speaks_for_its_business_and_a_clean_run_logs_no_warnin
         standin.stop()
         twilio.stop()
     log = server.log()
-    slot = Message.objects.get(call=call).body.removeprefix("Would like a sports massage at ").removesuffix(
+    slot = Message.objects.get(call=call).body.removeprefix("Would like a sports massage on ").removesuffix(
         ". Left in demo mode.")
     assert said == [MAPLE_GREETING, MAPLE_HOURS, "Sure, one moment while I check the diary.",
-                    f"I couldn't book it on this call, Alex, but the first free sports massage is at {slot}: I've left "
+                    f"I couldn't book it on this call, Alex, but the first free sports massage is on {slot}: I've left "
                     "a message for the team to book it and call you back. Is there anything else?",
                     "You're welcome, Alex. Thanks for calling Maple Street Physio, goodbye!"], log
     assert call.outcome == "message_taken" and "no appointment was booked" in call.summary, log

@@ -108,12 +108,17 @@ def test_the_demo_script_finds_a_cleaning_and_leaves_a_message_as_a_test_call_ca
     assert not Appointment.objects.filter(business=demo_business).exists()
     message = Message.objects.get(business=demo_business)
     assert (message.name, message.callback_number, message.call) == ("Alex Morgan", "+14155550123", call)
-    slot = message.body.removeprefix("Would like a cleaning at ").removesuffix(". Left in demo mode.")
-    first_free = dt.datetime.fromisoformat(slot)
+    [availability] = [e["payload"]["result"] for e in result.events
+                      if e["payload"].get("step") == "tool" and e["payload"]["name"] == "check_availability"]
+    day = availability if availability["slots"] else availability["next_available"]
+    first_free = dt.datetime.fromisoformat(day["slots"][0])
     assert (first_free.date() == tomorrow) is tomorrow_open
     assert first_free.date() > tomorrow or tomorrow_open
+    # Said and written as a person would: the day and the time in the business's words, never "2026-12-08T08:00".
+    slot = f"{day['date_spoken']} at {day['slots_spoken'][0]}"
+    assert message.body == f"Would like a cleaning on {slot}. Left in demo mode."
     assert result.ok and result.answer == (
-        f"I couldn't book it on this call, Alex, but the first free cleaning is at {slot}: I've left a message for "
+        f"I couldn't book it on this call, Alex, but the first free cleaning is on {slot}: I've left a message for "
         "the team to book it and call you back.")
 
 
@@ -283,7 +288,7 @@ def test_a_demo_booking_under_the_run_command_logs_no_warning(tmp_path):
             page.goto(f"{base}/dashboard/test-call/")
             page.get_by_role("button", name="Start call").click()
             transcript = page.locator("#test-call-transcript")
-            transcript.get_by_text("I couldn't book it on this call, Alex, but the first free cleaning is at",
+            transcript.get_by_text("I couldn't book it on this call, Alex, but the first free cleaning is on",
                                    exact=False).wait_for(timeout=60_000)
             transcript.get_by_text("Thanks for calling Harbor Dental, goodbye!", exact=False).wait_for(timeout=45_000)
             page.wait_for_selector("#test-call[data-status=ended]", timeout=15_000)
