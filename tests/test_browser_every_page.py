@@ -70,6 +70,9 @@ NOT_WALKED = {
     "member_remove": "a form's action: POST only",
     "business_switch": "a form's action: POST only",
     "number_release": "a form's action: POST only",
+    "number_check": "a form's action: POST only",
+    "number_reconnect": "a form's action: POST only",
+    "billing_billingaccount_changelist": "the operators' admin (billing accounts), not a member's page",
 }
 POST_ONLY = {name for name, reason in NOT_WALKED.items() if "POST only" in reason}
 DOWNLOADS = {"call_export", "analytics_export"}
