@@ -6,9 +6,11 @@ from allauth.account.adapter import DefaultAccountAdapter
 from allauth.socialaccount.adapter import DefaultSocialAccountAdapter
 from django.http import HttpRequest
 
+from accounts.models import Membership
 from accounts.services import new_user_join_business
 
 PENDING_INVITE_SESSION_KEY = "pending_invite_token"
+PRODUCT_NAME = "AI Receptionist"
 
 
 def _pending_invite(request: HttpRequest | None) -> str | None:
@@ -17,11 +19,28 @@ def _pending_invite(request: HttpRequest | None) -> str | None:
     return request.session.pop(PENDING_INVITE_SESSION_KEY, None)
 
 
+def _business_name(email: str) -> str:
+    """The business the address's user works in (the first they own, else any), for the account emails."""
+    membership = (Membership.objects.filter(user__email__iexact=email).select_related("business")
+                  .order_by("role", "created_at").first())  # "owner" sorts before "staff"
+    return membership.business.name if membership else ""
+
+
 class AccountAdapter(DefaultAccountAdapter):
+    def format_email_subject(self, subject: str) -> str:
+        # allauth's default prefix is "[<host:port>] ", which says nothing to the person reading it.
+        return f"{subject} · {PRODUCT_NAME}"
+
+    def send_mail(self, template_prefix: str, email: str, context: dict) -> None:
+        # Our account emails (templates/account/email/) speak as the product, about the reader's business.
+        super().send_mail(template_prefix, email,
+                          {"product_name": PRODUCT_NAME, "business_name": _business_name(email), **context})
+
     def save_user(self, request, user, form, commit=True):
         user = super().save_user(request, user, form, commit)
         if commit:
-            new_user_join_business(user=user, pending_invite_token=_pending_invite(request))
+            time_zone = (getattr(form, "cleaned_data", None) or {}).get("time_zone", "")
+            new_user_join_business(user=user, pending_invite_token=_pending_invite(request), time_zone=time_zone)
         return user
 
 

@@ -1,7 +1,8 @@
 from django.contrib import admin
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
 
-from accounts.models import Business, ClosedDate, FAQEntry, Invite, Membership, OpeningHours, Service, User
+from accounts.models import (CLOSED_DATES_MAX, FAQ_ENTRIES_MAX, OPENING_HOURS_MAX, SERVICES_MAX, Business, ClosedDate,
+                             FAQEntry, Invite, Membership, OpeningHours, Service, User)
 
 
 @admin.register(User)
@@ -29,21 +30,25 @@ class MembershipInline(admin.TabularInline):
 class OpeningHoursInline(admin.TabularInline):
     model = OpeningHours
     extra = 0
+    max_num = OPENING_HOURS_MAX
 
 
 class ClosedDateInline(admin.TabularInline):
     model = ClosedDate
     extra = 0
+    max_num = CLOSED_DATES_MAX
 
 
 class ServiceInline(admin.TabularInline):
     model = Service
     extra = 0
+    max_num = SERVICES_MAX
 
 
 class FAQInline(admin.StackedInline):
     model = FAQEntry
     extra = 0
+    max_num = FAQ_ENTRIES_MAX
 
 
 @admin.register(Business)
@@ -51,7 +56,8 @@ class BusinessAdmin(admin.ModelAdmin):
     list_display = ["name", "phone_number", "time_zone", "language", "voice", "onboarded_at", "created_at"]
     list_filter = ["language", "voice", "time_zone", ("onboarded_at", admin.EmptyFieldListFilter)]
     search_fields = ["name", "phone_number", "phone_number_sid", "notification_email", "uuid", "memberships__user__email"]
-    readonly_fields = ["uuid", "created_at", "updated_at"]
+    # What Twilio last said about the number is recorded by the number pages, never typed in.
+    readonly_fields = ["uuid", "phone_number_checked_at", "phone_number_webhooks_base", "created_at", "updated_at"]
     inlines = [MembershipInline, OpeningHoursInline, ClosedDateInline, ServiceInline, FAQInline]
 
 

@@ -5,11 +5,14 @@ from __future__ import annotations
 import uuid
 import zoneinfo
 
+from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser, BaseUserManager, PermissionsMixin
 from django.core.exceptions import ValidationError
+from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import Q
-from django.db.models.functions import Lower
+from django.db.models.functions import Length, Lower
+from django.db.models.lookups import LessThanOrEqual
 from django.utils import timezone
 
 from accounts.phone import validate_e164
@@ -59,6 +62,21 @@ class User(AbstractBaseUser, PermissionsMixin):
         return self.email
 
 
+# What a business tells its receptionist goes into the agent's instructions on every call (voice/agent.py), and
+# answers are read aloud: these limits keep that prompt small enough to stay quick and cheap on every turn, and
+# each text short enough to say on the phone. Forms, the admin and the database all hold them.
+GREETING_MAX_CHARS = 300  # about 20 seconds spoken
+EXTRA_INSTRUCTIONS_MAX_CHARS = 2000
+SERVICES_MAX = 30
+SERVICE_DESCRIPTION_MAX_CHARS = 300
+SERVICE_MAX_MINUTES = 24 * 60
+FAQ_ENTRIES_MAX = 30
+FAQ_QUESTION_MAX_CHARS = 200
+FAQ_ANSWER_MAX_CHARS = 600  # about 40 seconds spoken
+OPENING_HOURS_MAX = 28  # four intervals a day
+CLOSED_DATES_MAX = 100
+
+
 def validate_time_zone(value: str) -> None:
     if value not in zoneinfo.available_timezones():
         raise ValidationError(f"“{value}” is not a known time zone.")
@@ -102,8 +120,17 @@ class Business(models.Model):
         help_text="Twilio's IncomingPhoneNumber SID (PN…) of the number above, if it is in our Twilio account.")
     phone_number_bought = models.BooleanField(
         default=False, help_text="Bought through the portal: releasing it returns it to Twilio.")
-    greeting = models.CharField(max_length=500, blank=True)
-    extra_instructions = models.TextField(blank=True)
+    # What Twilio last said about the number (when it was bought, claimed, checked or reconnected), so pages can
+    # say whether it reaches us without asking Twilio on every page load.
+    phone_number_checked_at = models.DateTimeField(
+        "number last checked", null=True, blank=True,
+        help_text="When Twilio last told us where the number's calls go.")
+    phone_number_webhooks_base = models.CharField(
+        "number's webhooks point at", max_length=200, blank=True,
+        help_text="This server's public URL (PUBLIC_BASE_URL) if, when last checked, Twilio sent every webhook of "
+                  "the number (incoming, fallback, status) here; empty if not.")
+    greeting = models.CharField(max_length=GREETING_MAX_CHARS, blank=True)
+    extra_instructions = models.TextField(max_length=EXTRA_INSTRUCTIONS_MAX_CHARS, blank=True)
     voice = models.CharField(max_length=16, choices=Voice.choices, default=Voice.MARIN)
     language = models.CharField(max_length=8, choices=Language.choices, default=Language.ENGLISH)
     transfer_number = models.CharField(max_length=16, blank=True, validators=[validate_e164])
@@ -130,6 +157,11 @@ class Business(models.Model):
                                    name="business_phone_number_sid_with_number",
                                    violation_error_message="A Twilio number SID is PN followed by 32 hex digits, "
                                                            "and needs the phone number it belongs to."),
+            models.CheckConstraint(condition=LessThanOrEqual(Length("extra_instructions"),
+                                                             EXTRA_INSTRUCTIONS_MAX_CHARS),
+                                   name="business_extra_instructions_length",
+                                   violation_error_message=f"Keep the extra instructions to "
+                                                           f"{EXTRA_INSTRUCTIONS_MAX_CHARS:,} characters or fewer."),
         ]
 
     def __str__(self) -> str:
@@ -138,6 +170,12 @@ class Business(models.Model):
     @property
     def tzinfo(self) -> zoneinfo.ZoneInfo:
         return zoneinfo.ZoneInfo(self.time_zone)
+
+    @property
+    def number_reaches_us(self) -> bool:
+        """The number came through the portal and, when Twilio was last asked, sent its calls to this server (a
+        server that has moved to another address no longer counts)."""
+        return bool(self.phone_number_sid) and self.phone_number_webhooks_base == settings.PUBLIC_BASE_URL
 
 
 class Membership(models.Model):
@@ -185,9 +223,13 @@ class OpeningHours(models.Model):
         ordering = ["weekday", "opens"]
         verbose_name_plural = "opening hours"
         constraints = [
-            models.CheckConstraint(condition=Q(opens__lt=models.F("closes")), name="opening_hours_opens_before_closes"),
-            models.CheckConstraint(condition=Q(weekday__gte=0, weekday__lte=6), name="opening_hours_weekday_valid"),
-            models.UniqueConstraint(fields=["business", "weekday", "opens"], name="opening_hours_unique_start"),
+            models.CheckConstraint(condition=Q(opens__lt=models.F("closes")), name="opening_hours_opens_before_closes",
+                                   violation_error_message="Closing time must be after opening time."),
+            models.CheckConstraint(condition=Q(weekday__gte=0, weekday__lte=6), name="opening_hours_weekday_valid",
+                                   violation_error_message="Choose a day of the week."),
+            models.UniqueConstraint(fields=["business", "weekday", "opens"], name="opening_hours_unique_start",
+                                    violation_error_message="This day already has opening hours that start at "
+                                                            "this time."),
         ]
 
     def __str__(self) -> str:
@@ -201,7 +243,8 @@ class ClosedDate(models.Model):
 
     class Meta:
         ordering = ["date"]
-        constraints = [models.UniqueConstraint(fields=["business", "date"], name="closed_date_unique")]
+        constraints = [models.UniqueConstraint(fields=["business", "date"], name="closed_date_unique",
+                                               violation_error_message="This date is already on the list.")]
 
     def __str__(self) -> str:
         return f"{self.date:%Y-%m-%d} {self.reason}".strip()
@@ -210,18 +253,31 @@ class ClosedDate(models.Model):
 class Service(models.Model):
     business = models.ForeignKey(Business, on_delete=models.CASCADE, related_name="services")
     name = models.CharField(max_length=120)
-    duration_minutes = models.PositiveIntegerField(default=30)
-    price = models.DecimalField(max_digits=10, decimal_places=2, null=True, blank=True)
-    description = models.TextField(blank=True)
+    duration_minutes = models.PositiveIntegerField(default=30, validators=[
+        MinValueValidator(1, "A service takes at least 1 minute."),
+        MaxValueValidator(SERVICE_MAX_MINUTES, f"A service can take at most {SERVICE_MAX_MINUTES:,} minutes (a day).")])
+    price = models.DecimalField(max_digits=10, decimal_places=2, null=True, blank=True,
+                                validators=[MinValueValidator(0, "A price can't be negative; leave it empty if "
+                                                                 "there is none.")])
+    description = models.TextField(max_length=SERVICE_DESCRIPTION_MAX_CHARS, blank=True)
 
     class Meta:
         ordering = ["name"]
+        # The field validators above give the messages a person sees; these keep every other writer honest.
         constraints = [
             # Callers name services by name, matched case-insensitively.
-            models.UniqueConstraint("business", Lower("name"), name="service_name_ci_unique"),
-            models.CheckConstraint(condition=Q(duration_minutes__gt=0, duration_minutes__lte=24 * 60),
-                                   name="service_duration_valid"),
-            models.CheckConstraint(condition=Q(price__isnull=True) | Q(price__gte=0), name="service_price_valid"),
+            models.UniqueConstraint("business", Lower("name"), name="service_name_ci_unique",
+                                    violation_error_message="There is already a service with this name."),
+            models.CheckConstraint(condition=Q(duration_minutes__gt=0, duration_minutes__lte=SERVICE_MAX_MINUTES),
+                                   name="service_duration_valid",
+                                   violation_error_message=f"A service takes between 1 and "
+                                                           f"{SERVICE_MAX_MINUTES:,} minutes."),
+            models.CheckConstraint(condition=Q(price__isnull=True) | Q(price__gte=0), name="service_price_valid",
+                                   violation_error_message="A price can't be negative."),
+            models.CheckConstraint(condition=LessThanOrEqual(Length("description"), SERVICE_DESCRIPTION_MAX_CHARS),
+                                   name="service_description_length",
+                                   violation_error_message=f"Keep the description to {SERVICE_DESCRIPTION_MAX_CHARS} "
+                                                           f"characters or fewer."),
         ]
 
     def __str__(self) -> str:
@@ -230,14 +286,20 @@ class Service(models.Model):
 
 class FAQEntry(models.Model):
     business = models.ForeignKey(Business, on_delete=models.CASCADE, related_name="faq_entries")
-    question = models.CharField(max_length=300)
-    answer = models.TextField()
+    question = models.CharField(max_length=FAQ_QUESTION_MAX_CHARS)
+    answer = models.TextField(max_length=FAQ_ANSWER_MAX_CHARS)
     position = models.PositiveIntegerField(default=0)
 
     class Meta:
         ordering = ["position", "id"]
         verbose_name = "FAQ entry"
         verbose_name_plural = "FAQ entries"
+        constraints = [
+            models.CheckConstraint(condition=LessThanOrEqual(Length("answer"), FAQ_ANSWER_MAX_CHARS),
+                                   name="faq_answer_length",
+                                   violation_error_message=f"Keep the answer to {FAQ_ANSWER_MAX_CHARS} characters "
+                                                           f"or fewer."),
+        ]
 
     def __str__(self) -> str:
         return self.question

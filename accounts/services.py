@@ -7,13 +7,14 @@ from dataclasses import dataclass
 
 from django.conf import settings
 from django.core import signing
+from django.core.exceptions import ValidationError
 from django.core.mail import send_mail
 from django.db import transaction
 from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils import timezone
 
-from accounts.models import Business, Invite, Membership, OpeningHours, User
+from accounts.models import Business, Invite, Membership, OpeningHours, User, validate_time_zone
 
 INVITE_SALT = "accounts.invite"
 
@@ -23,12 +24,17 @@ class InviteError(Exception):
 
 
 @transaction.atomic
-def business_create_for_owner(*, user: User, name: str = "") -> Business:
-    """Give a newly signed-up user the business they own. Idempotent: a user who already owns one keeps it."""
+def business_create_for_owner(*, user: User, name: str = "", time_zone: str = "") -> Business:
+    """Give a newly signed-up user the business they own. Idempotent: a user who already owns one keeps it.
+    `time_zone` (the browser's, at sign-up) is used when zoneinfo knows it; otherwise the business starts on UTC."""
     existing = Membership.objects.filter(user=user, role=Membership.Role.OWNER).select_related("business").first()
     if existing is not None:
         return existing.business
-    business = Business.objects.create(name=name[:120], notification_email=user.email)
+    try:
+        validate_time_zone(time_zone)
+    except ValidationError:
+        time_zone = "UTC"
+    business = Business.objects.create(name=name[:120], notification_email=user.email, time_zone=time_zone)
     Membership.objects.create(user=user, business=business, role=Membership.Role.OWNER)
     return business
 
@@ -166,12 +172,13 @@ def membership_remove(*, membership: Membership) -> None:
     membership.delete()
 
 
-def new_user_join_business(*, user: User, pending_invite_token: str | None, name: str = "") -> Membership:
+def new_user_join_business(*, user: User, pending_invite_token: str | None, name: str = "",
+                           time_zone: str = "") -> Membership:
     """Where a fresh sign-up lands: the business it was invited to, else a new business it owns."""
     if pending_invite_token:
         try:
             return invite_accept(token=pending_invite_token, user=user)
         except InviteError:
             pass  # a stale or foreign invite must not stop the sign-up; they get their own business
-    business = business_create_for_owner(user=user, name=name)
+    business = business_create_for_owner(user=user, name=name, time_zone=time_zone)
     return Membership.objects.get(user=user, business=business)

@@ -1,9 +1,11 @@
 from __future__ import annotations
 
-from django.contrib import admin
+from django.conf import settings
+from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
+from billing import polar_client
 from billing.models import BillingAccount, PolarWebhookEvent, UsageRecord
 from billing.services.usage import usage_send_again
 from receptionist.recorded_admin import RecordedAdmin
@@ -23,6 +25,17 @@ class BillingAccountAdmin(admin.ModelAdmin):
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False  # made for a business the first time its billing is looked at
+
+    def changelist_view(self, request: HttpRequest, extra_context: dict | None = None):
+        # Owners only see "no paid plans are offered yet"; what to do about it is the operator's to read, here.
+        if not settings.BILLING_PLANS:
+            self.message_user(request, "No plans are configured: owners see no paid plans and stay on the free trial. "
+                                       "Set BILLING_PLANS (and POLAR_ACCESS_TOKEN) as the README's “Polar” section "
+                                       "describes.", messages.WARNING)
+        elif not polar_client.is_configured():
+            self.message_user(request, "POLAR_ACCESS_TOKEN is not set: owners see the plans but cannot subscribe.",
+                              messages.WARNING)
+        return super().changelist_view(request, extra_context)
 
 
 @admin.register(UsageRecord)

@@ -13,6 +13,7 @@ from django.views.decorators.http import require_POST
 from accounts.access import business_view
 from accounts.http import client_ip
 from billing import polar_client, selectors
+from billing.plans import plan_by_key
 from billing.services import gate, subscription
 from billing.services.account import account_for_business
 
@@ -27,10 +28,14 @@ def _require_polar() -> None:
 @business_view()
 def billing_overview(request: HttpRequest) -> HttpResponse:
     account = account_for_business(request.business)
+    minutes_used = selectors.minutes_used(account)
+    plan = plan_by_key(account.plan_key)
     return render(request, "billing/overview.html", {
         "account": account,
         "decision": gate.can_take_call(request.business),
-        "minutes_used": selectors.minutes_used(account),
+        "minutes_used": minutes_used,
+        "trial_minutes_left": max(0, account.trial_minutes - minutes_used),
+        "plan_name": plan.name if plan else account.plan_key.capitalize(),
         "days": selectors.usage_by_day(account),
         "plans": selectors.priced_plans(),
         "polar_configured": polar_client.is_configured(),

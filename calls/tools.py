@@ -3,7 +3,9 @@
 `SUPERVISOR_TOOLS` is the tool list for the Chat Completions API; `run_business_tool` runs one tool call and
 always returns a JSON-serialisable dict: the result, or {"error": "<a sentence the model can act on>"}.
 Every tool is scoped to one business. Times going in and out are the business's local wall time written
-"YYYY-MM-DDTHH:MM" without an offset (check_availability's slots are exactly what book_appointment takes).
+"YYYY-MM-DDTHH:MM" without an offset (check_availability's slots are exactly what book_appointment takes); each
+time in a result comes with a `*_spoken` twin ("Monday 7 December at 8 am", in the business's language), which
+is what the caller hears: the ISO form is for passing back to a tool, never for reading out.
 
 Whatever the model passes is untrusted caller input, and the model is not a guard. Every tool that reads or
 changes a customer's data acts on the call's own caller number, read from the Call row (never from the
@@ -179,13 +181,19 @@ def _wall(value: dt.time) -> str:
     return value.strftime("%H:%M")
 
 
-def _interval_dicts(intervals: list[tuple[dt.time, dt.time]] | list[availability.OpenInterval]) -> list[dict[str, str]]:
+def _interval_dicts(intervals: list[tuple[dt.time, dt.time]] | list[availability.OpenInterval],
+                    business: Business) -> list[dict[str, str]]:
     pairs = [(i.opens, i.closes) if isinstance(i, availability.OpenInterval) else i for i in intervals]
-    return [{"opens": _wall(opens), "closes": _wall(closes)} for opens, closes in pairs]
+    return [{"opens": _wall(opens), "closes": _wall(closes),
+             "spoken": local_time.say_range(opens, closes, business)} for opens, closes in pairs]
 
 
 def _local(value: dt.datetime | None, business: Business) -> str | None:
     return local_time.format_local(value, business) if value else None
+
+
+def _spoken(value: dt.datetime | None, business: Business) -> str | None:
+    return local_time.say_local(value, business) if value else None
 
 
 def _appointment(appointment: Appointment, business: Business) -> Result:
@@ -193,7 +201,7 @@ def _appointment(appointment: Appointment, business: Business) -> Result:
 
 
 def _alternatives(business: Business, starts_at: dt.datetime, duration_minutes: int,
-                  exclude_appointment_id: int | None = None, count: int = 3) -> list[str]:
+                  exclude_appointment_id: int | None = None, count: int = 3) -> list[dt.datetime]:
     """Free times closest to a requested one on its day, else the first ones of the next day with any."""
     day = starts_at.astimezone(business.tzinfo).date()
     slots = availability.available_slots(business=business, day=day, duration_minutes=duration_minutes,
@@ -204,15 +212,18 @@ def _alternatives(business: Business, starts_at: dt.datetime, duration_minutes: 
         _, slots = availability.next_available_slots(business=business, after=day, duration_minutes=duration_minutes,
                                                      exclude_appointment_id=exclude_appointment_id)
         slots = slots[:count]
-    return [local_time.format_local(s, business) for s in slots]
+    return slots
 
 
 def _slot_taken(business: Business, starts_at: dt.datetime, duration_minutes: int,
                 exclude_appointment_id: int | None = None) -> Result:
     alternatives = _alternatives(business, starts_at, duration_minutes, exclude_appointment_id)
-    offer = (f"Offer the caller one of these free times instead: {', '.join(alternatives)}." if alternatives
+    spoken = [local_time.say_local(s, business) for s in alternatives]
+    offer = (f"Offer the caller one of these free times instead: {'; '.join(spoken)}." if alternatives
              else "No other free time was found in the next two weeks; offer to take a message.")
-    return {"error": f"{bookings.SLOT_TAKEN_MESSAGE} {offer}", "alternatives": alternatives}
+    return {"error": f"{bookings.SLOT_TAKEN_MESSAGE} {offer}",
+            "alternatives": [local_time.format_local(s, business) for s in alternatives],
+            "alternatives_spoken": spoken}
 
 
 # --- the tools --------------------------------------------------------------------------------------------
@@ -225,8 +236,11 @@ def get_business_info(ctx: Context, args: dict[str, Any]) -> Result:
         "name": business.name, "address": business.address, "phone": business.phone_number,
         "website": business.website, "time_zone": business.time_zone,
         "now": local_time.format_local(now, business), "today": local.strftime("%A"),
+        "now_spoken": local_time.say_local(now, business),
         "open_now": status.open_now, "closes_at": _local(status.closes_at, business),
+        "closes_at_spoken": _spoken(status.closes_at, business),
         "next_opening": _local(status.next_opening, business),
+        "next_opening_spoken": _spoken(status.next_opening, business),
         "services": [{"name": s.name, "duration_minutes": s.duration_minutes,
                       "price": str(s.price) if s.price is not None else None, "description": s.description}
                      for s in business.services.order_by("name")],
@@ -235,13 +249,16 @@ def get_business_info(ctx: Context, args: dict[str, Any]) -> Result:
         day = _parse_date(args["date"])
         schedule = availability.Schedule(business, day, day)
         intervals = schedule.intervals(day)
-        result["hours"] = {"date": day.isoformat(), "weekday": day.strftime("%A"), "open": bool(intervals),
-                           "closed_reason": schedule.closed_reason(day), "intervals": _interval_dicts(intervals)}
+        result["hours"] = {"date": day.isoformat(), "weekday": day.strftime("%A"),
+                           "date_spoken": local_time.say_day(day, business), "open": bool(intervals),
+                           "closed_reason": schedule.closed_reason(day),
+                           "intervals": _interval_dicts(intervals, business)}
     else:
         hours = availability.week_hours(business=business)
-        result["week"] = [{"weekday": label, "intervals": _interval_dicts(hours.get(number, []))}
+        result["week"] = [{"weekday": label, "intervals": _interval_dicts(hours.get(number, []), business)}
                           for number, label in OpeningHours.Weekday.choices]
-        result["upcoming_closed_dates"] = [{"date": c.date.isoformat(), "reason": c.reason}
+        result["upcoming_closed_dates"] = [{"date": c.date.isoformat(), "reason": c.reason,
+                                            "date_spoken": local_time.say_day(c.date, business)}
                                            for c in availability.upcoming_closed_dates(business=business, now=now)]
     return result
 
@@ -267,31 +284,35 @@ def check_availability(ctx: Context, args: dict[str, Any]) -> Result:
     schedule = availability.Schedule(business, day, day)
     intervals = schedule.intervals(day)
     today = local_time.local_now(business=business, now=now).date()
-    result: Result = {"date": day.isoformat(), "weekday": day.strftime("%A"),
+    day_spoken = local_time.say_day(day, business)
+    result: Result = {"date": day.isoformat(), "weekday": day.strftime("%A"), "date_spoken": day_spoken,
                       "service": service.name if service else None, "duration_minutes": duration,
-                      "slots": [], "open_intervals": _interval_dicts(intervals)}
+                      "slots": [], "slots_spoken": [], "open_intervals": _interval_dicts(intervals, business)}
     if day < today:
-        result["message"] = f"That date is in the past. Today is {today.isoformat()} ({today:%A})."
+        result["message"] = f"That date is in the past. Today is {local_time.say_day(today, business)}."
         return result
     slots = availability.available_slots(business=business, day=day, duration_minutes=duration, now=now,
                                          schedule=schedule)
     result["slots"] = [local_time.format_local(s, business) for s in slots]
+    result["slots_spoken"] = local_time.say_times_of_day(slots, business)
     if slots:
         return result
     reason = schedule.closed_reason(day)
     if reason is not None:
-        result["message"] = f"Closed on {day.isoformat()}" + (f" ({reason})." if reason else ".")
+        result["message"] = f"Closed on {day_spoken}" + (f" ({reason})." if reason else ".")
     elif not intervals:
         result["message"] = f"Closed on {day:%A}s."
     elif day == today and all(i.closes_at <= now for i in intervals):
         result["message"] = "Closed for the rest of today."
     else:
-        result["message"] = f"No free time on {day.isoformat()} for {duration} minutes: fully booked."
+        result["message"] = f"No free time on {day_spoken} for {duration} minutes: fully booked."
     next_day, next_slots = availability.next_available_slots(business=business, after=day, duration_minutes=duration,
                                                              now=now)
     if next_day is not None:
         result["next_available"] = {"date": next_day.isoformat(), "weekday": next_day.strftime("%A"),
-                                    "slots": [local_time.format_local(s, business) for s in next_slots[:6]]}
+                                    "date_spoken": local_time.say_day(next_day, business),
+                                    "slots": [local_time.format_local(s, business) for s in next_slots[:6]],
+                                    "slots_spoken": local_time.say_times_of_day(next_slots[:6], business)}
     return result
 
 
@@ -309,6 +330,7 @@ def book_appointment(ctx: Context, args: dict[str, Any]) -> Result:
     return {"appointment_id": appointment.id, "status": str(appointment.status), "service": appointment.service_name,
             "start": local_time.format_local(appointment.starts_at, business),
             "end": local_time.format_local(appointment.ends_at, business),
+            "start_spoken": local_time.say_local(appointment.starts_at, business),
             "customer_name": _name(appointment.customer.name), "phone": appointment.customer.phone}
 
 
@@ -339,7 +361,8 @@ def reschedule_appointment(ctx: Context, args: dict[str, Any]) -> Result:
         minutes = int((before.ends_at - before.starts_at).total_seconds() // 60) if before else 30
         return _slot_taken(business, starts_at, minutes, exclude_appointment_id=args["appointment_id"])
     return {**_appointment(appointment, business),
-            "previous_start": local_time.format_local(before.starts_at, business) if before else None}
+            "previous_start": local_time.format_local(before.starts_at, business) if before else None,
+            "previous_start_spoken": local_time.say_local(before.starts_at, business) if before else None}
 
 
 def cancel_appointment(ctx: Context, args: dict[str, Any]) -> Result:
@@ -366,10 +389,12 @@ def lookup_caller(ctx: Context, args: dict[str, Any]) -> Result:
         "known": True, "phone": phone, "name": _name(customer.name),
         "previous_calls": max(0, customer.call_count - (1 if this_call else 0)),
         "first_seen": local_time.format_local(customer.first_seen_at, business),
+        "first_seen_spoken": local_time.say_day(customer.first_seen_at.astimezone(business.tzinfo).date(), business),
         "upcoming_appointments": [_appointment(a, business)
                                   for a in callers.upcoming_appointments(customer=customer, limit=5)],
-        "messages_left": [{"left_at": local_time.format_local(m.created_at, business), "urgency": m.urgency,
-                            "status": m.status}
+        "messages_left": [{"left_at": local_time.format_local(m.created_at, business),
+                           "left_at_spoken": local_time.say_local(m.created_at, business), "urgency": m.urgency,
+                           "status": m.status}
                            for m in callers.messages_left_from(business_id=business.id, phone=phone)],
     }
 
@@ -409,7 +434,8 @@ TOOLS: dict[str, Tool] = {tool.name: tool for tool in [
          ("query",), search_faq),
     Tool("check_availability",
          "Free start times on one date, in the business's local time. slots are YYYY-MM-DDTHH:MM strings that "
-         "book_appointment accepts as start; the whole service fits after each. When nothing is free, message "
+         "book_appointment accepts as start (say them to the caller as slots_spoken and date_spoken put them); "
+         "the whole service fits after each. When nothing is free, message "
          "says why (past date, closed, fully booked) and next_available offers the next day with free times.",
          {"date": _DATE, "service": {**_SERVICE, "description": _SERVICE["description"]
                                      + f" Omit for a {availability.DEFAULT_DURATION_MINUTES}-minute slot."}},

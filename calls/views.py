@@ -20,10 +20,10 @@ from django.views.decorators.http import require_POST
 
 from accounts.access import business_view, get_for_business
 from accounts.models import Business
-from accounts.selectors import setup_checklist
 from calls import analytics, charts, forms
 from calls.models import Appointment, Call, Customer, Message, NotificationSettings, WebhookEndpoint
 from calls.selectors import dashboard as dashboard_reads, export, local_time, search, timeline
+from calls.selectors.setup import setup_checklist
 from calls.services import bookings, messages as message_writes, notification_settings
 from calls.services.errors import ActionError
 
@@ -94,7 +94,8 @@ def appointment_list(request: HttpRequest) -> HttpResponse:
     view = request.GET.get("view", "upcoming")
     if view not in APPOINTMENT_VIEWS:
         view = "upcoming"
-    context: dict = {"view": view, "now": timezone.now()}
+    # With no services listed nobody can book: the empty views say so.
+    context: dict = {"view": view, "now": timezone.now(), "has_services": business.services.exists()}
     if view in ("day", "week"):
         day = _day_from_query(request.GET.get("date", "")) or local_time.local_now(business=business).date()
         context["calendar"] = dashboard_reads.appointment_calendar(business=business, view=view, day=day)
@@ -226,7 +227,8 @@ def call_list(request: HttpRequest) -> HttpResponse:
 @business_view()
 def call_detail(request: HttpRequest, call_id: int) -> HttpResponse:
     call = get_for_business(Call.objects.defer("search_vector"), request.business, pk=call_id)
-    return render(request, "calls/call_detail.html", {"detail": timeline.call_detail(call=call)})
+    return render(request, "calls/call_detail.html",
+                  {"detail": timeline.call_detail(call=call, business=request.business)})
 
 
 class _Echo:

@@ -148,6 +148,12 @@ if DB_POOL and DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql"
     DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
         "min_size": DB_POOL_MIN_SIZE, "max_size": max(DB_POOL_MIN_SIZE, DB_POOL_MAX_SIZE),
         "timeout": DB_POOL_TIMEOUT_SECONDS}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # One machine without PostgreSQL: the server, the call sessions' recorders and the post-call threads write at
+    # once. A transaction that read first and then writes cannot wait for another writer (SQLite answers
+    # "database is locked" at once), so every transaction takes the write lock when it begins and waits up to
+    # `timeout` seconds for it.
+    DATABASES["default"].setdefault("OPTIONS", {}).update({"transaction_mode": "IMMEDIATE", "timeout": 20})
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 REDIS_URL = env_str("REDIS_URL", "")
@@ -171,7 +177,9 @@ if REDIS_URL:
 
 # --- Celery -----------------------------------------------------------------------------------
 
-CELERY_BROKER_URL = REDIS_URL or "memory://"
+# Without Redis tasks run eagerly, but apply_async still opens a producer on this broker; kombu warns on every
+# one whose URL names no host, so the in-memory broker gets one.
+CELERY_BROKER_URL = REDIS_URL or "memory://localhost/"
 CELERY_RESULT_BACKEND = None
 # Embedded mode: tasks run in-process; the post-call work on a small background executor (calls/background.py),
 # never in the thread that finalised the call.
@@ -211,6 +219,11 @@ ACCOUNT_CONFIRM_EMAIL_ON_GET = False
 # ACCOUNT_RATE_LIMITS is deliberately unset: allauth then applies its built-in limits (failed logins per IP and
 # per email address, signup, password reset, email confirmation, ...). Setting it to False would switch them all off.
 ACCOUNT_ADAPTER = "accounts.adapters.AccountAdapter"
+# Our labels, and at sign-up the browser's time zone for the new business.
+ACCOUNT_FORMS = {"login": "accounts.forms.LoginForm", "signup": "accounts.forms.SignupForm",
+                 "reset_password": "accounts.forms.ResetPasswordForm",
+                 "reset_password_from_key": "accounts.forms.ResetPasswordKeyForm",
+                 "change_password": "accounts.forms.ChangePasswordForm"}
 ACCOUNT_DEFAULT_HTTP_PROTOCOL = _public.scheme
 SOCIALACCOUNT_ADAPTER = "accounts.adapters.SocialAccountAdapter"
 SOCIALACCOUNT_AUTO_SIGNUP = True
@@ -297,6 +310,9 @@ STORAGES = {
     },
 }
 WHITENOISE_USE_FINDERS = env_bool("WHITENOISE_USE_FINDERS", DEBUG)
+# Files browsers ask for at the site's root (/favicon.ico, which every page without a <link rel="icon"> -- the
+# admin, error pages -- makes them request), served by WhiteNoise like the rest of the static files.
+WHITENOISE_ROOT = BASE_DIR / "static" / "root"
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"

@@ -21,8 +21,9 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-
 
 @contextmanager
 def chromium_page(*, args: tuple[str, ...] | list[str] = (), viewport: dict[str, int] | None = None,
-                  cookies: list[dict[str, Any]] | None = None) -> Iterator[Any]:
-    """A fresh browser and page; fails the test if the page raised a JavaScript error."""
+                  cookies: list[dict[str, Any]] | None = None, timezone_id: str | None = None) -> Iterator[Any]:
+    """A fresh browser and page; fails the test if the page raised a JavaScript error. `timezone_id` is the time
+    zone the browser reports (Intl), as a person's own computer would."""
     from playwright.sync_api import sync_playwright
 
     ARTIFACTS.mkdir(exist_ok=True)
@@ -32,7 +33,8 @@ def chromium_page(*, args: tuple[str, ...] | list[str] = (), viewport: dict[str,
     try:
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=[*CHROMIUM_ARGS, *args])
-            context = browser.new_context(viewport=viewport or {"width": 1280, "height": 900})
+            context = browser.new_context(viewport=viewport or {"width": 1280, "height": 900},
+                                          **({"timezone_id": timezone_id} if timezone_id else {}))
             if cookies:
                 context.add_cookies(cookies)
             page = context.new_page()

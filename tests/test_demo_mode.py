@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -67,7 +68,9 @@ def test_every_stand_in_fixture_script_loads(path):
 def test_the_demo_script_asks_the_supervisor_to_book_and_ends_the_call():
     script = load_script(DEMO_SCRIPT)
     assert [t.tool["name"] if t.tool else None for t in script.turns] == [None, "ask_supervisor", "end_call"]
-    assert script.summary is not None and script.summary.document["caller_name"] == "Alex Morgan"
+    # What the summary says comes from the call it summarises, never from the script.
+    assert script.summary is not None and script.summary.document["outcome"] == "{call.outcome}"
+    assert script.summary.document["caller_name"] == "{call.caller_name}"
 
 
 @pytest.fixture
@@ -105,13 +108,18 @@ def test_the_demo_script_finds_a_cleaning_and_leaves_a_message_as_a_test_call_ca
     assert not Appointment.objects.filter(business=demo_business).exists()
     message = Message.objects.get(business=demo_business)
     assert (message.name, message.callback_number, message.call) == ("Alex Morgan", "+14155550123", call)
-    slot = message.body.removeprefix("Would like a cleaning at ").removesuffix(". Left in demo mode.")
-    first_free = dt.datetime.fromisoformat(slot)
+    [availability] = [e["payload"]["result"] for e in result.events
+                      if e["payload"].get("step") == "tool" and e["payload"]["name"] == "check_availability"]
+    day = availability if availability["slots"] else availability["next_available"]
+    first_free = dt.datetime.fromisoformat(day["slots"][0])
     assert (first_free.date() == tomorrow) is tomorrow_open
     assert first_free.date() > tomorrow or tomorrow_open
+    # Said and written as a person would: the day and the time in the business's words, never "2026-12-08T08:00".
+    slot = f"{day['date_spoken']} at {day['slots_spoken'][0]}"
+    assert message.body == f"Would like a cleaning on {slot}. Left in demo mode."
     assert result.ok and result.answer == (
-        "A test call has no caller number, so I can't book in your name, Alex, but the first free cleaning is at "
-        f"{slot}: I've left a message for the team to book it and call you back.")
+        f"I couldn't book it on this call, Alex, but the first free cleaning is on {slot}: I've left a message for "
+        "the team to book it and call you back.")
 
 
 # --- the run command -------------------------------------------------------------------------------------------
@@ -184,7 +192,10 @@ DEMO_CALLER_SAYS = "Hi, what are your opening hours?"
 def test_a_newcomers_first_browser_test_call_works_in_demo_mode(tmp_path):
     """`make run` with nothing configured, then the demo owner signs in and talks to the receptionist."""
     script = json.loads(DEMO_SCRIPT.read_text())
-    greeting, first_turn = script["greeting"], script["turns"][0]
+    first_turn = script["turns"][0]
+    # The script speaks for the seeded business, from what our server tells the stand-in about it.
+    greeting = "Thanks for calling Harbor Dental, this is the front desk. How can I help?"
+    hours = "We're open Monday to Friday, 8 am to noon and 1 pm to 5 pm; and Saturday, 9 am to 1 pm."
     # The caller speaks once the (espeak-spoken) greeting has played.
     wav, _ = spoken_wav(tmp_path, DEMO_CALLER_SAYS, lead_silence_s=7.0)
     port, standin_port = free_port(), free_port()
@@ -210,7 +221,7 @@ def test_a_newcomers_first_browser_test_call_works_in_demo_mode(tmp_path):
             transcript = page.locator("#test-call-transcript")
             transcript.get_by_text(greeting).wait_for(timeout=15_000)
             transcript.get_by_text(first_turn["caller"]).wait_for(timeout=30_000)
-            transcript.get_by_text(first_turn["agent"]).wait_for(timeout=15_000)
+            transcript.get_by_text(hours).wait_for(timeout=15_000)
             assert int(page.get_attribute("#test-call", "data-played-ms")) > 1000  # the greeting was heard
             page.screenshot(path=str(ARTIFACTS / "demo-test-call.png"), full_page=True)
             page.get_by_role("button", name="Hang up").click()
@@ -220,9 +231,72 @@ def test_a_newcomers_first_browser_test_call_works_in_demo_mode(tmp_path):
             page.get_by_role("link", name="open this call").click()
             page.wait_for_url("**/dashboard/calls/*/")
             main = page.locator("main")
-            for text in [first_turn["caller"], first_turn["agent"]]:
+            for text in [first_turn["caller"], hours]:
                 assert text in main.inner_text()
-            main.get_by_text(script["summary"]["document"]["summary"]).wait_for(timeout=20_000)
+            # Only the opening hours were asked: the summary claims no booking and no message.
+            main.get_by_text("Demo call to Harbor Dental (simulated by the local stand-in). No appointment was "
+                             "booked and no message was left.").wait_for(timeout=20_000)
             page.screenshot(path=str(ARTIFACTS / "demo-call-detail.png"), full_page=True)
+        # A clean run: nothing warns or fails (the call's end used to hit "database is locked" on SQLite).
+        noisy = [line for line in log.read_text(errors="replace").splitlines()
+                 if re.search(r"\b(WARNING|ERROR|CRITICAL)\b", line) and "/favicon.ico" not in line]
+        assert not noisy, log.read_text(errors="replace")
+    finally:
+        kill_group(process)
+
+
+def spoken_turns_wav(directory: Path, turns: list[tuple[float, str]]) -> Path:
+    """One microphone recording: each (silence before it, text) spoken by espeak-ng in turn, 48 kHz mono PCM16."""
+    parts = []
+    for n, (silence_s, text) in enumerate(turns):
+        raw, padded = directory / f"turn-{n}-raw.wav", directory / f"turn-{n}.wav"
+        subprocess.run(["espeak-ng", "-v", "en-us", "-s", "150", "-w", str(raw), text], check=True)
+        subprocess.run(["sox", str(raw), "-r", "48000", "-c", "1", "-b", "16", str(padded), "gain", "-n", "-3",
+                        "pad", str(silence_s), "0"], check=True)
+        parts.append(str(padded))
+    caller = directory / "caller-turns.wav"
+    subprocess.run(["sox", *parts, str(caller), "pad", "0", "3"], check=True)
+    return caller
+
+
+@pytest.mark.e2e
+@pytest.mark.browser
+def test_a_demo_booking_under_the_run_command_logs_no_warning(tmp_path):
+    """`make run`, then a whole demo call: hours, a booking (the supervisor, queued without Redis), goodbye. The
+    task broker used to warn about a missing host on every hand-off, and the stand-in about a missing template
+    value on every booking."""
+    turns = json.loads(DEMO_SCRIPT.read_text())["turns"]
+    # Each turn waits until the agent's (espeak-spoken, real-time) answer to the one before has played.
+    wav = spoken_turns_wav(tmp_path, [(7.0, turns[0]["caller"]), (12.0, "I'd like to book a cleaning, please."),
+                                      (24.0, turns[2]["caller"])])
+    port, standin_port = free_port(), free_port()
+    base = f"http://127.0.0.1:{port}"
+    log = tmp_path / "run.log"
+    with open(log, "wb") as out:
+        process = subprocess.Popen(["bash", "scripts/run.sh"], cwd=ROOT, env=newcomer_env(tmp_path, port, standin_port),
+                                   stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        wait_for(f"{base}/healthz/", time.monotonic() + 50, process, log)
+        mic = ["--autoplay-policy=no-user-gesture-required", "--use-fake-ui-for-media-stream",
+               "--use-fake-device-for-media-stream", f"--use-file-for-fake-audio-capture={wav}%noloop"]
+        with chromium_page(args=mic) as page:
+            page.goto(f"{base}/accounts/login/")
+            page.fill("input[name=login]", "owner@demo.example")
+            page.fill("input[name=password]", "demo-receptionist-2026")
+            page.locator("form button[type=submit]").last.click()
+            page.wait_for_url("**/dashboard/")
+            page.goto(f"{base}/dashboard/test-call/")
+            page.get_by_role("button", name="Start call").click()
+            transcript = page.locator("#test-call-transcript")
+            transcript.get_by_text("I couldn't book it on this call, Alex, but the first free cleaning is on",
+                                   exact=False).wait_for(timeout=60_000)
+            transcript.get_by_text("Thanks for calling Harbor Dental, goodbye!", exact=False).wait_for(timeout=45_000)
+            page.wait_for_selector("#test-call[data-status=ended]", timeout=15_000)
+            page.screenshot(path=str(ARTIFACTS / "demo-booking-call.png"), full_page=True)
+        text = log.read_text(errors="replace")
+        # The browser's favicon request is a page-layout matter (issue 15 has its own item for it).
+        noisy = [line for line in text.splitlines()
+                 if re.search(r"\b(WARNING|ERROR|CRITICAL)\b", line) and "/favicon.ico" not in line]
+        assert not noisy, text
     finally:
         kill_group(process)

@@ -71,6 +71,56 @@ def test_without_redis_the_product_runs_embedded():
     assert result.stdout.split() == ["channels.layers.InMemoryChannelLayer", "True", "django.db.backends.sqlite3"], result.stderr
 
 
+def test_without_redis_queueing_a_task_logs_no_warning():
+    # Eager Celery still opens a producer on the in-memory broker for every apply_async (a supervisor hand-off on
+    # each demo booking); a broker URL without a host made kombu warn "No hostname was supplied" each time.
+    code = ("import logging, django; django.setup(); logging.basicConfig(level=logging.WARNING);"
+            "from receptionist.celery import app\n"
+            "@app.task(name='tests.noop')\ndef noop():\n    return 'ran'\n"
+            "print(noop.apply_async().get())")
+    env = {k: v for k, v in os.environ.items() if k not in {"REDIS_URL", "DATABASE_URL"}}
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60,
+                            env={**env, "DEBUG": "true", "DJANGO_SETTINGS_MODULE": "receptionist.settings"})
+    assert result.stdout.split() == ["ran"], result.stderr
+    assert "WARNING" not in result.stderr, result.stderr
+
+
+def test_without_postgresql_a_transaction_that_reads_then_writes_waits_for_another_writer(tmp_path):
+    # A call's end (finalise, then its usage row) used to fail with "database is locked" while the post-call
+    # thread wrote: SQLite refuses a read lock's upgrade at once instead of waiting.
+    code = """
+import threading, time, django
+django.setup()
+from django.db import connection, transaction
+from django.core.management import call_command
+call_command("migrate", "sessions", verbosity=0)
+from django.contrib.sessions.models import Session
+from django.utils import timezone
+errors = []
+def writer():
+    with transaction.atomic():
+        Session.objects.create(session_key="b" * 32, session_data="", expire_date=timezone.now())
+        time.sleep(0.5)
+def reader_then_writer():
+    try:
+        with transaction.atomic():
+            Session.objects.count()
+            time.sleep(0.2)
+            Session.objects.create(session_key="a" * 32, session_data="", expire_date=timezone.now())
+    except Exception as exc:
+        errors.append(exc)
+first = threading.Thread(target=writer)
+second = threading.Thread(target=reader_then_writer)
+first.start(); time.sleep(0.05); second.start(); first.join(); second.join()
+print(errors or Session.objects.count())
+"""
+    env = {k: v for k, v in os.environ.items() if k not in {"REDIS_URL", "DATABASE_URL"}}
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60,
+                            env={**env, "DEBUG": "true", "DJANGO_SETTINGS_MODULE": "receptionist.settings",
+                                 "DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite3'}"})
+    assert result.stdout.split() == ["2"], result.stdout + result.stderr
+
+
 def test_env_example_documents_every_variable_the_settings_read():
     import re
 

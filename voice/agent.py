@@ -145,7 +145,7 @@ def describe_caller(business: Business, caller_number: str) -> str:
     if name:
         lines.append("This is a returning caller: greet them by the name in the caller-provided data below.")
     for appointment in context.get("upcoming_appointments", [])[:3]:
-        lines.append(f"They have {appointment['service']} booked for {appointment['start'].replace('T', ' at ')}.")
+        lines.append(f"They have {appointment['service']} booked for {appointment['start_spoken']}.")
     text = " ".join(lines)
     if name:
         text += "\n\n" + caller_data_block({"returning_caller_name": name},

@@ -19,7 +19,7 @@ AREA_CODE_COUNTRIES = {"US", "CA"}  # Twilio's AreaCode search applies to these 
 
 
 class NumberSearchForm(forms.Form):
-    country = forms.ChoiceField()
+    country = forms.ChoiceField(error_messages={"invalid_choice": "Choose one of the countries in the list."})
     area_code = forms.CharField(
         required=False, max_length=3, label="Area code",
         help_text="Three digits, for US and Canadian numbers only (e.g. 415). Leave empty to see any area.",
@@ -46,9 +46,11 @@ class NumberSearchForm(forms.Form):
 
 class NumberBuyForm(forms.Form):
     phone_number = forms.RegexField(regex=r"^\+[1-9][0-9]{6,14}$", widget=forms.HiddenInput,
-                                    error_messages={"invalid": "Pick a number from the search results."})
+                                    error_messages={"invalid": "Pick a number from the search results.",
+                                                    "required": "Pick a number from the search results."})
 
 
 class NumberClaimForm(forms.Form):
     sid = forms.RegexField(regex=NUMBER_SID, widget=forms.HiddenInput,
-                           error_messages={"invalid": "Pick a number from the list."})
+                           error_messages={"invalid": "Pick a number from the list.",
+                                           "required": "Pick a number from the list."})

@@ -115,3 +115,42 @@ def number_release(request: HttpRequest) -> HttpResponse:
         messages.warning(request, f"{released.phone_number} no longer reaches your receptionist. Twilio could not "
                                   "be told just now; the people who run this service have been notified.")
     return redirect("settings_number")
+
+
+NOT_HERE = ("Twilio does not send this number's calls to this server, so callers don't reach your receptionist. "
+            "An owner can point it here again below.")
+
+
+@require_POST
+@business_view()
+def number_check(request: HttpRequest) -> HttpResponse:
+    """Ask Twilio again where the number's calls go (the page otherwise shows what it said last)."""
+    _require_twilio()
+    try:
+        here = numbers.number_check(business=request.business)  # type: ignore[attr-defined]
+    except numbers.NumberError as exc:
+        messages.error(request, str(exc))
+        return redirect("settings_number")
+    if here:
+        messages.success(request, "Checked with Twilio: calls to your number reach your receptionist.")
+    else:
+        messages.error(request, NOT_HERE)
+    return redirect("settings_number")
+
+
+@require_POST
+@business_view(owner_only=True)
+def number_reconnect(request: HttpRequest) -> HttpResponse:
+    """Point the business's own number at this server again (its settings at Twilio were changed or moved)."""
+    _require_twilio()
+    try:
+        here = numbers.number_reconnect(business=request.business)  # type: ignore[attr-defined]
+    except numbers.NumberError as exc:
+        messages.error(request, str(exc))
+        return redirect("settings_number")
+    if here:
+        messages.success(request, "Your number is connected again: calls to it reach your receptionist.")
+    else:
+        messages.error(request, "Twilio took the change but still does not send the number's calls here. The people "
+                                "who run this service need to look at it in the Twilio console.")
+    return redirect("settings_number")

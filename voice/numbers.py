@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import Q
+from django.utils import timezone
 
 from accounts.models import Business
 from voice import twilio_api
@@ -47,6 +48,20 @@ class NumberError(Exception):
 
 def twilio_configured() -> bool:
     return bool(settings.TWILIO_ACCOUNT_SID and settings.TWILIO_AUTH_TOKEN)
+
+
+def points_here(number: AccountNumber) -> bool:
+    """Twilio sends every call of `number` to this server: incoming, fallback and status webhooks, and nothing
+    (an application, a SIP trunk) takes the calls before them."""
+    return (not number.voice_application_sid and not number.trunk_sid
+            and number.webhooks() == twilio_api.number_webhooks())
+
+
+def _record_configuration(business: Business, number: AccountNumber) -> None:
+    """Remember what Twilio just said about the number, so pages need not ask it again."""
+    business.phone_number_checked_at = timezone.now()
+    business.phone_number_webhooks_base = settings.PUBLIC_BASE_URL if points_here(number) else ""
+    business.save(update_fields=["phone_number_checked_at", "phone_number_webhooks_base", "updated_at"])
 
 
 def _serves_something_else(number: AccountNumber) -> bool:
@@ -140,6 +155,7 @@ def number_buy(*, business: Business, phone_number: str) -> Business:
             log.exception("Could not release %s (%s) after a lost race; release it in the Twilio console",
                           bought.phone_number, bought.sid)
         raise NumberError(NOT_AVAILABLE) from None
+    _record_configuration(business, bought)  # Twilio's answer to the purchase carries the webhooks it set
     log.info("Business %s bought %s (%s)", business.pk, bought.phone_number, bought.sid)
     return business
 
@@ -167,12 +183,51 @@ def number_claim(*, business: Business, sid: str) -> Business:
     except IntegrityError:
         raise NumberError(NOT_AVAILABLE) from None
     try:
-        twilio_api.configure_number(number.sid)
+        configured = twilio_api.configure_number(number.sid)
     except TwilioError as exc:
         log.warning("Configuring %s for business %s failed: %s", number.phone_number, business.pk, exc)
         raise NumberError(TWILIO_UNREACHABLE) from exc  # rolls the claim back
+    _record_configuration(business, configured)
     log.info("Business %s claimed %s (%s)", business.pk, number.phone_number, number.sid)
     return business
+
+
+HAND_ENTERED = ("This number was entered by the people who run this service, so it can't be checked here. Ask "
+                "them to check that Twilio sends its calls to this server.")
+
+
+def number_check(*, business: Business) -> bool:
+    """Ask Twilio where the business's number sends its calls now, remember it, and say whether that is here."""
+    if not business.phone_number_sid:
+        raise NumberError(HAND_ENTERED if business.phone_number else "Your business has no phone number to check.")
+    try:
+        number = twilio_api.fetch_account_number(business.phone_number_sid)
+    except TwilioError as exc:
+        log.warning("Checking %s for business %s failed: %s", business.phone_number, business.pk, exc)
+        raise NumberError("Twilio could not be reached just now. Please try again in a minute.") from exc
+    if number is None:
+        business.phone_number_checked_at, business.phone_number_webhooks_base = timezone.now(), ""
+        business.save(update_fields=["phone_number_checked_at", "phone_number_webhooks_base", "updated_at"])
+        raise NumberError("Twilio says this number is no longer in this service's account, so calls to it can't "
+                          "reach your receptionist. Release it and get another one.")
+    _record_configuration(business, number)
+    return business.number_reaches_us
+
+
+def number_reconnect(*, business: Business) -> bool:
+    """Point the business's own number (one it holds through the portal) at this server's webhooks again; whether
+    Twilio's answer says it now does."""
+    if not business.phone_number_sid:
+        raise NumberError(HAND_ENTERED if business.phone_number else "Your business has no phone number to connect.")
+    try:
+        configured = twilio_api.configure_number(business.phone_number_sid)
+    except TwilioError as exc:
+        log.warning("Reconnecting %s for business %s failed: %s", business.phone_number, business.pk, exc)
+        raise NumberError(TWILIO_UNREACHABLE) from exc
+    _record_configuration(business, configured)
+    log.info("Business %s pointed %s (%s) at this server again", business.pk, business.phone_number,
+             business.phone_number_sid)
+    return business.number_reaches_us
 
 
 @dataclass(frozen=True)
@@ -189,7 +244,9 @@ def number_release(*, business: Business) -> Released:
             raise NumberError("Your business has no phone number to release.")
         phone_number, sid, bought = business.phone_number, business.phone_number_sid, business.phone_number_bought
         business.phone_number, business.phone_number_sid, business.phone_number_bought = "", "", False
-        business.save(update_fields=["phone_number", "phone_number_sid", "phone_number_bought", "updated_at"])
+        business.phone_number_checked_at, business.phone_number_webhooks_base = None, ""
+        business.save(update_fields=["phone_number", "phone_number_sid", "phone_number_bought",
+                                     "phone_number_checked_at", "phone_number_webhooks_base", "updated_at"])
     if not sid:  # typed in by an operator: nothing of ours to undo at Twilio
         return Released(phone_number, twilio_done=True)
     try:

@@ -25,6 +25,7 @@ from accounts.models import Business
 from calls.caller_text import caller_data_block, clean_caller_text
 from calls.models import Call, CallEvent
 from calls.selectors.callers import caller_number_of_call
+from calls.selectors.local_time import say_local
 from calls.services.recording import call_events_add
 from calls.tools import SUPERVISOR_TOOLS, WRITE_TOOLS, run_business_tool
 from voice.agent import build_instructions
@@ -66,9 +67,12 @@ def supervisor_system_prompt(business: Business, caller_number: str) -> str:
     return "\n\n".join([
         f"You are the supervisor behind the phone receptionist of {business.name}. A junior voice agent is on "
         f"the phone with a caller and asked you for help. Today is {local_now:%Y-%m-%d} ({local_now:%A}), the "
-        f"local time is {local_now:%H:%M} ({business.time_zone}). {caller}",
+        f"local time is {local_now:%H:%M} ({business.time_zone}); said aloud, it is "
+        f"{say_local(local_now, business)}. {caller}",
         "Use the tools to look things up and to act: check availability before booking, never invent times, "
-        "prices or facts. Times you pass and receive are the business's local time, written YYYY-MM-DDTHH:MM. "
+        "prices or facts. Times you pass and receive are the business's local time, written YYYY-MM-DDTHH:MM: "
+        "pass those back to the tools, but never say them. Each comes with a *_spoken twin (start_spoken, "
+        "date_spoken, slots_spoken, …) in the caller's language: say that one. "
         "If you need something only the caller can tell you (their name, which service, which day), do not "
         "guess: answer with the question the agent should ask. Bookings, changes, cancellations and messages "
         "are only done when the caller clearly asked for them. Privacy: only look up, move or cancel bookings of "

@@ -146,18 +146,23 @@ class BrowserTransport(_SocketTransport):
 
 
 def page_message(event: dict[str, Any]) -> dict[str, Any] | None:
-    """What the test-call page shows of a recorded transcript entry or event (None: nothing)."""
+    """What the test-call page shows of a recorded transcript entry or event (None: nothing).
+
+    Each line carries `at_ms`, when it happened in the call, and the page places it by that: a caller's words
+    are transcribed seconds after they were said, often after the agent answered or ended the call, so the
+    order the messages arrive in is not the order of the call."""
     if event.get("type") == "transcript":
+        at_ms = event.get("start_ms") if event.get("start_ms") is not None else event.get("end_ms")
         return {"type": "transcript", "speaker": event["speaker"], "text": event["text"], "order": event["order"],
-                "interrupted": event["interrupted"]}
+                "interrupted": event["interrupted"], "at_ms": at_ms}
     payload = event.get("payload") or {}
     kind = event.get("kind")
     if kind == CallEvent.Kind.LATENCY:
         return {"type": "latency", "ms": payload.get("ms"), "item_id": payload.get("item_id")}
     if kind == CallEvent.Kind.BARGE_IN:
-        return {"type": "barge_in", "heard_ms": payload.get("heard_ms")}
+        return {"type": "barge_in", "heard_ms": payload.get("heard_ms"), "at_ms": event.get("offset_ms")}
     if kind == CallEvent.Kind.TOOL_CALL:
-        return {"type": "tool", "name": payload.get("name")}
+        return {"type": "tool", "name": payload.get("name"), "at_ms": event.get("offset_ms")}
     if kind == CallEvent.Kind.HANGUP and payload.get("by") == "agent" and payload.get("reason") in LIMIT_MESSAGES:
         return {"type": "limit", "reason": payload["reason"], "message": LIMIT_MESSAGES[payload["reason"]]}
     return None

@@ -162,6 +162,19 @@ class AccountNumber:
     voice_url: str
     voice_application_sid: str
     trunk_sid: str
+    # The rest of its voice configuration, to tell whether all of it points at us.
+    voice_method: str = ""
+    voice_fallback_url: str = ""
+    voice_fallback_method: str = ""
+    status_callback: str = ""
+    status_callback_method: str = ""
+
+    def webhooks(self) -> dict[str, str]:
+        """Its configuration in the shape of `number_webhooks()`; methods compared as Twilio writes them."""
+        return {"voice_url": self.voice_url, "voice_method": self.voice_method.upper(),
+                "voice_fallback_url": self.voice_fallback_url,
+                "voice_fallback_method": self.voice_fallback_method.upper(),
+                "status_callback": self.status_callback, "status_callback_method": self.status_callback_method.upper()}
 
 
 def number_webhooks() -> dict[str, str]:
@@ -176,7 +189,11 @@ def number_webhooks() -> dict[str, str]:
 def _account_number(number) -> AccountNumber:
     return AccountNumber(sid=number.sid or "", phone_number=number.phone_number or "",
                          friendly_name=number.friendly_name or "", voice_url=number.voice_url or "",
-                         voice_application_sid=number.voice_application_sid or "", trunk_sid=number.trunk_sid or "")
+                         voice_application_sid=number.voice_application_sid or "", trunk_sid=number.trunk_sid or "",
+                         voice_method=number.voice_method or "", voice_fallback_url=number.voice_fallback_url or "",
+                         voice_fallback_method=number.voice_fallback_method or "",
+                         status_callback=number.status_callback or "",
+                         status_callback_method=number.status_callback_method or "")
 
 
 def _number_error(exc: Exception, doing: str) -> TwilioError:

@@ -179,3 +179,25 @@ def test_billing_page_shows_only_the_members_business(client, alices_business, c
 def _clear_price_cache():
     cache.clear()
     yield
+
+
+def test_without_plans_owners_read_a_plain_state_not_operator_instructions(client, alice, alices_business, settings):
+    settings.BILLING_PLANS = []
+    client.force_login(alice)
+    page = client.get("/billing/").content.decode()
+    assert "No paid plans are offered yet" in page
+    assert "30 minutes left" in page
+    assert "BILLING_PLANS" not in page and "README" not in page
+
+
+def test_the_free_trial_is_named_once(client, alice, alices_business, polar_api):
+    polar_api.get("/v1/products/").mock(side_effect=httpx.ConnectError("down"))
+    client.force_login(alice)
+    page = client.get("/billing/").content.decode()
+    assert page.count("Free trial") == 1
+
+
+def test_the_operators_admin_says_what_to_configure_when_there_are_no_plans(admin_client, settings):
+    settings.BILLING_PLANS = []
+    page = admin_client.get("/admin/billing/billingaccount/").content.decode()
+    assert "No plans are configured" in page and "BILLING_PLANS" in page

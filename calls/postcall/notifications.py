@@ -18,6 +18,8 @@ from accounts.models import Business
 from calls.models import Call, CallNotification, NotificationSettings
 from calls.outcomes import outcome_label
 from calls.postcall.queueing import enqueue, retry_countdown
+from calls.selectors.caller_names import caller_name_of, caller_note
+from calls.selectors.local_time import say_local
 
 log = logging.getLogger(__name__)
 
@@ -50,8 +52,9 @@ def header_text(value: str, limit: int) -> str:
     return cleaned if len(cleaned) <= limit else cleaned[:limit - 1].rstrip() + "…"
 
 
-def call_email_subject(call: Call) -> str:
-    caller = " ".join(filter(None, [header_text(call.caller_name, 60), header_text(call.from_number, 32)]))
+def call_email_subject(call: Call, caller: str | None = None) -> str:
+    """The subject; `caller` is the caller's one name (calls.selectors.caller_names), read when not given."""
+    caller = header_text(caller if caller is not None else caller_name_of(call), 80)
     outcome = header_text(outcome_label(call.outcome), 32)
     subject = f"{header_text(call.business.name, 80)}: call from {caller or 'an unknown caller'} ({outcome})"
     if call.follow_up_needed:
@@ -82,12 +85,15 @@ def call_notification_send(*, call_id: int) -> str:
                                                                     error=why)
             return CallNotification.Status.SKIPPED
         recipient = call.business.notification_email
+        caller = caller_name_of(call)
+        # The time is written out here, not with `|date` in the template: an email is rendered outside any
+        # request, where the active time zone is the server's, and `|date` would convert the local time back.
         context = {"call": call, "business": call.business, "url": dashboard_call_url(call),
-                   "outcome": outcome_label(call.outcome),
-                   "caller": " ".join(filter(None, [call.caller_name, call.from_number])) or "an unknown caller",
-                   "local_started": timezone.localtime(call.started_at, call.business.tzinfo)}
+                   "outcome": outcome_label(call.outcome), "caller": caller, "caller_note": caller_note(call, caller),
+                   "started": say_local(call.started_at, call.business, "en")}
         body = render_to_string("calls/email/call_summary.txt", context)
-        send_mail(call_email_subject(call), body, settings.DEFAULT_FROM_EMAIL, [recipient], fail_silently=False)
+        send_mail(call_email_subject(call, caller), body, settings.DEFAULT_FROM_EMAIL, [recipient],
+                  fail_silently=False)
     except (smtplib.SMTPException, OSError) as exc:
         # Nothing was accepted: back in the queue for a retry after a backoff, or failed after the last one.
         error = f"{exc.__class__.__name__}: {exc}"[:2000]

@@ -26,6 +26,7 @@ from calls.models import Call, WebhookAttempt, WebhookDelivery
 from calls.postcall.address_guard import BlockedAddress, resolve_webhook_target
 from calls.postcall.notifications import dashboard_call_url
 from calls.postcall.queueing import TransientError, enqueue, retry_countdown
+from calls.selectors.caller_names import caller_name_of
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +50,8 @@ def call_completed_payload(call: Call) -> dict[str, Any]:
             "status": call.status, "end_reason": call.end_reason, "started_at": iso(call.started_at),
             "answered_at": iso(call.answered_at), "ended_at": iso(call.ended_at),
             "duration_seconds": call.duration_seconds, "outcome": call.outcome, "summary": call.summary,
-            "caller_name": call.caller_name, "reason": call.reason, "action_items": call.action_items,
+            "caller_name": call.caller_name, "caller_display_name": caller_name_of(call), "reason": call.reason,
+            "action_items": call.action_items,
             "sentiment": call.sentiment, "follow_up_needed": call.follow_up_needed,
             "follow_up_reason": call.follow_up_reason, "summary_error": call.summary_error,
             "url": dashboard_call_url(call),

@@ -11,7 +11,7 @@ from django.utils import timezone
 from accounts.models import Business
 from accounts.phone import normalize_e164
 from calls.models import Appointment, Call, Customer, Message
-from calls.selectors.local_time import format_local
+from calls.selectors.local_time import format_local, say_local
 
 
 def caller_number_of_call(call: Call | None) -> str:
@@ -66,14 +66,14 @@ def messages_left_from(*, business_id: int, phone: str, limit: int = 3) -> list[
 def appointment_as_dict(appointment: Appointment, business: Business) -> dict[str, object]:
     return {"appointment_id": appointment.id, "service": appointment.service_name,
             "start": format_local(appointment.starts_at, business), "end": format_local(appointment.ends_at, business),
-            "status": str(appointment.status)}
+            "start_spoken": say_local(appointment.starts_at, business), "status": str(appointment.status)}
 
 
 def caller_context(*, business_id: int, phone: str, now: dt.datetime | None = None) -> dict | None:
     """What the realtime agent should know about a returning caller, or None for an unknown number.
 
     {"name", "previous_calls", "upcoming_appointments": [{"appointment_id", "service", "start", "end",
-    "status"}]}, times in the business's local "YYYY-MM-DDTHH:MM".
+    "start_spoken", "status"}]}, times in the business's local "YYYY-MM-DDTHH:MM" (and as said aloud).
     """
     try:
         phone = normalize_e164(phone)

@@ -6,12 +6,15 @@ from __future__ import annotations
 import datetime as dt
 import re
 from dataclasses import dataclass
+from typing import Any
 
-from django.db.models import Case, Count, IntegerField, Q, QuerySet, When
+from django.db.models import Case, Count, IntegerField, OuterRef, Q, QuerySet, Subquery, When
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from accounts.models import Business
 from calls.models import Appointment, Call, Customer, Message
+from calls.selectors.caller_names import annotate_customer_name, with_caller_names
 from calls.selectors.local_time import local_day_bounds, local_now
 from calls.selectors.search import CALL_LIST_FIELDS
 
@@ -102,7 +105,11 @@ def message_counts(*, business: Business) -> dict[str, int]:
 def customers_search(*, business: Business, query: str = "") -> QuerySet[Customer]:
     """Customers whose name contains `query`, or whose number contains its digits (3 or more, any punctuation),
     most recently seen first."""
-    rows = Customer.objects.filter(business=business)
+    calls = (Call.objects.filter(_calls_of(OuterRef(OuterRef("pk")), OuterRef("phone")),
+                                 business_id=OuterRef("business_id"))
+             .order_by().values("business_id").annotate(n=Count("id")).values("n"))
+    # Every call of theirs, as their page counts them (Customer.call_count counts phone calls from the number).
+    rows = Customer.objects.filter(business=business).annotate(calls=Coalesce(Subquery(calls), 0))
     query = query.strip()
     if query:
         match = Q(name__icontains=query)
@@ -115,10 +122,12 @@ def customers_search(*, business: Business, query: str = "") -> QuerySet[Custome
 
 @dataclass(frozen=True)
 class CustomerHistory:
-    """A customer's calls (from their number), appointments and messages, newest first, HISTORY_LIMIT of each."""
+    """A customer's calls, appointments and messages, newest first, HISTORY_LIMIT of each; `call_count` is every
+    call of theirs (see `customer_calls`)."""
 
     customer: Customer
     calls: list[Call]
+    call_count: int
     appointments: list[Appointment]
     messages: list[Message]
     more_calls: bool
@@ -126,16 +135,32 @@ class CustomerHistory:
     more_messages: bool
 
 
+def _calls_of(customer_id: Any, phone: Any) -> Q:
+    """A customer's calls: phone calls from their number, and any call that booked one of their appointments or
+    left one of their messages (a browser test call among them, when it did). Values or outer references."""
+    return (Q(channel=Call.Channel.TWILIO, from_number=phone)
+            | Q(id__in=Appointment.objects.filter(customer_id=customer_id, created_by_call__isnull=False)
+                .values("created_by_call_id"))
+            | Q(id__in=Message.objects.filter(customer_id=customer_id, call__isnull=False).values("call_id")))
+
+
+def customer_calls(*, customer: Customer) -> QuerySet[Call]:
+    """The customer's calls (`_calls_of`), in their own business."""
+    return Call.objects.filter(_calls_of(customer.id, customer.phone), business_id=customer.business_id)
+
+
 def customer_history(*, customer: Customer, limit: int = HISTORY_LIMIT) -> CustomerHistory:
-    """Three queries whatever the customer's history; every row is of the customer's own business."""
+    """Four queries whatever the customer's history; every row is of the customer's own business."""
     business_id = customer.business_id
-    calls = list(Call.objects.filter(business_id=business_id, from_number=customer.phone).only(*CALL_LIST_FIELDS)
-                 .order_by("-started_at", "-id")[:limit + 1])
+    calls = with_caller_names(annotate_customer_name(customer_calls(customer=customer).only(*CALL_LIST_FIELDS))
+                              .order_by("-started_at", "-id")[:limit + 1])
+    call_count = len(calls) if len(calls) <= limit else customer_calls(customer=customer).count()
     appointments = list(Appointment.objects.filter(business_id=business_id, customer=customer)
                         .order_by("-starts_at", "-id")[:limit + 1])
     messages = list(Message.objects.filter(business_id=business_id, customer=customer)
                     .select_related("handled_by").order_by("-created_at", "-id")[:limit + 1])
-    return CustomerHistory(customer=customer, calls=calls[:limit], appointments=appointments[:limit],
+    return CustomerHistory(customer=customer, calls=calls[:limit], call_count=call_count,
+                           appointments=appointments[:limit],
                            messages=messages[:limit], more_calls=len(calls) > limit,
                            more_appointments=len(appointments) > limit, more_messages=len(messages) > limit)
 
@@ -168,8 +193,9 @@ def dashboard_home(*, business: Business, now: dt.datetime | None = None, rows: 
         open_messages=open_rows.count(),
         appointments_left_today=sum(1 for a in appointments_today
                                     if a.status == Appointment.Status.BOOKED and a.ends_at > now),
-        latest_calls=list(Call.objects.filter(business=business).only(*CALL_LIST_FIELDS)
-                          .order_by("-started_at", "-id")[:rows]),
+        latest_calls=with_caller_names(annotate_customer_name(Call.objects.filter(business=business)
+                                                              .only(*CALL_LIST_FIELDS))
+                                       .order_by("-started_at", "-id")[:rows]),
         top_open_messages=list(open_rows[:rows]),
         appointments_today=appointments_today,
     )

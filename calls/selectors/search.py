@@ -11,6 +11,7 @@ from django.db.models import Exists, OuterRef, Q, QuerySet
 
 from accounts.models import Business
 from calls.models import Call, TranscriptEntry
+from calls.selectors.caller_names import annotate_customer_name, with_caller_names
 from calls.selectors.local_time import UTC, local_day_bounds
 
 # PostgreSQL text search configurations for the languages a business can pick (the calls' search document, the
@@ -109,7 +110,7 @@ def call_list_page(*, business: Business, filters: CallFilters, after: str | Non
                    per_page: int = CALLS_PAGE_SIZE) -> CallPage:
     """One page of calls, newest first, in one query at any depth: keyset paging on (started_at, id) over the
     (business, started_at, id) index, and no COUNT. `after` pages to older calls, `before` to newer ones."""
-    rows = calls_filtered(business=business, filters=filters).only(*CALL_LIST_FIELDS)
+    rows = annotate_customer_name(calls_filtered(business=business, filters=filters).only(*CALL_LIST_FIELDS))
     before_key = parse_call_cursor(before)
     after_key = None if before_key else parse_call_cursor(after)
     if before_key:
@@ -118,14 +119,14 @@ def call_list_page(*, business: Business, filters: CallFilters, after: str | Non
         newer = list(rows.filter(Q(started_at__gt=at) | Q(started_at=at, id__gt=call_id), started_at__gte=at)
                      .order_by("started_at", "id")[:per_page + 1])
         if len(newer) > per_page:
-            calls = newer[:per_page][::-1]
+            calls = with_caller_names(newer[:per_page][::-1])
             return CallPage(calls=calls, older=call_cursor(calls[-1]), newer=call_cursor(calls[0]))
         after_key = None  # back at the top: show the first page as it is now
     elif after_key:
         at, call_id = after_key
         rows = rows.filter(Q(started_at__lt=at) | Q(started_at=at, id__lt=call_id), started_at__lte=at)
     found = list(rows.order_by("-started_at", "-id")[:per_page + 1])
-    calls = found[:per_page]
+    calls = with_caller_names(found[:per_page])
     newer = (call_cursor(calls[0]) if calls else after) if after_key else None
     return CallPage(calls=calls, older=call_cursor(calls[-1]) if len(found) > per_page else None, newer=newer)
 

@@ -56,3 +56,11 @@ def compact_json(value: object) -> str:
     if isinstance(value, str):
         return value
     return json.dumps(value, ensure_ascii=False, sort_keys=True, default=str)
+
+
+@register.filter
+def pretty_json(value: object) -> str:
+    """A raw payload, indented, for the "details" disclosure of a timeline line (autoescaped by the template)."""
+    if isinstance(value, str):
+        return value
+    return json.dumps(value, ensure_ascii=False, sort_keys=True, indent=2, default=str)

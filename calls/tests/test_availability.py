@@ -149,7 +149,7 @@ def test_check_availability_uses_the_services_duration(business):
     assert result["service"] == "Cleaning"
     assert result["duration_minutes"] == 60
     assert result["slots"] == ["2030-01-07T09:00"]
-    assert result["open_intervals"] == [{"opens": "09:00", "closes": "10:00"}]
+    assert result["open_intervals"] == [{"opens": "09:00", "closes": "10:00", "spoken": "9 am to 10 am"}]
 
 
 def test_check_availability_without_a_service_uses_30_minutes(business):
@@ -178,7 +178,7 @@ def test_check_availability_on_a_closed_date_gives_the_reason_and_the_next_free_
     make_closed_date(business, "2030-01-07", "New year inventory")
     result = check(business, date="2030-01-07")
     assert result["slots"] == []
-    assert result["message"] == "Closed on 2030-01-07 (New year inventory)."
+    assert result["message"] == "Closed on Monday 7 January (New year inventory)."
     assert result["next_available"]["date"] == "2030-01-14"
     assert result["next_available"]["slots"][0] == "2030-01-14T09:00"
 

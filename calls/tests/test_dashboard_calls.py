@@ -102,7 +102,7 @@ def test_a_row_shows_caller_duration_outcome_summary_and_cost(owner_client, alic
               outcome="message_taken", summary="Wants a call back about the X-ray results.", cost_usd=Decimal("0.0421"),
               status=Call.Status.COMPLETED)
     html = page(owner_client)
-    for text in ("Fox Mulder", "+14155550199", "2:05", "Message taken", "Wants a call back about the X-ray results.",
+    for text in ("Fox Mulder", "+1 415-555-0199", "2:05", "Message taken", "Wants a call back about the X-ray results.",
                  "$0.0421"):
         assert text in html
 
@@ -428,23 +428,28 @@ def test_the_timeline_merges_turns_and_events_in_offset_order(owner_client, full
     html, d = detail(owner_client, full_call[0])
     assert [(item.offset, item.kind) for item in d.timeline] == [
         ("0:00.200", "agent"), ("0:02.500", "caller"), ("0:05.100", "agent"), ("0:05.600", "tool_call"),
-        ("0:06.000", "supervisor"), ("0:07.000", "supervisor"), ("0:09.800", "caller"), ("0:11.000", "barge_in"),
+        ("0:07.000", "supervisor"), ("0:09.800", "caller"), ("0:11.000", "barge_in"),
         ("0:12.050", "agent"), ("0:20.000", "latency"), ("0:30.000", "transfer"), ("0:31.000", "error"),
         ("1:35.000", "hangup")]
     positions = [html.index(text) for text in ("Alice Dental, how can I help?", "I&#x27;d like a cleaning on Friday.",
-                                               "ask_supervisor", "book_appointment", "1200 of 3000 ms",
+                                               "Asked the assistant: “Book Friday”",
+                                               "Booked Cleaning on Friday 16 January at 10 am",
+                                               "1.2 s of its 3.0 s reply was heard",
                                                "You&#x27;re booked for Friday at ten.", "no transfer number",
-                                               "Slow down", "Hang-up")]
+                                               "Slow down", "The caller hung up")]
     assert positions == sorted(positions)
     assert "0:05.600" in html and "1:35.000" in html
 
 
-def test_supervisor_steps_and_tool_calls_show_their_arguments_and_results(owner_client, full_call):
+def test_supervisor_steps_and_tool_calls_keep_their_arguments_and_results_behind_details(owner_client, full_call):
     html, _ = detail(owner_client, full_call[0])
-    assert "book_appointment" in html
-    assert "{&quot;service&quot;: &quot;Cleaning&quot;, &quot;start&quot;: &quot;2026-01-16T10:00&quot;}" in html
-    assert "{&quot;appointment_id&quot;: 77}" in html
-    assert "{&quot;request&quot;: &quot;Book Friday&quot;}" in html and "sent to the supervisor" in html
+    disclosures = html.split("<details")[1:]
+    booked = next(d for d in disclosures if "book_appointment" in d)
+    assert "&quot;start&quot;: &quot;2026-01-16T10:00&quot;" in booked and "&quot;appointment_id&quot;: 77" in booked
+    # The supervisor's request is folded into its next step's details, not a line of its own.
+    assert "&quot;step&quot;: &quot;request&quot;" in booked
+    asked = next(d for d in disclosures if "ask_supervisor" in d)
+    assert "&quot;request&quot;: &quot;Book Friday&quot;" in asked and "sent to the supervisor" in asked
 
 
 def test_each_latency_sits_next_to_the_agent_turn_it_measured(owner_client, full_call):

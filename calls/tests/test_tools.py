@@ -122,10 +122,12 @@ def test_business_info_without_a_date_gives_the_week_services_and_closed_dates(b
     info = run(business, "get_business_info")
     assert info["name"] == "Alice Dental"
     assert info["phone"] == "+14155552671"
-    assert info["week"][0] == {"weekday": "Monday", "intervals": [{"opens": "09:00", "closes": "12:00"},
-                                                                  {"opens": "13:00", "closes": "17:00"}]}
+    assert info["week"][0] == {"weekday": "Monday", "intervals": [
+        {"opens": "09:00", "closes": "12:00", "spoken": "9 am to noon"},
+        {"opens": "13:00", "closes": "17:00", "spoken": "1 pm to 5 pm"}]}
     assert info["week"][6] == {"weekday": "Sunday", "intervals": []}
-    assert {"date": "2030-12-25", "reason": "Christmas"} in info["upcoming_closed_dates"]
+    assert {"date": "2030-12-25", "reason": "Christmas", "date_spoken": "Wednesday 25 December"} \
+        in info["upcoming_closed_dates"]
     assert info["services"][0] == {"name": "Check-up", "duration_minutes": 60, "price": None, "description": ""}
     assert info["services"][1]["price"] == "80.00"
     assert isinstance(info["open_now"], bool)
@@ -137,7 +139,7 @@ def test_business_info_for_a_date_gives_that_days_hours(business):
     make_closed_date(business, "2030-01-08", "Inventory")
     info = run(business, "get_business_info", {"date": "2030-01-08"})
     assert info["hours"] == {"date": "2030-01-08", "weekday": "Tuesday", "open": False, "closed_reason": "Inventory",
-                             "intervals": []}
+                             "intervals": [], "date_spoken": "Tuesday 8 January"}
     assert "week" not in info
 
 
@@ -178,7 +180,7 @@ def test_a_slot_from_check_availability_can_be_booked_for_the_caller(business):
     result = book(business, slot)
     assert result == {"appointment_id": Appointment.objects.get().id, "status": "booked", "service": "Cleaning",
                       "start": "2030-01-07T09:00", "end": "2030-01-07T09:30", "customer_name": "Dana Scully",
-                      "phone": CALLER}
+                      "phone": CALLER, "start_spoken": "Monday 7 January at 9 am"}
     assert Appointment.objects.get().starts_at == dt.datetime(2030, 1, 7, 17, 0, tzinfo=dt.timezone.utc)  # PST
 
 
@@ -234,7 +236,8 @@ def test_find_appointments_lists_upcoming_booked_ones_and_recent_past_ones(busin
     result = run(business, "find_appointments")
     assert result["customer_name"] == "Dana Scully"
     assert result["upcoming"] == [{"appointment_id": upcoming.id, "service": "Consultation",
-                                   "start": "2030-01-07T09:00", "end": "2030-01-07T09:30", "status": "booked"}]
+                                   "start": "2030-01-07T09:00", "end": "2030-01-07T09:30", "status": "booked",
+                                   "start_spoken": "Monday 7 January at 9 am"}]
     assert [a["appointment_id"] for a in result["recent_past"]] == [past.id]
 
 

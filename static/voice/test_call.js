@@ -68,10 +68,14 @@
     teardown();
   }
 
-  function addLine(className, who, text, extra) {
+  // Lines go where they happened in the call (`atMs`, ms since it started), not where their message arrived: a
+  // caller's words are transcribed seconds after they were said, often after the receptionist has answered.
+  function addLine(className, who, text, extra, atMs) {
     ui.empty.hidden = true;
     const li = document.createElement("li");
     li.className = className;
+    const at = typeof atMs === "number" ? atMs : Infinity;
+    li.dataset.at = String(at);
     if (who) {
       const label = document.createElement("span");
       label.className = "who";
@@ -85,7 +89,8 @@
       note.textContent = extra;
       li.appendChild(note);
     }
-    ui.transcript.appendChild(li);
+    const later = Array.from(ui.transcript.children).find((line) => Number(line.dataset.at) > at);
+    ui.transcript.insertBefore(li, later || null);
     li.scrollIntoView({ block: "nearest" });
     return li;
   }
@@ -201,9 +206,9 @@
         call.pendingLatency = null;
         addLine("turn turn-agent", "Receptionist", message.text,
           [latency !== null ? `replied in ${latency} ms` : "", message.interrupted ? "interrupted" : ""]
-            .filter(Boolean).join(" · "));
+            .filter(Boolean).join(" · "), message.at_ms);
       } else {
-        addLine("turn turn-caller", "You", message.text);
+        addLine("turn turn-caller", "You", message.text, "", message.at_ms);
       }
     },
     latency(message) {
@@ -213,8 +218,8 @@
       ui.latencyLast.textContent = message.ms + " ms";
       ui.latencyMedian.textContent = median(call.latencies) + " ms";
     },
-    barge_in() {
-      addLine("turn-event", "", "You interrupted the receptionist.");
+    barge_in(message) {
+      addLine("turn-event", "", "You interrupted the receptionist.", "", message.at_ms);
     },
     tool(message) {
       const what = {
@@ -222,7 +227,7 @@
         end_call: "The receptionist is ending the call.",
         transfer_to_human: "The receptionist is transferring the call.",
       }[message.name] || `Tool: ${message.name}`;
-      addLine("turn-event", "", what);
+      addLine("turn-event", "", what, "", message.at_ms);
     },
     hangup() {
       call.endedBy = "agent";

@@ -121,7 +121,7 @@ def test_a_returning_callers_bookings_are_named_outside_the_block(alices_busines
     customer = make_customer(alices_business, phone=VICTIM, name="Walter Bishop")
     make_appointment(alices_business, dt.datetime(2030, 1, 7, 18, 0, tzinfo=dt.timezone.utc), customer=customer)
     outside, _ = split_block(describe_caller(alices_business, VICTIM))
-    assert "They have Consultation booked for 2030-01-07 at 10:00." in outside
+    assert "They have Consultation booked for Monday 7 January at 10 am." in outside
 
 
 @pytest.mark.parametrize("number", ["", "anonymous", "sip:mallory@example.com", "owner@harbor.example"])

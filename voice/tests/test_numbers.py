@@ -111,6 +111,14 @@ def test_a_number_twilio_no_longer_sells_is_a_clear_error_and_nothing_changes(cl
     assert numberless.phone_number == "" and numberless.phone_number_sid == ""
 
 
+def test_buying_without_picking_a_number_asks_to_pick_one(client, alice, numberless, twilio):
+    client.force_login(alice)
+    # A real form post always carries its CSRF token, so the form is bound even with no number in it.
+    response = client.post(reverse("number_search") + "?country=US", {"csrfmiddlewaretoken": "x"})
+    assert response.context["buy_form"].errors == {"phone_number": ["Pick a number from the search results."]}
+    assert "This field is required" not in response.content.decode()
+
+
 def test_a_business_holds_at_most_one_number(client, alice, alices_business, twilio):
     client.force_login(alice)  # Alice's business already answers +14155552671
     response = client.post(reverse("number_search") + "?country=US", {"phone_number": "+12125550111"}, follow=True)

@@ -223,6 +223,47 @@ def test_an_unknown_tool_or_a_missing_result_still_answers_but_warns(standin, cl
     assert any("'cancel_appointment' is not among the request's tools" in w for w in warnings)
 
 
+FOLLOWS_RESULTS = [{"match": "book", "steps": [
+    {"tool": "check_availability", "arguments": {"date": "{today+1}"}},
+    {"when": "result.check_availability.slots.0|result.check_availability.next_available.slots.0",
+     "tool": "book_appointment",
+     "arguments": {"start": "{result.check_availability.slots.0|result.check_availability.next_available.slots.0}"}},
+    {"when": "result.book_appointment.booking", "say": "Booked for {result.book_appointment.start}."},
+    {"when": "!result.check_availability.slots.0|result.check_availability.next_available.slots.0",
+     "say": "Nothing is free."}]}]
+
+
+def test_alternatives_take_the_first_value_there_is_without_a_warning(standin, client):
+    standin.script = Script.from_obj({"supervisor": FOLLOWS_RESULTS})
+    answer, completions = supervisor_loop(client, "book me in")
+    assert answer == "Booked for 2026-03-10T09:00."
+    assert all(not record["warnings"] for record in standin.chat_requests)
+
+
+def test_steps_whose_condition_does_not_hold_are_skipped(standin):
+    standin.script = Script.from_obj({"supervisor": FOLLOWS_RESULTS})
+    messages = conversation("book me in") + [
+        {"role": "assistant", "content": None, "tool_calls": [{"id": "call_1", "type": "function", "function": {
+            "name": "check_availability", "arguments": "{}"}}]},
+        {"role": "tool", "tool_call_id": "call_1", "content": json.dumps({"slots": [], "message": "Closed."})}]
+    status, body, _ = post(standin.base_url + "/chat/completions", {"model": MODEL, "messages": messages,
+                                                                     "tools": TOOLS})
+    assert status == 200 and body["choices"][0]["message"]["content"] == "Nothing is free."
+    assert not standin.last_chat_request["warnings"]
+
+
+def test_supervisor_templates_read_the_business_from_the_system_prompt(standin, client):
+    standin.script = Script.from_obj({"supervisor": [{"default": True, "steps": [
+        {"say": "This is {business.name}. {business.hours} We offer {business.a_service}."}]}]})
+    system = ("You are the supervisor behind the phone receptionist of Maple Street Physio. A junior voice agent "
+              "is on the phone.\n\nOpening hours (Europe/London):\n- Monday: 09:00–17:30\n- Tuesday: closed\n\n"
+              "Services:\n- MRI scan: 30 minutes, 90.00 \n")
+    completion = client.chat.completions.create(model=MODEL, messages=[{"role": "system", "content": system},
+                                                                       {"role": "user", "content": "hi"}])
+    assert completion.choices[0].message.content == (
+        "This is Maple Street Physio. We're open Monday, 9 am to 5:30 pm. We offer an MRI scan.")
+
+
 def test_today_falls_back_to_the_script_time_zone():
     standin = RealtimeStandin(script={**SCRIPT, "supervisor_time_zone": "Pacific/Kiritimati"}, port=0)
     standin.start_in_thread()
@@ -387,6 +428,7 @@ def test_stopping_the_stand_in_drops_a_hanging_request_at_once():
     ([{"match": "a", "steps": [{"say": "x", "count": 2}]}], "need 'status' or 'hang'"),
     ([{"match": [], "steps": [{"say": "x"}]}], "non-empty"),
     ([{"match": "a", "steps": [{"say": "x", "tol": "typo"}]}], "unknown key"),
+    ([{"match": "a", "steps": [{"say": "x", "when": "{result.a}"}]}], "template expression without braces"),
 ])
 def test_the_script_rejects_malformed_supervisor_entries(supervisor, fragment):
     with pytest.raises(ValueError, match=fragment):

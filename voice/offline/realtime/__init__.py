@@ -35,7 +35,9 @@ Where things are
 ``script`` (the JSON script format and its parser), ``protocol`` (constants, the default session, errors,
 token estimates), ``session`` (one WebSocket connection and its event dispatch) with its handlers by concern in
 ``session_config``, ``input_audio`` (appends and VAD), ``items`` and ``responses`` (response generation),
-``chat_checks`` and ``chat`` (Chat Completions: request checks, the scripted supervisor, the summary),
+``chat_checks`` and ``chat`` (Chat Completions: request checks, the scripted supervisor, the summary), ``wire``
+(the business as our server's prompts describe it, for ``{business.*}`` templates), ``call_summary`` (what a
+summary request says happened on the call, for ``{call.*}`` templates),
 ``transport`` (plain HTTP on the WebSocket port), ``server`` (:class:`RealtimeStandin`) and ``cli``. Audio
 (tone, espeak-ng, μ-law) is shared with the simulator in :mod:`voice.offline.audio`.
 """

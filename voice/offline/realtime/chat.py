@@ -44,8 +44,17 @@ The answer comes from the script's ``supervisor`` list::
       business's zone); without one, the current date in ``supervisor_time_zone`` (default "UTC").
     - ``{caller}``: the first E.164-looking number (``+`` and 7-15 digits) in the system, developer or
       user messages, in message order.
+    - ``{business.name}``, ``{business.hours}``, ``{business.service}``, ``{business.a_service}``,
+      ``{business.service_name}``: the business as the system prompt describes it (``voice.offline.realtime.wire``).
+    - ``{a|b|...}``: the first alternative that has a value (a warning only when none has), e.g.
+      ``{result.check_availability.slots.0|result.check_availability.next_available.slots.0}``.
   An ``arguments`` string that is exactly one template keeps the value's JSON type (``"{result.x.count}"``
   gives ``2``); elsewhere non-string values are written as JSON.
+* ``"when": "result.book_appointment.error"`` on a step: the step is skipped unless that expression (no
+  braces; ``|`` alternatives allowed) has a value that is not empty, false or zero; ``"!…"`` negates. So a script
+  follows what the tools really answered (book; if that failed, take a message and say so). The request's step
+  is counted among the steps whose condition holds, replayed on each request, so a condition may only ask about
+  results of tools called before its step.
 * Failure knobs, on an entry (every step of it) or a step (that step only; a step's own knobs win):
     - ``"delay_ms": N``: wait before answering (other requests go on meanwhile).
     - ``"status": 500`` (or 400, 429, 502, 503 ...): answer with that HTTP error in the real API's shape;
@@ -65,6 +74,9 @@ script's ``summary.document`` merged over it::
 
     "summary": {"document": {"summary": "Ann booked a cleaning.", "outcome": "booked"},
                 "status": 500, "count": 2, "delay_ms": 200}
+
+Strings of the document may quote what the request says happened on the call: ``{call.outcome}``,
+``{call.what_happened}``, ``{call.caller_name}`` … (see ``voice.offline.realtime.call_summary``).
 
 ``summary`` takes the same failure knobs as a supervisor entry (``delay_ms``, ``status``, ``hang``,
 """
@@ -87,8 +99,10 @@ from voice.offline.realtime.chat_checks import (
     _CHAT_ERRORS, CHAT_HANG_CAP_S, DEFAULT_SUPERVISOR_SAY, _E164, _ISO_DATE, MAX_LOGGED_CHAT_REQUESTS, _TEMPLATE,
     _chat_tokens, _check_chat_request, _content_text, _random_id,
 )
+from voice.offline.realtime.call_summary import call_facts, default_document, fill_call_templates
 from voice.offline.realtime.protocol import _Error
 from voice.offline.realtime.script import SummaryScript
+from voice.offline.realtime.wire import business_facts, fill_wire_templates
 
 if TYPE_CHECKING:
     from voice.offline.realtime.script import ChatKnobs, SupervisorEntry, SupervisorStep
@@ -130,6 +144,7 @@ class _ChatTurn:
                     self.tool_results.append({"tool_call_id": msg["tool_call_id"], "name": name, "content": content})
         system = "\n".join(_content_text(m.get("content")) for m in messages if m["role"] in ("system", "developer"))
         self.today, self.today_from = self._today(system, time_zone)
+        self.facts = business_facts(system)
         self.caller = None
         for msg in messages:
             if msg["role"] in ("system", "developer", "user"):
@@ -147,18 +162,44 @@ class _ChatTurn:
 
     # ---- templates ----------------------------------------------------------------------
 
-    def _lookup(self, expr: str) -> tuple[bool, Any]:
-        """(found, value) of one template expression (without the braces)."""
+    def _lookup(self, expr: str, *, quiet: bool = False) -> tuple[bool, Any]:
+        """(found, value) of one template expression (without the braces): the first of its ``|`` alternatives
+        that has a value. Warns (unless ``quiet``) only when none has."""
+        alternatives = expr.split("|")
+        for i, alternative in enumerate(alternatives):
+            found, value = self._lookup_one(alternative, quiet=True)
+            if found:
+                return found, value
+        if not quiet:
+            self._lookup_one(alternatives[-1] if len(alternatives) == 1 else expr, quiet=False)
+        return False, None
+
+    def holds(self, condition: str | None) -> bool:
+        """A step's ``when``: true if the expression has a value that is not empty, false or zero; ``!``
+        before it negates. A missing value is simply false (no warning): conditions ask about it on purpose."""
+        if condition is None:
+            return True
+        negate = condition.startswith("!")
+        found, value = self._lookup(condition.lstrip("!"), quiet=True)
+        return bool(found and value not in ("", None, False, 0, [], {})) != negate
+
+    def _lookup_one(self, expr: str, *, quiet: bool) -> tuple[bool, Any]:
+        warnings = self.warnings if not quiet else []
+        if "|" in expr:
+            warnings.append(f"{{{expr}}}: none of the alternatives has a value")
+            return False, None
+        if expr.startswith("business."):
+            return self._business(expr, warnings)
         if expr.startswith("today"):
             return True, (self.today + timedelta(days=int(expr[5:] or 0))).isoformat()
         if expr == "caller":
             if self.caller is None:
-                self.warnings.append("{caller}: no +E.164 number in the system or user messages")
+                warnings.append("{caller}: no +E.164 number in the system or user messages")
                 return False, None
             return True, self.caller
         _, tool, *path = expr.split(".")
         if tool not in self.results:
-            self.warnings.append(f"{{{expr}}}: no tool message answers a {tool} call in this request")
+            warnings.append(f"{{{expr}}}: no tool message answers a {tool} call in this request")
             return False, None
         raw = self.results[tool]
         if not path:
@@ -166,7 +207,7 @@ class _ChatTurn:
         try:
             value: Any = json.loads(raw)
         except ValueError:
-            self.warnings.append(f"{{{expr}}}: the {tool} result is not JSON")
+            warnings.append(f"{{{expr}}}: the {tool} result is not JSON")
             return False, None
         for i, key in enumerate(path):
             if isinstance(value, dict) and key in value:
@@ -174,8 +215,17 @@ class _ChatTurn:
             elif isinstance(value, list) and re.fullmatch(r"-?\d+", key) and -len(value) <= int(key) < len(value):
                 value = value[int(key)]
             else:
-                self.warnings.append(f"{{{expr}}}: the {tool} result has no value at {'.'.join(path[:i + 1])!r}")
+                warnings.append(f"{{{expr}}}: the {tool} result has no value at {'.'.join(path[:i + 1])!r}")
                 return False, None
+        return True, value
+
+    def _business(self, expr: str, warnings: list[str]) -> tuple[bool, Any]:
+        """A fact of the business, read from the system prompt (the supervisor's quotes the agent's instructions)."""
+        missing: list[str] = []
+        value = fill_wire_templates("{" + expr + "}", facts=self.facts, warnings=missing)
+        if missing:
+            warnings.extend(missing)
+            return False, None
         return True, value
 
     def render(self, text: str) -> str:
@@ -329,7 +379,10 @@ class _ChatCompletions:
         turn = _ChatTurn(body, self.standin.script.supervisor_time_zone)
         record["warnings"] = turn.warnings
         entry_at, entry = self.select(turn.last_user)
-        step = entry.steps[turn.step] if entry is not None and turn.step < len(entry.steps) else None
+        # Steps whose `when` does not hold are skipped; the request's step is the turn.step-th of the others
+        # (replayed on every request: a condition only asks about results of tools called before its step).
+        taken = [(i, s) for i, s in enumerate(entry.steps) if turn.holds(s.when)] if entry is not None else []
+        step_at, step = taken[turn.step] if turn.step < len(taken) else (turn.step, None)
         record.update(
             entry=None if entry is None else {"index": entry_at, "match": list(entry.match), "default": entry.default},
             step=turn.step, last_user_message=turn.last_user, messages=len(turn.messages), tools=turn.tools,
@@ -346,7 +399,7 @@ class _ChatCompletions:
             if interrupted:
                 record["outcome"] = interrupted
                 raise _AbortRequest(interrupted)
-        failure = self.scripted_failure(entry_at, entry, turn.step, step)
+        failure = self.scripted_failure(entry_at, entry, step_at, step)
         if failure is not None:
             return await self._scripted_failure(req, record, failure, model=turn.model)
 
@@ -356,7 +409,7 @@ class _ChatCompletions:
             content, tool = DEFAULT_SUPERVISOR_SAY, None
         elif step is None:
             turn.warnings.append(f"supervisor entry {entry_at} ({entry.describe()}) has no step {turn.step} "
-                                 f"(it has {len(entry.steps)}); answered with a generic text")
+                                 f"(it has {len(taken)} whose condition holds); answered with a generic text")
             content, tool = DEFAULT_SUPERVISOR_SAY, None
         else:
             content = turn.render(step.say) if step.say is not None else None
@@ -421,11 +474,12 @@ class _ChatCompletions:
         if failure is not None:
             return await self._scripted_failure(req, record, failure, model=body["model"])
         schema = ((body["response_format"].get("json_schema") or {}).get("schema")) or {}
-        document = _default_document(schema, user_text)
+        document = default_document(schema, user_text)
+        scripted = fill_call_templates(copy.deepcopy(script.document), call_facts(user_text))
         if isinstance(document, dict):
-            document.update(copy.deepcopy(script.document))
+            document.update(scripted)
         else:
-            document = copy.deepcopy(script.document)
+            document = scripted
         content = json.dumps(document)
         prompt = sum(4 + _chat_tokens(_content_text(m.get("content"))) for m in messages) + _chat_tokens(json.dumps(schema))
         completion_tokens = max(1, _chat_tokens(content))
@@ -444,26 +498,3 @@ class _ChatCompletions:
         record.update(id=completion["id"], outcome="answered", status=200, content=content, finish_reason="stop",
                       usage=usage)
         return 200, completion, {}
-
-
-def _default_document(schema: Any, text: str) -> Any:
-    """A value that fits a JSON schema: enums take "other"/"neutral" or their first value, strings quote the request."""
-    if not isinstance(schema, dict):
-        return None
-    if schema.get("enum"):
-        return next((v for v in ("other", "neutral") if v in schema["enum"]), schema["enum"][0])
-    kind = schema.get("type")
-    if isinstance(kind, list):
-        kind = next((k for k in kind if k != "null"), "null")
-    if kind == "object":
-        return {key: _default_document(sub, text) for key, sub in (schema.get("properties") or {}).items()}
-    if kind == "array":
-        return []
-    if kind == "boolean":
-        return False
-    if kind in ("integer", "number"):
-        return 0
-    if kind == "string":
-        words = " ".join(text.split()[:30])
-        return f"Stand-in summary: {words}" if words else "Stand-in summary."
-    return None

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from voice.offline.realtime.protocol import _Error
-from voice.offline.realtime.script import _TOOL_NAME
+from voice.offline.realtime.script import _TEMPLATE_ATOM, _TOOL_NAME
 
 
 CHAT_HANG_CAP_S = 60.0
@@ -19,7 +19,8 @@ TOOL_MESSAGE_WITHOUT_CALL = (
     "Invalid parameter: messages with role 'tool' must be a response to a preceeding message with 'tool_calls'.")
 _CHAT_ROLES = ("system", "assistant", "user", "function", "tool", "developer")
 _ID_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
-_TEMPLATE = re.compile(r"\{(today(?:[+-]\d{1,5})?|caller|result\.[A-Za-z0-9_-]+(?:\.[^{}.\s]+)*)\}")
+# "{a|b}" is the first of the alternatives that has a value.
+_TEMPLATE = re.compile(r"\{((?:" + _TEMPLATE_ATOM + r")(?:\|(?:" + _TEMPLATE_ATOM + r"))*)\}")
 _ISO_DATE = re.compile(r"(?<!\d)(\d{4})-(\d{2})-(\d{2})(?!\d)")
 _E164 = re.compile(r"(?<![\w+])\+[1-9]\d{6,14}(?!\d)")
 _CHAT_ERRORS = {  # status -> (message, type, code) of the real API's usual body for it

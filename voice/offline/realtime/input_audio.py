@@ -113,7 +113,8 @@ class _InputAudio:
         if self.turn_index < len(self.script.turns):
             step = self.script.turns[self.turn_index]
             self.turn_index += 1
-            transcript = text if text is not None else (step.caller or f"(caller speech {self.utterances})")
+            transcript = text if text is not None else (self.fill_wire(step.caller) if step.caller
+                                                        else f"(caller speech {self.utterances})")
         else:
             step = Step(text=self.script.default_agent)
             transcript = text if text is not None else f"(caller speech {self.utterances})"

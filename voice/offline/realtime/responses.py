@@ -15,6 +15,7 @@ from websockets.exceptions import ConnectionClosed
 from voice.offline.audio import FORMATS, espeak_audio, tone_audio
 from voice.offline.realtime.protocol import _Error, _assistant_audio_tokens, _text_tokens
 from voice.offline.realtime.script import Step
+from voice.offline.realtime.wire import verbatim_request
 
 if TYPE_CHECKING:
     from voice.offline.realtime.session import _Session
@@ -193,7 +194,7 @@ class _ResponseRun:
                 if tool is not None and self.params.get("tool_choice", s.config.get("tool_choice")) == "none":
                     tool = None
                 if step.text:
-                    await self._speak(step.text)
+                    await self._speak(s.fill_wire(step.text, verbatim_request(self.params.get("instructions"))))
                 if tool is not None:
                     self._check()
                     await self._call(tool, step.after_tool)
@@ -327,7 +328,7 @@ class _ResponseRun:
                 "name": tool["name"], "call_id": call_id, "arguments": ""}
         index = await self._open_item(item)
         self.call = {"item": item, "index": index}
-        args = tool["arguments"]
+        args = s.fill_wire_arguments(tool["arguments"])
         base = {"response_id": self.id, "item_id": item["id"], "output_index": index, "call_id": call_id}
         third = max(1, math.ceil(len(args) / 3))
         for start in range(0, len(args), third):

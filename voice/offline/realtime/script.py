@@ -37,6 +37,11 @@ A script is a JSON object (file or dict)::
   speak or a turn-like object (``say``/``agent``/``tool``/``after_tool``) for chained tool calls. In its
   text ``{output}`` is replaced by the tool output and ``{output.KEY}`` by a field of a JSON-object
   output. Without ``after_tool`` the response speaks ``default_after_tool``.
+* Every spoken text, caller transcript and tool argument may use ``{business.name}``, ``{business.hours}``,
+  ``{business.service}``, ``{business.a_service}`` and ``{business.service_name}``, read from the
+  instructions of the client's ``session.update``, and ``{response.verbatim}``, what the ``response.create``
+  instructions ask to be said word for word (see ``voice.offline.realtime.wire``): one script speaks for
+  whichever business is calling.
 * When turns run out the transcription is ``"(caller speech N)"`` (N counts caller utterances from 1)
   and the agent says ``default_agent``; a response requested with nothing new to answer says it too.
 * ``out_of_band``: text of responses created with ``"conversation": "none"`` (they consume nothing).
@@ -220,8 +225,13 @@ def _fill_step(step: Step, output: str) -> Step:
 
 _CHAT_KNOB_KEYS = {"delay_ms", "status", "hang", "count", "retry_after"}
 _SUPERVISOR_ENTRY_KEYS = {"match", "default", "steps"} | _CHAT_KNOB_KEYS
-_SUPERVISOR_STEP_KEYS = {"say", "tool", "arguments"} | _CHAT_KNOB_KEYS
+_SUPERVISOR_STEP_KEYS = {"say", "tool", "arguments", "when"} | _CHAT_KNOB_KEYS
 _TOOL_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+# One value in a supervisor template: a date, the caller's number, a fact of the business
+# (voice.offline.realtime.wire) or a tool result.
+_TEMPLATE_ATOM = (r"today(?:[+-]\d{1,5})?|caller|business\.(?:name|hours|service|a_service|service_name)"
+                  r"|result\.[A-Za-z0-9_-]+(?:\.[^{}.\s|]+)*")
+_WHEN = re.compile(r"!?(?:" + _TEMPLATE_ATOM + r")(?:\|(?:" + _TEMPLATE_ATOM + r"))*")
 
 
 @dataclass(frozen=True)
@@ -247,6 +257,7 @@ class SupervisorStep:
     tool: str | None = None
     arguments: Any = None  # JSON-able object (templates in its strings) or a JSON string (a template itself)
     knobs: ChatKnobs = field(default_factory=ChatKnobs)
+    when: str | None = None  # a template expression (no braces), "!" negates: the step is skipped unless it holds
 
 
 @dataclass(frozen=True)
@@ -306,7 +317,12 @@ def _parse_supervisor_step(obj: Any, where: str) -> SupervisorStep:
             arguments = json.loads(arguments)  # templates inside a JSON string still work on its string leaves
     if tool is not None and not isinstance(arguments, (dict, str)):
         raise ValueError(f"{where} 'arguments' must be an object or a JSON string")
-    return SupervisorStep(say=say, tool=tool, arguments=copy.deepcopy(arguments), knobs=_parse_chat_knobs(obj, where))
+    when = _opt_str(obj, "when", None, where)
+    if when is not None and not _WHEN.fullmatch(when):
+        raise ValueError(f"{where} 'when' must be a template expression without braces, such as "
+                         "\"result.book_appointment.error\" or \"!result.check_availability.slots.0\"")
+    return SupervisorStep(say=say, tool=tool, arguments=copy.deepcopy(arguments), knobs=_parse_chat_knobs(obj, where),
+                          when=when)
 
 
 def _parse_supervisor_entry(obj: Any, where: str) -> SupervisorEntry:

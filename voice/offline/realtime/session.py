@@ -72,6 +72,7 @@ from voice.offline.realtime.protocol import (
 )
 from voice.offline.realtime.responses import _Responses
 from voice.offline.realtime.session_config import _SessionConfig
+from voice.offline.realtime.wire import business_facts, fill_wire_templates, has_wire_templates
 
 if TYPE_CHECKING:
     from voice.offline.realtime.responses import _ResponseRun
@@ -158,6 +159,33 @@ class _Session(_SessionConfig, _InputAudio, _Conversation, _Responses):
 
     def public_config(self) -> dict:
         return copy.deepcopy(self.config)
+
+    def fill_wire(self, text: str, verbatim: str | None = None) -> str:
+        """Fill a script text's ``{business.*}`` / ``{response.verbatim}`` templates from what the client sent
+        (see ``voice.offline.realtime.wire``); a missing value is recorded in the session's warnings."""
+        if not has_wire_templates(text):
+            return text
+        return fill_wire_templates(text, facts=business_facts(self.config.get("instructions") or ""),
+                                   verbatim=verbatim, warnings=self.record["warnings"])
+
+    def fill_wire_arguments(self, arguments: str) -> str:
+        """The same for a tool call's JSON arguments: templates in its string values, so the JSON stays valid."""
+        if not has_wire_templates(arguments):
+            return arguments
+        try:
+            parsed = json.loads(arguments)
+        except ValueError:
+            return self.fill_wire(arguments)
+
+        def fill(value: Any) -> Any:
+            if isinstance(value, str):
+                return self.fill_wire(value)
+            if isinstance(value, dict):
+                return {key: fill(v) for key, v in value.items()}
+            if isinstance(value, list):
+                return [fill(v) for v in value]
+            return value
+        return json.dumps(fill(parsed))
 
     def spawn(self, coro: Awaitable) -> asyncio.Task:
         task = asyncio.ensure_future(coro)
