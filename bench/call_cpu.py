@@ -2,8 +2,8 @@
 record being finalised, for our server (uvicorn as the Procfile runs it) and the bare relay.
 
 Calls run one after another on a warm process, so nothing waits for anything else, and what is measured is CPU
-time (utime + stime of the server's process tree), not latency: unlike the media bridge's latency figures it
-hardly depends on what else the machine is doing. It is the figure behind a burst's set-up times: a process that
+time (utime + stime of the server's process tree), not latency: it depends less than latencies on what else the
+machine is doing, though not at all is too much to hope (compare the rows of one run). It is the figure behind a burst's set-up times: a process that
 spends X ms of CPU per call set-up can start at most 1000 / X calls a second on its one event loop core, less
 what the live calls' audio needs.
 
@@ -116,8 +116,10 @@ def main() -> None:
              f"What one whole call costs the web process in CPU: {args.calls} calls one after another on a warm "
              "process, each the signed webhook (relay: none), the media socket, `start`, "
              f"{args.call_seconds:g} s of audio echoed back by `manage.py realtime_standin --echo`, and `stop`; CPU = "
-             "utime + stime of the server's process tree until every call's record is finalised. A CPU-time figure, "
-             "so other load on the machine hardly moves it (unlike the latency figures above). It bounds how fast a "
+             "utime + stime of the server's process tree until every call's record is finalised. A CPU-time figure: "
+             "other load on the machine moves it less than it moves latencies, but it does move it (caches, the "
+             "sibling core; runs here on one afternoon gave 62 to 81 ms for our server and 22 to 33 ms for the relay), so compare rows of one run. It "
+             "bounds how fast a "
              "process can take calls that arrive together: at X ms per call, at most 1000 / X calls a second on its "
              "one event-loop core, less what the live calls' audio needs.", "",
              f"- Command: `{command}`",
