@@ -104,8 +104,9 @@ def import_live_path() -> None:
     app.amqp  # noqa: B018 - builds the task message machinery
 
 
-def connect_database() -> None:
-    """Open a database connection (with a pool configured, the pool and its first connections) and use it."""
+def connect_database(*, first_connections: bool = True) -> None:
+    """Open a database connection and use it; with a pool configured and `first_connections`, also wait for the
+    pool's first connections (at start-up: later, live calls hold some of them, and one query says enough)."""
     from django.db import close_old_connections, connection
 
     try:
@@ -114,7 +115,7 @@ def connect_database() -> None:
     finally:
         close_old_connections()  # back to the pool, which then counts it as ready
     pool = getattr(connection, "pool", None)
-    if pool is not None:  # all of its first connections, not only this one: a burst of calls needs them
+    if pool is not None and first_connections:  # all of them, not only this one: a burst of calls needs them
         # Inside the step's own time limit, so that `/healthz/` says how far the pool got.
         wait_for_pool(pool, timeout=CONNECT_TIMEOUT_S - 1)
 
@@ -208,7 +209,7 @@ async def check_connections() -> list[str]:
 
     STATE.last_try = time.monotonic()
     steps: list[tuple[str, Any]] = [
-        ("database", in_db_pool(connect_database)()),
+        ("database", in_db_pool(connect_database)(first_connections=not STATE.ready)),
         ("channel layer", connect_channel_layer()),
         ("task broker", asyncio.to_thread(connect_broker)),
     ]
