@@ -11,7 +11,10 @@ import signal
 import socket
 import subprocess
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -148,6 +151,43 @@ def newcomer_env(tmp_path: Path, port: int, standin_port: int, twilio_port: int 
             "DEMO_TWILIO_STATE": str(tmp_path / "twilio-standin.json")}
 
 
+@contextmanager
+def run_command(tmp_path: Path) -> Iterator[tuple[str, Path]]:
+    """`make run` as a newcomer starts it (scripts/run.sh, nothing configured): its base URL and its log, once
+    `/healthz/` answers; the whole process group is stopped after."""
+    port, standin_port = free_port(), free_port()
+    log = tmp_path / "run.log"
+    with open(log, "wb") as out:
+        process = subprocess.Popen(["bash", "scripts/run.sh"], cwd=ROOT, env=newcomer_env(tmp_path, port, standin_port),
+                                   stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        base = f"http://127.0.0.1:{port}"
+        wait_for(f"{base}/healthz/", time.monotonic() + 50, process, log)
+        yield base, log
+    finally:
+        kill_group(process)
+
+
+@contextmanager
+def demo_owner_with_a_microphone(base: str, wav: Path) -> Iterator[Any]:
+    """Chromium whose microphone plays `wav`, signed in as the seeded demo owner, on the dashboard."""
+    mic = ["--autoplay-policy=no-user-gesture-required", "--use-fake-ui-for-media-stream",
+           "--use-fake-device-for-media-stream", f"--use-file-for-fake-audio-capture={wav}%noloop"]
+    with chromium_page(args=mic) as page:
+        page.goto(f"{base}/accounts/login/")
+        page.fill("input[name=login]", "owner@demo.example")
+        page.fill("input[name=password]", "demo-receptionist-2026")
+        page.locator("form button[type=submit]").last.click()
+        page.wait_for_url("**/dashboard/")
+        yield page
+
+
+def warnings_in(log: Path) -> list[str]:
+    """Lines of a run's log at WARNING or above."""
+    return [line for line in log.read_text(errors="replace").splitlines()
+            if re.search(r"\b(WARNING|ERROR|CRITICAL)\b", line)]
+
+
 @pytest.mark.e2e
 def test_the_run_command_without_an_openai_key_starts_the_stand_in_and_serves_in_demo_mode(tmp_path):
     port, standin_port, twilio_port = free_port(), free_port(), free_port()
@@ -198,22 +238,8 @@ def test_a_newcomers_first_browser_test_call_works_in_demo_mode(tmp_path):
     hours = "We're open Monday to Friday, 8 am to noon and 1 pm to 5 pm; and Saturday, 9 am to 1 pm."
     # The caller speaks once the (espeak-spoken) greeting has played.
     wav, _ = spoken_wav(tmp_path, DEMO_CALLER_SAYS, lead_silence_s=7.0)
-    port, standin_port = free_port(), free_port()
-    base = f"http://127.0.0.1:{port}"
-    log = tmp_path / "run.log"
-    with open(log, "wb") as out:
-        process = subprocess.Popen(["bash", "scripts/run.sh"], cwd=ROOT, env=newcomer_env(tmp_path, port, standin_port),
-                                   stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
-    try:
-        wait_for(f"{base}/healthz/", time.monotonic() + 50, process, log)
-        mic = ["--autoplay-policy=no-user-gesture-required", "--use-fake-ui-for-media-stream",
-               "--use-fake-device-for-media-stream", f"--use-file-for-fake-audio-capture={wav}%noloop"]
-        with chromium_page(args=mic) as page:
-            page.goto(f"{base}/accounts/login/")
-            page.fill("input[name=login]", "owner@demo.example")
-            page.fill("input[name=password]", "demo-receptionist-2026")
-            page.locator("form button[type=submit]").last.click()
-            page.wait_for_url("**/dashboard/")
+    with run_command(tmp_path) as (base, log):
+        with demo_owner_with_a_microphone(base, wav) as page:
             assert BANNER in page.inner_text("body")
 
             page.goto(f"{base}/dashboard/test-call/")
@@ -238,11 +264,8 @@ def test_a_newcomers_first_browser_test_call_works_in_demo_mode(tmp_path):
                              "booked and no message was left.").wait_for(timeout=20_000)
             page.screenshot(path=str(ARTIFACTS / "demo-call-detail.png"), full_page=True)
         # A clean run: nothing warns or fails (the call's end used to hit "database is locked" on SQLite).
-        noisy = [line for line in log.read_text(errors="replace").splitlines()
-                 if re.search(r"\b(WARNING|ERROR|CRITICAL)\b", line) and "/favicon.ico" not in line]
+        noisy = [line for line in warnings_in(log) if "/favicon.ico" not in line]
         assert not noisy, log.read_text(errors="replace")
-    finally:
-        kill_group(process)
 
 
 def spoken_turns_wav(directory: Path, turns: list[tuple[float, str]]) -> Path:
@@ -269,22 +292,8 @@ def test_a_demo_booking_under_the_run_command_logs_no_warning(tmp_path):
     # Each turn waits until the agent's (espeak-spoken, real-time) answer to the one before has played.
     wav = spoken_turns_wav(tmp_path, [(7.0, turns[0]["caller"]), (12.0, "I'd like to book a cleaning, please."),
                                       (24.0, turns[2]["caller"])])
-    port, standin_port = free_port(), free_port()
-    base = f"http://127.0.0.1:{port}"
-    log = tmp_path / "run.log"
-    with open(log, "wb") as out:
-        process = subprocess.Popen(["bash", "scripts/run.sh"], cwd=ROOT, env=newcomer_env(tmp_path, port, standin_port),
-                                   stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
-    try:
-        wait_for(f"{base}/healthz/", time.monotonic() + 50, process, log)
-        mic = ["--autoplay-policy=no-user-gesture-required", "--use-fake-ui-for-media-stream",
-               "--use-fake-device-for-media-stream", f"--use-file-for-fake-audio-capture={wav}%noloop"]
-        with chromium_page(args=mic) as page:
-            page.goto(f"{base}/accounts/login/")
-            page.fill("input[name=login]", "owner@demo.example")
-            page.fill("input[name=password]", "demo-receptionist-2026")
-            page.locator("form button[type=submit]").last.click()
-            page.wait_for_url("**/dashboard/")
+    with run_command(tmp_path) as (base, log):
+        with demo_owner_with_a_microphone(base, wav) as page:
             page.goto(f"{base}/dashboard/test-call/")
             page.get_by_role("button", name="Start call").click()
             transcript = page.locator("#test-call-transcript")
@@ -293,10 +302,6 @@ def test_a_demo_booking_under_the_run_command_logs_no_warning(tmp_path):
             transcript.get_by_text("Thanks for calling Harbor Dental, goodbye!", exact=False).wait_for(timeout=45_000)
             page.wait_for_selector("#test-call[data-status=ended]", timeout=15_000)
             page.screenshot(path=str(ARTIFACTS / "demo-booking-call.png"), full_page=True)
-        text = log.read_text(errors="replace")
         # The browser's favicon request is a page-layout matter (issue 15 has its own item for it).
-        noisy = [line for line in text.splitlines()
-                 if re.search(r"\b(WARNING|ERROR|CRITICAL)\b", line) and "/favicon.ico" not in line]
-        assert not noisy, text
-    finally:
-        kill_group(process)
+        noisy = [line for line in warnings_in(log) if "/favicon.ico" not in line]
+        assert not noisy, log.read_text(errors="replace")

@@ -121,36 +121,37 @@ NOT_HERE = ("Twilio does not send this number's calls to this server, so callers
             "An owner can point it here again below.")
 
 
+def _ask_twilio_about_the_number(request: HttpRequest, ask: Callable[..., bool], *, reaches_us: str,
+                                 does_not: str) -> HttpResponse:
+    """Run a number check or reconnect and tell the member what Twilio said, back on the number page."""
+    _require_twilio()
+    try:
+        here = ask(business=request.business)  # type: ignore[attr-defined]
+    except numbers.NumberError as exc:
+        messages.error(request, str(exc))
+    else:
+        if here:
+            messages.success(request, reaches_us)
+        else:
+            messages.error(request, does_not)
+    return redirect("settings_number")
+
+
 @require_POST
 @business_view()
 def number_check(request: HttpRequest) -> HttpResponse:
     """Ask Twilio again where the number's calls go (the page otherwise shows what it said last)."""
-    _require_twilio()
-    try:
-        here = numbers.number_check(business=request.business)  # type: ignore[attr-defined]
-    except numbers.NumberError as exc:
-        messages.error(request, str(exc))
-        return redirect("settings_number")
-    if here:
-        messages.success(request, "Checked with Twilio: calls to your number reach your receptionist.")
-    else:
-        messages.error(request, NOT_HERE)
-    return redirect("settings_number")
+    return _ask_twilio_about_the_number(
+        request, numbers.number_check, does_not=NOT_HERE,
+        reaches_us="Checked with Twilio: calls to your number reach your receptionist.")
 
 
 @require_POST
 @business_view(owner_only=True)
 def number_reconnect(request: HttpRequest) -> HttpResponse:
     """Point the business's own number at this server again (its settings at Twilio were changed or moved)."""
-    _require_twilio()
-    try:
-        here = numbers.number_reconnect(business=request.business)  # type: ignore[attr-defined]
-    except numbers.NumberError as exc:
-        messages.error(request, str(exc))
-        return redirect("settings_number")
-    if here:
-        messages.success(request, "Your number is connected again: calls to it reach your receptionist.")
-    else:
-        messages.error(request, "Twilio took the change but still does not send the number's calls here. The people "
-                                "who run this service need to look at it in the Twilio console.")
-    return redirect("settings_number")
+    return _ask_twilio_about_the_number(
+        request, numbers.number_reconnect,
+        reaches_us="Your number is connected again: calls to it reach your receptionist.",
+        does_not="Twilio took the change but still does not send the number's calls here. The people who run this "
+                 "service need to look at it in the Twilio console.")

@@ -196,15 +196,21 @@ HAND_ENTERED = ("This number was entered by the people who run this service, so 
                 "them to check that Twilio sends its calls to this server.")
 
 
+def _own_number_sid(business: Business, *, to: str) -> str:
+    """The SID of the number the business holds through the portal; NumberError says why there is none."""
+    if not business.phone_number_sid:
+        raise NumberError(HAND_ENTERED if business.phone_number else f"Your business has no phone number to {to}.")
+    return business.phone_number_sid
+
+
 def number_check(*, business: Business) -> bool:
     """Ask Twilio where the business's number sends its calls now, remember it, and say whether that is here."""
-    if not business.phone_number_sid:
-        raise NumberError(HAND_ENTERED if business.phone_number else "Your business has no phone number to check.")
+    sid = _own_number_sid(business, to="check")
     try:
-        number = twilio_api.fetch_account_number(business.phone_number_sid)
+        number = twilio_api.fetch_account_number(sid)
     except TwilioError as exc:
         log.warning("Checking %s for business %s failed: %s", business.phone_number, business.pk, exc)
-        raise NumberError("Twilio could not be reached just now. Please try again in a minute.") from exc
+        raise NumberError(TWILIO_UNREACHABLE) from exc
     if number is None:
         business.phone_number_checked_at, business.phone_number_webhooks_base = timezone.now(), ""
         business.save(update_fields=["phone_number_checked_at", "phone_number_webhooks_base", "updated_at"])
@@ -217,16 +223,14 @@ def number_check(*, business: Business) -> bool:
 def number_reconnect(*, business: Business) -> bool:
     """Point the business's own number (one it holds through the portal) at this server's webhooks again; whether
     Twilio's answer says it now does."""
-    if not business.phone_number_sid:
-        raise NumberError(HAND_ENTERED if business.phone_number else "Your business has no phone number to connect.")
+    sid = _own_number_sid(business, to="connect")
     try:
-        configured = twilio_api.configure_number(business.phone_number_sid)
+        configured = twilio_api.configure_number(sid)
     except TwilioError as exc:
         log.warning("Reconnecting %s for business %s failed: %s", business.phone_number, business.pk, exc)
         raise NumberError(TWILIO_UNREACHABLE) from exc
     _record_configuration(business, configured)
-    log.info("Business %s pointed %s (%s) at this server again", business.pk, business.phone_number,
-             business.phone_number_sid)
+    log.info("Business %s pointed %s (%s) at this server again", business.pk, business.phone_number, sid)
     return business.number_reaches_us
 
 
