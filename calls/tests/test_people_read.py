@@ -248,3 +248,18 @@ def test_a_customers_page_counts_and_lists_the_calls_linked_to_them(client, alic
     assert "2 calls" in response.content.decode()
     listed = client.get(reverse("customer_list")).context["page"].object_list
     assert [c.calls for c in listed] == [2]
+
+
+def test_a_call_linked_to_a_customer_more_than_once_counts_once_on_the_list_and_the_page(client, alice,
+                                                                                         alices_business):
+    customer = make_customer(alices_business, phone="+14155550123", name="Alex Morgan")
+    from_number = make_call(alices_business, from_number="+14155550123", status=Call.Status.COMPLETED)
+    other_phone = make_call(alices_business, from_number="+14155550999", status=Call.Status.COMPLETED)
+    for call, hour in [(from_number, 17), (other_phone, 18), (other_phone, 19)]:
+        make_appointment(alices_business, dt.datetime(2030, 1, 7, hour, tzinfo=UTC), customer=customer,
+                         created_by_call=call)
+        make_message(alices_business, customer=customer, call=call)
+    client.force_login(alice)
+    history = client.get(reverse("customer_detail", kwargs={"customer_id": customer.id})).context["history"]
+    listed = client.get(reverse("customer_list")).context["page"].object_list
+    assert history.call_count == 2 and [c.calls for c in listed] == [2]
