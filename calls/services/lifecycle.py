@@ -140,7 +140,10 @@ def call_finalize(*, call_id: int, status: str, end_reason: str, usage: Usage | 
         call.output_audio_tokens += usage.output_audio
         call.output_text_tokens += usage.output_text
         call.cost_usd += usage.cost_usd(call.model)
-    call.save()
+    # Only what finalising sets: a whole-row save would also rewrite the search document with what it read.
+    call.save(update_fields=["status", "end_reason", "ended_at", "finalized_at", "duration_seconds", "error",
+                             "model", "input_audio_tokens", "input_text_tokens", "input_cached_tokens",
+                             "output_audio_tokens", "output_text_tokens", "cost_usd"])
     from calls.postcall.queueing import postcall_enqueue  # the post-call package imports this module
 
     postcall_enqueue(call.id)  # summary, email, webhook: queued when this transaction commits

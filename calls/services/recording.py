@@ -5,8 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from django.db import transaction
-from django.db.models import F
+from django.db import connection, transaction
 
 from calls.models import Call, CallEvent, TranscriptEntry
 from calls.services.search_document import call_search_append
@@ -29,9 +28,16 @@ def call_events_add(*, call_id: int, events: list[dict[str, Any]]) -> list[CallE
     disjoint blocks, and a rolled-back write gives its block up with it."""
     if not events:
         return []
-    with transaction.atomic():
-        Call.objects.filter(id=call_id).update(last_event_order=F("last_event_order") + len(events))
-        last = Call.objects.filter(id=call_id).values_list("last_event_order", flat=True).get()
+    # No savepoint of its own: inside a caller's transaction it is all or nothing with the rest of the write.
+    with transaction.atomic(savepoint=False), connection.cursor() as cursor:
+        table = connection.ops.quote_name(Call._meta.db_table)
+        # One statement takes the block (Django's update() cannot return the new value).
+        cursor.execute(f"UPDATE {table} SET last_event_order = last_event_order + %s WHERE id = %s "
+                       f"RETURNING last_event_order", [len(events), call_id])
+        row = cursor.fetchone()
+        if row is None:
+            raise Call.DoesNotExist(f"no call {call_id}")
+        last = row[0]
         first = last - len(events) + 1
         fields = {"offset_ms", "kind", "payload", "created_at"}
         return CallEvent.objects.bulk_create(
