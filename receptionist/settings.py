@@ -137,8 +137,13 @@ DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=env_int
 DB_POOL = env_bool("DB_POOL", False)
 # The web process's database hops (a call's set-up and writes, async views) run on this many threads, all started
 # before the process takes traffic; the pool opens one connection per thread up front, so a burst of calls never
-# waits for PostgreSQL to start a backend.
-DB_THREADS = max(1, env_int("DB_THREADS", 8))
+# waits for PostgreSQL to start a backend. Few on purpose: the ORM's work holds the GIL, and every extra thread
+# busy with it is one more the event loop queues behind before it can forward a frame (docs/benchmarks.md: 100
+# calls arriving in 2 s on a fresh process, frame round trip p99 6-23 ms with 2 threads, 28-78 ms with 8).
+DB_THREADS = max(1, env_int("DB_THREADS", 2))
+# Blocking calls to outside services (Twilio's REST API, the task broker) get threads of their own, so a slow one
+# never holds the database hops' few threads (voice/session/shared.py `in_io_threads`).
+IO_THREADS = max(1, env_int("IO_THREADS", 4))
 DB_POOL_MIN_SIZE = env_int("DB_POOL_MIN_SIZE", DB_THREADS)
 DB_POOL_MAX_SIZE = env_int("DB_POOL_MAX_SIZE", 12)
 DB_POOL_TIMEOUT_SECONDS = env_int("DB_POOL_TIMEOUT_SECONDS", 10)  # waiting for a free connection, then an error

@@ -15,7 +15,7 @@ from calls.models import CallEvent
 from calls.services.forwards import call_forward_cancel, call_forward_start
 from voice import twilio_api
 from voice.agent import BROWSER_AUDIO, PHONE_AUDIO
-from voice.session import in_db_pool
+from voice.session import in_db_pool, in_io_threads
 
 
 class _SocketTransport:
@@ -75,7 +75,7 @@ class TwilioTransport(_SocketTransport):
         await self._text(self._clear)
 
     async def hang_up(self) -> None:
-        await asyncio.to_thread(twilio_api.hang_up, self.call_sid)
+        await in_io_threads(twilio_api.hang_up)(self.call_sid)
 
     async def transfer(self, number: str) -> None:
         await self._redirect(twilio_api.transfer_twiml(number), forward_to=number)
@@ -89,7 +89,7 @@ class TwilioTransport(_SocketTransport):
         if forward_to:
             await in_db_pool(call_forward_start)(twilio_call_sid=self.call_sid, number=forward_to)
         try:
-            await asyncio.to_thread(twilio_api.redirect_call, self.call_sid, twiml)
+            await in_io_threads(twilio_api.redirect_call)(self.call_sid, twiml)
         except Exception:
             if forward_to:
                 await in_db_pool(call_forward_cancel)(twilio_call_sid=self.call_sid)

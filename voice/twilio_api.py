@@ -2,7 +2,7 @@
 phone numbers).
 
 The REST functions are synchronous (the twilio client uses requests); sessions call them through
-`asyncio.to_thread` so the event loop never waits on Twilio.
+`in_io_threads` (voice/session/shared.py) so neither the event loop nor the database hops wait on Twilio.
 """
 
 from __future__ import annotations

@@ -14,12 +14,14 @@ from voice.session.allowance import ALLOWANCE_GOODBYE, ALLOWANCE_GOODBYE_LEAD_S
 from voice.session.call import CallSession
 from voice.session.lifecycle import FINAL_FLUSH_RETRY_DELAYS_S, FLUSH_INTERVAL_S
 from voice.session.playback import CANCEL_EVENT_PREFIX, PLAYBACK_WAIT_S
-from voice.session.shared import CallTransport, ItemAudio, ResponseState, b64_len_to_bytes, in_db_pool
+from voice.session.shared import (CallTransport, ItemAudio, ResponseState, b64_len_to_bytes, in_db_pool,
+                                  in_io_threads)
 from voice.session.shutdown import SHUTDOWN_PURPOSE, shutdown_instructions
 from voice.session.tools import LATE_ACTION_WORDS, enqueue_supervisor
 
 __all__ = [
     "ALLOWANCE_GOODBYE", "ALLOWANCE_GOODBYE_LEAD_S", "CANCEL_EVENT_PREFIX", "FINAL_FLUSH_RETRY_DELAYS_S",
     "FLUSH_INTERVAL_S", "LATE_ACTION_WORDS", "PLAYBACK_WAIT_S", "SHUTDOWN_PURPOSE", "CallSession", "CallTransport",
-    "ItemAudio", "ResponseState", "b64_len_to_bytes", "enqueue_supervisor", "in_db_pool", "shutdown_instructions",
+    "ItemAudio", "ResponseState", "b64_len_to_bytes", "enqueue_supervisor", "in_db_pool", "in_io_threads",
+    "shutdown_instructions",
 ]

@@ -3,16 +3,36 @@ agent item and per response, the database hop, and the size of a base64 payload.
 
 from __future__ import annotations
 
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable, Protocol
 
 from channels.db import DatabaseSyncToAsync
+from django.conf import settings
 
 
 def in_db_pool(func: Callable[..., Any]) -> Callable[..., Awaitable[Any]]:
     """Run a call's database writes on the shared thread pool rather than the one thread-sensitive thread,
     so a hundred calls ending together are written in parallel (connections are still closed after)."""
     return DatabaseSyncToAsync(func, thread_sensitive=False)
+
+
+_io_executor: ThreadPoolExecutor | None = None
+_io_executor_lock = threading.Lock()
+
+
+def in_io_threads(func: Callable[..., Any]) -> Callable[..., Awaitable[Any]]:
+    """Run a blocking call to an outside service (Twilio's REST API, the task broker; embedded, the supervisor
+    task itself) on IO_THREADS threads of its own. The database hops' threads are few (DB_THREADS: more of them
+    only fight over the GIL with the event loop), so a slow or unreachable service must never hold one: Twilio
+    taking its 10 s timeout would stall every call's set-up and writes in the process."""
+    global _io_executor
+    with _io_executor_lock:
+        if _io_executor is None:
+            _io_executor = ThreadPoolExecutor(max_workers=settings.IO_THREADS, thread_name_prefix="io")
+    # Database-aware like in_db_pool: the embedded supervisor task uses the ORM, and its connection is closed after.
+    return DatabaseSyncToAsync(func, thread_sensitive=False, executor=_io_executor)
 
 
 class CallTransport(Protocol):

@@ -9,13 +9,12 @@ import logging
 import time
 from typing import TYPE_CHECKING, Any, Awaitable, Callable
 
-from asgiref.sync import sync_to_async
 from django.conf import settings
 
 from accounts.transfers import transfer_number_problem
 from calls.caller_text import caller_data_block
 from calls.models import Call, CallEvent
-from voice.session.shared import ResponseState
+from voice.session.shared import ResponseState, in_io_threads
 from voice.supervisor import SUPERVISOR_FAILED_ANSWER
 
 if TYPE_CHECKING:
@@ -106,7 +105,7 @@ class _Tools:
                   "request": request, "conversation": self.conversation[-30:], "deadline_at": deadline_at}
         try:
             # Publishing to the broker (or, embedded, running the task) happens off the event loop's thread.
-            await sync_to_async(enqueue_supervisor, thread_sensitive=False)(kwargs)
+            await in_io_threads(enqueue_supervisor)(kwargs)
         except Exception as exc:
             log.exception("Call %s: could not hand the request to the supervisor", self.call_id)
             await self.supervisor_answer({"tool_call_id": tool_call_id, "ok": False,
