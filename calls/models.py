@@ -195,6 +195,7 @@ class CallEvent(models.Model):
         STATUS = "status", "Status change"
         SUPERVISOR = "supervisor", "Supervisor step"
         USAGE = "usage", "Model usage"
+        RECONNECT = "reconnect", "Reconnect to the model"
 
     call = models.ForeignKey(Call, on_delete=models.CASCADE, related_name="events")
     order = models.PositiveIntegerField()

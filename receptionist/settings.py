@@ -51,6 +51,16 @@ def env_int(name: str, default: int) -> int:
         raise ImproperlyConfigured(f"{name} must be an integer, not {raw!r}")
 
 
+def env_float(name: str, default: float) -> float:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return float(raw)
+    except ValueError:
+        raise ImproperlyConfigured(f"{name} must be a number, not {raw!r}")
+
+
 def env_list(name: str, default: str = "") -> list[str]:
     return [item.strip() for item in os.environ.get(name, default).split(",") if item.strip()]
 
@@ -407,6 +417,12 @@ CALL_DRAIN_SECONDS = env_int("CALL_DRAIN_SECONDS", 15)
 LOG_LATE_IMPORTS = env_bool("LOG_LATE_IMPORTS", False)
 # Hard cap on one call; OpenAI ends a realtime session at 60 minutes anyway.
 CALL_MAX_SECONDS = env_int("CALL_MAX_SECONDS", 30 * 60)
+# OpenAI's socket lost mid-call (a drop, an error close, `session_expired`): a new session is opened, seeded with
+# the transcript, within this many seconds (first try at once, then growing); caller audio in the gap is held, up
+# to OPENAI_RECONNECT_AUDIO_SECONDS of it. After the budget, or this many reconnects on one call, the fallback.
+OPENAI_RECONNECT_BUDGET_SECONDS = env_float("OPENAI_RECONNECT_BUDGET_SECONDS", 4.0)
+OPENAI_RECONNECT_AUDIO_SECONDS = env_int("OPENAI_RECONNECT_AUDIO_SECONDS", 10)
+OPENAI_RECONNECTS_PER_CALL = env_int("OPENAI_RECONNECTS_PER_CALL", 5)
 # Browser test calls run on the operator's OpenAI key and are never billed to Polar: keep them short and few at a time.
 BROWSER_CALL_MAX_SECONDS = env_int("BROWSER_CALL_MAX_SECONDS", 10 * 60)
 BROWSER_CALLS_AT_ONCE = env_int("BROWSER_CALLS_AT_ONCE", 2)

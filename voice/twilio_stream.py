@@ -135,7 +135,7 @@ class _StreamState(_AudioSocket):
             if not isinstance(payload, str) or len(payload) % 4 or not BASE64.fullmatch(payload):
                 return await self.bad_frame("media payload is not base64")
             session = self.session
-            if session is None or not session.ready:
+            if session is None or not (session.ready or session.reconnecting):
                 # Twilio streams from the moment it connects; what the caller says before the agent is connected
                 # is not kept for later, so the first frames sent on are live ones, never a backlog.
                 self.early_audio_bytes += b64_len_to_bytes(payload)

@@ -231,6 +231,13 @@ def _event_words(item: TimelineItem, business: Business) -> tuple[str, str]:
     if kind == CallEvent.Kind.ERROR:
         source = f" ({p['source']})" if p.get("source") else ""
         return f"Error{source}", ": ".join(str(x) for x in (p.get("code"), p.get("message")) if x) or "An error"
+    if kind == CallEvent.Kind.RECONNECT:
+        waited = p.get("waited_ms")
+        after = f" after {waited / 1000:.1f} s" if isinstance(waited, (int, float)) else ""
+        if p.get("ok"):
+            return "Call", f"The line to the AI model dropped ({_words(p.get('cause'))}); reconnected{after}"
+        return "Call", (f"The line to the AI model dropped ({_words(p.get('cause'))}); could not reconnect{after}"
+                        + (f": {p['error']}" if p.get("error") else ""))
     if kind == CallEvent.Kind.DTMF:
         return "Caller", f"Pressed {p.get('digit')} on the keypad"
     if kind == CallEvent.Kind.LATENCY:

@@ -686,3 +686,14 @@ def test_an_operator_renaming_the_caller_in_the_admin_makes_the_new_name_searcha
 
     rows = owner_client.get(reverse("call_list"), {"q": "Farnsworth"}).content.decode()
     assert f"/dashboard/calls/{call.id}/" in rows
+
+
+def test_the_call_page_says_when_the_line_to_the_model_dropped_and_whether_it_came_back(owner_client, alices_business):
+    call = make_call(alices_business, status=Call.Status.COMPLETED)
+    make_event(call, "reconnect", 4000, order=1, ok=True, cause="OpenAI connection dropped (code 1006)",
+               attempts=1, waited_ms=420)
+    make_event(call, "reconnect", 9000, order=2, ok=False, cause="OpenAI ended the session: session_expired",
+               attempts=5, waited_ms=4010, error="InvalidStatus: server rejected WebSocket connection: HTTP 500")
+    html, _ = detail(owner_client, call)
+    assert "The line to the AI model dropped (OpenAI connection dropped (code 1006)); reconnected after 0.4 s" in html
+    assert "could not reconnect after 4.0 s: InvalidStatus" in html

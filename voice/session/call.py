@@ -18,12 +18,13 @@ from voice.session.allowance import _Allowance
 from voice.session.events import _OpenAIEvents
 from voice.session.lifecycle import _Lifecycle
 from voice.session.playback import _Playback
+from voice.session.reconnect import _Reconnect
 from voice.session.shared import CallTransport, ItemAudio, ResponseState
 from voice.session.shutdown import _Shutdown
 from voice.session.tools import _Tools
 
 
-class CallSession(_Lifecycle, _OpenAIEvents, _Playback, _Tools, _Allowance, _Shutdown):
+class CallSession(_Lifecycle, _OpenAIEvents, _Playback, _Tools, _Allowance, _Shutdown, _Reconnect):
     """One caller and one OpenAI Realtime socket; its handlers are the mixins' (one module each)."""
 
     def __init__(self, *, call_id: int, business_id: int, transport: CallTransport, caller_number: str = "",
@@ -77,6 +78,7 @@ class CallSession(_Lifecycle, _OpenAIEvents, _Playback, _Tools, _Allowance, _Shu
         # The server is shutting down (voice/drain.py): the agent says the restart sentence, then hangs up.
         self.draining = False
         self.shutdown_said = False  # the restart sentence was spoken in full
+        self._init_reconnect()  # OpenAI's socket lost mid-call: a new session, seeded (voice/session/reconnect.py)
 
     # --- small helpers ---------------------------------------------------------------------------
 
@@ -101,6 +103,9 @@ class CallSession(_Lifecycle, _OpenAIEvents, _Playback, _Tools, _Allowance, _Shu
         self.transport.notify({"type": "transcript", **entry})
 
     async def send_upstream(self, event: dict[str, Any]) -> None:
+        if self.reconnecting:  # sent once the new session is seeded
+            self.hold_upstream_event(event)
+            return
         try:
             await self.upstream.send(json.dumps(event))
         except websockets.ConnectionClosed:

@@ -26,7 +26,20 @@ class _OpenAIEvents:
     """OpenAI's events in, by type (`HANDLERS`)."""
 
     async def _read_upstream(self) -> None:
+        """Read OpenAI's events until the call ends; a lost session is replaced (`_reconnect`) while the budget
+        lasts, then the caller gets the fallback."""
+        while True:
+            cause, reconnectable = await self._read_session()
+            if self._finishing:
+                return
+            if not reconnectable or not await self._reconnect(cause):
+                await self.fail(cause)
+                return
+
+    async def _read_session(self) -> tuple[str, bool]:
+        """One upstream session's events, until it ends: why it ended, and whether a new session may replace it."""
         error = "OpenAI closed the connection"
+        self.upstream_lost_cause = ""
         try:
             async for raw in self.upstream:
                 try:
@@ -44,9 +57,8 @@ class _OpenAIEvents:
             raise
         except Exception as exc:
             log.exception("Call %s: upstream reader crashed", self.call_id)
-            error = f"Upstream reader crashed: {exc!r}"
-        if not self._finishing:
-            await self.fail(error)
+            return f"Upstream reader crashed: {exc!r}", False  # our bug: a new session would crash the same way
+        return self.upstream_lost_cause or error, True
 
     async def _on_audio_delta(self, event: dict[str, Any]) -> None:
         response_id = event["response_id"]
@@ -177,6 +189,7 @@ class _OpenAIEvents:
             tool = self.TOOLS.get(name)
             result = await tool(self, state, arguments, call_id) if tool else {
                 "error": f"There is no tool called {name!r}. Use ask_supervisor, end_call or transfer_to_human."}
+        self.tool_calls_seen[call_id] = (name, json.dumps(arguments))  # recreated if the session is replaced
         self.add_event(CallEvent.Kind.TOOL_CALL, name=name, arguments=arguments, call_id=call_id,
                        result=result if result is not None else "sent to the supervisor")
         if result is None:
@@ -198,8 +211,15 @@ class _OpenAIEvents:
         if self.active_response is None and self.response_create_pending is not None:
             instructions, self.response_create_pending = self.response_create_pending, None
             await self._create_response(instructions)
-        if code in {"session_expired", "beta_api_shape_disabled", "invalid_api_key"}:
-            await self.fail(f"OpenAI ended the session: {code}")
+        if code == "session_expired":
+            # OpenAI closes the socket (1001) after this: a new session takes over (`_read_upstream`).
+            self.upstream_lost_cause = "OpenAI ended the session: session_expired"
+            try:  # and so do we, in case it does not: bounded, the caller is waiting
+                await asyncio.wait_for(self.upstream.close(), timeout=1)
+            except Exception:
+                pass
+        elif code in {"beta_api_shape_disabled", "invalid_api_key"}:
+            await self.fail(f"OpenAI ended the session: {code}")  # a new session would be refused the same way
 
     HANDLERS: dict[str, Callable[["CallSession", dict[str, Any]], Awaitable[None]]] = {
         "response.output_audio.delta": _on_audio_delta,

@@ -33,14 +33,8 @@ class _Lifecycle:
         LIVE_CALLS.add(self)  # a deploy's drain reaches it from now on
         if self.profile is None:
             self.profile = await in_db_pool(load_agent_profile)(self.business_id, self.caller_number)
-        url = f"{settings.OPENAI_REALTIME_URL}?model={settings.OPENAI_REALTIME_MODEL}"
         try:
-            self.upstream = await websockets.connect(
-                url, additional_headers={"Authorization": f"Bearer {settings.OPENAI_API_KEY}"},
-                open_timeout=8, max_size=16 * 2**20, ping_interval=20, ping_timeout=20,
-                # Base64 audio hardly compresses: per-message deflate would cost CPU on every frame for ~25% of a
-                # few kB/s. Not offered, so never negotiated.
-                compression=None)
+            self.upstream = await self._open_upstream(timeout=8)
         except Exception as exc:  # refused, DNS, TLS, HTTP 4xx/5xx on the upgrade, timeout
             await self.fail(f"Could not connect to OpenAI Realtime: {exc}")
             return
@@ -54,6 +48,8 @@ class _Lifecycle:
     async def caller_audio(self, payload: str) -> None:
         """Forward one chunk of caller audio (base64, in the transport's format) to OpenAI, untouched."""
         if not self.ready:
+            if self.reconnecting:
+                self.hold_caller_audio(payload)  # sent to the new session once it is seeded
             return  # before the agent is connected the caller is still hearing the ring
         try:
             await self.upstream.send('{"type":"input_audio_buffer.append","audio":"' + payload + '"}')

@@ -224,14 +224,63 @@ def test_openai_refusing_the_connection_plays_a_fallback_and_fails_the_call(live
     assert "<Say" in fallback and f"<Number>{TRANSFER_NUMBER}</Number>" in fallback
 
 
-def test_openai_dropping_mid_call_plays_a_fallback_and_fails_the_call(live_asgi, standin, twilio_standin):
+def sessions_in_order(standin) -> list[dict]:
+    return sorted(standin.sessions.values(), key=lambda record: record["started_at"])
+
+
+def test_openai_dropping_mid_call_reconnects_within_2_s_and_the_call_goes_on(live_asgi, standin):
+    standin.script = Script.from_obj({**HARBOR_SCRIPT, "fail": {"drop_after_ms": 1500, "sessions": 1}})
+    report = simulate(live_asgi, utterances=1)  # hangs up after the reply to its question
+    call = finalized_call(report.call_sid)
+    assert (call.status, call.end_reason) == ("completed", "caller_hung_up")
+    reconnect = CallEvent.objects.get(call=call, kind="reconnect")
+    assert reconnect.payload["ok"] is True and "dropped" in reconnect.payload["cause"]
+    assert reconnect.payload["waited_ms"] < 2000
+    first, second = sessions_in_order(standin)
+    assert first["closed_by"] == "server" and second["session_updates"] >= 1
+    # Seeded with what was said (the greeting, as text), then asked to pick up the conversation.
+    received = second["events_received"]
+    assert received.index("conversation.item.create") < received.index("response.create")
+    assert "dropped for a moment" in second["responses"][0]["instructions"]
+    # The caller's question, asked after the drop, got its normal answer from the new session.
+    entries = list(TranscriptEntry.objects.filter(call=call).values_list("speaker", "text"))
+    assert ("agent", "We're open eight to five, Monday to Friday.") in entries
+
+
+def test_a_new_session_is_seeded_with_the_transcript_so_the_conversation_continues(live_asgi, standin):
+    # Dropped right after the answer to the first question: the second session must know that question was
+    # asked and answered, so the caller's next words are the conversation's next turn.
+    standin.script = Script.from_obj({**HARBOR_SCRIPT, "fail": {"drop_after_responses": 2, "sessions": 1}})
+    report = simulate(live_asgi, utterances=2)
+    call = finalized_call(report.call_sid)
+    first, second = sessions_in_order(standin)
+    assert second["caller_turns"][0] == {"item_id": second["caller_turns"][0]["item_id"], "via": "text",
+                                         "transcript": "What are your opening hours?",
+                                         "audio_start_ms": None, "audio_end_ms": None}
+    entries = list(TranscriptEntry.objects.filter(call=call).values_list("speaker", "text"))
+    assert ("agent", "You're welcome, have a nice day!") in entries
+    assert CallEvent.objects.get(call=call, kind="reconnect").payload["ok"] is True
+
+
+def test_an_expired_session_is_renewed_and_the_call_goes_on(live_asgi, standin):
+    standin.script = Script.from_obj({**HARBOR_SCRIPT, "fail": {"expire_after_ms": 1500, "sessions": 1}})
+    report = simulate(live_asgi, utterances=1)
+    call = finalized_call(report.call_sid)
+    assert (call.status, call.end_reason) == ("completed", "caller_hung_up")
+    assert "session_expired" in CallEvent.objects.get(call=call, kind="reconnect").payload["cause"]
+    assert len(standin.sessions) == 2
+
+
+def test_openai_gone_for_good_mid_call_plays_a_fallback_and_fails_the_call(live_asgi, standin, twilio_standin):
     standin.script = Script.from_obj({"greeting": "Hello, Harbor Dental.",
-                                                    "fail": {"drop_after_ms": 1500}})
+                                      "fail": {"drop_after_ms": 1500, "refuse_after_sessions": 1}})
     call_sid = twilio_standin.add_call(to=BUSINESS_NUMBER, from_="+12025550143")
-    simulate(live_asgi, call_sid=call_sid, utterances=1, hang_up_after_s=6)
+    simulate(live_asgi, call_sid=call_sid, utterances=1, hang_up_after_s=10)
     call = finalized_call(call_sid)
     assert (call.status, call.end_reason) == ("failed", "upstream_failed")
     assert "dropped" in call.error
+    reconnect = CallEvent.objects.get(call=call, kind="reconnect")
+    assert reconnect.payload["ok"] is False and reconnect.payload["attempts"] >= 3
     assert "<Say" in twilio_standin.updates(call_sid)[-1]["Twiml"]
 
 

@@ -99,7 +99,7 @@ class _Responses:
         if not notify:
             return
         self.responses_done += 1
-        limit = self.script.fail.get("drop_after_responses")
+        limit = self.fail.get("drop_after_responses")
         if limit is not None and self.responses_done >= int(limit):
             self.abort()
 

@@ -58,6 +58,10 @@ A script is a JSON object (file or dict)::
       answer ``session.update`` (all, or the first N) with that ``error`` instead of applying it.
     - ``"expire_after_ms": 2000``: behave like the 60-minute cap, that long after connecting: ``error``
       ``session_expired`` then close 1001.
+    - ``"refuse_after_sessions": 1``: once that many sessions were opened, refuse every further connection
+      (HTTP 500): OpenAI gone for good mid-call.
+    - ``"sessions": 1``: the knobs above except ``refuse_connection`` hold only for the first N sessions the
+      stand-in opens (since start or the last reset); later ones behave (a client's reconnect succeeds).
 """
 
 from __future__ import annotations
@@ -78,7 +82,8 @@ from voice.offline.realtime.protocol import DEFAULT_AFTER_TOOL, DEFAULT_AGENT, D
 _TURN_KEYS = {"caller", "agent", "say", "tool", "after_tool"}
 _SCRIPT_KEYS = {"greeting", "turns", "default_agent", "default_after_tool", "out_of_band", "response_delay_ms", "fail",
                 "supervisor", "supervisor_time_zone", "summary", "connect_delay_ms"}
-_FAIL_KEYS = {"refuse_connection", "drop_after_ms", "drop_after_responses", "error_on_session_update", "expire_after_ms"}
+_FAIL_KEYS = {"refuse_connection", "drop_after_ms", "drop_after_responses", "error_on_session_update", "expire_after_ms",
+              "sessions", "refuse_after_sessions"}
 
 
 @dataclass(frozen=True)

@@ -95,7 +95,7 @@ class RealtimeStandin:
             raise ValueError("audio must be 'tone' or 'espeak'")
         if chunk_ms <= 0:
             raise ValueError("chunk_ms must be positive")
-        self.script = Script.from_obj(script)
+        self._script = Script.from_obj(script)
         self.echo = echo
         self.audio = audio
         self.speed = float(speed)
@@ -107,7 +107,8 @@ class RealtimeStandin:
         self._sessions: dict[str, dict] = {}
         self._live: dict[str, _Session] = {}
         self._closed: dict[str, asyncio.Event] = {}
-        self._refused = 0
+        self._refused = 0  # connections refused, and sessions opened, under the current script (its `fail` counts)
+        self._accepted = 0
         self._server: Server | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
@@ -248,11 +249,25 @@ class RealtimeStandin:
         sessions = self.sessions
         return next(reversed(sessions.values())) if sessions else None
 
+    @property
+    def script(self) -> Script:
+        return self._script
+
+    @script.setter
+    def script(self, script: Script | dict | str | os.PathLike | None) -> None:
+        """A new script starts its failure counts (`fail.refuse_connection.count`, `fail.sessions`) afresh."""
+        self._script = script if isinstance(script, Script) else Script.from_obj(script)
+        self._refused = 0
+        self._accepted = 0
+
     def reset(self) -> None:
-        """Forget the session log and the chat log (live sessions keep running but are no longer listed)."""
+        """Forget the session log and the chat log (live sessions keep running but are no longer listed), and
+        start the script's failure counts afresh."""
         def clear() -> None:
             self._sessions.clear()
             self._chat.log.clear()
+            self._refused = 0
+            self._accepted = 0
         self._call_on_loop(clear)
 
     @property
@@ -300,6 +315,9 @@ class RealtimeStandin:
                     "using Bearer auth (i.e. Authorization: Bearer YOUR_KEY).",
                 )
             refuse = self.script.fail.get("refuse_connection")
+            after = self.script.fail.get("refuse_after_sessions")
+            if after is not None and self._accepted >= int(after):
+                refuse = True  # OpenAI gone for good after the first session(s): every reconnect is refused
             if refuse:
                 spec = refuse if isinstance(refuse, dict) else {}
                 count = spec.get("count")

@@ -88,6 +88,10 @@ class _Session(_SessionConfig, _InputAudio, _Conversation, _Responses):
         self.ws = ws
         self.ids = standin._ids
         self.script = standin.script
+        standin._accepted += 1
+        fail = self.script.fail
+        # The failure knobs hold for every session, or only for the first `sessions` ones (a reconnect then works).
+        self.fail = fail if standin._accepted <= int(fail.get("sessions") or 10**9) else {}
         self.id = self.ids.new("sess")
         self.conversation_id = self.ids.new("conv")
         self.model = info.get("model") or DEFAULT_MODEL
@@ -244,7 +248,7 @@ class _Session(_SessionConfig, _InputAudio, _Conversation, _Responses):
             await self.ws.close(4000, "beta_api_shape_disabled")
             return
         await self.send({"type": "session.created", "session": self.public_config()})
-        fail = self.script.fail
+        fail = self.fail
         if fail.get("expire_after_ms") is not None:
             self.spawn(self._expire_later(float(fail["expire_after_ms"]) / 1000))
         if self.standin.echo:

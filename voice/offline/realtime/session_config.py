@@ -16,7 +16,7 @@ class _SessionConfig:
     """session.update handling of a :class:`~voice.offline.realtime.session._Session`."""
 
     async def on_session_update(self, event: dict) -> None:
-        fail = self.script.fail
+        fail = self.fail
         if fail.get("drop_after_ms") is not None and not self.drop_scheduled:
             self.drop_scheduled = True
             self.spawn(self._drop_later(float(fail["drop_after_ms"]) / 1000))

@@ -1,0 +1,196 @@
+"""Reconnecting to OpenAI mid-call (mixed into `CallSession`).
+
+When the upstream socket drops or the session expires, the caller is still on the line: a new session is opened
+within a short budget, configured the same way, and seeded with the call's own transcript as text items (caller
+turns as `input_text`, agent turns as `output_text`: audio items cannot be created), the tool calls still waiting
+for their result, and whatever the session meant to send meanwhile. Caller audio that arrives in the gap is held
+(bounded) and sent once the new session is ready, so nothing the caller said is lost. Only when the budget is
+spent does the call fall back (`fail`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections import deque
+from typing import Any
+
+import websockets
+from django.conf import settings
+
+from calls.models import CallEvent
+from voice.agent import session_update
+from voice.session.shared import b64_len_to_bytes
+
+log = logging.getLogger(__name__)
+
+SEED_TURNS = 60  # the latest transcript turns a new session is seeded with
+SEED_TEXT_CHARS = 2000  # of each turn
+RECONNECT_INSTRUCTIONS = (
+    "The phone line to you dropped for a moment and is back now; the caller may not have heard your last words. "
+    "In one short sentence, in the language of the conversation, apologise (for example \"Sorry, I lost you for a "
+    "second\") and pick up where the conversation was: if the caller's last request is unanswered, answer it, "
+    "otherwise repeat your last point briefly.")
+
+
+class _Reconnect:
+    """`_reconnect` and the gap's bookkeeping: held caller audio, held upstream events."""
+
+    def _init_reconnect(self) -> None:
+        self.reconnecting = False
+        self.reconnects = 0
+        self.upstream_lost_cause = ""  # why OpenAI ended the session, when it said so before closing
+        self._held_audio: deque[str] = deque()
+        self._held_audio_bytes = 0
+        self._held_audio_dropped = 0
+        self._held_events: list[dict[str, Any]] = []
+        self.tool_calls_seen: dict[str, tuple[str, str]] = {}  # call_id -> (name, arguments JSON)
+
+    def hold_caller_audio(self, payload: str) -> None:
+        """Caller audio during a reconnect: kept, up to OPENAI_RECONNECT_AUDIO_SECONDS (the oldest goes first)."""
+        self._held_audio.append(payload)
+        self._held_audio_bytes += b64_len_to_bytes(payload)
+        limit = settings.OPENAI_RECONNECT_AUDIO_SECONDS * 1000 * self.transport.bytes_per_ms
+        while self._held_audio_bytes > limit and self._held_audio:
+            dropped = self._held_audio.popleft()
+            self._held_audio_bytes -= b64_len_to_bytes(dropped)
+            self._held_audio_dropped += b64_len_to_bytes(dropped)
+
+    def hold_upstream_event(self, event: dict[str, Any]) -> None:
+        self._held_events.append(event)
+
+    async def _open_upstream(self, timeout: float) -> Any:
+        url = f"{settings.OPENAI_REALTIME_URL}?model={settings.OPENAI_REALTIME_MODEL}"
+        return await websockets.connect(
+            url, additional_headers={"Authorization": f"Bearer {settings.OPENAI_API_KEY}"},
+            open_timeout=timeout, max_size=16 * 2**20, ping_interval=20, ping_timeout=20,
+            # Base64 audio hardly compresses: per-message deflate would cost CPU on every frame for ~25% of a few
+            # kB/s. Not offered, so never negotiated.
+            compression=None)
+
+    async def _reconnect(self, cause: str) -> bool:
+        """Open, configure and seed a new session after the old one was lost. False when the budget is spent (or
+        this call already reconnected OPENAI_RECONNECTS_PER_CALL times): the caller then gets the fallback."""
+        dropped_at = time.monotonic()
+        if self.reconnects >= settings.OPENAI_RECONNECTS_PER_CALL:
+            self.add_event(CallEvent.Kind.RECONNECT, ok=False, cause=cause, attempts=0,
+                           error=f"already reconnected {self.reconnects} times on this call")
+            return False
+        self.reconnecting, self.ready = True, False
+        old, self.upstream = self.upstream, None
+        if old is not None:
+            asyncio.create_task(_close_quietly(old))
+        # The lost session's reply is gone with it; what it had not handed over is seeded below.
+        unsent_outputs = [output for state in self.responses.values() for output in state.tool_outputs]
+        self.responses.clear()
+        # Its audio items are not in the new session: never truncated there (the caller's side keeps playing what
+        # it has; its marks still come back).
+        self.items.clear()
+        self.dropped_responses.clear()
+        self.active_response = None
+        self.response_requested = False
+        pending_instructions, self.response_create_pending = self.response_create_pending, None
+        budget = settings.OPENAI_RECONNECT_BUDGET_SECONDS
+        attempts, error, upstream = 0, "", None
+        for delay in _backoff():
+            remaining = budget - (time.monotonic() - dropped_at)
+            if remaining <= 0 or self._finishing:
+                break
+            if delay:
+                await asyncio.sleep(min(delay, remaining))
+                remaining = budget - (time.monotonic() - dropped_at)
+                if remaining <= 0:
+                    break
+            attempts += 1
+            try:
+                upstream = await self._open_upstream(timeout=max(0.5, remaining))
+                break
+            except Exception as exc:  # refused, reset, HTTP 5xx on the upgrade, timeout
+                error = f"{type(exc).__name__}: {exc}"[:300]
+        if upstream is None:
+            self.reconnecting = False
+            self.add_event(CallEvent.Kind.RECONNECT, ok=False, cause=cause, attempts=attempts,
+                           waited_ms=round((time.monotonic() - dropped_at) * 1000), error=error)
+            return False
+        self.upstream = upstream
+        self.reconnects += 1
+        try:
+            instructions = await self._seed_new_session(unsent_outputs, pending_instructions)
+        except websockets.ConnectionClosed:
+            self.reconnecting = False
+            return await self._reconnect("the new session closed while it was being seeded")
+        # What the caller said in the gap, before the reply: the model hears it first. New frames keep being
+        # held (and sent by this loop) until the session is marked ready.
+        held_ms = round(self._held_audio_bytes / self.transport.bytes_per_ms)
+        try:
+            while self._held_audio:
+                await self.upstream.send('{"type":"input_audio_buffer.append","audio":"'
+                                         + self._held_audio.popleft() + '"}')
+            self._held_audio_bytes = 0
+            self.response_requested = True
+            await self.upstream.send(json.dumps({"type": "response.create",
+                                                 "response": {"instructions": instructions}}))
+        except websockets.ConnectionClosed:
+            self.reconnecting = False
+            return await self._reconnect("the new session closed while it was being seeded")
+        self.reconnecting, self.ready = False, True
+        self.add_event(CallEvent.Kind.RECONNECT, ok=True, cause=cause, attempts=attempts,
+                       waited_ms=round((time.monotonic() - dropped_at) * 1000), held_audio_ms=held_ms,
+                       dropped_audio_ms=round(self._held_audio_dropped / self.transport.bytes_per_ms))
+        self._held_audio_dropped = 0
+        log.info("Call %s: reconnected to OpenAI after %s (%d attempt(s))", self.call_id, cause, attempts)
+        return True
+
+    async def _seed_new_session(self, unsent_outputs: list[dict[str, Any]], pending_instructions: str | None) -> str:
+        """The same configuration, the conversation so far as text, the tool calls still open; returns the
+        instructions of the reply to ask for once the held audio is in."""
+        async def send(event: dict[str, Any]) -> None:
+            await self.upstream.send(json.dumps(event))
+
+        await send(session_update(self.profile, self.transport.audio_format))
+        for turn in self.conversation[-SEED_TURNS:]:
+            text = (turn.get("text") or "")[:SEED_TEXT_CHARS]
+            if not text:
+                continue
+            caller = turn.get("speaker") == "caller"
+            await send({"type": "conversation.item.create", "item": {
+                "type": "message", "role": "user" if caller else "assistant",
+                "content": [{"type": "input_text" if caller else "output_text", "text": text}]}})
+        # A tool call the old session made and still awaits (the supervisor is working on it), or whose result it
+        # never got: the call is recreated so its result can be attached.
+        waiting = [*self.pending_supervisor, *(o["call_id"] for o in unsent_outputs)]
+        for call_id in dict.fromkeys(waiting):
+            name, arguments = self.tool_calls_seen.get(call_id, ("ask_supervisor", "{}"))
+            await send({"type": "conversation.item.create", "item": {
+                "type": "function_call", "call_id": call_id, "name": name, "arguments": arguments}})
+        for output in unsent_outputs:
+            await send({"type": "conversation.item.create", "item": output})
+        # What the session tried to send in the gap: items go as they were; a reply it asked for is folded into
+        # the one reply asked for below (two would be refused).
+        held, self._held_events = self._held_events, []
+        wanted = [pending_instructions] if pending_instructions else []
+        for event in held:
+            if event.get("type") == "response.create":
+                wanted.append(((event.get("response") or {}).get("instructions")) or "")
+            elif event.get("type") == "conversation.item.create":
+                await send(event)
+        instructions = RECONNECT_INSTRUCTIONS
+        if any(wanted):
+            instructions += " Then do this: " + " ".join(w for w in wanted if w)
+        return instructions
+
+
+def _backoff() -> Any:
+    """Delays before each attempt: at once, then growing, then every second until the budget is spent."""
+    yield from (0.0, 0.2, 0.4, 0.8)
+    while True:
+        yield 1.0
+
+
+async def _close_quietly(upstream: Any) -> None:
+    try:
+        await asyncio.wait_for(upstream.close(), timeout=2)
+    except Exception:
+        pass
