@@ -415,8 +415,13 @@ CALL_DRAIN_SECONDS = env_int("CALL_DRAIN_SECONDS", 15)
 # Log every module imported after a web process is ready, with the importing stack (an import on the live path
 # stalls every call's audio while it runs). For tests and for hunting a stall; off in production.
 LOG_LATE_IMPORTS = env_bool("LOG_LATE_IMPORTS", False)
-# Hard cap on one call; OpenAI ends a realtime session at 60 minutes anyway.
-CALL_MAX_SECONDS = env_int("CALL_MAX_SECONDS", 30 * 60)
+# The longest call a business gets: then the agent says goodbye and hangs up. Not bound to OpenAI's session cap:
+# a call outlasting a session moves to a new one (below).
+CALL_MAX_SECONDS = env_int("CALL_MAX_SECONDS", 2 * 60 * 60)
+# OpenAI ends a Realtime session at 60 minutes (error `session_expired`, close 1001). This long before that, the
+# call opens the next session, seeds it with the transcript and switches at the next moment nobody speaks.
+OPENAI_SESSION_MAX_SECONDS = env_int("OPENAI_SESSION_MAX_SECONDS", 60 * 60)
+OPENAI_SESSION_RENEW_MARGIN_SECONDS = env_int("OPENAI_SESSION_RENEW_MARGIN_SECONDS", 5 * 60)
 # OpenAI's socket lost mid-call (a drop, an error close, `session_expired`): a new session is opened, seeded with
 # the transcript, within this many seconds (first try at once, then growing); caller audio in the gap is held, up
 # to OPENAI_RECONNECT_AUDIO_SECONDS of it. After the budget, or this many reconnects on one call, the fallback.

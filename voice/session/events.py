@@ -29,19 +29,23 @@ class _OpenAIEvents:
         """Read OpenAI's events until the call ends; a lost session is replaced (`_reconnect`) while the budget
         lasts, then the caller gets the fallback."""
         while True:
-            cause, reconnectable = await self._read_session()
+            reading = self.upstream
+            cause, reconnectable = await self._read_session(reading)
             if self._finishing:
                 return
+            if reading is not self.upstream and self.upstream is not None:
+                continue  # a renewal retired that session: read the one that replaced it
             if not reconnectable or not await self._reconnect(cause):
                 await self.fail(cause)
                 return
 
-    async def _read_session(self) -> tuple[str, bool]:
+    async def _read_session(self, upstream: Any) -> tuple[str, bool]:
         """One upstream session's events, until it ends: why it ended, and whether a new session may replace it."""
         error = "OpenAI closed the connection"
         self.upstream_lost_cause = ""
+        self.reading_upstream = upstream
         try:
-            async for raw in self.upstream:
+            async for raw in upstream:
                 try:
                     event = json.loads(raw)
                     handler = self.HANDLERS.get(event.get("type"))
@@ -87,6 +91,7 @@ class _OpenAIEvents:
 
     async def _on_speech_started(self, event: dict[str, Any]) -> None:
         item_id = event.get("item_id") or f"caller-{self.now_ms()}"
+        self.caller_speaking = True
         self._caller_items[item_id] = {"order": self.reserve_transcript(), "start_ms": self.now_ms()}
         self.speech_end_at = None
         # Unplayed audio at the caller's side is not the only sign the agent is talking: a model slower than real
@@ -95,6 +100,7 @@ class _OpenAIEvents:
             await self._barge_in()
 
     async def _on_speech_stopped(self, event: dict[str, Any]) -> None:
+        self.caller_speaking = False
         now = time.monotonic()
         self.speech_stopped_at = now
         # The caller stopped speaking silence_duration ago; that is when the turn really ended.
@@ -215,7 +221,7 @@ class _OpenAIEvents:
             # OpenAI closes the socket (1001) after this: a new session takes over (`_read_upstream`).
             self.upstream_lost_cause = "OpenAI ended the session: session_expired"
             try:  # and so do we, in case it does not: bounded, the caller is waiting
-                await asyncio.wait_for(self.upstream.close(), timeout=1)
+                await asyncio.wait_for(self.reading_upstream.close(), timeout=1)
             except Exception:
                 pass
         elif code in {"beta_api_shape_disabled", "invalid_api_key"}:

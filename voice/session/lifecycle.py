@@ -38,6 +38,7 @@ class _Lifecycle:
         except Exception as exc:  # refused, DNS, TLS, HTTP 4xx/5xx on the upgrade, timeout
             await self.fail(f"Could not connect to OpenAI Realtime: {exc}")
             return
+        self.session_started_at = time.monotonic()
         await self.send_upstream(session_update(self.profile, self.transport.audio_format))
         self.response_requested = True
         await self.send_upstream(greeting_response(self.profile))
@@ -153,6 +154,8 @@ class _Lifecycle:
             if time.monotonic() - self.t0 > self.max_seconds:
                 await self._end_by_agent("max_duration")
                 return
+            if self.renewal_due(time.monotonic()):
+                self._tasks.append(asyncio.create_task(self._renew_session(), name=f"call-{self.call_id}-renew"))
             if self.allowance_recheck_due(time.monotonic()):
                 await self._check_allowance()
             if await self._enforce_allowance():

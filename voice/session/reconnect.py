@@ -1,4 +1,4 @@
-"""Reconnecting to OpenAI mid-call (mixed into `CallSession`).
+"""Reconnecting to OpenAI mid-call, and renewing a session before its time cap (mixed into `CallSession`).
 
 When the upstream socket drops or the session expires, the caller is still on the line: a new session is opened
 within a short budget, configured the same way, and seeded with the call's own transcript as text items (caller
@@ -6,6 +6,10 @@ turns as `input_text`, agent turns as `output_text`: audio items cannot be creat
 for their result, and whatever the session meant to send meanwhile. Caller audio that arrives in the gap is held
 (bounded) and sent once the new session is ready, so nothing the caller said is lost. Only when the budget is
 spent does the call fall back (`fail`).
+
+A Realtime session lasts at most an hour (OPENAI_SESSION_MAX_SECONDS). OPENAI_SESSION_RENEW_MARGIN_SECONDS before
+that, the next session is opened and seeded the same way, and the call switches to it at the next moment nobody
+speaks.
 """
 
 from __future__ import annotations
@@ -26,6 +30,10 @@ from voice.session.shared import b64_len_to_bytes
 
 log = logging.getLogger(__name__)
 
+RENEWAL_CAUSE = "renewal before the session's time cap"
+RENEW_RETRY_S = 30.0  # a renewal that could not open its socket is tried again this much later
+RENEW_LAST_CHANCE_S = 10.0  # switch even mid-sentence this long before the cap, rather than be cut by it
+QUIET_POLL_S = 0.05
 SEED_TURNS = 60  # the latest transcript turns a new session is seeded with
 SEED_TEXT_CHARS = 2000  # of each turn
 RECONNECT_INSTRUCTIONS = (
@@ -42,6 +50,12 @@ class _Reconnect:
         self.reconnecting = False
         self.reconnects = 0
         self.upstream_lost_cause = ""  # why OpenAI ended the session, when it said so before closing
+        self.reading_upstream: Any = None  # the socket the reader is on (the old one during a renewal's switch)
+        self.session_started_at = time.monotonic()
+        self.renewals = 0
+        self._renewing = False
+        self._renew_not_before = 0.0
+        self.caller_speaking = False
         self._held_audio: deque[str] = deque()
         self._held_audio_bytes = 0
         self._held_audio_dropped = 0
@@ -89,6 +103,7 @@ class _Reconnect:
         # it has; its marks still come back).
         self.items.clear()
         self.dropped_responses.clear()
+        self.caller_speaking = False
         self.active_response = None
         self.response_requested = False
         pending_instructions, self.response_create_pending = self.response_create_pending, None
@@ -117,7 +132,10 @@ class _Reconnect:
         self.upstream = upstream
         self.reconnects += 1
         try:
-            instructions = await self._seed_new_session(unsent_outputs, pending_instructions)
+            wanted = await self._seed_new_session(unsent_outputs, pending_instructions)
+            instructions = RECONNECT_INSTRUCTIONS
+            if any(wanted):
+                instructions += " Then do this: " + " ".join(w for w in wanted if w)
         except websockets.ConnectionClosed:
             self.reconnecting = False
             return await self._reconnect("the new session closed while it was being seeded")
@@ -136,6 +154,7 @@ class _Reconnect:
             self.reconnecting = False
             return await self._reconnect("the new session closed while it was being seeded")
         self.reconnecting, self.ready = False, True
+        self.session_started_at = time.monotonic()
         self.add_event(CallEvent.Kind.RECONNECT, ok=True, cause=cause, attempts=attempts,
                        waited_ms=round((time.monotonic() - dropped_at) * 1000), held_audio_ms=held_ms,
                        dropped_audio_ms=round(self._held_audio_dropped / self.transport.bytes_per_ms))
@@ -143,9 +162,10 @@ class _Reconnect:
         log.info("Call %s: reconnected to OpenAI after %s (%d attempt(s))", self.call_id, cause, attempts)
         return True
 
-    async def _seed_new_session(self, unsent_outputs: list[dict[str, Any]], pending_instructions: str | None) -> str:
+    async def _seed_new_session(self, unsent_outputs: list[dict[str, Any]],
+                                pending_instructions: str | None) -> list[str]:
         """The same configuration, the conversation so far as text, the tool calls still open; returns the
-        instructions of the reply to ask for once the held audio is in."""
+        instructions of the replies the session asked for meanwhile (to be folded into one)."""
         async def send(event: dict[str, Any]) -> None:
             await self.upstream.send(json.dumps(event))
 
@@ -176,10 +196,63 @@ class _Reconnect:
                 wanted.append(((event.get("response") or {}).get("instructions")) or "")
             elif event.get("type") == "conversation.item.create":
                 await send(event)
-        instructions = RECONNECT_INSTRUCTIONS
-        if any(wanted):
-            instructions += " Then do this: " + " ".join(w for w in wanted if w)
-        return instructions
+        return wanted
+
+    def caller_is_quiet_and_nothing_plays(self) -> bool:
+        """A moment to switch sessions: the caller is not speaking, no reply is coming, nothing is still playing."""
+        return (self.active_response is None and not self.response_requested and self.pending_marks == 0
+                and not self.caller_speaking and self.after_playback is None)
+
+    def renewal_due(self, now: float) -> bool:
+        cap = settings.OPENAI_SESSION_MAX_SECONDS - settings.OPENAI_SESSION_RENEW_MARGIN_SECONDS
+        return (not self.reconnecting and not self._renewing and self.upstream is not None and self.ready
+                and now - self.session_started_at >= cap and now >= self._renew_not_before)
+
+    async def _renew_session(self) -> None:
+        """Before OpenAI's session cap: open the next session now, and switch to it at the next moment nobody
+        speaks (no audio lost, no reply said twice). Until then the current one carries on; if it expires first,
+        the drop path takes over."""
+        self._renewing = True
+        began = time.monotonic()
+        try:
+            try:
+                fresh = await self._open_upstream(timeout=8)
+            except Exception as exc:
+                self._renew_not_before = time.monotonic() + RENEW_RETRY_S
+                self.add_event(CallEvent.Kind.RECONNECT, ok=False, renewal=True, cause=RENEWAL_CAUSE, attempts=1,
+                               error=f"{type(exc).__name__}: {exc}"[:300])
+                return
+            last_chance = min(RENEW_LAST_CHANCE_S, settings.OPENAI_SESSION_RENEW_MARGIN_SECONDS / 2)
+            hard_deadline = self.session_started_at + settings.OPENAI_SESSION_MAX_SECONDS - last_chance
+            while not self.caller_is_quiet_and_nothing_plays() and time.monotonic() < hard_deadline:
+                if self._finishing or self.reconnecting or self.upstream is None:
+                    await _close_quietly(fresh)
+                    return
+                await asyncio.sleep(QUIET_POLL_S)
+            waited_for_quiet = time.monotonic() - began
+            old, self.upstream = self.upstream, fresh
+            self.reconnecting, self.ready = True, False  # caller audio held while the new session is seeded
+            try:
+                wanted = await self._seed_new_session([], None)
+                while self._held_audio:
+                    await self.upstream.send('{"type":"input_audio_buffer.append","audio":"'
+                                             + self._held_audio.popleft() + '"}')
+                self._held_audio_bytes = 0
+                if any(wanted):  # a reply asked for during the switch (a supervisor answer, say)
+                    self.response_requested = True
+                    await self.upstream.send(json.dumps({"type": "response.create", "response": {
+                        "instructions": " ".join(w for w in wanted if w)}}))
+            except websockets.ConnectionClosed:
+                pass  # the reader sees the new socket closed and reconnects
+            self.reconnecting, self.ready = False, True
+            self.session_started_at = time.monotonic()
+            self.renewals += 1
+            self.add_event(CallEvent.Kind.RECONNECT, ok=True, renewal=True, cause=RENEWAL_CAUSE, attempts=1,
+                           waited_for_quiet_ms=round(waited_for_quiet * 1000))
+            # The old session's reader ends when its socket closes, and reads the new one (`_read_upstream`).
+            await _close_quietly(old)
+        finally:
+            self._renewing = False
 
 
 def _backoff() -> Any:

@@ -271,6 +271,32 @@ def test_an_expired_session_is_renewed_and_the_call_goes_on(live_asgi, standin):
     assert len(standin.sessions) == 2
 
 
+@pytest.fixture
+def live_asgi_short_sessions(harbor, standin, twilio_standin):
+    """uvicorn with OpenAI sessions capped at 6 s, renewed 3 s before the cap."""
+    server = start_asgi_server("uvicorn", standin=standin, twilio_standin=twilio_standin, extra_env={
+        "OPENAI_SESSION_MAX_SECONDS": "6", "OPENAI_SESSION_RENEW_MARGIN_SECONDS": "3"})
+    yield server
+    stop_process(server.process)
+
+
+def test_a_session_near_its_cap_is_renewed_when_nobody_speaks_without_losing_or_repeating_a_reply(
+        live_asgi_short_sessions, standin):
+    report = simulate(live_asgi_short_sessions, utterances=2)
+    call = finalized_call(report.call_sid)
+    assert (call.status, call.end_reason) == ("completed", "caller_hung_up")
+    renewals = [e.payload for e in CallEvent.objects.filter(call=call, kind="reconnect")]
+    assert renewals and all(p["renewal"] and p["ok"] for p in renewals), renewals
+    sessions = sessions_in_order(standin)
+    assert len(sessions) == len(renewals) + 1
+    assert all(record["closed_by"] == "client" for record in sessions)  # retired by us, never cut by the cap
+    # Each reply said once, whole: the switch waited for the reply in progress and the caller's turn.
+    agent_lines = list(TranscriptEntry.objects.filter(call=call, speaker="agent").values_list("text", flat=True))
+    assert agent_lines.count("We're open eight to five, Monday to Friday.") == 1
+    assert agent_lines.count("You're welcome, have a nice day!") == 1
+    assert report.ok, report.failures
+
+
 def test_openai_gone_for_good_mid_call_plays_a_fallback_and_fails_the_call(live_asgi, standin, twilio_standin):
     standin.script = Script.from_obj({"greeting": "Hello, Harbor Dental.",
                                       "fail": {"drop_after_ms": 1500, "refuse_after_sessions": 1}})
