@@ -231,6 +231,11 @@ def _event_words(item: TimelineItem, business: Business) -> tuple[str, str]:
     if kind == CallEvent.Kind.ERROR:
         source = f" ({p['source']})" if p.get("source") else ""
         return f"Error{source}", ": ".join(str(x) for x in (p.get("code"), p.get("message")) if x) or "An error"
+    if kind == CallEvent.Kind.RECONNECT and p.get("renewal"):
+        if p.get("ok"):
+            return "Call", "Moved to a fresh AI model session before the current one reached its time cap"
+        return "Call", "Could not open a fresh AI model session before the time cap" + (
+            f" ({p['error']}); will try again" if p.get("error") else "; will try again")
     if kind == CallEvent.Kind.RECONNECT:
         waited = p.get("waited_ms")
         after = f" after {waited / 1000:.1f} s" if isinstance(waited, (int, float)) else ""

@@ -694,6 +694,9 @@ def test_the_call_page_says_when_the_line_to_the_model_dropped_and_whether_it_ca
                attempts=1, waited_ms=420)
     make_event(call, "reconnect", 9000, order=2, ok=False, cause="OpenAI ended the session: session_expired",
                attempts=5, waited_ms=4010, error="InvalidStatus: server rejected WebSocket connection: HTTP 500")
+    make_event(call, "reconnect", 12000, order=3, ok=True, renewal=True, cause="renewal before the session's time cap",
+               attempts=1, waited_for_quiet_ms=800)
     html, _ = detail(owner_client, call)
     assert "The line to the AI model dropped (OpenAI connection dropped (code 1006)); reconnected after 0.4 s" in html
+    assert "Moved to a fresh AI model session before the current one reached its time cap" in html
     assert "could not reconnect after 4.0 s: InvalidStatus" in html
