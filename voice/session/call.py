@@ -104,7 +104,7 @@ class CallSession(_Lifecycle, _OpenAIEvents, _Playback, _Tools, _Allowance, _Shu
 
     async def send_upstream(self, event: dict[str, Any]) -> None:
         if self.reconnecting:  # sent once the new session is seeded
-            self.hold_upstream_event(event)
+            self._held_events.append(event)
             return
         try:
             await self.upstream.send(json.dumps(event))

@@ -13,7 +13,7 @@ import websockets
 
 from calls.models import CallEvent
 from voice.session.playback import CANCEL_EVENT_PREFIX
-from voice.session.shared import ItemAudio, ResponseState, b64_len_to_bytes
+from voice.session.shared import ItemAudio, ResponseState, b64_len_to_bytes, close_quietly
 from voice.session.shutdown import SHUTDOWN_PURPOSE
 
 if TYPE_CHECKING:
@@ -220,10 +220,7 @@ class _OpenAIEvents:
         if code == "session_expired":
             # OpenAI closes the socket (1001) after this: a new session takes over (`_read_upstream`).
             self.upstream_lost_cause = "OpenAI ended the session: session_expired"
-            try:  # and so do we, in case it does not: bounded, the caller is waiting
-                await asyncio.wait_for(self.reading_upstream.close(), timeout=1)
-            except Exception:
-                pass
+            await close_quietly(self.reading_upstream, timeout=1)  # and so do we, in case it does not
         elif code in {"beta_api_shape_disabled", "invalid_api_key"}:
             await self.fail(f"OpenAI ended the session: {code}")  # a new session would be refused the same way
 

@@ -17,7 +17,7 @@ from calls.services.recording import CallRecord, call_record_entries
 from voice.agent import greeting_response, load_agent_profile, session_update
 from voice.drain import LIVE_CALLS
 from voice.phrases import phrase
-from voice.session.shared import in_db_pool
+from voice.session.shared import close_quietly, in_db_pool
 
 log = logging.getLogger(__name__)
 
@@ -73,10 +73,7 @@ class _Lifecycle:
                 task.cancel()
         self.pending_supervisor.clear()
         if self.upstream is not None:
-            try:
-                await asyncio.wait_for(self.upstream.close(), timeout=2)
-            except Exception:
-                pass
+            await close_quietly(self.upstream)
         if error:
             self.add_event(CallEvent.Kind.ERROR, message=error)
         self.add_event(CallEvent.Kind.HANGUP, reason=reason, status=status)

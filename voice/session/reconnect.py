@@ -26,7 +26,7 @@ from django.conf import settings
 
 from calls.models import CallEvent
 from voice.agent import session_update
-from voice.session.shared import b64_len_to_bytes
+from voice.session.shared import b64_len_to_bytes, close_quietly
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +52,6 @@ class _Reconnect:
         self.upstream_lost_cause = ""  # why OpenAI ended the session, when it said so before closing
         self.reading_upstream: Any = None  # the socket the reader is on (the old one during a renewal's switch)
         self.session_started_at = time.monotonic()
-        self.renewals = 0
         self._renewing = False
         self._renew_not_before = 0.0
         self.caller_speaking = False
@@ -71,9 +70,6 @@ class _Reconnect:
             dropped = self._held_audio.popleft()
             self._held_audio_bytes -= b64_len_to_bytes(dropped)
             self._held_audio_dropped += b64_len_to_bytes(dropped)
-
-    def hold_upstream_event(self, event: dict[str, Any]) -> None:
-        self._held_events.append(event)
 
     async def _open_upstream(self, timeout: float) -> Any:
         url = f"{settings.OPENAI_REALTIME_URL}?model={settings.OPENAI_REALTIME_MODEL}"
@@ -95,7 +91,7 @@ class _Reconnect:
         self.reconnecting, self.ready = True, False
         old, self.upstream = self.upstream, None
         if old is not None:
-            asyncio.create_task(_close_quietly(old))
+            asyncio.create_task(close_quietly(old))
         # The lost session's reply is gone with it; what it had not handed over is seeded below.
         unsent_outputs = [output for state in self.responses.values() for output in state.tool_outputs]
         self.responses.clear()
@@ -136,17 +132,8 @@ class _Reconnect:
             instructions = RECONNECT_INSTRUCTIONS
             if any(wanted):
                 instructions += " Then do this: " + " ".join(w for w in wanted if w)
-        except websockets.ConnectionClosed:
-            self.reconnecting = False
-            return await self._reconnect("the new session closed while it was being seeded")
-        # What the caller said in the gap, before the reply: the model hears it first. New frames keep being
-        # held (and sent by this loop) until the session is marked ready.
-        held_ms = round(self._held_audio_bytes / self.transport.bytes_per_ms)
-        try:
-            while self._held_audio:
-                await self.upstream.send('{"type":"input_audio_buffer.append","audio":"'
-                                         + self._held_audio.popleft() + '"}')
-            self._held_audio_bytes = 0
+            held_ms = round(self._held_audio_bytes / self.transport.bytes_per_ms)
+            await self._send_held_audio()  # what the caller said in the gap, before the reply
             self.response_requested = True
             await self.upstream.send(json.dumps({"type": "response.create",
                                                  "response": {"instructions": instructions}}))
@@ -161,6 +148,14 @@ class _Reconnect:
         self._held_audio_dropped = 0
         log.info("Call %s: reconnected to OpenAI after %s (%d attempt(s))", self.call_id, cause, attempts)
         return True
+
+    async def _send_held_audio(self) -> None:
+        """The caller audio held in the gap, to the new session. Frames arriving meanwhile are held too, and sent
+        by this loop: the session is marked ready only after it."""
+        while self._held_audio:
+            await self.upstream.send('{"type":"input_audio_buffer.append","audio":"' + self._held_audio.popleft()
+                                     + '"}')
+        self._held_audio_bytes = 0
 
     async def _seed_new_session(self, unsent_outputs: list[dict[str, Any]],
                                 pending_instructions: str | None) -> list[str]:
@@ -226,7 +221,7 @@ class _Reconnect:
             hard_deadline = self.session_started_at + settings.OPENAI_SESSION_MAX_SECONDS - last_chance
             while not self.caller_is_quiet_and_nothing_plays() and time.monotonic() < hard_deadline:
                 if self._finishing or self.reconnecting or self.upstream is None:
-                    await _close_quietly(fresh)
+                    await close_quietly(fresh)
                     return
                 await asyncio.sleep(QUIET_POLL_S)
             waited_for_quiet = time.monotonic() - began
@@ -234,10 +229,7 @@ class _Reconnect:
             self.reconnecting, self.ready = True, False  # caller audio held while the new session is seeded
             try:
                 wanted = await self._seed_new_session([], None)
-                while self._held_audio:
-                    await self.upstream.send('{"type":"input_audio_buffer.append","audio":"'
-                                             + self._held_audio.popleft() + '"}')
-                self._held_audio_bytes = 0
+                await self._send_held_audio()
                 if any(wanted):  # a reply asked for during the switch (a supervisor answer, say)
                     self.response_requested = True
                     await self.upstream.send(json.dumps({"type": "response.create", "response": {
@@ -246,11 +238,10 @@ class _Reconnect:
                 pass  # the reader sees the new socket closed and reconnects
             self.reconnecting, self.ready = False, True
             self.session_started_at = time.monotonic()
-            self.renewals += 1
             self.add_event(CallEvent.Kind.RECONNECT, ok=True, renewal=True, cause=RENEWAL_CAUSE, attempts=1,
                            waited_for_quiet_ms=round(waited_for_quiet * 1000))
             # The old session's reader ends when its socket closes, and reads the new one (`_read_upstream`).
-            await _close_quietly(old)
+            await close_quietly(old)
         finally:
             self._renewing = False
 
@@ -260,10 +251,3 @@ def _backoff() -> Any:
     yield from (0.0, 0.2, 0.4, 0.8)
     while True:
         yield 1.0
-
-
-async def _close_quietly(upstream: Any) -> None:
-    try:
-        await asyncio.wait_for(upstream.close(), timeout=2)
-    except Exception:
-        pass

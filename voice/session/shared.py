@@ -3,6 +3,7 @@ agent item and per response, the database hop, and the size of a base64 payload.
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -73,6 +74,14 @@ class ResponseState:
     spoke: bool = False
     tool_outputs: list[dict[str, Any]] = field(default_factory=list)
     follow_up: str | None = None  # instructions for the response we ask for after this one
+
+
+async def close_quietly(upstream: Any, timeout: float = 2.0) -> None:
+    """Close an OpenAI socket without waiting long or raising: the caller is waiting on what comes next."""
+    try:
+        await asyncio.wait_for(upstream.close(), timeout=timeout)
+    except Exception:
+        pass
 
 
 def b64_len_to_bytes(payload: str) -> int:
