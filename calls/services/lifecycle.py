@@ -156,12 +156,12 @@ def call_finalize(*, call_id: int, status: str, end_reason: str, usage: Usage | 
     call.save(update_fields=["status", "end_reason", "ended_at", "finalized_at", "duration_seconds", "error",
                              "model", "input_audio_tokens", "input_text_tokens", "input_cached_tokens",
                              "output_audio_tokens", "output_text_tokens", "cost_usd"])
-    count_finalized_call(status=call.status, end_reason=call.end_reason, usage=usage, model=call.model)
     from calls.postcall.queueing import postcall_enqueue  # the post-call package imports this module
 
     postcall_enqueue(call.id)  # summary, email, webhook: queued when this transaction commits
     publish_call_changed(call_id=call.id, business_id=call.business_id, status=call.status)  # on commit too
     announce_call_finalized(call.id)  # on commit too: billing records the call's minutes
+    count_finalized_call(status=call.status, end_reason=call.end_reason, usage=usage, model=call.model)
     return True
 
 
