@@ -14,10 +14,17 @@ from __future__ import annotations
 
 import os
 
-from prometheus_client import (CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, Counter, Gauge, Histogram,
-                               generate_latest, multiprocess)
+from django.conf import settings
 
-MULTIPROC_DIR = os.environ.get("PROMETHEUS_MULTIPROC_DIR", "")
+MULTIPROC_DIR = settings.PROMETHEUS_MULTIPROC_DIR
+if not MULTIPROC_DIR:
+    # Set but empty (an environment copied from .env.example): the library would still switch to multi-process
+    # mode, on its mere presence, and write its files into the working directory.
+    os.environ.pop("PROMETHEUS_MULTIPROC_DIR", None)
+
+from prometheus_client import (CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, Counter, Gauge,  # noqa: E402
+                               Histogram, generate_latest, multiprocess)
+
 if MULTIPROC_DIR:
     # The library writes its first file as soon as a metric below is defined; a missing folder would stop the
     # process from starting. Creating it is harmless; emptying it is the deploy's job (README).

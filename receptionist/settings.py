@@ -317,7 +317,7 @@ SILENCED_SYSTEM_CHECKS = ["security.W021", *env_list("SILENCED_SYSTEM_CHECKS")]
 # all (prometheus-client's multi-process mode; the library reads this variable itself). Unset: each process
 # shows only its own, which is right for one process (`make run`). Emptied per deploy, before the processes
 # start (README "Operator metrics").
-PROMETHEUS_MULTIPROC_DIR = env_str("PROMETHEUS_MULTIPROC_DIR")
+PROMETHEUS_MULTIPROC_DIR = os.environ.get("PROMETHEUS_MULTIPROC_DIR", "").strip()  # as the library reads it: no _FILE
 # Who may read /metrics. With METRICS_TOKEN set a scraper must send `Authorization: Bearer <token>`; with
 # METRICS_ALLOWED_NETWORKS (comma-separated CIDRs) it must come from one of them (behind a proxy, counted with
 # TRUSTED_PROXY_COUNT). Both set: both apply. Neither: only this machine (loopback) may scrape.

@@ -153,3 +153,18 @@ def test_the_settings_refuse_a_network_that_is_not_a_cidr():
                             text=True, timeout=120)
     assert result.returncode != 0
     assert "METRICS_ALLOWED_NETWORKS takes comma-separated CIDRs, not 'the office'" in result.stderr
+
+
+def test_an_empty_multiprocess_folder_setting_means_one_process_and_writes_no_files(tmp_path):
+    """PROMETHEUS_MULTIPROC_DIR= (as in .env.example): the library would take its mere presence for multi-process
+    mode and write its files into the working directory."""
+    script = ("import django; django.setup()\n"
+              "from receptionist import metrics\n"
+              "metrics.call_started()\n"
+              "print(b'receptionist_live_calls 1.0' in metrics.render()[0])\n")
+    env = {**os.environ, "DEBUG": "true", "DJANGO_SETTINGS_MODULE": "receptionist.settings",
+           "PYTHONPATH": str(ROOT), "PROMETHEUS_MULTIPROC_DIR": ""}
+    result = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True,
+                            timeout=120)
+    assert result.stdout.strip() == "True", result.stderr
+    assert list(tmp_path.iterdir()) == []
