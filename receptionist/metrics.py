@@ -37,6 +37,10 @@ LIVE_CALLS = Gauge(
 CALLS = Counter(
     "receptionist_calls", "Calls finalised, by final status and end reason (how the call ended).",
     ["status", "end_reason"])
+CALL_OUTCOMES = Counter(
+    "receptionist_call_outcomes",
+    "Calls summarised after they ended, by outcome (calls/outcomes.py: booked, answered, message_taken, ...; "
+    "none when the summary failed and no tool proved one).", ["outcome"])
 OPENAI_RECONNECTS = Counter(
     "receptionist_openai_reconnects", "New OpenAI sessions opened after one was lost mid-call.", ["result"])
 OPENAI_RENEWALS = Counter(
@@ -92,6 +96,10 @@ def call_ended() -> None:
 
 def call_finalized(*, status: str, end_reason: str) -> None:
     CALLS.labels(status=status, end_reason=end_reason).inc()
+
+
+def call_summarized(*, outcome: str) -> None:
+    CALL_OUTCOMES.labels(outcome=outcome or "none").inc()
 
 
 def tokens_used(*, tokens: dict[str, int], cost_usd: dict[str, float]) -> None:

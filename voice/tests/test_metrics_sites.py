@@ -18,12 +18,14 @@ import websockets
 from channels.layers import InMemoryChannelLayer
 from prometheus_client import REGISTRY
 
-from calls.models import Call
+from calls.models import Call, TranscriptEntry
+from calls.postcall.summary import call_summarize, call_summary_failed
 from calls.services.lifecycle import Usage, call_finalize
 from tests.factories import make_call
 from voice import tasks as voice_tasks
 from voice.agent import load_agent_profile
 from voice.browser_call import _BrowserCallState
+from voice.offline.realtime import RealtimeStandin
 from voice.session import CallSession
 from voice.session import tools as session_tools
 from voice.session.shared import ResponseState
@@ -156,6 +158,34 @@ def test_a_supervisor_runs_tokens_and_cost_are_counted_when_it_is_recorded(harbo
     assert {kind: value("receptionist_tokens_total", kind=kind) - count for kind, count in before.items()} == {
         "supervisor_input": 1000, "supervisor_cached": 200, "supervisor_output": 80}
     assert value("receptionist_cost_usd_total", kind="supervisor_input") - cost_before == pytest.approx(0.002)
+
+
+def test_a_summarised_call_is_counted_by_outcome_with_the_summarys_tokens(harbor, settings):
+    standin = RealtimeStandin(script={"summary": {"document": {
+        "summary": "Ann asked about the opening hours.", "caller_name": "Ann Lee", "reason": "Opening hours.",
+        "outcome": "answered", "action_items": [], "sentiment": "positive", "follow_up_needed": False,
+        "follow_up_reason": ""}}}, port=0)
+    standin.start_in_thread()
+    settings.OPENAI_BASE_URL, settings.OPENAI_API_KEY = standin.base_url, "sk-test-standin"
+    call = make_call(harbor, twilio_call_sid="CA" + "7" * 32, status="completed")
+    TranscriptEntry.objects.create(call=call, order=1, speaker="caller", text="When are you open?")
+    before = value("receptionist_call_outcomes_total", outcome="answered")
+    tokens_before = value("receptionist_tokens_total", kind="summary_output")
+    try:
+        assert call_summarize(call_id=call.id)
+    finally:
+        standin.stop()
+    assert value("receptionist_call_outcomes_total", outcome="answered") == before + 1
+    call.refresh_from_db()
+    assert value("receptionist_tokens_total", kind="summary_output") - tokens_before == call.summary_output_tokens > 0
+
+
+def test_a_call_whose_summary_failed_is_counted_with_no_outcome(harbor):
+    call = make_call(harbor, twilio_call_sid="CA" + "8" * 32, status="completed")
+    before = value("receptionist_call_outcomes_total", outcome="none")
+    assert call_summary_failed(call_id=call.id, error="The summary model's answer is not valid")
+    assert not call_summary_failed(call_id=call.id, error="again")  # stored once, counted once
+    assert value("receptionist_call_outcomes_total", outcome="none") == before + 1
 
 
 # --- reconnects and renewals -----------------------------------------------------------------------------------
