@@ -12,6 +12,7 @@ process shows only its own metrics (one process: `make run`).
 
 from __future__ import annotations
 
+import atexit
 import os
 
 from django.conf import settings
@@ -154,6 +155,12 @@ def render() -> tuple[bytes, str]:
 
 
 def process_exited(pid: int | None = None) -> None:
-    """A process is going away: its live-call gauge leaves the sum (its counters stay: they are totals)."""
+    """A process is going away: its live-call gauge leaves the sum (its counters stay: they are totals). Called
+    by uvicorn's lifespan shutdown and Celery's shutdown signals; again at exit, which does no harm."""
     if MULTIPROC_DIR:
         multiprocess.mark_process_dead(pid or os.getpid(), path=MULTIPROC_DIR)
+
+
+if MULTIPROC_DIR:
+    # Any other process that exits cleanly (daphne in development, a management command) leaves the sums too.
+    atexit.register(process_exited)

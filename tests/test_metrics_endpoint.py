@@ -57,7 +57,7 @@ def test_another_address_is_refused_by_default():
     assert "receptionist_" not in response.text
 
 
-def test_a_request_forwarded_by_a_proxy_we_do_not_count_is_refused(settings):
+def test_a_request_forwarded_by_a_proxy_we_do_not_count_is_refused():
     # A proxy on this machine: the peer is loopback, the outsider only shows in X-Forwarded-For.
     assert scrape(headers={"X-Forwarded-For": OUTSIDER}).status_code == 403
 
@@ -168,3 +168,19 @@ def test_an_empty_multiprocess_folder_setting_means_one_process_and_writes_no_fi
                             timeout=120)
     assert result.stdout.strip() == "True", result.stderr
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_process_that_exits_cleanly_leaves_the_live_sums(tmp_path):
+    """Whatever process it is (daphne, a management command): its live-call gauge file goes, its totals stay."""
+    script = ("import os, django; django.setup()\n"
+              "from receptionist import metrics\n"
+              "metrics.call_started(); metrics.frame_dropped('malformed')\n"
+              "print(os.getpid())\n")
+    env = {**os.environ, "DEBUG": "true", "DJANGO_SETTINGS_MODULE": "receptionist.settings",
+           "PYTHONPATH": str(ROOT), "PROMETHEUS_MULTIPROC_DIR": str(tmp_path)}
+    result = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=env, capture_output=True, text=True,
+                            timeout=120)
+    pid = result.stdout.strip()
+    assert pid.isdigit(), result.stderr
+    assert not (tmp_path / f"gauge_livesum_{pid}.db").exists()
+    assert (tmp_path / f"counter_{pid}.db").exists()

@@ -88,7 +88,7 @@ async def unreachable(timeout: float):
 # --- live calls, fallbacks -----------------------------------------------------------------------------------
 
 
-def test_a_call_counts_as_live_from_its_start_until_it_ends(harbor, settings):
+def test_a_call_counts_as_live_from_its_start_until_it_ends(harbor):
     call = make_call(harbor, twilio_call_sid="CA" + "1" * 32, status="in_progress")
     transport = FallbackTransport()
     session = CallSession(call_id=call.id, business_id=harbor.id, transport=transport)
@@ -129,7 +129,7 @@ def test_a_call_finalised_twice_is_counted_once(harbor):
     assert value("receptionist_calls_total", status="failed", end_reason="stream_closed") == before + 1
 
 
-def test_a_finalised_calls_tokens_and_cost_are_counted_by_kind(harbor, settings):
+def test_a_finalised_calls_tokens_and_cost_are_counted_by_kind(harbor):
     call = make_call(harbor, twilio_call_sid="CA" + "5" * 32, status="in_progress")
     usage = Usage(input_audio=1000, cached_audio=400, input_text=300, output_audio=2000, output_text=50)
     kinds = ["realtime_input_audio", "realtime_cached_audio", "realtime_input_text", "realtime_output_audio",
@@ -252,13 +252,14 @@ def test_a_turns_latency_is_observed_when_the_agents_first_audio_arrives():
     assert 0.8 <= value("receptionist_turn_latency_seconds_sum") - total < 2.0
 
 
-def test_the_supervisors_round_trip_is_observed_from_the_hand_off_to_its_answer(monkeypatch, settings):
+def test_the_supervisors_round_trip_is_observed_from_the_hand_off_to_its_answer(monkeypatch):
     monkeypatch.setattr(session_tools, "enqueue_supervisor", lambda kwargs: None)
 
     async def scenario() -> None:
         session = bare_session(reply_channel="call.test")
         session.upstream = Upstream()
-        assert await session._tool_ask_supervisor(ResponseState("resp_1"), {"request": "Book Tuesday"}, "tool_1") is None
+        handed_off = await session._tool_ask_supervisor(ResponseState("resp_1"), {"request": "Book Tuesday"}, "tool_1")
+        assert handed_off is None  # answered later, by the supervisor
         await asyncio.sleep(0.2)
         await session.supervisor_answer({"tool_call_id": "tool_1", "ok": True, "answer": "Booked for Tuesday."})
         for task in session._tasks:
