@@ -38,7 +38,7 @@ class BusinessProfileForm(forms.ModelForm):
         model = Business
         # No phone_number: numbers come from the operator's Twilio account (Settings → Phone number) or the admin.
         fields = ["name", "time_zone", "greeting", "extra_instructions", "voice", "language",
-                  "transfer_number", "notification_email", "address", "website"]
+                  "transfer_number", "when_unavailable", "notification_email", "address", "website"]
         labels = {
             "name": "Business name",
             "transfer_number": "Transfer calls to",
@@ -51,7 +51,11 @@ class BusinessProfileForm(forms.ModelForm):
                         f"Up to {limits.GREETING_MAX_CHARS} characters: it is read aloud before the caller can speak.",
             "extra_instructions": f"Up to {limits.EXTRA_INSTRUCTIONS_MAX_CHARS:,} characters. The receptionist reads "
                                   "them before every call, so keep to what matters.",
-            "notification_email": "Call summaries and messages go here.",
+            "notification_email": "Call summaries, messages and voicemails go here.",
+            "when_unavailable": "If the AI model cannot be reached (an outage at OpenAI, a lost connection that "
+                                "does not come back), callers hear a short apology, then leave a voicemail or are "
+                                "transferred to the number above. Voicemail is used when there is no transfer "
+                                "number.",
         }
         error_messages = {
             "greeting": {"max_length": f"Keep the greeting to {limits.GREETING_MAX_CHARS} characters or fewer "
@@ -69,6 +73,8 @@ class BusinessProfileForm(forms.ModelForm):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.fields["name"].required = True
+        if "when_unavailable" in self.fields:
+            self.fields["when_unavailable"].required = False
         # People type numbers with spaces and brackets; accept them and store the E.164 form.
         generated = self.fields.get("transfer_number")
         if generated is None:
@@ -76,6 +82,10 @@ class BusinessProfileForm(forms.ModelForm):
         self.fields["transfer_number"] = forms.CharField(
             required=False, max_length=32, label=generated.label, help_text=generated.help_text,
             widget=forms.TextInput(attrs={"inputmode": "tel", "autocomplete": "tel"}))
+
+    def clean_when_unavailable(self) -> str:
+        # A post without the field (an older page, a script) keeps the stored choice rather than failing.
+        return self.cleaned_data.get("when_unavailable") or self.instance.when_unavailable
 
     def clean_transfer_number(self) -> str:
         number = normalize_e164(self.cleaned_data.get("transfer_number", ""))

@@ -97,6 +97,13 @@ class Business(models.Model):
         SHIMMER = "shimmer", "Shimmer"
         VERSE = "verse", "Verse"
 
+    class WhenUnavailable(models.TextChoices):
+        """What a caller gets when the voice model cannot be reached (at the start of a call, or mid-call once
+        reconnecting has failed): the business decides."""
+
+        VOICEMAIL = "voicemail", "Take a voicemail"
+        TRANSFER = "transfer", "Transfer the caller to the transfer number"
+
     class Language(models.TextChoices):
         ENGLISH = "en", "English"
         SPANISH = "es", "Spanish"
@@ -134,6 +141,10 @@ class Business(models.Model):
     voice = models.CharField(max_length=16, choices=Voice.choices, default=Voice.MARIN)
     language = models.CharField(max_length=8, choices=Language.choices, default=Language.ENGLISH)
     transfer_number = models.CharField(max_length=16, blank=True, validators=[validate_e164])
+    when_unavailable = models.CharField(
+        "when the receptionist is unavailable", max_length=10, choices=WhenUnavailable.choices,
+        default=WhenUnavailable.VOICEMAIL,
+        help_text="If the voice model is down: voicemail, or a transfer (voicemail when there is no transfer number).")
     notification_email = models.EmailField(blank=True)
     address = models.CharField(max_length=300, blank=True)
     website = models.URLField(blank=True)
@@ -150,6 +161,8 @@ class Business(models.Model):
                                    name="business_phone_number_e164"),
             models.CheckConstraint(condition=Q(transfer_number="") | Q(transfer_number__regex=r"^\+[1-9][0-9]{6,14}$"),
                                    name="business_transfer_number_e164"),
+            models.CheckConstraint(condition=Q(when_unavailable__in=["voicemail", "transfer"]),
+                                   name="business_when_unavailable_valid"),
             models.UniqueConstraint(fields=["phone_number_sid"], condition=~Q(phone_number_sid=""),
                                     name="business_phone_number_sid_unique"),
             models.CheckConstraint(condition=Q(phone_number_sid="") | (Q(phone_number_sid__regex=r"^PN[0-9a-fA-F]{32}$")

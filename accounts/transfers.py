@@ -93,3 +93,13 @@ def allowed_transfer_number(business: Business) -> str:
         log.warning("Not dialling business %s's transfer number %s: %s", business.id, number, problem)
         return ""
     return number
+
+
+def unavailable_action(business: Business) -> tuple[str, str]:
+    """What a caller gets when the voice model cannot be reached: ("transfer", number) when the business chose
+    transfers and its number may be dialled, else ("voicemail", "") — voicemail never needs anything else."""
+    if business.when_unavailable == "transfer":  # Business.WhenUnavailable.TRANSFER (models import this module)
+        number = allowed_transfer_number(business)
+        if number:
+            return "transfer", number
+    return "voicemail", ""

@@ -55,6 +55,14 @@ class Call(models.Model):
         FAILED = "failed", "Failed"
         CANCELED = "canceled", "Cancelled"
 
+    class VoicemailStatus(models.TextChoices):
+        """The voicemail of a call the model could not answer (Twilio <Record>)."""
+
+        NONE = "", "No voicemail"
+        RECORDING = "recording", "Recording"  # <Record> emitted; Twilio has not sent the recording yet
+        RECEIVED = "received", "Received"
+        ABSENT = "absent", "Nothing recorded"
+
     FINAL_STATUSES = (Status.COMPLETED, Status.FAILED, Status.INTERRUPTED)
 
     business = models.ForeignKey(Business, on_delete=models.CASCADE, related_name="calls")
@@ -82,6 +90,8 @@ class Call(models.Model):
     forward_status = models.CharField(max_length=12, choices=ForwardStatus.choices, blank=True, default="")
     forwarded_seconds = models.PositiveIntegerField(
         default=0, help_text="Connected time of the forward (Twilio's DialCallDuration); billed with the call.")
+    voicemail_status = models.CharField(max_length=10, choices=VoicemailStatus.choices, blank=True, default="")
+    voicemail_started_at = models.DateTimeField(null=True, blank=True)
     model = models.CharField(max_length=64, blank=True)
     input_audio_tokens = models.PositiveIntegerField(default=0)
     input_text_tokens = models.PositiveIntegerField(default=0)
@@ -141,6 +151,8 @@ class Call(models.Model):
             models.CheckConstraint(condition=Q(forward_status__in=["", "dialing", "completed", "busy", "no-answer",
                                                                    "failed", "canceled"]),
                                    name="call_forward_status_valid"),
+            models.CheckConstraint(condition=Q(voicemail_status__in=["", "recording", "received", "absent"]),
+                                   name="call_voicemail_status_valid"),
         ]
 
     def __str__(self) -> str:
@@ -196,6 +208,8 @@ class CallEvent(models.Model):
         SUPERVISOR = "supervisor", "Supervisor step"
         USAGE = "usage", "Model usage"
         RECONNECT = "reconnect", "Reconnect to the model"
+        FALLBACK = "fallback", "Fallback (model unavailable)"
+        VOICEMAIL = "voicemail", "Voicemail"
 
     call = models.ForeignKey(Call, on_delete=models.CASCADE, related_name="events")
     order = models.PositiveIntegerField()
@@ -345,8 +359,14 @@ class Message(models.Model):
     customer = models.ForeignKey(Customer, on_delete=models.SET_NULL, null=True, blank=True, related_name="messages")
     call = models.ForeignKey(Call, on_delete=models.SET_NULL, null=True, blank=True, related_name="messages")
     name = models.CharField(max_length=120)
-    callback_number = models.CharField(max_length=16, validators=[validate_e164])
+    # Empty only on a voicemail from a withheld number: there is nobody to call back, but the recording stays.
+    callback_number = models.CharField(max_length=16, blank=True, validators=[validate_e164])
     body = models.TextField()
+    # A voicemail (Twilio <Record>) has its recording: played through our server, never by Twilio's URL.
+    recording_sid = models.CharField(max_length=34, blank=True)
+    recording_seconds = models.PositiveIntegerField(null=True, blank=True)
+    # When the summary step wrote the recording's transcription into `body` (None: not transcribed yet).
+    transcribed_at = models.DateTimeField(null=True, blank=True)
     urgency = models.CharField(max_length=8, choices=Urgency.choices, default=Urgency.NORMAL)
     status = models.CharField(max_length=8, choices=Status.choices, default=Status.OPEN)
     handled_at = models.DateTimeField(null=True, blank=True)
@@ -364,8 +384,17 @@ class Message(models.Model):
             models.CheckConstraint(condition=Q(urgency__in=["low", "normal", "high"]), name="message_urgency_valid"),
             models.CheckConstraint(condition=Q(status="open", handled_at__isnull=True)
                                    | Q(status="handled", handled_at__isnull=False), name="message_handled_has_time"),
-            models.CheckConstraint(condition=Q(callback_number__regex=E164_REGEX), name="message_callback_e164"),
+            models.CheckConstraint(condition=Q(callback_number__regex=E164_REGEX)
+                                   | (Q(callback_number="") & ~Q(recording_sid="")), name="message_callback_e164"),
+            models.UniqueConstraint(fields=["recording_sid"], condition=~Q(recording_sid=""),
+                                    name="message_recording_sid_unique"),
+            models.CheckConstraint(condition=Q(recording_sid="") | Q(recording_sid__regex=r"^RE[0-9a-fA-F]{32}$"),
+                                   name="message_recording_sid_valid"),
         ]
+
+    @property
+    def is_voicemail(self) -> bool:
+        return bool(self.recording_sid)
 
     def __str__(self) -> str:
         return f"{self.name}: {self.body[:60]}"

@@ -47,8 +47,9 @@ OPENAI_RECONNECTS = Counter(
 OPENAI_RENEWALS = Counter(
     "receptionist_openai_renewals", "OpenAI sessions replaced before their time cap.", ["result"])
 FALLBACKS = Counter(
-    "receptionist_fallbacks", "Calls that took the fallback because the model was gone, by what the caller got.",
-    ["action"])
+    "receptionist_fallbacks",
+    "Callers who got the fallback, by what they got and by whom: the call session when the model was gone, or "
+    "Twilio's fallback URL when our incoming-call webhook failed.", ["action", "by"])
 TURN_LATENCY = Histogram(
     "receptionist_turn_latency_seconds",
     "From the end of a caller's turn to the agent's first audio (the call's `latency` events).",
@@ -121,9 +122,10 @@ def openai_renewed(*, ok: bool) -> None:
     OPENAI_RENEWALS.labels(result="succeeded" if ok else "failed").inc()
 
 
-def fallback_taken(action: str) -> None:
-    """`action`: what the caller got (transfer, voicemail, hangup), as the fallback site names it."""
-    FALLBACKS.labels(action=action).inc()
+def fallback_taken(action: str, *, by: str = "session") -> None:
+    """`action`: what the caller got (transfer, voicemail), as the fallback site names it; `by`: the session, or
+    `twilio_fallback_url`."""
+    FALLBACKS.labels(action=action, by=by).inc()
 
 
 def turn_latency(seconds: float) -> None:

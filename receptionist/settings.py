@@ -460,6 +460,14 @@ if _unknown_countries:
 TRANSFER_TIME_LIMIT_MINUTES = env_int("TRANSFER_TIME_LIMIT_MINUTES", 30)
 if not 1 <= TRANSFER_TIME_LIMIT_MINUTES <= 24 * 60:
     raise ImproperlyConfigured("TRANSFER_TIME_LIMIT_MINUTES must be between 1 and 1440")
+# Voicemail, when the model is gone and the business takes voicemail (Twilio <Record>): the longest message, and
+# how long the summary waits for Twilio's recording of it before summarising the call without it.
+VOICEMAIL_MAX_SECONDS = env_int("VOICEMAIL_MAX_SECONDS", 120)
+if not 10 <= VOICEMAIL_MAX_SECONDS <= 3600:
+    raise ImproperlyConfigured("VOICEMAIL_MAX_SECONDS must be between 10 and 3600")
+VOICEMAIL_WAIT_SECONDS = env_int("VOICEMAIL_WAIT_SECONDS", VOICEMAIL_MAX_SECONDS + 300)
+# A recording larger than this is not played or transcribed (a 2-minute Twilio WAV is about 2 MB).
+VOICEMAIL_MAX_BYTES = env_int("VOICEMAIL_MAX_BYTES", 25 * 1024 * 1024)
 # Test-call time per business and local day (all its members together); on the free trial it spends trial minutes.
 BROWSER_CALL_DAILY_MINUTES = env_int("BROWSER_CALL_DAILY_MINUTES", 20)
 # The page's microphone sends real-time audio; more than this much ahead of real time is dropped...

@@ -17,6 +17,7 @@ urlpatterns = [
     path("voice/", include("voice.urls")),
     path("dashboard/test-call/", voice_views.test_call, name="test_call"),
     path("settings/number/", include("voice.number_urls")),
+    path("dashboard/messages/<int:message_id>/voicemail.wav", voice_views.voicemail_audio, name="voicemail_audio"),
     path("dashboard/test-call/minutes/", voice_views.test_call_minutes_left, name="test_call_minutes"),
     path("", include("calls.urls")),
     path("billing/", include("billing.urls")),

@@ -98,3 +98,17 @@ def make_event(call: Call, kind: str, offset_ms: int, order: int | None = None, 
 
         return call_events_add(call_id=call.id, events=[{"kind": kind, "offset_ms": offset_ms, "payload": payload}])[0]
     return CallEvent.objects.create(call=call, kind=kind, offset_ms=offset_ms, order=order, payload=payload)
+
+
+def make_wav(seconds: float = 1.0) -> bytes:
+    """A recording as Twilio serves it: WAV, 8 kHz, 16-bit, mono (silence: the stand-ins do not listen)."""
+    import io
+    import wave
+
+    buffer = io.BytesIO()
+    with wave.open(buffer, "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(8000)
+        out.writeframes(b"\x00\x00" * int(8000 * seconds))
+    return buffer.getvalue()

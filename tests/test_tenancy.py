@@ -40,6 +40,8 @@ OBJECT_URLS = {
     "message_reopen": ("post", lambda ctx: {"message_id": make_message(ctx["business"]).pk}),
     "customer_detail": ("get", lambda ctx: {"customer_id": make_customer(ctx["business"]).pk}),
     "call_detail": ("get", lambda ctx: {"call_id": make_call(ctx["business"]).pk}),
+    "voicemail_audio": ("get", lambda ctx: {"message_id": make_message(
+        ctx["business"], recording_sid="RE" + "0" * 32, recording_seconds=5).pk}),
 }
 # Routes with an id-like parameter that is not a tenant object id.
 NOT_TENANT_OBJECTS = {"invite_accept"}  # a signed token, tested in test_invites

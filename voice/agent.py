@@ -67,6 +67,7 @@ class AgentProfile:
     transfer_number: str  # as stored; checked against the transfer rules again before it is dialled
     instructions: str
     phone_number: str = ""  # the business's own number: transfers stay in its country
+    when_unavailable: str = "voicemail"  # Business.WhenUnavailable: what callers get if the model is gone
     tools: list[dict[str, Any]] = field(default_factory=lambda: list(REALTIME_TOOLS))
 
 
@@ -160,6 +161,7 @@ def load_agent_profile(business_id: int, caller_number: str = "") -> AgentProfil
     instructions = build_instructions(business) + "\n\n" + describe_caller(business, caller_number)
     return AgentProfile(business_id=business.id, name=business.name, greeting=greeting, voice=business.voice,
                         language=business.language, transfer_number=business.transfer_number,
+                        when_unavailable=business.when_unavailable,
                         instructions=instructions, phone_number=business.phone_number)
 
 

@@ -79,6 +79,43 @@ PHRASES: dict[str, dict[str, str]] = {
               "terug.",
     },
     # The model failed mid-call and the caller is forwarded to the transfer number.
+    # The model is gone and the business takes voicemail: Twilio <Record> follows (with a beep).
+    "voicemail_prompt": {
+        "en": "I'm sorry, our phone assistant can't take your call right now. Please leave your name, your number "
+              "and your message after the tone, and we'll call you back.",
+        "es": "Lo sentimos, nuestro asistente telefónico no puede atender su llamada en este momento. Deje su "
+              "nombre, su número y su mensaje después de la señal, y le devolveremos la llamada.",
+        "fr": "Nous sommes désolés, notre assistant téléphonique ne peut pas prendre votre appel pour le moment. "
+              "Laissez votre nom, votre numéro et votre message après le bip, et nous vous rappellerons.",
+        "de": "Es tut uns leid, unser Telefonassistent kann Ihren Anruf gerade nicht annehmen. Bitte hinterlassen "
+              "Sie nach dem Signalton Ihren Namen, Ihre Nummer und Ihre Nachricht, wir rufen Sie zurück.",
+        "it": "Ci scusi, il nostro assistente telefonico non può rispondere in questo momento. Lasci nome, numero e "
+              "messaggio dopo il segnale acustico e la richiameremo.",
+        "pt": "Desculpe, o nosso assistente telefônico não pode atender a sua ligação agora. Deixe seu nome, seu "
+              "número e sua mensagem após o sinal, e retornaremos a ligação.",
+        "nl": "Het spijt ons, onze telefoonassistent kan uw oproep nu niet aannemen. Spreek na de toon uw naam, "
+              "uw nummer en uw bericht in, dan bellen we u terug.",
+    },
+    # The voicemail was recorded.
+    "voicemail_thanks": {
+        "en": "Thank you, we have your message. Goodbye.",
+        "es": "Gracias, hemos recibido su mensaje. Adiós.",
+        "fr": "Merci, nous avons bien reçu votre message. Au revoir.",
+        "de": "Vielen Dank, wir haben Ihre Nachricht erhalten. Auf Wiederhören.",
+        "it": "Grazie, abbiamo ricevuto il suo messaggio. Arrivederci.",
+        "pt": "Obrigado, recebemos a sua mensagem. Até logo.",
+        "nl": "Bedankt, we hebben uw bericht ontvangen. Tot ziens.",
+    },
+    # <Record> heard nothing (Twilio then goes on to the next verb instead of the action URL).
+    "voicemail_nothing": {
+        "en": "We didn't hear a message. Please call back later. Goodbye.",
+        "es": "No hemos oído ningún mensaje. Por favor, vuelva a llamar más tarde. Adiós.",
+        "fr": "Nous n'avons entendu aucun message. Veuillez rappeler plus tard. Au revoir.",
+        "de": "Wir haben keine Nachricht gehört. Bitte rufen Sie später noch einmal an. Auf Wiederhören.",
+        "it": "Non abbiamo sentito alcun messaggio. La preghiamo di richiamare più tardi. Arrivederci.",
+        "pt": "Não ouvimos nenhuma mensagem. Por favor, ligue novamente mais tarde. Até logo.",
+        "nl": "We hebben geen bericht gehoord. Belt u later nog eens. Tot ziens.",
+    },
     "unavailable_transfer": {
         "en": "I'm sorry, our phone assistant is having trouble. Let me connect you to the team.",
         "es": "Lo sentimos, nuestro asistente telefónico tiene problemas. Le pasamos con el equipo.",

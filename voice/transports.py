@@ -13,8 +13,10 @@ from typing import Any
 
 from calls.models import CallEvent
 from calls.services.forwards import call_forward_cancel, call_forward_start
+from calls.services.voicemail import call_voicemail_cancel, call_voicemail_start
 from voice import twilio_api
 from voice.agent import BROWSER_AUDIO, PHONE_AUDIO
+from voice.phrases import phrase
 from voice.session import in_db_pool, in_io_threads
 
 
@@ -80,9 +82,19 @@ class TwilioTransport(_SocketTransport):
     async def transfer(self, number: str) -> None:
         await self._redirect(twilio_api.transfer_twiml(number), forward_to=number)
 
-    async def fallback(self, message: str, *, language: str, transfer_to: str) -> None:
-        await self._redirect(twilio_api.say_twiml(message, language=language, transfer_to=transfer_to),
-                             forward_to=transfer_to)
+    async def fallback(self, *, action: str, language: str, transfer_to: str) -> None:
+        if action == "transfer" and transfer_to:
+            await self._redirect(twilio_api.say_twiml(phrase("unavailable_transfer", language), language=language,
+                                                      transfer_to=transfer_to), forward_to=transfer_to)
+            return
+        # Noted first, like a <Dial>: the call's summary then waits for the recording.
+        await in_db_pool(call_voicemail_start)(twilio_call_sid=self.call_sid)
+        try:
+            await in_io_threads(twilio_api.redirect_call)(
+                self.call_sid, twilio_api.voicemail_twiml(language=language, to_number="", from_number=""))
+        except Exception:
+            await in_db_pool(call_voicemail_cancel)(twilio_call_sid=self.call_sid)
+            raise
 
     async def _redirect(self, twiml: str, *, forward_to: str) -> None:
         """Replace the call's TwiML. A <Dial> is noted on the call first, so its usage waits for the outcome."""
@@ -132,8 +144,11 @@ class BrowserTransport(_SocketTransport):
             f"On a phone call the receptionist would now transfer you to {number}. "
             "A browser call can't be transferred, so the test call ends here.")})
 
-    async def fallback(self, message: str, *, language: str, transfer_to: str) -> None:
-        await self.send_json({"type": "fallback", "message": message, "language": language})
+    async def fallback(self, *, action: str, language: str, transfer_to: str) -> None:
+        note = (f"On a phone call the caller would now be transferred to {transfer_to}." if action == "transfer"
+                else "On a phone call the caller would now be asked to leave a voicemail.")
+        await self.send_json({"type": "fallback", "message": phrase("unavailable", language), "note": note,
+                              "action": action, "language": language})
 
     def notify(self, event: dict[str, Any]) -> None:
         message = page_message(event)

@@ -9,7 +9,11 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from dataclasses import dataclass
+from urllib.parse import urlencode
+
+import httpx
 
 from django.conf import settings
 from django.http import HttpRequest
@@ -18,7 +22,7 @@ from twilio.base.exceptions import TwilioException, TwilioRestException
 from twilio.request_validator import RequestValidator
 from twilio.http.http_client import TwilioHttpClient
 from twilio.rest import Client
-from twilio.twiml.voice_response import Connect, Dial, VoiceResponse
+from twilio.twiml.voice_response import Connect, Dial, Record, VoiceResponse
 
 from voice.phrases import SAY_LANGUAGE, SAY_VOICE, language_or_default, phrase
 
@@ -96,6 +100,57 @@ def say_twiml(message: str, *, language: str = "en", transfer_to: str = "") -> s
     else:
         response.hangup()
     return str(response)
+
+
+def voicemail_twiml(*, language: str, to_number: str, from_number: str) -> str:
+    """Ask for a message, then record it (bounded): Twilio posts the recording to our status callback (to which
+    the call's numbers are added, signed with the rest of the URL: a call our database never saw, because the web
+    process was down, is recorded from it), and asks `action` what to say once the caller has finished."""
+    language = language_or_default(language)
+    response = VoiceResponse()
+    add_say(response, phrase("voicemail_prompt", language), language)
+    response.append(Record(
+        action=public_url(reverse("twilio_voicemail_done")) + "?" + urlencode({"lang": language}), method="POST",
+        max_length=settings.VOICEMAIL_MAX_SECONDS, timeout=5, finish_on_key="#", play_beep=True,
+        trim="trim-silence",
+        recording_status_callback=public_url(reverse("twilio_voicemail_recording")) + "?" + urlencode(
+            {"to": to_number, "from": from_number}),
+        recording_status_callback_method="POST", recording_status_callback_event="completed absent"))
+    # Reached only when <Record> heard nothing: Twilio then skips `action` and goes on with this document.
+    add_say(response, phrase("voicemail_nothing", language), language)
+    response.hangup()
+    return str(response)
+
+
+RECORDING_SID = re.compile(r"^RE[0-9a-fA-F]{32}$")
+
+
+def fetch_recording(recording_sid: str) -> bytes:
+    """The WAV of one of the account's recordings, fetched with the operator's credentials.
+
+    The address is built from the SID, never taken from a callback's RecordingUrl: our Twilio credentials go to
+    Twilio's API and nowhere else. Bounded by VOICEMAIL_MAX_BYTES. Raises TwilioError (permanent for a missing
+    recording or a refused request)."""
+    if not RECORDING_SID.match(recording_sid):
+        raise TwilioError(f"Not a recording SID: {recording_sid[:40]!r}", permanent=True)
+    base = (settings.TWILIO_API_BASE_URL or "https://api.twilio.com").rstrip("/")
+    url = f"{base}/2010-04-01/Accounts/{settings.TWILIO_ACCOUNT_SID}/Recordings/{recording_sid}.wav"
+    try:
+        # Twilio may redirect media to its storage; httpx drops the credentials on a redirect to another host.
+        with httpx.stream("GET", url, auth=(settings.TWILIO_ACCOUNT_SID, settings.TWILIO_AUTH_TOKEN), timeout=15,
+                          follow_redirects=True) as response:
+            if response.status_code != 200:
+                raise TwilioError(f"Twilio answered {response.status_code} for recording {recording_sid}",
+                                  permanent=response.status_code < 500, status=response.status_code)
+            data = bytearray()
+            for chunk in response.iter_bytes(64 * 1024):
+                data += chunk
+                if len(data) > settings.VOICEMAIL_MAX_BYTES:
+                    raise TwilioError(f"Recording {recording_sid} is larger than VOICEMAIL_MAX_BYTES",
+                                      permanent=True)
+            return bytes(data)
+    except httpx.HTTPError as exc:
+        raise TwilioError(f"Twilio could not be reached for recording {recording_sid}: {exc}") from exc
 
 
 def transfer_twiml(number: str) -> str:

@@ -15,7 +15,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from accounts.models import Business
-from calls.models import Call, CallNotification, NotificationSettings
+from calls.models import Call, CallNotification, Message, NotificationSettings
 from calls.outcomes import outcome_label
 from calls.postcall.queueing import enqueue, retry_countdown
 from calls.selectors.caller_names import caller_name_of, caller_note
@@ -90,7 +90,8 @@ def call_notification_send(*, call_id: int) -> str:
         # request, where the active time zone is the server's, and `|date` would convert the local time back.
         context = {"call": call, "business": call.business, "url": dashboard_call_url(call),
                    "outcome": outcome_label(call.outcome), "caller": caller, "caller_note": caller_note(call, caller),
-                   "started": say_local(call.started_at, call.business, "en")}
+                   "started": say_local(call.started_at, call.business, "en"),
+                   "voicemails": list(Message.objects.filter(call=call).exclude(recording_sid="").order_by("id"))}
         body = render_to_string("calls/email/call_summary.txt", context)
         send_mail(call_email_subject(call, caller), body, settings.DEFAULT_FROM_EMAIL, [recipient],
                   fail_silently=False)

@@ -27,8 +27,10 @@ from calls.live import publish_call_changed
 from calls.models import Call, CallEvent, CallNotification, Message, TranscriptEntry, WebhookDelivery, WebhookEndpoint
 from calls.outcomes import OUTCOMES
 from calls.postcall.queueing import TransientError, enqueue, retry_countdown
+from calls.postcall.voicemail import voicemail_transcribe
 from calls.postcall.webhooks import EVENT_CALL_COMPLETED, call_completed_payload
 from calls.services.search_document import call_search_refresh
+from calls.services.voicemail import voicemail_awaited
 from receptionist import metrics as operator_metrics
 
 log = logging.getLogger(__name__)
@@ -188,6 +190,8 @@ def call_summarize(*, call_id: int, client: OpenAI | None = None) -> bool:
     call = Call.objects.select_related("business").filter(id=call_id).first()
     if call is None or call.summarized_at is not None:
         return False
+    client = client or summary_client()
+    voicemail_transcribe(call, client)  # first: the caller's recorded words belong in the summary
     actions = actions_of_call(call)
     caller_spoke = TranscriptEntry.objects.filter(call=call, speaker=TranscriptEntry.Speaker.CALLER).exclude(
         text="[not transcribed]").exists()
@@ -197,7 +201,6 @@ def call_summarize(*, call_id: int, client: OpenAI | None = None) -> bool:
         return _store_summary(call, Extraction(summary="", outcome=outcome, action_items=[],
                                                follow_up_needed=False))
     model = settings.OPENAI_SUMMARY_MODEL
-    client = client or summary_client()
     try:
         completion = client.chat.completions.create(
             model=model,
@@ -268,10 +271,12 @@ def call_summary_attempt(*, call_id: int) -> None:
     error is recorded at once (`summary_error`); the notifications then go out without a summary."""
     from calls.tasks import summarize_call
 
-    settled = Call.objects.filter(id=call_id).values_list("summarized_at", flat=True).first()
-    if settled is None:
-        if not Call.objects.filter(id=call_id).exists():
-            return  # deleted meanwhile
+    call = Call.objects.filter(id=call_id).only("summarized_at", "voicemail_status", "voicemail_started_at").first()
+    if call is None:
+        return  # deleted meanwhile
+    if call.summarized_at is None:
+        if voicemail_awaited(call):
+            return  # the voicemail's recording callback queues the summary; the sweep does after the wait
         attempt = summary_claim(call_id=call_id)
         if attempt is None:
             return  # stored meanwhile (its attempt dispatched the notifications) or another attempt has it

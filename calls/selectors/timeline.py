@@ -243,6 +243,16 @@ def _event_words(item: TimelineItem, business: Business) -> tuple[str, str]:
             return "Call", f"The line to the AI model dropped ({_words(p.get('cause'))}); reconnected{after}"
         return "Call", (f"The line to the AI model dropped ({_words(p.get('cause'))}); could not reconnect{after}"
                         + (f": {p['error']}" if p.get("error") else ""))
+    if kind == CallEvent.Kind.FALLBACK:
+        action = "a transfer to " + str(p.get("to")) if p.get("action") == "transfer" else "voicemail"
+        cause = f" ({_words(p.get('cause'))})" if p.get("cause") else ""
+        if p.get("ok") is False:
+            return "Call", f"The receptionist was unavailable{cause}; {action} could not be started"
+        return "Call", f"The receptionist was unavailable{cause}; the caller was offered {action}"
+    if kind == CallEvent.Kind.VOICEMAIL:
+        if p.get("recorded"):
+            return "Voicemail", f"The caller left a voicemail of {p.get('seconds')} s"
+        return "Voicemail", f"No voicemail: {_words(p.get('reason'))}"
     if kind == CallEvent.Kind.DTMF:
         return "Caller", f"Pressed {p.get('digit')} on the keypad"
     if kind == CallEvent.Kind.LATENCY:

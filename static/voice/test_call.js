@@ -239,7 +239,7 @@
     },
     fallback(message) {
       call.endedBy = "fallback";
-      showAlert("error", message.message);
+      showAlert("error", message.note ? message.message + " " + message.note : message.message);
       // The caller should hear something sensible, as a phone caller would.
       if ("speechSynthesis" in window) {
         const utterance = new SpeechSynthesisUtterance(message.message);

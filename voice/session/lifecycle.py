@@ -17,7 +17,6 @@ from calls.services.recording import CallRecord, call_record_entries
 from receptionist import metrics as operator_metrics
 from voice.agent import greeting_response, load_agent_profile, session_update
 from voice.drain import LIVE_CALLS
-from voice.phrases import phrase
 from voice.session.shared import close_quietly, in_db_pool
 
 log = logging.getLogger(__name__)
@@ -102,14 +101,17 @@ class _Lifecycle:
     async def fail(self, error: str) -> None:
         """OpenAI is gone: let the caller hear something sensible, then end the call as failed."""
         log.warning("Call %s: %s", self.call_id, error)
-        transfer_to = self.allowed_transfer_number()
+        action, transfer_to = self.unavailable_action()
         language = self.profile.language if self.profile else "en"
-        message = phrase("unavailable_transfer" if transfer_to else "unavailable", language)
         try:
-            await self.transport.fallback(message, language=language, transfer_to=transfer_to)
-            operator_metrics.fallback_taken("transfer" if transfer_to else "hangup")
+            await self.transport.fallback(action=action, language=language, transfer_to=transfer_to)
         except Exception as exc:
-            error += f"; the fallback message failed too: {exc}"
+            error += f"; the fallback ({action}) failed too: {exc}"
+            self.add_event(CallEvent.Kind.FALLBACK, action=action, ok=False, cause=error)
+        else:
+            self.add_event(CallEvent.Kind.FALLBACK, action=action, ok=True, cause=error,
+                           **({"to": transfer_to} if transfer_to else {}))
+            operator_metrics.fallback_taken(action)
         await self.finish(status=Call.Status.FAILED, reason="upstream_failed", error=error)
         await self.transport.close()
 

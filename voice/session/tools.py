@@ -63,6 +63,15 @@ class _Tools:
             return ""
         return number
 
+    def unavailable_action(self) -> tuple[str, str]:
+        """What the caller gets when the model is gone: ("transfer", number) if the business chose transfers and
+        its number may be dialled now, else ("voicemail", "")."""
+        if self.profile and self.profile.when_unavailable == "transfer":
+            number = self.allowed_transfer_number()
+            if number:
+                return "transfer", number
+        return "voicemail", ""
+
     async def _tool_transfer(self, state: ResponseState, arguments: dict[str, Any], call_id: str) -> dict[str, Any]:
         reason = str(arguments.get("reason") or "")[:200]
         stored = self.profile.transfer_number if self.profile else ""

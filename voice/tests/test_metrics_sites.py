@@ -30,6 +30,7 @@ from voice.session import CallSession
 from voice.session import tools as session_tools
 from voice.session.shared import ResponseState
 from voice.supervisor import SupervisorResult, record_supervisor_run
+from voice.tests.test_numbers import call_webhook, twilio  # noqa: F401 (fixture)
 from voice.transports import BrowserTransport, TwilioTransport
 from voice.twilio_stream import _StreamState
 
@@ -72,7 +73,7 @@ class FallbackTransport(TwilioTransport):
         super().__init__(Sent(), STREAM_SID, "CA" + "c" * 32)
         self.live_at_fallback: float | None = None
 
-    async def fallback(self, message: str, *, language: str, transfer_to: str) -> None:
+    async def fallback(self, *, action: str, language: str, transfer_to: str) -> None:
         self.live_at_fallback = value("receptionist_live_calls")
 
 
@@ -99,16 +100,23 @@ def test_a_call_counts_as_live_from_its_start_until_it_ends(harbor):
     assert value("receptionist_live_calls") == before
 
 
-@pytest.mark.parametrize(("transfer_number", "action"), [("+14155552671", "transfer"), ("", "hangup")])
-def test_the_fallback_a_caller_gets_is_counted_by_what_it_was(harbor, transfer_number, action):
-    harbor.transfer_number = transfer_number
-    harbor.save(update_fields=["transfer_number"])
+@pytest.mark.parametrize("action", ["transfer", "voicemail"])
+def test_the_fallback_a_caller_gets_is_counted_by_what_it_was(harbor, action):
+    harbor.when_unavailable = action
+    harbor.save(update_fields=["when_unavailable"])
     call = make_call(harbor, twilio_call_sid="CA" + "2" * 32, status="in_progress")
     session = CallSession(call_id=call.id, business_id=harbor.id, transport=FallbackTransport())
     session._open_upstream = unreachable
-    before = value("receptionist_fallbacks_total", action=action)
+    before = value("receptionist_fallbacks_total", action=action, by="session")
     asyncio.run(session.start())
-    assert value("receptionist_fallbacks_total", action=action) == before + 1
+    assert value("receptionist_fallbacks_total", action=action, by="session") == before + 1
+
+
+def test_a_caller_sent_to_voicemail_by_twilios_fallback_url_is_counted(client, alices_business, twilio):  # noqa: F811
+    before = value("receptionist_fallbacks_total", action="voicemail", by="twilio_fallback_url")
+    response = call_webhook(client, twilio, "/voice/twilio/fallback/", alices_business.phone_number, ErrorCode="11200")
+    assert response.status_code == 200 and b"<Record" in response.content
+    assert value("receptionist_fallbacks_total", action="voicemail", by="twilio_fallback_url") == before + 1
 
 
 # --- calls by status, tokens and cost --------------------------------------------------------------------------

@@ -316,8 +316,10 @@ def test_the_fallback_webhook_refuses_an_unsigned_or_forged_request(client, alic
     assert client.post("/voice/twilio/fallback/", params, HTTP_X_TWILIO_SIGNATURE=forged).status_code == 403
 
 
-def test_the_fallback_apologises_and_forwards_to_the_transfer_number(client, alices_business, twilio):
+def test_the_fallback_forwards_to_the_transfer_number_when_the_business_chose_transfers(client, alices_business,
+                                                                                          twilio):
     alices_business.transfer_number = "+14155559876"
+    alices_business.when_unavailable = "transfer"
     alices_business.save()
     response = call_webhook(client, twilio, "/voice/twilio/fallback/", "+14155552671", ErrorCode="11200",
                             ErrorUrl=f"{PUBLIC}/voice/twilio/incoming/")
@@ -326,19 +328,32 @@ def test_the_fallback_apologises_and_forwards_to_the_transfer_number(client, ali
     assert root.find("./Dial/Number").text == "+14155559876"
 
 
+def test_the_fallback_takes_a_voicemail_when_the_business_chose_voicemail(client, alices_business, twilio):
+    alices_business.transfer_number = "+14155559876"
+    alices_business.save()  # when_unavailable stays "voicemail", the default
+    response = call_webhook(client, twilio, "/voice/twilio/fallback/", "+14155552671", ErrorCode="11200")
+    root = ET.fromstring(response.content)
+    assert root.find("Say").text == phrase("voicemail_prompt", "en")
+    record = root.find("Record")
+    assert record is not None and root.find("Dial") is None
+    assert record.get("recordingStatusCallback").startswith(PUBLIC + "/voice/twilio/voicemail/recording/?")
+
+
+def test_the_fallback_takes_a_voicemail_when_transfers_are_chosen_but_there_is_no_number(client, alices_business,
+                                                                                         twilio):
+    alices_business.when_unavailable = "transfer"
+    alices_business.save()
+    response = call_webhook(client, twilio, "/voice/twilio/fallback/", "+14155552671", ErrorCode="11205")
+    root = ET.fromstring(response.content)
+    assert root.find("Record") is not None and root.find("Dial") is None
+
+
 def test_the_fallback_speaks_the_business_language(client, alices_business, twilio):
     alices_business.language = "es"
     alices_business.save()
     response = call_webhook(client, twilio, "/voice/twilio/fallback/", "+14155552671", ErrorCode="11200")
     say = ET.fromstring(response.content).find("Say")
-    assert say.text == phrase("unavailable", "es") and say.get("language") == "es-ES"
-
-
-def test_the_fallback_apologises_and_hangs_up_without_a_transfer_number(client, alices_business, twilio):
-    response = call_webhook(client, twilio, "/voice/twilio/fallback/", "+14155552671", ErrorCode="11205")
-    root = ET.fromstring(response.content)
-    assert root.find("Say").text == phrase("unavailable", "en") and root.find("Hangup") is not None
-    assert root.find("Dial") is None
+    assert say.text == phrase("voicemail_prompt", "es") and say.get("language") == "es-ES"
 
 
 def test_the_number_page_shows_only_the_members_own_number(client, alices_business, charlie, twilio):

@@ -3,6 +3,7 @@
 HTTP on the same port
 =====================
 * ``GET /v1/models``, ``GET /v1/models/{id}``: OpenAI list/model shapes (Bearer auth required).
+* ``POST /v1/audio/transcriptions``: see voice/offline/realtime/transcriptions.py.
 * ``POST /v1/chat/completions``: see voice/offline/realtime/chat.py. Every ``/v1/`` route requires
   ``Authorization: Bearer <any non-empty key>``; otherwise 401 ``{"error": {"message", "type":
   "invalid_request_error", "param": null, "code": "invalid_api_key"}}``.
@@ -67,6 +68,7 @@ from voice.offline.realtime.protocol import (
 )
 from voice.offline.realtime.script import Script
 from voice.offline.realtime.session import _Session
+from voice.offline.realtime.transcriptions import handle_transcription
 from voice.offline.realtime.transport import HTTPRequest, _StandinConnection, _json_response, _openai_error
 
 if TYPE_CHECKING:
@@ -117,6 +119,9 @@ class RealtimeStandin:
         self._chat = _ChatCompletions(self)
         self.add_http_route("GET", "/v1/models", self._http_models)
         self.add_http_route("POST", "/v1/chat/completions", self._chat.handle)
+        self.transcription_text: str | None = None  # what /v1/audio/transcriptions answers (None: a stand-in line)
+        self.transcription_requests: list[dict] = []
+        self.add_http_route("POST", "/v1/audio/transcriptions", lambda req: handle_transcription(self, req))
         self.add_http_route("GET", "/standin/sessions", self._http_sessions)
         self.add_http_route("GET", "/standin/chat", self._http_chat_log)
         self.add_http_route("POST", "/standin/reset", self._http_reset)
@@ -266,6 +271,7 @@ class RealtimeStandin:
         def clear() -> None:
             self._sessions.clear()
             self._chat.log.clear()
+            self.transcription_requests.clear()
             self._refused = 0
             self._accepted = 0
         self._call_on_loop(clear)

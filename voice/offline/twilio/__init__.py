@@ -13,7 +13,8 @@ code paths run, HTTP and all, with no network:
     standin.stop()
 
 The stand-in implements the ``/2010-04-01`` API (form-encoded, HTTP Basic auth = account SID : auth token):
-Calls (``calls``) and phone numbers (``numbers``), with Twilio's error shape (``common``), served by
+Calls (``calls``), phone numbers (``numbers``) and recordings (``recordings``: the WAV a <Record> left, which a
+test registers before posting the recording status callback itself), with Twilio's error shape (``common``), served by
 ``server`` (:class:`TwilioStandin`). ``manage.py twilio_standin`` runs it on its own.
 """
 

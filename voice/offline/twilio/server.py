@@ -21,9 +21,10 @@ from voice.offline.twilio.common import (
     _error,
 )
 from voice.offline.twilio.numbers import _Numbers
+from voice.offline.twilio.recordings import _RECORDING_PATH, Media, _Recordings
 
 
-class TwilioStandin(_Calls, _Numbers):
+class TwilioStandin(_Calls, _Numbers, _Recordings):
     """See voice/offline/twilio/__init__.py. Thread-safe; inspect `requests`, `calls` and `updates(sid)`."""
 
     def __init__(
@@ -43,6 +44,7 @@ class TwilioStandin(_Calls, _Numbers):
         self.calls: dict[str, dict[str, Any]] = {}  # sid → Call resource as served
         self.available: dict[str, dict[str, Any]] = {}  # E.164 → AvailablePhoneNumber resource (for sale)
         self.incoming_numbers: dict[str, dict[str, Any]] = {}  # PN sid → IncomingPhoneNumber resource (owned)
+        self.recordings: dict[str, dict[str, Any]] = {}  # RE sid → recording (with its WAV bytes under "audio")
         self.state_path: str | None = None  # keep the numbers in this JSON file across restarts
         self._updates: dict[str, list[dict[str, str]]] = {}
         self._fail_next: list[_FailRule] = []
@@ -176,6 +178,7 @@ class TwilioStandin(_Calls, _Numbers):
             self._updates.clear()
             self.available.clear()
             self.incoming_numbers.clear()
+            self.recordings.clear()
             self.clear_failures()
 
     # ------------------------------------------------------------------ request handling
@@ -196,7 +199,7 @@ class TwilioStandin(_Calls, _Numbers):
             return _error(401, 20003, message, detail="Your AccountSid or AuthToken was incorrect.")
         not_found = _error(404, 20404, f"The requested resource {record.path} was not found")
         routes = ((_CALL_PATH, self._handle_call), (_AVAILABLE_PATH, self._handle_available),
-                  (_NUMBERS_PATH, self._handle_numbers))
+                  (_NUMBERS_PATH, self._handle_numbers), (_RECORDING_PATH, self._handle_recording))
         for pattern, handler in routes:
             match = pattern.match(record.path)
             if match:
@@ -261,9 +264,12 @@ class _Handler(BaseHTTPRequestHandler):
         except Exception as exc:  # a stand-in bug must show up as a 500, not a hung client
             status, payload = _error(500, 20500, f"stand-in error: {type(exc).__name__}: {exc}")
         record.status, record.response = status, payload
-        data = b"" if status == 204 else json.dumps(payload).encode()
+        if isinstance(payload, Media):
+            data, content_type = payload.data, payload.content_type
+        else:
+            data, content_type = b"" if status == 204 else json.dumps(payload).encode(), "application/json; charset=utf-8"
         self.send_response(status)
-        self.send_header("Content-Type", "application/json; charset=utf-8")
+        self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(data)))
         if status == 401:
             self.send_header("WWW-Authenticate", 'Basic realm="Twilio API"')
