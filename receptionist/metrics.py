@@ -2,7 +2,8 @@
 
 Every metric is defined here, and every place that updates one calls a function of this module, so the names
 and labels live in one file. Updating a metric is a few in-memory writes (in multi-process mode to a memory-mapped
-file): no database, no network, no waiting, so the audio path may call these.
+file) under the library's lock, held for microseconds: no database, no network, no I/O to wait for, so the audio
+path may call these. The frame-drop counters are looked up once, here, so a drop only adds to a number.
 
 Several web and worker processes on one machine share PROMETHEUS_MULTIPROC_DIR (prometheus-client's multi-process
 mode): each writes its own files there, and any web process's `/metrics` adds them all up. The library reads the
