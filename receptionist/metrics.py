@@ -124,8 +124,8 @@ def openai_renewed(*, ok: bool) -> None:
 
 
 def fallback_taken(action: str, *, by: str = "session") -> None:
-    """`action`: what the caller got (transfer, voicemail), as the fallback site names it; `by`: the session, or
-    `twilio_fallback_url`."""
+    """`action`: what the caller got (transfer, voicemail; a browser test call a notice), as the fallback site
+    names it; `by`: the session, or `twilio_fallback_url`."""
     FALLBACKS.labels(action=action, by=by).inc()
 
 

@@ -108,3 +108,33 @@ def test_another_business_sees_none_of_the_calls_in_a_real_browser(page, live_se
     page.goto(live_server.url + "/dashboard/calls/")
     assert "Walter Bishop" not in page.content()
     assert page.locator("table tbody tr").count() == 0
+
+
+def test_a_member_plays_a_voicemail_on_the_messages_page_in_a_real_browser(page, live_server, alice, alices_business,
+                                                                         settings):
+    from calls.services.voicemail import call_voicemail_start, voicemail_recorded
+    from tests.factories import make_wav
+    from voice.offline.twilio import TwilioStandin
+
+    with TwilioStandin(account_sid="AC" + "b" * 32, auth_token="browser-voicemail-token") as twilio:
+        settings.TWILIO_ACCOUNT_SID, settings.TWILIO_AUTH_TOKEN = twilio.account_sid, twilio.auth_token
+        settings.TWILIO_API_BASE_URL = twilio.base_url
+        call = make_call(alices_business, from_number="+14155550177", twilio_call_sid="CA" + "5" * 32,
+                         status="failed", finalized_at=timezone.now())
+        call_voicemail_start(twilio_call_sid=call.twilio_call_sid)
+        recording = twilio.add_recording(call.twilio_call_sid, make_wav(2.0), duration=2)
+        voicemail_recorded(twilio_call_sid=call.twilio_call_sid, recording_sid=recording,
+                           recording_status="completed", duration="2", to_number="", from_number="")
+        sign_in(page, live_server.url, alice.email)
+        page.goto(live_server.url + "/dashboard/messages/")
+        item = page.locator(".message-item", has_text="Voicemail")
+        assert "+14155550177" in item.inner_text()
+        # The browser fetches the recording from our server (never from Twilio) and decodes it.
+        duration = item.locator("audio").evaluate("""audio => new Promise((resolve, reject) => {
+            audio.addEventListener('loadedmetadata', () => resolve(audio.duration), {once: true});
+            audio.addEventListener('error', () => reject(new Error('audio error ' + audio.error.code)), {once: true});
+            audio.load();
+        })""")
+        assert abs(duration - 2.0) < 0.05
+        assert item.locator("audio").get_attribute("src").startswith("/dashboard/messages/")
+        page.screenshot(path=str(ARTIFACTS / "dashboard-voicemail.png"), full_page=True)

@@ -82,11 +82,11 @@ class TwilioTransport(_SocketTransport):
     async def transfer(self, number: str) -> None:
         await self._redirect(twilio_api.transfer_twiml(number), forward_to=number)
 
-    async def fallback(self, *, action: str, language: str, transfer_to: str) -> None:
+    async def fallback(self, *, action: str, language: str, transfer_to: str) -> str:
         if action == "transfer" and transfer_to:
             await self._redirect(twilio_api.say_twiml(phrase("unavailable_transfer", language), language=language,
                                                       transfer_to=transfer_to), forward_to=transfer_to)
-            return
+            return "transfer"
         # Noted first, like a <Dial>: the call's summary then waits for the recording.
         await in_db_pool(call_voicemail_start)(twilio_call_sid=self.call_sid)
         try:
@@ -95,6 +95,7 @@ class TwilioTransport(_SocketTransport):
         except Exception:
             await in_db_pool(call_voicemail_cancel)(twilio_call_sid=self.call_sid)
             raise
+        return "voicemail"
 
     async def _redirect(self, twiml: str, *, forward_to: str) -> None:
         """Replace the call's TwiML. A <Dial> is noted on the call first, so its usage waits for the outcome."""
@@ -144,11 +145,12 @@ class BrowserTransport(_SocketTransport):
             f"On a phone call the receptionist would now transfer you to {number}. "
             "A browser call can't be transferred, so the test call ends here.")})
 
-    async def fallback(self, *, action: str, language: str, transfer_to: str) -> None:
+    async def fallback(self, *, action: str, language: str, transfer_to: str) -> str:
         note = (f"On a phone call the caller would now be transferred to {transfer_to}." if action == "transfer"
                 else "On a phone call the caller would now be asked to leave a voicemail.")
         await self.send_json({"type": "fallback", "message": phrase("unavailable", language), "note": note,
                               "action": action, "language": language})
+        return "notice"  # a browser can be neither transferred nor recorded: the page says what a phone would do
 
     def notify(self, event: dict[str, Any]) -> None:
         message = page_message(event)

@@ -5,7 +5,10 @@ Each webhook checks the signature first and does nothing slow: Twilio waits 15 s
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from functools import wraps
+from typing import Any, Callable
 
 from django.conf import settings
 from django.db import DatabaseError
@@ -39,30 +42,46 @@ def twiml(body: str) -> HttpResponse:
     return HttpResponse(body, content_type="text/xml")
 
 
-@csrf_exempt
-@require_POST
+def twilio_webhook(what: str) -> Callable[[Callable], Callable]:
+    """A view Twilio calls: POST only, no CSRF token (Twilio has none), and refused with 403 unless Twilio's
+    signature is valid, checked before anything else. `what` names the webhook in the log."""
+
+    def refusal(request: HttpRequest) -> HttpResponse | None:
+        if twilio_api.signature_is_valid(request):
+            return None
+        log.warning("Refused %s with a missing or bad Twilio signature", what)
+        return HttpResponseForbidden("Invalid Twilio signature")
+
+    def decorator(view: Callable) -> Callable:
+        if asyncio.iscoroutinefunction(view):
+            @wraps(view)
+            async def checked(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+                return refusal(request) or await view(request, *args, **kwargs)
+        else:
+            @wraps(view)
+            def checked(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+                return refusal(request) or view(request, *args, **kwargs)
+        return csrf_exempt(require_POST(checked))
+
+    return decorator
+
+
+@twilio_webhook("an incoming-call webhook")
 async def twilio_incoming(request: HttpRequest) -> HttpResponse:
     """Async, with all of its database work in one hop to the shared pool: calls arriving together are answered
     side by side, never queued on Django's one sync thread (and never behind a dashboard page)."""
-    if not twilio_api.signature_is_valid(request):
-        log.warning("Refused an incoming-call webhook with a missing or bad Twilio signature")
-        return HttpResponseForbidden("Invalid Twilio signature")
     to_number = request.POST.get("To", "")
     answer = await in_db_pool(answer_incoming_call)(call_sid=request.POST.get("CallSid", ""), to_number=to_number,
                                                      from_number=request.POST.get("From", ""))
     return twiml(answer)
 
 
-@csrf_exempt
-@require_POST
+@twilio_webhook("a fallback webhook")
 def twilio_fallback(request: HttpRequest) -> HttpResponse:
     """Twilio's fallback URL, on every number the portal connects: our incoming webhook failed (an error, a
     timeout, bad TwiML). The caller gets what the business chose for an unavailable receptionist, voicemail or a
     transfer; the call and this step are recorded when the database answers, and the TwiML never needs it (a
     database that is down gets voicemail in the operator's language, recorded once Twilio posts the recording)."""
-    if not twilio_api.signature_is_valid(request):
-        log.warning("Refused a fallback webhook with a missing or bad Twilio signature")
-        return HttpResponseForbidden("Invalid Twilio signature")
     call_sid, to_number, from_number = (request.POST.get(key, "") for key in ("CallSid", "To", "From"))
     log.error("Twilio fell back for call %s to %s: error %s at %s", call_sid, to_number,
               request.POST.get("ErrorCode", "?"), request.POST.get("ErrorUrl", "?"))
@@ -91,25 +110,17 @@ def twilio_fallback(request: HttpRequest) -> HttpResponse:
     return twiml(twilio_api.voicemail_twiml(language=language, to_number=to_number, from_number=from_number))
 
 
-@csrf_exempt
-@require_POST
+@twilio_webhook("a voicemail action")
 def twilio_voicemail_done(request: HttpRequest) -> HttpResponse:
     """<Record>'s `action`: the caller has finished their message. Thank them and hang up (the recording itself
     comes to `twilio_voicemail_recording`)."""
-    if not twilio_api.signature_is_valid(request):
-        log.warning("Refused a voicemail action with a missing or bad Twilio signature")
-        return HttpResponseForbidden("Invalid Twilio signature")
     language = request.GET.get("lang", "")
     return twiml(twilio_api.say_twiml(phrase("voicemail_thanks", language), language=language))
 
 
-@csrf_exempt
-@require_POST
+@twilio_webhook("a recording callback")
 def twilio_voicemail_recording(request: HttpRequest) -> HttpResponse:
     """<Record>'s recording status callback: the voicemail is stored as a message for the team (once)."""
-    if not twilio_api.signature_is_valid(request):
-        log.warning("Refused a recording callback with a missing or bad Twilio signature")
-        return HttpResponseForbidden("Invalid Twilio signature")
     recording_sid = request.POST.get("RecordingSid", "")
     if recording_sid and not twilio_api.RECORDING_SID.match(recording_sid):
         return HttpResponse("RecordingSid is not a recording SID", status=400)
@@ -124,12 +135,8 @@ def twilio_voicemail_recording(request: HttpRequest) -> HttpResponse:
     return HttpResponse(status=204)
 
 
-@csrf_exempt
-@require_POST
+@twilio_webhook("a status callback")
 def twilio_status(request: HttpRequest) -> HttpResponse:
-    if not twilio_api.signature_is_valid(request):
-        log.warning("Refused a status callback with a missing or bad Twilio signature")
-        return HttpResponseForbidden("Invalid Twilio signature")
     call = call_reconcile_twilio_status(twilio_call_sid=request.POST.get("CallSid", ""),
                                         call_status=request.POST.get("CallStatus", ""),
                                         duration=request.POST.get("CallDuration"))
@@ -141,14 +148,10 @@ def twilio_status(request: HttpRequest) -> HttpResponse:
     return HttpResponse(status=204)
 
 
-@csrf_exempt
-@require_POST
+@twilio_webhook("a dial-result callback")
 def twilio_dial_result(request: HttpRequest) -> HttpResponse:
     """Twilio's report on how a <Dial> to the transfer number ended (its `action`); we answer what the caller
     hears next. Never silence: an answered forward hangs up, any other outcome is explained, then hangs up."""
-    if not twilio_api.signature_is_valid(request):
-        log.warning("Refused a dial-result callback with a missing or bad Twilio signature")
-        return HttpResponseForbidden("Invalid Twilio signature")
     outcome = call_forward_result(twilio_call_sid=request.POST.get("CallSid", ""),
                                   dial_status=request.POST.get("DialCallStatus", ""),
                                   dial_duration=request.POST.get("DialCallDuration"))

@@ -244,8 +244,10 @@ def _event_words(item: TimelineItem, business: Business) -> tuple[str, str]:
         return "Call", (f"The line to the AI model dropped ({_words(p.get('cause'))}); could not reconnect{after}"
                         + (f": {p['error']}" if p.get("error") else ""))
     if kind == CallEvent.Kind.FALLBACK:
-        action = "a transfer to " + str(p.get("to")) if p.get("action") == "transfer" else "voicemail"
         cause = f" ({_words(p.get('cause'))})" if p.get("cause") else ""
+        if p.get("action") == "notice":
+            return "Call", f"The receptionist was unavailable{cause}; the test call ended with a notice"
+        action = "a transfer to " + str(p.get("to")) if p.get("action") == "transfer" else "voicemail"
         if p.get("ok") is False:
             return "Call", f"The receptionist was unavailable{cause}; {action} could not be started"
         return "Call", f"The receptionist was unavailable{cause}; the caller was offered {action}"

@@ -26,7 +26,7 @@ from calls.services.recording import call_events_add
 
 log = logging.getLogger(__name__)
 
-VOICEMAIL_PENDING_BODY = "Voicemail ({seconds} s). Its transcription follows once the recording is transcribed."
+VOICEMAIL_PENDING_BODY = "Voicemail ({seconds} s), not transcribed yet: listen to the recording."
 
 
 def _offset_ms(call: Call) -> int:
@@ -118,7 +118,7 @@ def voicemail_recorded(*, twilio_call_sid: str, recording_sid: str, recording_st
             customer = customer_get_or_create(business=call.business, phone=callback) if callback else None
             message = Message.objects.create(
                 business_id=call.business_id, customer=customer, call=call,
-                name=(call.caller_name or (customer.name if customer else "") or "Voicemail")[:120],
+                name=(call.caller_name or (customer.name if customer else "") or "Unknown caller")[:120],
                 callback_number=callback, body=VOICEMAIL_PENDING_BODY.format(seconds=seconds),
                 recording_sid=recording_sid, recording_seconds=seconds)
         call.voicemail_status = Call.VoicemailStatus.RECEIVED if recorded else Call.VoicemailStatus.ABSENT

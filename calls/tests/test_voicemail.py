@@ -102,7 +102,7 @@ def test_a_voicemail_from_a_withheld_number_is_kept_without_a_callback_number(cl
     sid = twilio.add_recording(call.twilio_call_sid, make_wav())
     assert post_signed(client, RECORDING_PATH, twilio.recording_callback_params(sid)).status_code == 204
     message = Message.objects.get()
-    assert message.callback_number == "" and message.customer is None and message.name == "Voicemail"
+    assert message.callback_number == "" and message.customer is None and message.name == "Unknown caller"
 
 
 def test_a_caller_who_left_nothing_is_recorded_as_such_and_leaves_no_message(client, business, twilio):

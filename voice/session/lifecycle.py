@@ -104,14 +104,14 @@ class _Lifecycle:
         action, transfer_to = self.unavailable_action()
         language = self.profile.language if self.profile else "en"
         try:
-            await self.transport.fallback(action=action, language=language, transfer_to=transfer_to)
+            taken = await self.transport.fallback(action=action, language=language, transfer_to=transfer_to)
         except Exception as exc:
             error += f"; the fallback ({action}) failed too: {exc}"
             self.add_event(CallEvent.Kind.FALLBACK, action=action, ok=False, cause=error)
         else:
-            self.add_event(CallEvent.Kind.FALLBACK, action=action, ok=True, cause=error,
-                           **({"to": transfer_to} if transfer_to else {}))
-            operator_metrics.fallback_taken(action)
+            self.add_event(CallEvent.Kind.FALLBACK, action=taken, ok=True, cause=error,
+                           **({"to": transfer_to} if taken == "transfer" else {}))
+            operator_metrics.fallback_taken(taken)
         await self.finish(status=Call.Status.FAILED, reason="upstream_failed", error=error)
         await self.transport.close()
 

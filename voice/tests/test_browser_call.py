@@ -325,6 +325,9 @@ def test_openai_unreachable_sends_the_fallback_and_fails_the_call(owner_cookie, 
     call = finalized(next(m["call_id"] for m in page.messages if m["type"] == "call"))
     assert (call.channel, call.status, call.end_reason) == ("browser", "failed", "upstream_failed")
     assert "Could not connect to OpenAI" in call.error
+    # A browser can be neither recorded nor transferred: the page says what a phone caller would get.
+    assert "leave a voicemail" in fallback["note"]
+    assert CallEvent.objects.get(call=call, kind="fallback").payload["action"] == "notice"
 
 
 def test_the_agent_hanging_up_tells_the_page_and_ends_the_call(owner_cookie, standin):

@@ -73,8 +73,9 @@ class FallbackTransport(TwilioTransport):
         super().__init__(Sent(), STREAM_SID, "CA" + "c" * 32)
         self.live_at_fallback: float | None = None
 
-    async def fallback(self, *, action: str, language: str, transfer_to: str) -> None:
+    async def fallback(self, *, action: str, language: str, transfer_to: str) -> str:
         self.live_at_fallback = value("receptionist_live_calls")
+        return action
 
 
 def bare_session(**kwargs) -> CallSession:

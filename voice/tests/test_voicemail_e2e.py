@@ -15,6 +15,7 @@ from django.urls import reverse
 from twilio.request_validator import RequestValidator
 
 from calls.models import Call, CallEvent, Message, TranscriptEntry
+from calls.tests.test_postcall_e2e import wait_for
 from tests.factories import make_business, make_user, make_wav
 from voice.offline.realtime import Script
 from voice.tests.conftest import (AUTH_TOKEN, BUSINESS_NUMBER, start_asgi_server, start_celery_worker, stop_process,
@@ -40,16 +41,6 @@ def stack(harbor, standin, twilio_standin):
 def post_as_twilio(url: str, params: dict[str, str]) -> httpx.Response:
     signature = RequestValidator(AUTH_TOKEN).compute_signature(url, params)
     return httpx.post(url, data=params, headers={"X-Twilio-Signature": signature}, timeout=10)
-
-
-def wait_for(predicate, what: str, timeout: float = 20.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def test_the_model_gone_for_good_mid_call_leads_to_a_voicemail_the_team_can_read_and_hear(
@@ -86,7 +77,7 @@ def test_the_model_gone_for_good_mid_call_leads_to_a_voicemail_the_team_can_read
     assert (message.recording_sid, message.recording_seconds, message.callback_number) == (recording_sid, 7, CALLER)
 
     # The worker's summary step transcribes it (from Twilio's recording), then summarises the call.
-    call = wait_for(lambda: Call.objects.filter(id=call.id, summarized_at__isnull=False).first(), "the summary")
+    call = wait_for(lambda: Call.objects.filter(id=call.id, summarized_at__isnull=False).first(), what="the summary")
     message.refresh_from_db()
     assert message.transcribed_at is not None and message.body == f"Voicemail (7 s): {SPOKEN}"
     assert TranscriptEntry.objects.filter(call=call, speaker="caller", text=f"[voicemail] {SPOKEN}").exists()
