@@ -8,6 +8,10 @@ options): Twilio's signature, checked inside each view, is their authentication.
 a Django handler with no middleware: URL resolution, the view, Django's error handling, and the view's one
 database hop. (Nor is the Host header checked against ALLOWED_HOSTS there: those views never use it; the signature
 covers PUBLIC_BASE_URL.)
+
+`/metrics` is served the same way, for another reason: Prometheus scrapes each process by its own address over
+plain HTTP, which the HTTPS redirect and ALLOWED_HOSTS would refuse, and it has no session or CSRF token. Its view
+checks the scraper itself (receptionist/metrics_endpoint.py).
 """
 
 from __future__ import annotations
@@ -19,6 +23,8 @@ from django.core.handlers.exception import convert_exception_to_response
 
 # Every view under these is csrf-exempt and checks Twilio's signature (tests/test_bare_http.py keeps it so).
 MIDDLEWARE_FREE_PREFIXES = ("/voice/twilio/",)
+# Exact paths served without middleware, each gated by its own view.
+MIDDLEWARE_FREE_PATHS = frozenset({"/metrics"})
 
 
 class MiddlewareFreeHandler(ASGIHandler):
@@ -33,12 +39,15 @@ class MiddlewareFreeHandler(ASGIHandler):
 
 
 class HttpRouter:
-    """HTTP requests under MIDDLEWARE_FREE_PREFIXES go to the middleware-free handler, the rest to Django's own."""
+    """HTTP requests under MIDDLEWARE_FREE_PREFIXES, or at MIDDLEWARE_FREE_PATHS, go to the middleware-free
+    handler, the rest to Django's own."""
 
     def __init__(self, default: Any, middleware_free: Any) -> None:
         self.default = default
         self.middleware_free = middleware_free
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
-        app = self.middleware_free if scope["path"].startswith(MIDDLEWARE_FREE_PREFIXES) else self.default
+        path = scope["path"]
+        bare = path.startswith(MIDDLEWARE_FREE_PREFIXES) or path in MIDDLEWARE_FREE_PATHS
+        app = self.middleware_free if bare else self.default
         await app(scope, receive, send)

@@ -7,6 +7,7 @@ SQLite, an in-memory channel layer and Celery tasks executed in-process.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 from pathlib import Path
@@ -309,6 +310,24 @@ X_FRAME_OPTIONS = "DENY"
 # SILENCED_SYSTEM_CHECKS adds more, e.g. voice.W001 when OpenAI moves a model's shutdown date that
 # voice/model_shutdowns.py still lists.
 SILENCED_SYSTEM_CHECKS = ["security.W021", *env_list("SILENCED_SYSTEM_CHECKS")]
+
+# --- Operator metrics (/metrics, receptionist/metrics.py) ------------------------------------------
+
+# Where web and worker processes on one machine keep their metrics so that any web process's /metrics shows them
+# all (prometheus-client's multi-process mode; the library reads this variable itself). Unset: each process
+# shows only its own, which is right for one process (`make run`). Emptied per deploy, before the processes
+# start (README "Operator metrics").
+PROMETHEUS_MULTIPROC_DIR = os.environ.get("PROMETHEUS_MULTIPROC_DIR", "").strip()  # as the library reads it: no _FILE
+# Who may read /metrics. With METRICS_TOKEN set a scraper must send `Authorization: Bearer <token>`; with
+# METRICS_ALLOWED_NETWORKS (comma-separated CIDRs) it must come from one of them (behind a proxy, counted with
+# TRUSTED_PROXY_COUNT). Both set: both apply. Neither: only this machine (loopback) may scrape.
+METRICS_TOKEN = env_str("METRICS_TOKEN")
+METRICS_ALLOWED_NETWORKS = env_list("METRICS_ALLOWED_NETWORKS")
+for _network in METRICS_ALLOWED_NETWORKS:
+    try:
+        ipaddress.ip_network(_network, strict=False)
+    except ValueError:
+        raise ImproperlyConfigured(f"METRICS_ALLOWED_NETWORKS takes comma-separated CIDRs, not {_network!r}")
 
 # --- Static files, i18n -----------------------------------------------------------------------
 

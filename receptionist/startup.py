@@ -277,6 +277,7 @@ def watch_late_imports() -> None:
 async def lifespan(scope: dict, receive: Any, send: Any) -> None:
     """The ASGI lifespan protocol (uvicorn): prepare the process, then install the SIGTERM drain of live calls
     (voice/drain.py). uvicorn listens only after start-up completes."""
+    from receptionist import metrics as operator_metrics
     from voice.drain import install_sigterm_drain
 
     while True:
@@ -287,5 +288,7 @@ async def lifespan(scope: dict, receive: Any, send: Any) -> None:
                 log.info("Live calls drain for up to %s s on SIGTERM", settings.CALL_DRAIN_SECONDS)
             await send({"type": "lifespan.startup.complete"})
         elif message["type"] == "lifespan.shutdown":
+            # Its live-call gauge leaves the sum the other processes' /metrics show.
+            operator_metrics.process_exited()
             await send({"type": "lifespan.shutdown.complete"})
             return

@@ -10,6 +10,7 @@ import re
 from typing import Any, Callable
 
 from calls.models import CallEvent
+from receptionist import metrics as operator_metrics
 from voice.session import CallSession
 
 log = logging.getLogger(__name__)
@@ -89,8 +90,9 @@ class _AudioSocket:
     async def close(self, code: int, reason: str) -> bool:
         raise NotImplementedError
 
-    async def bad_frame(self, why: str) -> bool:
+    async def bad_frame(self, why: str, *, reason: str = operator_metrics.DROP_MALFORMED) -> bool:
         self.bad_frames += 1
+        operator_metrics.frame_dropped(reason)
         if self.bad_frames == 1 or self.bad_frames % 10 == 0:
             log.warning("Ignoring a bad frame on %s (%d so far): %s", self.name(), self.bad_frames, why)
         if self.bad_frames >= MAX_BAD_FRAMES:
@@ -101,9 +103,11 @@ class _AudioSocket:
         """(frame, its type) of a well-formed frame; else (None, whether the socket stays open)."""
         if text is None:
             if data is not None and len(data) > MAX_FRAME_CHARS:
+                operator_metrics.frame_dropped(operator_metrics.DROP_OVERSIZED)
                 return None, await self.close(CLOSE_TOO_BIG, "oversized binary frame")
             return None, await self.bad_frame("binary frame")
         if len(text) > MAX_FRAME_CHARS:
+            operator_metrics.frame_dropped(operator_metrics.DROP_OVERSIZED)
             return None, await self.close(CLOSE_TOO_BIG, f"frame of {len(text)} characters")
         try:
             frame = json.loads(text)

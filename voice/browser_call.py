@@ -23,6 +23,7 @@ from accounts.access import session_membership
 from billing.services.gate import REASON_TEXT, browser_call_gate
 from calls.models import Call, CallEvent
 from calls.services.lifecycle import TooManyBrowserCalls, call_claim_stream, call_create_browser
+from receptionist import metrics as operator_metrics
 from voice.audio_socket import (BASE64, CLOSE_POLICY, CLOSE_SERVER_RESTART, _AudioSocket, ended_by_shutdown,
                                 forward_call_messages)
 from voice.drain import draining
@@ -250,6 +251,7 @@ class _BrowserCallState(_AudioSocket):
                     or len(payload) % 4 or not BASE64.fullmatch(payload) or b64_len_to_bytes(payload) % 2:
                 return await self.bad_frame("audio is not base64 PCM16")
             if not self.rate.admit(b64_len_to_bytes(payload)):  # faster than real time: not sent to OpenAI
+                operator_metrics.frame_dropped(operator_metrics.DROP_TOO_FAST)
                 if self.rate.sustained:
                     self.close_end_reason = "audio_too_fast"
                     return await self.close(CLOSE_AUDIO_TOO_FAST, (

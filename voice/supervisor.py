@@ -28,6 +28,7 @@ from calls.selectors.callers import caller_number_of_call
 from calls.selectors.local_time import say_local
 from calls.services.recording import call_events_add
 from calls.tools import SUPERVISOR_TOOLS, WRITE_TOOLS, run_business_tool
+from receptionist import metrics as operator_metrics
 from voice.agent import build_instructions
 
 log = logging.getLogger(__name__)
@@ -197,11 +198,29 @@ def _json_or_text(arguments: str) -> Any:
         return arguments
 
 
+def supervisor_tokens_by_kind(result: SupervisorResult) -> dict[str, int]:
+    """The run's tokens by the price each is billed at (cached prompt tokens taken out of the prompt's), keyed
+    by their SUPERVISOR_PRICES key."""
+    return {"in": result.prompt_tokens - result.cached_tokens, "cached": result.cached_tokens,
+            "out": result.completion_tokens}
+
+
 def supervisor_cost_usd(result: SupervisorResult) -> Decimal:
     prices = settings.SUPERVISOR_PRICES.get(settings.OPENAI_SUPERVISOR_MODEL) or settings.SUPERVISOR_PRICES["default"]
-    total = ((result.prompt_tokens - result.cached_tokens) * prices["in"] + result.cached_tokens * prices["cached"]
-             + result.completion_tokens * prices["out"])
+    total = sum(count * prices[key] for key, count in supervisor_tokens_by_kind(result).items())
     return (Decimal(str(total)) / Decimal(1_000_000)).quantize(Decimal("0.000001"))
+
+
+SUPERVISOR_METRIC_KINDS = {"in": "supervisor_input", "cached": "supervisor_cached", "out": "supervisor_output"}
+
+
+def count_supervisor_tokens(result: SupervisorResult) -> None:
+    """The run's tokens and cost in the operator metrics, once the transaction recording them commits."""
+    prices = settings.SUPERVISOR_PRICES.get(settings.OPENAI_SUPERVISOR_MODEL) or settings.SUPERVISOR_PRICES["default"]
+    tokens = {SUPERVISOR_METRIC_KINDS[key]: count for key, count in supervisor_tokens_by_kind(result).items()}
+    cost = {SUPERVISOR_METRIC_KINDS[key]: count * prices[key] / 1_000_000
+            for key, count in supervisor_tokens_by_kind(result).items()}
+    transaction.on_commit(lambda: operator_metrics.tokens_used(tokens=tokens, cost_usd=cost))
 
 
 @transaction.atomic
@@ -215,3 +234,4 @@ def record_supervisor_run(*, call_id: int, result: SupervisorResult) -> None:
         supervisor_cost_usd=F("supervisor_cost_usd") + cost,
         cost_usd=F("cost_usd") + cost,
     )
+    count_supervisor_tokens(result)

@@ -3,15 +3,30 @@
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
 from asgiref.sync import async_to_sync
 from celery import shared_task
 from channels.layers import get_channel_layer
 
+from receptionist import metrics as operator_metrics
 from voice.supervisor import SUPERVISOR_FAILED_ANSWER, record_supervisor_run, run_supervisor
 
 log = logging.getLogger(__name__)
+
+# The message header with the Unix time the request was queued (voice/session/tools.py `enqueue_supervisor`).
+ENQUEUED_AT_HEADER = "enqueued_at"
+
+
+def queued_for(request: Any, now: float) -> float | None:
+    """Seconds a task's message waited for a worker, from the header its sender set; None without one (a web
+    process of the previous release). A worker has custom headers as request attributes; an eager run (no
+    broker) has them under `headers`."""
+    enqueued_at = request.get(ENQUEUED_AT_HEADER) or (getattr(request, "headers", None) or {}).get(ENQUEUED_AT_HEADER)
+    if not isinstance(enqueued_at, (int, float)):
+        return None
+    return now - enqueued_at
 
 
 @shared_task(name="voice.ask_supervisor", acks_late=False, ignore_result=True)
@@ -26,6 +41,9 @@ def ask_supervisor(*, call_id: int, tool_call_id: str, reply_channel: str, reque
     the caller is comes from the Call row. `deadline_at` (Unix time) is when the session stops waiting: no
     write tool runs after it.
     """
+    waited = queued_for(ask_supervisor.request, time.time())
+    if waited is not None:
+        operator_metrics.supervisor_queue_wait(waited)
     message: dict[str, Any] = {"type": "supervisor.answer", "tool_call_id": tool_call_id}
     try:
         result = run_supervisor(call_id=call_id, request=request, conversation=conversation,

@@ -18,6 +18,7 @@ from channels.layers import get_channel_layer
 from django.conf import settings
 
 from calls.models import Call, CallEvent
+from receptionist import metrics as operator_metrics
 from voice.audio_socket import (BASE64, CLOSE_POLICY, CLOSE_PROTOCOL, CLOSE_SERVER_RESTART, _AudioSocket,
                                 ended_by_shutdown, forward_call_messages)
 from voice.drain import draining
@@ -124,7 +125,7 @@ class _StreamState(_AudioSocket):
         if self.started and event in ("media", "mark", "dtmf", "stop") and frame.get("streamSid") != self.stream_sid:
             # Not this call's stream: never played to the agent as this caller's audio, nor ending this call.
             self.other_stream_frames += 1
-            return await self.bad_frame(f"{event} frame of another stream")
+            return await self.bad_frame(f"{event} frame of another stream", reason=operator_metrics.DROP_OTHER_STREAM)
         if event == "media":
             if not self.started:
                 return await self.close(CLOSE_PROTOCOL, "media before start")
@@ -139,6 +140,7 @@ class _StreamState(_AudioSocket):
                 # Twilio streams from the moment it connects; what the caller says before the agent is connected
                 # is not kept for later, so the first frames sent on are live ones, never a backlog.
                 self.early_audio_bytes += b64_len_to_bytes(payload)
+                operator_metrics.frame_dropped(operator_metrics.DROP_NOT_READY)
                 return True
             await session.caller_audio(payload)
             return True

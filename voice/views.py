@@ -29,6 +29,7 @@ from calls.models import Message
 from calls.services.forwards import call_forward_result
 from calls.services.lifecycle import call_reconcile_twilio_status
 from calls.services.voicemail import call_fallback_taken, voicemail_recorded
+from receptionist import metrics as operator_metrics
 from voice import twilio_api
 from voice.phrases import phrase
 from voice.services import answer_incoming_call
@@ -95,6 +96,7 @@ def twilio_fallback(request: HttpRequest) -> HttpResponse:
         return twiml(twilio_api.say_twiml(phrase("unknown_number", language), language=language))
     language = business.language if business is not None else settings.LANGUAGE_CODE[:2]
     action, transfer_to = unavailable_action(business) if business is not None else ("voicemail", "")
+    operator_metrics.fallback_taken(action, by="twilio_fallback_url")
     if business is not None and call_sid:
         try:
             call_fallback_taken(twilio_call_sid=call_sid, to_number=to_number, from_number=from_number,

@@ -31,6 +31,7 @@ from calls.postcall.voicemail import voicemail_transcribe
 from calls.postcall.webhooks import EVENT_CALL_COMPLETED, call_completed_payload
 from calls.services.search_document import call_search_refresh
 from calls.services.voicemail import voicemail_awaited
+from receptionist import metrics as operator_metrics
 
 log = logging.getLogger(__name__)
 
@@ -139,6 +140,17 @@ def summary_cost_usd(model: str, prompt_tokens: int, cached_tokens: int, complet
     return (Decimal(str(total)) / Decimal(1_000_000)).quantize(Decimal("0.000001"))
 
 
+def summary_usage_by_kind(model: str, prompt_tokens: int, cached_tokens: int,
+                          completion_tokens: int) -> tuple[dict[str, int], dict[str, float]]:
+    """The summary's tokens and their cost in USD by kind, for the operator metrics (cached prompt tokens taken
+    out of the prompt's, as they are priced apart)."""
+    prices = settings.SUMMARY_PRICES.get(model) or settings.SUMMARY_PRICES["default"]
+    tokens = {"summary_input": prompt_tokens - cached_tokens, "summary_cached": cached_tokens,
+              "summary_output": completion_tokens}
+    price_keys = {"summary_input": "in", "summary_cached": "cached", "summary_output": "out"}
+    return tokens, {kind: count * prices[price_keys[kind]] / 1_000_000 for kind, count in tokens.items()}
+
+
 _clients: dict[tuple[str, str, float], OpenAI] = {}
 
 
@@ -150,7 +162,8 @@ def summary_client() -> OpenAI:
     return _clients[key]
 
 
-def _store_summary(call: Call, extraction: Extraction, **usage: Any) -> bool:
+def _store_summary(call: Call, extraction: Extraction, *,
+                   usage_by_kind: tuple[dict[str, int], dict[str, float]] = ({}, {}), **usage: Any) -> bool:
     """Compare-and-set: the first stored summary wins; a duplicate or late one changes nothing."""
     cost = usage.pop("summary_cost_usd", Decimal(0))
     stored = Call.objects.filter(id=call.id, summarized_at__isnull=True).update(
@@ -162,6 +175,13 @@ def _store_summary(call: Call, extraction: Extraction, **usage: Any) -> bool:
     if stored:
         call_search_refresh(call_id=call.id)  # the summary, reason and caller's name become searchable
         publish_call_changed(call_id=call.id, business_id=call.business_id, status=call.status)
+        tokens, token_costs = usage_by_kind
+
+        def count() -> None:
+            operator_metrics.call_summarized(outcome=extraction.outcome)
+            operator_metrics.tokens_used(tokens=tokens, cost_usd=token_costs)
+
+        transaction.on_commit(count)  # at once outside a transaction
     return stored == 1
 
 
@@ -212,7 +232,8 @@ def call_summarize(*, call_id: int, client: OpenAI | None = None) -> bool:
     completion_tokens = usage.completion_tokens if usage else 0
     return _store_summary(call, extraction, summary_model=model, summary_input_tokens=prompt_tokens,
                           summary_output_tokens=completion_tokens,
-                          summary_cost_usd=summary_cost_usd(model, prompt_tokens, cached, completion_tokens))
+                          summary_cost_usd=summary_cost_usd(model, prompt_tokens, cached, completion_tokens),
+                          usage_by_kind=summary_usage_by_kind(model, prompt_tokens, cached, completion_tokens))
 
 
 def call_summary_failed(*, call_id: int, error: str) -> bool:
@@ -221,11 +242,12 @@ def call_summary_failed(*, call_id: int, error: str) -> bool:
     if call is None:
         return False
     actions = actions_of_call(call)
+    outcome = actions[0] if actions else (call.outcome or "")
     stored = Call.objects.filter(id=call_id, summarized_at__isnull=True).update(
-        summary_error=error[:4000], outcome=actions[0] if actions else (call.outcome or ""),
-        summarized_at=timezone.now(), summary_claimed_until=None) == 1
+        summary_error=error[:4000], outcome=outcome, summarized_at=timezone.now(), summary_claimed_until=None) == 1
     if stored:
         publish_call_changed(call_id=call.id, business_id=call.business_id, status=call.status)
+        transaction.on_commit(lambda: operator_metrics.call_summarized(outcome=outcome))
     return stored
 
 

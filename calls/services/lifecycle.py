@@ -17,6 +17,7 @@ from calls.live import publish_call_changed
 from calls.models import Call
 from calls.services.search_document import call_search_refresh
 from calls.signals import call_finalized
+from receptionist import metrics as operator_metrics
 
 log = logging.getLogger(__name__)
 
@@ -101,18 +102,29 @@ class Usage:
         self.output_audio += int(out.get("audio_tokens") or 0)
         self.output_text += int(out.get("text_tokens") or 0)
 
+    def tokens_by_kind(self) -> dict[str, int]:
+        """Tokens by the price each is billed at: cached tokens are a subset of input tokens, so they are taken
+        out of it here and the kinds add up to every token. Keyed by REALTIME_PRICE_KEYS' kinds."""
+        return {"input_text": self.input_text - self.cached_text, "cached_text": self.cached_text,
+                "input_audio": self.input_audio - self.cached_audio, "cached_audio": self.cached_audio,
+                "output_text": self.output_text, "output_audio": self.output_audio}
+
+    def cost_by_kind_usd(self, model: str) -> dict[str, float]:
+        """What each kind of `tokens_by_kind` costs, in USD, unrounded (for the operator metrics)."""
+        prices = settings.REALTIME_PRICES.get(model) or settings.REALTIME_PRICES["default"]
+        return {kind: count * prices[REALTIME_PRICE_KEYS[kind]] / 1_000_000
+                for kind, count in self.tokens_by_kind().items()}
+
     def cost_usd(self, model: str) -> Decimal:
         """Price from the per-model table in settings (USD per million tokens); cached tokens are a subset."""
         prices = settings.REALTIME_PRICES.get(model) or settings.REALTIME_PRICES["default"]
-        total = (
-            (self.input_text - self.cached_text) * prices["text_in"]
-            + self.cached_text * prices["text_cached"]
-            + (self.input_audio - self.cached_audio) * prices["audio_in"]
-            + self.cached_audio * prices["audio_cached"]
-            + self.output_text * prices["text_out"]
-            + self.output_audio * prices["audio_out"]
-        )
+        total = sum(count * prices[REALTIME_PRICE_KEYS[kind]] for kind, count in self.tokens_by_kind().items())
         return (Decimal(str(total)) / Decimal(1_000_000)).quantize(Decimal("0.000001"))
+
+
+# Each kind of token a Realtime call uses, and its key in a REALTIME_PRICES entry.
+REALTIME_PRICE_KEYS = {"input_text": "text_in", "cached_text": "text_cached", "input_audio": "audio_in",
+                       "cached_audio": "audio_cached", "output_text": "text_out", "output_audio": "audio_out"}
 
 
 @transaction.atomic
@@ -149,7 +161,22 @@ def call_finalize(*, call_id: int, status: str, end_reason: str, usage: Usage | 
     postcall_enqueue(call.id)  # summary, email, webhook: queued when this transaction commits
     publish_call_changed(call_id=call.id, business_id=call.business_id, status=call.status)  # on commit too
     announce_call_finalized(call.id)  # on commit too: billing records the call's minutes
+    count_finalized_call(status=call.status, end_reason=call.end_reason, usage=usage, model=call.model)
     return True
+
+
+def count_finalized_call(*, status: str, end_reason: str, usage: Usage | None, model: str) -> None:
+    """The operator metrics' calls by status and tokens by kind, once the finalising transaction commits (a call
+    rolled back is not counted; one finalised twice is refused before this)."""
+    tokens = usage.tokens_by_kind() if usage is not None else {}
+    cost = usage.cost_by_kind_usd(model) if usage is not None else {}
+
+    def count() -> None:
+        operator_metrics.call_finalized(status=status, end_reason=end_reason)
+        operator_metrics.tokens_used(tokens={f"realtime_{kind}": n for kind, n in tokens.items()},
+                                     cost_usd={f"realtime_{kind}": usd for kind, usd in cost.items()})
+
+    transaction.on_commit(count)
 
 
 def announce_call_finalized(call_id: int) -> None:

@@ -296,10 +296,10 @@ def test_finalisation_enqueues_on_commit_only(db, django_capture_on_commit_callb
     with django_capture_on_commit_callbacks() as callbacks:
         call_finalize(call_id=call.id, status=Call.Status.COMPLETED, end_reason="caller_hung_up")
         call_finalize(call_id=call.id, status=Call.Status.COMPLETED, end_reason="caller_hung_up")
-    # Once (the second finalisation is a no-op): the post-call tasks, the dashboards' live update, and the
-    # announcement other apps (billing: the call's minutes) act on.
+    # Once (the second finalisation is a no-op): the post-call tasks, the dashboards' live update, the
+    # announcement other apps (billing: the call's minutes) act on, and the operator metrics.
     assert [c.__qualname__.split(".")[0] for c in callbacks] == ["postcall_enqueue", "publish_call_changed",
-                                                                 "announce_call_finalized"]
+                                                                 "announce_call_finalized", "count_finalized_call"]
 
 
 def test_the_reaper_finalises_stuck_calls_and_leaves_live_ones_alone(eager, business, settings):

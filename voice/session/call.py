@@ -41,6 +41,7 @@ class CallSession(_Lifecycle, _OpenAIEvents, _Playback, _Tools, _Allowance, _Shu
         self.upstream: Any = None
         self.ready = False
         self.finished = asyncio.Event()
+        self.counted_live = False  # in the operator metrics' live calls, from start() until finish()
         self._finishing = False
         self._tasks: list[asyncio.Task] = []
         self.usage = Usage()
@@ -63,6 +64,7 @@ class CallSession(_Lifecycle, _OpenAIEvents, _Playback, _Tools, _Allowance, _Shu
         self.bad_upstream_events = 0
         self.conversation: list[dict[str, str]] = []  # what was said, for the supervisor
         self.pending_supervisor: dict[str, asyncio.Task] = {}  # tool call id -> its deadline
+        self.supervisor_asked_at: dict[str, float] = {}  # tool call id -> monotonic time of the hand-off
         self.response_create_pending: str | None = None  # instructions to send once no response is active
         # A response.create is on its way and its response.created has not arrived: until it does, a second one
         # would be refused, and "nothing is playing" is not yet true (a goodbye is coming).

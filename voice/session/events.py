@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any, Awaitable, Callable
 import websockets
 
 from calls.models import CallEvent
+from receptionist import metrics as operator_metrics
 from voice.session.playback import CANCEL_EVENT_PREFIX
 from voice.session.shared import ItemAudio, ResponseState, b64_len_to_bytes, close_quietly
 from voice.session.shutdown import SHUTDOWN_PURPOSE
@@ -82,6 +83,7 @@ class _OpenAIEvents:
                                ms=round((now - self.speech_end_at) * 1000),
                                after_vad_ms=round((now - self.speech_stopped_at) * 1000) if self.speech_stopped_at else None,
                                vad_silence_ms=self.vad_silence_ms, item_id=item_id)
+                operator_metrics.turn_latency(now - self.speech_end_at)
                 self.speech_end_at = None
         delta = event["delta"]
         audio.sent_ms += b64_len_to_bytes(delta) / self.transport.bytes_per_ms

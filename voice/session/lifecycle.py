@@ -14,6 +14,7 @@ from calls.live import apublish_call_changed
 from calls.models import Call, CallEvent
 from calls.services.lifecycle import call_finalize
 from calls.services.recording import CallRecord, call_record_entries
+from receptionist import metrics as operator_metrics
 from voice.agent import greeting_response, load_agent_profile, session_update
 from voice.drain import LIVE_CALLS
 from voice.session.shared import close_quietly, in_db_pool
@@ -30,6 +31,8 @@ class _Lifecycle:
     async def start(self) -> None:
         """Load the business, open OpenAI, configure the session and have the agent greet the caller."""
         LIVE_CALLS.add(self)  # a deploy's drain reaches it from now on
+        operator_metrics.call_started()
+        self.counted_live = True
         if self.profile is None:
             self.profile = await in_db_pool(load_agent_profile)(self.business_id, self.caller_number)
         try:
@@ -50,11 +53,13 @@ class _Lifecycle:
         if not self.ready:
             if self.reconnecting:
                 self.hold_caller_audio(payload)  # sent to the new session once it is seeded
-            return  # before the agent is connected the caller is still hearing the ring
+            else:  # before the agent is connected the caller is still hearing the ring
+                operator_metrics.frame_dropped(operator_metrics.DROP_NOT_READY)
+            return
         try:
             await self.upstream.send('{"type":"input_audio_buffer.append","audio":"' + payload + '"}')
         except websockets.ConnectionClosed:
-            pass
+            operator_metrics.frame_dropped(operator_metrics.DROP_UPSTREAM_CLOSED)
 
     def caller_dtmf(self, digit: str) -> None:
         self.add_event(CallEvent.Kind.DTMF, digit=digit)
@@ -66,6 +71,9 @@ class _Lifecycle:
         self._finishing = True
         self.ready = False
         LIVE_CALLS.discard(self)
+        if self.counted_live:
+            self.counted_live = False
+            operator_metrics.call_ended()
         current = asyncio.current_task()
         for task in [*self._tasks, *self.pending_supervisor.values()]:
             if task is not current:
@@ -103,6 +111,7 @@ class _Lifecycle:
         else:
             self.add_event(CallEvent.Kind.FALLBACK, action=taken, ok=True, cause=error,
                            **({"to": transfer_to} if taken == "transfer" else {}))
+            operator_metrics.fallback_taken(taken)
         await self.finish(status=Call.Status.FAILED, reason="upstream_failed", error=error)
         await self.transport.close()
 

@@ -25,6 +25,7 @@ import websockets
 from django.conf import settings
 
 from calls.models import CallEvent
+from receptionist import metrics as operator_metrics
 from voice.agent import session_update
 from voice.session.shared import b64_len_to_bytes, close_quietly
 
@@ -70,6 +71,7 @@ class _Reconnect:
             dropped = self._held_audio.popleft()
             self._held_audio_bytes -= b64_len_to_bytes(dropped)
             self._held_audio_dropped += b64_len_to_bytes(dropped)
+            operator_metrics.frame_dropped(operator_metrics.DROP_HOLD_FULL)
 
     async def _open_upstream(self, timeout: float) -> Any:
         url = f"{settings.OPENAI_REALTIME_URL}?model={settings.OPENAI_REALTIME_MODEL}"
@@ -87,6 +89,7 @@ class _Reconnect:
         if self.reconnects >= settings.OPENAI_RECONNECTS_PER_CALL:
             self.add_event(CallEvent.Kind.RECONNECT, ok=False, cause=cause, attempts=0,
                            error=f"already reconnected {self.reconnects} times on this call")
+            operator_metrics.openai_reconnected(ok=False)
             return False
         self.reconnecting, self.ready = True, False
         old, self.upstream = self.upstream, None
@@ -124,6 +127,7 @@ class _Reconnect:
             self.reconnecting = False
             self.add_event(CallEvent.Kind.RECONNECT, ok=False, cause=cause, attempts=attempts,
                            waited_ms=round((time.monotonic() - dropped_at) * 1000), error=error)
+            operator_metrics.openai_reconnected(ok=False)
             return False
         self.upstream = upstream
         self.reconnects += 1
@@ -146,6 +150,7 @@ class _Reconnect:
                        waited_ms=round((time.monotonic() - dropped_at) * 1000), held_audio_ms=held_ms,
                        dropped_audio_ms=round(self._held_audio_dropped / self.transport.bytes_per_ms))
         self._held_audio_dropped = 0
+        operator_metrics.openai_reconnected(ok=True)
         log.info("Call %s: reconnected to OpenAI after %s (%d attempt(s))", self.call_id, cause, attempts)
         return True
 
@@ -216,6 +221,7 @@ class _Reconnect:
                 self._renew_not_before = time.monotonic() + RENEW_RETRY_S
                 self.add_event(CallEvent.Kind.RECONNECT, ok=False, renewal=True, cause=RENEWAL_CAUSE, attempts=1,
                                error=f"{type(exc).__name__}: {exc}"[:300])
+                operator_metrics.openai_renewed(ok=False)
                 return
             last_chance = min(RENEW_LAST_CHANCE_S, settings.OPENAI_SESSION_RENEW_MARGIN_SECONDS / 2)
             hard_deadline = self.session_started_at + settings.OPENAI_SESSION_MAX_SECONDS - last_chance
@@ -240,6 +246,7 @@ class _Reconnect:
             self.session_started_at = time.monotonic()
             self.add_event(CallEvent.Kind.RECONNECT, ok=True, renewal=True, cause=RENEWAL_CAUSE, attempts=1,
                            waited_for_quiet_ms=round(waited_for_quiet * 1000))
+            operator_metrics.openai_renewed(ok=True)
             # The old session's reader ends when its socket closes, and reads the new one (`_read_upstream`).
             await close_quietly(old)
         finally:

@@ -14,6 +14,7 @@ from django.conf import settings
 from accounts.transfers import transfer_number_problem
 from calls.caller_text import caller_data_block
 from calls.models import Call, CallEvent
+from receptionist import metrics as operator_metrics
 from voice.session.shared import ResponseState, in_io_threads
 from voice.supervisor import SUPERVISOR_FAILED_ANSWER
 
@@ -28,9 +29,11 @@ LATE_ACTION_WORDS = {"book_appointment": "an appointment was booked", "reschedul
 
 
 def enqueue_supervisor(kwargs: dict[str, Any]) -> None:
-    from voice.tasks import ask_supervisor
+    from voice.tasks import ENQUEUED_AT_HEADER, ask_supervisor
 
-    ask_supervisor.apply_async(kwargs=kwargs)
+    # When it was queued travels as a message header, not an argument: a worker of the previous release (during
+    # a deploy) ignores a header, but would refuse an argument it does not know.
+    ask_supervisor.apply_async(kwargs=kwargs, headers={ENQUEUED_AT_HEADER: time.time()})
 
 
 class _Tools:
@@ -106,6 +109,7 @@ class _Tools:
         # or cancel anything, since the caller has been told it could not be done.
         deadline_at = time.time() + settings.SUPERVISOR_DEADLINE_SECONDS
         self.pending_supervisor[call_id] = asyncio.create_task(self._supervisor_deadline(call_id))
+        self.supervisor_asked_at[call_id] = time.monotonic()
         self._tasks.append(asyncio.create_task(self._dispatch_supervisor(call_id, request, deadline_at)))
         return None
 
@@ -134,6 +138,11 @@ class _Tools:
         """The supervisor's answer arrived over the channel layer."""
         tool_call_id = str(message.get("tool_call_id", ""))
         deadline = self.pending_supervisor.pop(tool_call_id, None)
+        asked_at = self.supervisor_asked_at.pop(tool_call_id, None)
+        if asked_at is not None:
+            operator_metrics.supervisor_round_trip(
+                time.monotonic() - asked_at,
+                result="late" if deadline is None else "ok" if message.get("ok") else "failed")
         if deadline is None:
             acted = [str(name) for name in message.get("acted") or []][:10]
             if message.get("ok") and acted and not self._finishing:
