@@ -246,6 +246,8 @@ class Stack:
         self.account_sid = "AC" + secrets.token_hex(16)
         self.procs: dict[str, Proc] = {}
         self.restarts: dict[str, int] = {}
+        self.busy: set[str] = set()     # being restarted by a fault: not an exit of its own
+        self.exits: list[str] = []      # processes that exited on their own during the run
         env = bench_env(server_port=self.nginx_port, standin_port=self.standin_port, auth_token=self.auth_token,
                         account_sid=self.account_sid)
         for name in [k for k in env if k.startswith(("CELERY_", "SUPERVISOR_", "OPENAI_", "DB_"))]:
@@ -274,10 +276,12 @@ class Stack:
         self.procs[name] = proc
         return proc
 
+    def redis_argv(self) -> list[str]:
+        return ["redis-server", "--port", str(self.redis_port), "--bind", "127.0.0.1", "--save", "",
+                "--appendonly", "no"]
+
     def start_redis(self) -> None:
-        proc = self.start_proc("redis", ["redis-server", "--port", str(self.redis_port), "--bind", "127.0.0.1",
-                                         "--save", "", "--appendonly", "no"])
-        wait_tcp(self.redis_port, proc, 20)
+        wait_tcp(self.redis_port, self.start_proc("redis", self.redis_argv()), 20)
 
     def worker_lines(self) -> dict[str, str]:
         if self.cfg.pool == "old":
@@ -341,27 +345,51 @@ class Stack:
 
     # -- faults: each returns once it is repaired --
 
-    def kill_workers(self) -> str:
+    # Processes are started from the main thread only: Proc's children get SIGTERM when the *thread* that started
+    # them ends (PR_SET_PDEATHSIG), so one started in a worker thread would die with it. Waiting runs in threads.
+
+    async def kill_workers(self) -> str:
         """kill -9 the first process of each worker line (its whole process group, as a dying container), then
         start it again."""
         names = [f"{line}-1" for line in self.worker_lines()]
+        self.busy.update(names)
         for name in names:
             proc = self.procs[name]
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGKILL)
-            proc.stop()
+            await asyncio.to_thread(proc.stop)
             self.start_worker(name)
-        self.wait_workers(names)
+        await asyncio.to_thread(self.wait_workers, names)
+        self.busy.difference_update(names)
         return ", ".join(names)
 
-    def restart_redis(self) -> str:
-        self.procs["redis"].stop()
-        self.start_redis()
+    async def restart_redis(self) -> str:
+        self.busy.add("redis")
+        await asyncio.to_thread(self.procs["redis"].stop)
+        proc = self.start_proc("redis", self.redis_argv())
+        await asyncio.to_thread(wait_tcp, self.redis_port, proc, 20)
+        self.busy.discard("redis")
         return f"redis-server on {self.redis_port}, no persistence: queued tasks and channel messages are lost"
 
     def restart_postgres(self) -> str:
         self.pg.restart()
         return f"pg_ctl restart -m fast on {self.pg.port}"
+
+    def watch(self, t0: float) -> None:
+        """A process manager's part (systemd's Restart=always, a platform's dyno restart): a worker or beat that
+        exited on its own is recorded and started again; any other exit is only recorded."""
+        for name, proc in list(self.procs.items()):
+            if name in self.busy or proc.alive():
+                continue
+            self.exits.append(f"{name} exited ({proc.popen.returncode}) at {time.perf_counter() - t0:.0f} s: "
+                              f"{proc.last_line()[:160]}")
+            proc.stop()
+            if name.startswith(("worker-", "supervisor-")):
+                self.start_worker(name)
+            elif name == "beat":
+                self.start_proc("beat", expand(procfile_line("beat"), self.env) + ["--schedule", str(self.root / "beat")])
+            else:
+                self.busy.add(name)  # recorded once
 
     async def drop_upstream(self) -> str:
         status, body = await http_request(f"http://127.0.0.1:{self.standin_port}/standin/drop",
@@ -426,12 +454,12 @@ async def run_faults(stack: Stack, cfg: SoakConfig, t0: float, faults: list[Faul
         fault = Fault(name, time.perf_counter())
         faults.append(fault)
         try:
-            if name == "upstream":
-                fault.detail = await stack.drop_upstream()
+            if name == "postgres":
+                fault.detail = await asyncio.to_thread(stack.restart_postgres)
             else:
                 action = {"worker": stack.kill_workers, "redis": stack.restart_redis,
-                          "postgres": stack.restart_postgres}[name]
-                fault.detail = await asyncio.to_thread(action)
+                          "upstream": stack.drop_upstream}[name]
+                fault.detail = await action()
         except Exception as exc:  # reported, and the soak fails
             fault.error = f"{type(exc).__name__}: {exc}"[:500]
         fault.repaired = time.perf_counter()
@@ -490,7 +518,7 @@ def in_window(t: float, faults: list[Fault]) -> bool:
 
 def frame_figures(calls: list[SoakCall], faults: list[Fault]) -> dict[str, Any]:
     """Frames sent, lost and round trips, outside and inside the fault windows (by when the frame was sent)."""
-    out = {"sent": 0, "lost": 0, "sent_in": 0, "lost_in": 0, "rtt": [], "rtt_in": []}
+    out = {"sent": 0, "lost": 0, "sent_in": 0, "lost_in": 0, "rtt": [], "rtt_in": [], "lost_where": []}
     for call in calls:
         r = call.r
         if not r.first_echo:
@@ -503,12 +531,15 @@ def frame_figures(calls: list[SoakCall], faults: list[Fault]) -> dict[str, Any]:
             out["sent" + key] += 1
             if not r.got[seq]:
                 out["lost" + key] += 1
+                if not key and len(out["lost_where"]) < 8:
+                    out["lost_where"].append(f"call {r.index} frame {seq} of {r.sent}"
+                                             + (f" ({r.closed_early})" if r.closed_early else ""))
         for rtt, got_at in zip(r.rtts, r.recv_at):
             out["rtt_in" if in_window(got_at - rtt, faults) else "rtt"].append(rtt * 1000)
     return out
 
 
-def db_checks(stack: Stack, sids: list[str], settle_s: float) -> dict[str, Any]:
+def db_checks(stack: Stack, sids: list[str], settle_s: float, watch: Any = None) -> dict[str, Any]:
     """Waits until every call the server took is finalised and summarised (or `settle_s`), then reads the
     invariants from the database."""
     import psycopg
@@ -526,6 +557,8 @@ def db_checks(stack: Stack, sids: list[str], settle_s: float) -> dict[str, Any]:
             pending = (-1, -1)
         if pending == (0, 0) or time.monotonic() > deadline:
             break
+        if watch is not None:
+            watch()
         time.sleep(1)
     with psycopg.connect(url, connect_timeout=10) as conn:
         q = lambda sql, *a: conn.execute(sql, a).fetchall()  # noqa: E731
@@ -595,15 +628,25 @@ def run_soak(cfg: SoakConfig, log: Any = print, keep_dir: bool = True,
             t0 = time.perf_counter()
             faults: list[Fault] = []
             fault_task = asyncio.create_task(run_faults(stack, cfg, t0, faults, log))
+
+            async def watcher() -> None:
+                while True:
+                    await asyncio.sleep(1)
+                    stack.watch(t0)
+
+            watch_task = asyncio.create_task(watcher())
             calls = await run_calls(stack, cfg, t0, log, plans)
             await fault_task
+            watch_task.cancel()
+            result["t0"] = t0
             result["run_s"] = time.perf_counter() - t0
             return calls, faults
 
         calls, faults = asyncio.run(main())
         result["load_after_run"] = load_average()
         sids = [c.r.call_sid for c in calls]
-        result["db"] = db_checks(stack, sids, cfg.settle_s)
+        result["db"] = db_checks(stack, sids, cfg.settle_s, lambda: stack.watch(result["t0"]))
+        result["exits"] = stack.exits
         result["chat_summaries"] = asyncio.run(_standin_chat_summaries(stack))
         result["frames"] = frame_figures(calls, faults)
         result["faults"] = faults
@@ -645,7 +688,8 @@ def failures(res: dict[str, Any]) -> list[str]:
         out.append(f"appointments: {db['appointments']} rows for {db['booked_ok']} successful bookings, "
                    f"{db['doubled']} calls with two or more, {db['overlaps']} overlapping")
     if frames["lost"]:
-        out.append(f"{frames['lost']} of {frames['sent']} frames lost outside the fault windows")
+        out.append(f"{frames['lost']} of {frames['sent']} frames lost outside the fault windows: "
+                   + "; ".join(frames["lost_where"]))
     if res["dropped_sessions"] and db["reconnect_ok"] < res["dropped_sessions"]:
         out.append(f"{db['reconnect_ok']} reconnects succeeded for {res['dropped_sessions']} dropped sessions")
     if db["reconnect_failed"]:
@@ -702,6 +746,8 @@ def report(res: dict[str, Any], command: str) -> str:
         f"| appointments | {db['appointments']} for {db['booked_ok']} successful bookings; doubled {db['doubled']}, overlapping {db['overlaps']} |",
         f"| barge-ins over a reply being generated | {db['barge_in_calls']} calls ({res['planned']['barge']} planned); "
         f"{res['clears']} calls got Twilio `clear` |",
+        f"| processes that exited on their own (restarted as a process manager would) | "
+        f"{'; '.join(res['exits']) if res['exits'] else 'none'} |",
         f"| supervisor | {db['asked']} asked; steps {json.dumps(db['supervisor_steps'], sort_keys=True)} |",
         f"| **supervisor queue wait** (enqueue → task start) | n {len(waits)}, p50 {fmt(percentile(waits, 50), 0)} ms, "
         f"**p99 {fmt(percentile(waits, 99), 0)} ms**, max {fmt(max(waits) if waits else None, 0)} ms; over 0.5 s: {over} |",
