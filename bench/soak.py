@@ -516,6 +516,14 @@ def in_window(t: float, faults: list[Fault]) -> bool:
     return any(f.at <= t <= (f.repaired or f.at) + WINDOW_TAIL_S for f in faults)
 
 
+def setup_in_window(call: SoakCall, faults: list[Fault]) -> bool:
+    """Whether a call's set-up (webhook sent → `start` sent, or → 1 s later if it got no further) overlaps a fault
+    window: a webhook just before a Redis restart leaves a stream token that is gone when the socket comes."""
+    r = call.r
+    end = max(r.start_sent, r.webhook_done, r.setup_start) + 1.0
+    return any(f.at <= end and r.setup_start <= (f.repaired or f.at) + WINDOW_TAIL_S for f in faults)
+
+
 def frame_figures(calls: list[SoakCall], faults: list[Fault]) -> dict[str, Any]:
     """Frames sent, lost and round trips, outside and inside the fault windows (by when the frame was sent)."""
     out = {"sent": 0, "lost": 0, "sent_in": 0, "lost_in": 0, "rtt": [], "rtt_in": [], "lost_where": []}
@@ -653,7 +661,7 @@ def run_soak(cfg: SoakConfig, log: Any = print, keep_dir: bool = True,
         result["dropped_sessions"] = stack.dropped_sessions
         result["calls"] = len(calls)
         result["setup_failed"] = [c.r.error for c in calls if c.r.error]
-        result["setup_failed_in_window"] = sum(1 for c in calls if c.r.error and in_window(c.r.setup_start, faults))
+        result["setup_failed_in_window"] = sum(1 for c in calls if c.r.error and setup_in_window(c, faults))
         result["clears"] = sum(1 for c in calls if c.r.clears)
         result["callbacks_failed"] = sum(1 for c in calls if c.status_callback != 204)
         result["planned"] = {"booking": sum(c.plan.booking for c in calls), "barge": sum(c.plan.barge for c in calls)}
