@@ -54,6 +54,8 @@ PY = sys.executable
 OLD_WORKER = "celery -A receptionist worker --loglevel=INFO --concurrency=${CELERY_CONCURRENCY:-4}"
 FAULTS = ("worker", "redis", "postgres", "upstream")
 WINDOW_TAIL_S = 5.0     # a fault's window lasts until it is repaired, and this long after
+WINDOW_LEAD_S = 1.0     # and starts this long before it: a frame still on its way when the fault strikes (sent to
+                        # a model session just before it is aborted) is lost with it
 DRAIN_S = 3.0           # after its last frame a call waits this long for echoes (a reconnect may hold some)
 BUSINESSES = 10         # calls spread over them, so that the bookings have slots enough
 
@@ -513,7 +515,7 @@ async def run_calls(stack: Stack, cfg: SoakConfig, t0: float, log: Any,
 
 
 def in_window(t: float, faults: list[Fault]) -> bool:
-    return any(f.at <= t <= (f.repaired or f.at) + WINDOW_TAIL_S for f in faults)
+    return any(f.at - WINDOW_LEAD_S <= t <= (f.repaired or f.at) + WINDOW_TAIL_S for f in faults)
 
 
 def setup_in_window(call: SoakCall, faults: list[Fault]) -> bool:
@@ -521,7 +523,7 @@ def setup_in_window(call: SoakCall, faults: list[Fault]) -> bool:
     window: a webhook just before a Redis restart leaves a stream token that is gone when the socket comes."""
     r = call.r
     end = max(r.start_sent, r.webhook_done, r.setup_start) + 1.0
-    return any(f.at <= end and r.setup_start <= (f.repaired or f.at) + WINDOW_TAIL_S for f in faults)
+    return any(f.at - WINDOW_LEAD_S <= end and r.setup_start <= (f.repaired or f.at) + WINDOW_TAIL_S for f in faults)
 
 
 def frame_figures(calls: list[SoakCall], faults: list[Fault]) -> dict[str, Any]:
