@@ -205,6 +205,14 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_SOFT_TIME_LIMIT = env_int("CELERY_TASK_SOFT_TIME_LIMIT", 60)
 CELERY_TASK_TIME_LIMIT = env_int("CELERY_TASK_TIME_LIMIT", 90)
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# The supervisor's requests have a queue of their own: a caller is waiting on each, and each spends seconds
+# waiting for the model (I/O, not CPU), so the Procfile serves it with a `supervisor` worker of many threads
+# (SUPERVISOR_CONCURRENCY) instead of a few prefork processes that post-call work could keep busy. Both queues
+# are declared, so a worker started without -Q/-X (make run, tests) serves both.
+CELERY_SUPERVISOR_QUEUE = env_str("CELERY_SUPERVISOR_QUEUE", "supervisor") or "supervisor"
+CELERY_TASK_DEFAULT_QUEUE = "celery"
+CELERY_TASK_QUEUES = {"celery": {}, CELERY_SUPERVISOR_QUEUE: {}} if CELERY_SUPERVISOR_QUEUE != "celery" else {"celery": {}}
+CELERY_TASK_ROUTES = {"voice.ask_supervisor": {"queue": CELERY_SUPERVISOR_QUEUE}}
 
 # --- Accounts (django-allauth) ----------------------------------------------------------------
 

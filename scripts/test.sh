@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Set up everything the test suite needs and run it: venv + test requirements, Debian's chromium and
-# espeak-ng for the browser tests, axe-core (npm, pinned in tests/package-lock.json) that the page walker
+# espeak-ng for the browser tests, Debian's nginx-light for the short soak (tests/test_soak.py), axe-core (npm, pinned in tests/package-lock.json) that the page walker
 # injects, PostgreSQL and Redis on their default ports. Extra arguments go to pytest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -10,6 +10,7 @@ command -v chromium >/dev/null || missing+=(chromium)
 command -v espeak-ng >/dev/null || missing+=(espeak-ng)
 command -v sox >/dev/null || missing+=(sox)
 command -v npm >/dev/null || missing+=(nodejs npm)
+command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || missing+=(nginx-light)
 if ((${#missing[@]})); then
   echo "test: installing ${missing[*]} from Debian"
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null

@@ -48,6 +48,9 @@ def ask_supervisor(*, call_id: int, tool_call_id: str, reply_channel: str, reque
     try:
         result = run_supervisor(call_id=call_id, request=request, conversation=conversation,
                                 deadline_at=deadline_at)
+        if waited is not None and result.events and result.events[0]["payload"].get("step") == "request":
+            # Also on the call's timeline (the soak reads it there): how long this request waited for a worker.
+            result.events[0]["payload"]["queue_wait_ms"] = max(0, round(waited * 1000))
         record_supervisor_run(call_id=call_id, result=result)
         message.update(answer=result.answer, ok=result.ok, error=result.error, acted=result.acted)
     except Exception as exc:  # the worker must answer even when something unexpected breaks

@@ -39,6 +39,7 @@ class CallResult:
     misrouted: int = 0
     foreign: int = 0      # media we could not read a tag from
     marks: int = 0
+    clears: int = 0       # Twilio `clear` (a barge-in stopped the agent's audio)
     probes: int = 0
     error: str = ""       # setup failed
     closed_early: str = ""
@@ -69,6 +70,9 @@ class LoadCall:
         self.chunk = 0
         self.probe_back = asyncio.Event()
         self.stopping = False
+        self.to_number = BUSINESS_NUMBER
+        self.from_number = ""  # "": one of its own from the call's index (not a valid number: nothing is booked)
+        self.quiet = False     # quiet tags: frames are silence to a VAD unless is_loud(seq) (bench/soak.py)
         self._index = index & 0xFFFF
         self._webhook_request: tuple[str, bytes, dict[str, str]] | None = None
         if self.twilio:
@@ -93,9 +97,9 @@ class LoadCall:
         url = self.target.base_url + "/voice/twilio/incoming/"
         # Each call from a caller of its own, as calls arriving together are (one shared number would make every
         # call update the same customer row).
-        caller = f"+1555011{self.r.index % 10000:04d}"
+        caller = self.from_number or f"+1555011{self.r.index % 10000:04d}"
         params = {"CallSid": self.r.call_sid, "AccountSid": self.target.account_sid, "From": caller,
-                  "To": BUSINESS_NUMBER, "Caller": caller, "Called": BUSINESS_NUMBER,
+                  "To": self.to_number, "Caller": caller, "Called": self.to_number,
                   "CallStatus": "ringing", "Direction": "inbound", "ApiVersion": "2010-04-01"}
         signature = RequestValidator(self.target.auth_token).compute_signature(url, params)
         self._webhook_request = (url, urllib.parse.urlencode(params).encode(), {
@@ -180,8 +184,13 @@ class LoadCall:
             return "never opened"
         return f"code {ws.close_code} {ws.close_reason}".strip() + (f" ({ws.error})" if ws.error else "")
 
+    def is_loud(self, seq: int) -> bool:
+        """Whether frame `seq` is speech (quiet tags only); a soak's call says when its caller speaks."""
+        return False
+
     def _send_frame(self, magic: int, seq: int) -> None:
-        payload = frame_payload(magic, self.r.index, seq)
+        payload = (frame_payload(magic, self.r.index, seq, quiet=True, loud=self.is_loud(seq)) if self.quiet
+                   else frame_payload(magic, self.r.index, seq))
         if self.twilio:
             self.seq += 1
             self.chunk += 1
@@ -210,6 +219,9 @@ class LoadCall:
                 if not self.stopping and self.open:
                     self.seq += 1  # Twilio echoes the mark once the audio before it has played
                     self.ws.send(self._mark % (self.seq, json.dumps((message.get("mark") or {}).get("name", ""))))
+                return
+            if event == "clear":
+                r.clears += 1
                 return
             if event != "media":
                 return

@@ -542,6 +542,45 @@ async def test_echo_mode_returns_the_same_payload(make_standin):
     assert standin.last_session["event_counts"]["input_audio_buffer.append"] == 5
 
 
+async def test_echo_scripted_mode_echoes_every_append_and_still_runs_the_script(make_standin):
+    standin = await make_standin(echo_scripted=True)
+    frames = [pcm_tone(600)[i:i + 960] for i in range(0, 28800, 960)] + \
+             [pcm_silence(700)[i:i + 960] for i in range(0, 33600, 960)]
+    async with realtime(standin) as rt:
+        await rt.until("session.created")
+        for frame in frames:
+            await rt.send("input_audio_buffer.append", audio=b64(frame))
+        await rt.until("response.done")
+        echo_item = next(e["item_id"] for e in rt.events if e["type"] == "response.output_audio.delta")
+        await rt.send("conversation.item.truncate", item_id=echo_item, content_index=0, audio_end_ms=0)
+        truncated = await rt.until("conversation.item.truncated")
+    echoed = [e["delta"] for e in rt.events if e["type"] == "response.output_audio.delta" and e["item_id"] == echo_item]
+    assert echoed == [b64(frame) for frame in frames]  # every frame, in order, before and during the reply
+    types = types_of(rt.events)
+    assert "input_audio_buffer.speech_started" in types and "input_audio_buffer.committed" in types
+    record = standin.last_session
+    assert record["mode"] == "echo+scripted" and not record["errors"]
+    assert record["responses"][0]["text"] == SCRIPT["turns"][0]["agent"]
+    assert record["event_counts"]["input_audio_buffer.append"] == len(frames)
+    assert truncated["item_id"] == echo_item
+
+
+async def test_drop_aborts_the_chosen_share_of_live_sessions(standin):
+    async with realtime(standin) as first, realtime(standin) as second, realtime(standin) as third:
+        for rt in (first, second, third):
+            await rt.until("session.created")
+        status, body = await asyncio.to_thread(http, "POST", standin.http_url + "/standin/drop",
+                                               {"Content-Type": "application/json"}, b'{"share": 0.5}')
+        assert status == 200 and len(body["dropped"]) == 1 and body["live"] == 3
+        with pytest.raises(ConnectionClosedError):
+            await second.recv()  # every 2nd session in connection order: the second, without a close frame
+        await first.update(instructions="still here")
+        await third.update(instructions="still here")
+    assert standin.sessions[body["dropped"][0]]["close_code"] == 1006
+    status, _ = await asyncio.to_thread(http, "POST", standin.http_url + "/standin/drop", None, b'{"share": 2}')
+    assert status == 400
+
+
 # ---- HTTP and the session log ----------------------------------------------------------------
 
 async def test_sessions_log_shows_the_socket_closed_by_the_client(standin):

@@ -20,7 +20,7 @@ async def serve_until_signalled(standin: RealtimeStandin, out: Callable[[str], N
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, stop.set)
     async with standin:
-        mode = "echo" if standin.echo else f"scripted, audio={standin.audio}, speed={standin.speed:g}x"
+        mode = "echo+scripted" if standin.echo_scripted else "echo" if standin.echo else f"scripted, audio={standin.audio}, speed={standin.speed:g}x"
         out(f"OpenAI Realtime stand-in listening on {standin.http_url} ({mode})")
         out("Set:")
         out(f"  OPENAI_REALTIME_URL={standin.url}")
@@ -38,6 +38,8 @@ def build_arg_parser(parser: argparse.ArgumentParser | None = None) -> argparse.
     parser.add_argument("--port", type=int, default=8765)
     parser.add_argument("--script", help="JSON conversation script (format: voice/offline/realtime/script.py)")
     parser.add_argument("--echo", action="store_true", help="echo every append back as one audio delta")
+    parser.add_argument("--echo-scripted", action="store_true",
+                        help="echo every append and also run the script on it (soak benchmarks)")
     parser.add_argument("--audio", choices=("tone", "espeak"), default="tone")
     parser.add_argument("--speed", type=float, default=3.0, help="generation speed vs real time (0: unpaced)")
     return parser
@@ -45,7 +47,8 @@ def build_arg_parser(parser: argparse.ArgumentParser | None = None) -> argparse.
 
 def standin_from_options(options: dict[str, Any]) -> RealtimeStandin:
     return RealtimeStandin(
-        script=options.get("script") or None, echo=bool(options.get("echo")), audio=options.get("audio") or "tone",
+        script=options.get("script") or None, echo=bool(options.get("echo")),
+        echo_scripted=bool(options.get("echo_scripted")), audio=options.get("audio") or "tone",
         speed=options.get("speed", 3.0), host=options.get("host") or "127.0.0.1", port=options.get("port", 8765),
     )
 

@@ -101,6 +101,12 @@ class _Conversation:
         entry = {"item_id": item_id, "content_index": content_index, "audio_end_ms": audio_end_ms,
                  "generated_ms": None, "accepted": False, "error": None}
         self.record["truncations"].append(entry)
+        if self.standin.echo_scripted and item_id == self.echo_item_id:
+            # A barge-in over echoed audio: nothing of the script's to cut.
+            entry["accepted"] = True
+            await self.send({"type": "conversation.item.truncated", "item_id": item_id,
+                             "content_index": content_index, "audio_end_ms": audio_end_ms})
+            return
         try:
             if not isinstance(item_id, str):
                 raise _Error("missing_required_parameter", "Missing required parameter: 'item_id'.", "item_id")

@@ -42,6 +42,11 @@ HTTP on the same port
      "user_agent", "started_at", "ended_at", "duration_ms"}
 
 * ``POST /standin/reset``: clears the session and chat logs. ``GET /standin/health``: ``{"status": "ok"}``.
+* ``POST /standin/drop``: ``{"share": 0.1, "close_code": null}`` drops that share of the live sessions now (every
+  ``1/share``-th in connection order, at least one while any is live): the TCP connection is aborted without a
+  close frame, or closed with ``close_code`` (e.g. 1011). Answers ``{"object": "standin.drop", "dropped": [ids],
+  "live": n}``. A fault injected at a chosen moment (soak benchmarks), where ``fail.drop_after_ms`` counts from each
+  session's own start.
 * ``RealtimeStandin.add_http_route(method, path, handler)`` adds more endpoints (or replaces a built-in
   one such as ``POST /v1/chat/completions``); request bodies with a ``Content-Length`` are read (no chunked
   transfer encoding). Each HTTP request gets ``Connection: close``.
@@ -51,6 +56,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import json
 import logging
 import os
 import threading
@@ -83,6 +89,8 @@ class RealtimeStandin:
     Args:
         script: a :class:`Script`, a dict in the script format, or a path to a JSON script.
         echo: echo mode for latency benchmarks (see voice/offline/realtime/session.py).
+        echo_scripted: echo every append *and* run the script on it (VAD, turns, responses, tools), so that a soak
+            can time every frame and drive conversations at once; implies ``echo``.
         audio: ``"tone"`` or ``"espeak"`` (falls back to the tone if espeak-ng is missing).
         speed: how many times faster than real time responses are generated (0: unpaced).
         host, port: where to listen (``port=0`` picks a free port; read it back from ``.port``).
@@ -91,14 +99,15 @@ class RealtimeStandin:
     """
 
     def __init__(self, script: Script | dict | str | os.PathLike | None = None, *, echo: bool = False,
-                 audio: str = "tone", speed: float = 3.0, host: str = "127.0.0.1", port: int = 8765,
+                 echo_scripted: bool = False, audio: str = "tone", speed: float = 3.0, host: str = "127.0.0.1", port: int = 8765,
                  chunk_ms: int = 100, transcription_delay_ms: int = 50) -> None:
         if audio not in ("tone", "espeak"):
             raise ValueError("audio must be 'tone' or 'espeak'")
         if chunk_ms <= 0:
             raise ValueError("chunk_ms must be positive")
         self._script = Script.from_obj(script)
-        self.echo = echo
+        self.echo = echo or echo_scripted
+        self.echo_scripted = echo_scripted
         self.audio = audio
         self.speed = float(speed)
         self.host = host
@@ -125,6 +134,7 @@ class RealtimeStandin:
         self.add_http_route("GET", "/standin/sessions", self._http_sessions)
         self.add_http_route("GET", "/standin/chat", self._http_chat_log)
         self.add_http_route("POST", "/standin/reset", self._http_reset)
+        self.add_http_route("POST", "/standin/drop", self._http_drop)
         self.add_http_route("GET", "/standin/health", lambda req: (200, {"status": "ok"}))
 
     # ---- URLs -----------------------------------------------------------------------------
@@ -393,6 +403,38 @@ class RealtimeStandin:
         self._sessions.clear()
         self._chat.log.clear()
         return 200, {"object": "standin.reset", "cleared": n, "chat_cleared": n_chat}
+
+    def _http_drop(self, req: HTTPRequest) -> tuple[int, Any]:
+        try:
+            body = json.loads(req.body or b"{}")
+            share = float(body.get("share", 0.1))
+            code = body.get("close_code")
+            if not 0 < share <= 1 or (code is not None and not isinstance(code, int)):
+                raise ValueError
+        except (ValueError, TypeError, AttributeError):
+            return 400, {"error": {"message": "expected {\"share\": 0 < x <= 1, \"close_code\": int|null}",
+                                   "type": "invalid_request_error", "param": None, "code": None}}
+        dropped = self.drop_live_sessions(share, close_code=code)
+        return 200, {"object": "standin.drop", "dropped": dropped, "live": len(self._live)}
+
+    def drop_live_sessions(self, share: float, *, close_code: int | None = None) -> list[str]:
+        """Drop `share` of the live sessions now (every 1/share-th in connection order, at least one while any is
+        live): abort the TCP connection (no close frame), or close with `close_code`. Returns the dropped ids."""
+        def drop() -> list[str]:
+            live = [s for s in self._live.values() if not s.server_closing]
+            if not live:
+                return []
+            step = max(1, round(1 / share))
+            chosen = live[step - 1::step] or live[:1]
+            for session in chosen:
+                session.record["warnings"].append("dropped by /standin/drop")
+                if close_code is None:
+                    session.abort()
+                else:
+                    session.server_closing = True
+                    session.spawn(session.ws.close(close_code, "stand-in drop"))
+            return [session.id for session in chosen]
+        return self._call_on_loop(drop)
 
     async def _pause(self, req: HTTPRequest, seconds: float) -> str | None:
         """Wait ``seconds`` without holding up other requests. Returns None, or ``"client_disconnected"`` /

@@ -44,6 +44,9 @@ What a session does
 
 Echo mode
 =========
+(With ``echo_scripted`` every append is echoed first and then handled like any other event, so VAD, turns,
+responses and tools run as in scripted mode; a truncate of the echo item is accepted and otherwise ignored.)
+
 ``echo=True`` (``--echo``) is for latency benchmarks: every ``input_audio_buffer.append`` is answered at
 once with one ``response.output_audio.delta`` whose ``delta`` is the same base64 payload (the same
 response/item ids for the whole session). There is no VAD and there are no responses; the payload is
@@ -126,15 +129,16 @@ class _Session(_SessionConfig, _InputAudio, _Conversation, _Responses):
         self.session_update_errors = 0
         self.drop_scheduled = False
         # echo
+        self.echo_item_id = self.ids.new("item")
         self.echo_prefix = (
             '{"type":"response.output_audio.delta","response_id":"' + self.ids.new("resp")
-            + '","item_id":"' + self.ids.new("item") + '","output_index":0,"content_index":0,"event_id":"'
+            + '","item_id":"' + self.echo_item_id + '","output_index":0,"content_index":0,"event_id":"'
         )
         self.record: dict[str, Any] = {
             "id": self.id,
             "model": self.model,
             "path": info.get("path"),
-            "mode": "echo" if standin.echo else "scripted",
+            "mode": "echo+scripted" if standin.echo_scripted else "echo" if standin.echo else "scripted",
             "headers": info.get("headers", {}),
             "rejected": None,
             "session": self.public_config(),
@@ -262,16 +266,21 @@ class _Session(_SessionConfig, _InputAudio, _Conversation, _Responses):
         for_append = '"input_audio_buffer.append"'
         note = self.note_received
         sent = self.record["events_sent"]
+        scripted = self.standin.echo_scripted  # the append goes on to VAD and the script too
         n_sent = 0
         try:
             async for message in ws:
                 if isinstance(message, str) and for_append in message:
                     payload = _cut_audio(message)
                     if payload is not None:
-                        note("input_audio_buffer.append")
+                        if not scripted:
+                            note("input_audio_buffer.append")  # (scripted: handle() notes it)
                         n_sent += 1
                         await ws.send(prefix + ids.new("event") + '","delta":"' + payload + '"}')
-                        continue
+                        if not scripted:
+                            continue
+                await self.handle(message)
+                continue
                 await self.handle(message)
         finally:
             if n_sent:
@@ -302,7 +311,7 @@ class _Session(_SessionConfig, _InputAudio, _Conversation, _Responses):
                 _Error("invalid_value", f"Invalid value: '{etype}'. Supported values are: {supported}.", "type"),
                 client_event_id)
             return
-        if self.standin.echo and etype != "session.update":
+        if self.standin.echo and not self.standin.echo_scripted and etype != "session.update":
             return  # echo mode: logged, otherwise ignored
         try:
             await handler(self, event)
