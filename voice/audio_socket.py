@@ -4,6 +4,7 @@ shutdown's ending is told from the caller's."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import re
@@ -27,10 +28,34 @@ CLOSE_TOO_BIG = 1009
 CLOSE_SERVER_RESTART = 1012  # the server is shutting down (a deploy): no new calls here
 
 
+# After the channel layer fails (Redis restarting), the listener waits this long before listening again, growing.
+LISTEN_RETRY_DELAYS_S = (0.2, 0.5, 1.0, 2.0)
+
+
 async def forward_call_messages(layer: Any, channel: str, session_of: Callable[[], CallSession | None]) -> None:
-    """Hand messages for the call (the supervisor's answers, from a worker) to its session, once it has one."""
+    """Hand messages for the call (the supervisor's answers, from a worker) to its session, once it has one.
+
+    Outlives a channel layer that fails (Redis restarting or unreachable): it listens again, with a growing pause,
+    for as long as the call lasts. A message sent while Redis was away is gone with it (the supervisor's deadline
+    then answers the caller); every later one still reaches the call."""
+    failures = 0
     while True:
-        message = await layer.receive(channel)
+        try:
+            message = await layer.receive(channel)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            delay = LISTEN_RETRY_DELAYS_S[min(failures, len(LISTEN_RETRY_DELAYS_S) - 1)]
+            if failures == 0:
+                session = session_of()
+                log.warning("Call %s: the channel layer failed (%s: %s); listening again in %.1f s",
+                            session.call_id if session else channel, exc.__class__.__name__, exc, delay)
+            failures += 1
+            await asyncio.sleep(delay)
+            continue
+        if failures:
+            log.info("Channel %s: listening again after %s failed receive(s)", channel, failures)
+            failures = 0
         session = session_of()
         if session is None:
             continue
