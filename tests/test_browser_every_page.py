@@ -310,10 +310,12 @@ class Walker:
     def _on_request_failed(self, request: Any) -> None:
         visit = self.started_by.get(request, self.current)
         if "ERR_ABORTED" in (request.failure or "") and \
-                (visit is not self.current or request.resource_type in ("fetch", "xhr", "document")):
+                (visit is not self.current or request.resource_type in ("fetch", "xhr", "document")
+                 or request.url.endswith("/favicon.svg")):
             # The browser dropped it, nothing failed: the walker moved on while the page was still fetching, or a
             # page's background fetch (live.js re-reading the page) was cut by the next page. Playwright hands the
-            # events over late, so "the page that made it" is not always the one showing by then.
+            # events over late, so "the page that made it" is not always the one showing by then. The icon is
+            # fetched by the browser itself, in the background, and dropped when the walker moves on.
             return
         self._problem(visit, f"request failed: {request.method} {request.url} ({request.failure}, "
                              f"{request.resource_type})")
