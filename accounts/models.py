@@ -104,6 +104,13 @@ class Business(models.Model):
         VOICEMAIL = "voicemail", "Take a voicemail"
         TRANSFER = "transfer", "Transfer the caller to the transfer number"
 
+    class VoiceEngine(models.TextChoices):
+        """Which OpenAI voice model answers the business's calls; empty: the operator's default (VOICE_ENGINE)."""
+
+        DEFAULT = "", "The server's default"
+        REALTIME = "realtime", "OpenAI Realtime (turn by turn)"
+        LIVE = "live", "OpenAI GPT-Live (full duplex)"
+
     class Language(models.TextChoices):
         ENGLISH = "en", "English"
         SPANISH = "es", "Spanish"
@@ -145,6 +152,9 @@ class Business(models.Model):
         "when the receptionist is unavailable", max_length=10, choices=WhenUnavailable.choices,
         default=WhenUnavailable.VOICEMAIL,
         help_text="If the voice model is down: voicemail, or a transfer (voicemail when there is no transfer number).")
+    voice_engine = models.CharField(
+        "voice engine", max_length=10, choices=VoiceEngine.choices, blank=True, default=VoiceEngine.DEFAULT,
+        help_text="The voice model that answers calls; empty: the server's default.")
     notification_email = models.EmailField(blank=True)
     address = models.CharField(max_length=300, blank=True)
     website = models.URLField(blank=True)
@@ -163,6 +173,8 @@ class Business(models.Model):
                                    name="business_transfer_number_e164"),
             models.CheckConstraint(condition=Q(when_unavailable__in=["voicemail", "transfer"]),
                                    name="business_when_unavailable_valid"),
+            models.CheckConstraint(condition=Q(voice_engine__in=["", "realtime", "live"]),
+                                   name="business_voice_engine_valid"),
             models.UniqueConstraint(fields=["phone_number_sid"], condition=~Q(phone_number_sid=""),
                                     name="business_phone_number_sid_unique"),
             models.CheckConstraint(condition=Q(phone_number_sid="") | (Q(phone_number_sid__regex=r"^PN[0-9a-fA-F]{32}$")

@@ -93,6 +93,11 @@ class Call(models.Model):
     voicemail_status = models.CharField(max_length=10, choices=VoicemailStatus.choices, blank=True, default="")
     voicemail_started_at = models.DateTimeField(null=True, blank=True)
     model = models.CharField(max_length=64, blank=True)
+    engine = models.CharField(max_length=10, blank=True,
+                              help_text="The voice engine that answered: realtime or live (empty before it started).")
+    voice_seconds = models.DecimalField(
+        max_digits=9, decimal_places=2, default=0,
+        help_text="GPT-Live: the session's active seconds as OpenAI reported them (billed per second).")
     input_audio_tokens = models.PositiveIntegerField(default=0)
     input_text_tokens = models.PositiveIntegerField(default=0)
     input_cached_tokens = models.PositiveIntegerField(default=0)
@@ -102,7 +107,7 @@ class Call(models.Model):
     supervisor_output_tokens = models.PositiveIntegerField(default=0)
     supervisor_cost_usd = models.DecimalField(max_digits=10, decimal_places=6, default=0)
     cost_usd = models.DecimalField(max_digits=10, decimal_places=6, default=0,
-                                   help_text="Everything the call cost: realtime model plus supervisor.")
+                                   help_text="Everything the call cost: the voice model plus the supervisor (or GPT-Live's backend).")
     error = models.TextField(blank=True)
     # --- after the call: summary and extraction (calls.postcall.summary), stored once -----------------------
     summary = models.TextField(blank=True)
@@ -145,6 +150,7 @@ class Call(models.Model):
             models.CheckConstraint(condition=Q(status__in=["ringing", "in_progress", "completed", "failed",
                                                            "interrupted"]), name="call_status_valid"),
             models.CheckConstraint(condition=Q(channel__in=["twilio", "browser"]), name="call_channel_valid"),
+            models.CheckConstraint(condition=Q(engine__in=["", "realtime", "live"]), name="call_engine_valid"),
             models.CheckConstraint(condition=Q(finalized_at__isnull=True)
                                    | Q(status__in=["completed", "failed", "interrupted"]),
                                    name="call_finalized_has_final_status"),

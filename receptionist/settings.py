@@ -369,6 +369,16 @@ OPENAI_REALTIME_URL = env_str("OPENAI_REALTIME_URL", "wss://api.openai.com/v1/re
 # replacement. `manage.py check` warns about any configured model on voice/model_shutdowns.py's list.
 OPENAI_REALTIME_MODEL = env_str("OPENAI_REALTIME_MODEL", "gpt-realtime-2.1")
 OPENAI_SUPERVISOR_MODEL = env_str("OPENAI_SUPERVISOR_MODEL", "gpt-4.1")
+# The voice engine a business gets unless its owner chose one (agent settings): `realtime` (OpenAI Realtime, turn by
+# turn, our supervisor on Celery) or `live` (GPT-Live, full duplex, reasoning and tools delegated to a Responses
+# backend whose function calls our server runs).
+VOICE_ENGINE = env_str("VOICE_ENGINE", "realtime")
+if VOICE_ENGINE not in {"realtime", "live"}:
+    raise ImproperlyConfigured("VOICE_ENGINE must be 'realtime' or 'live'")
+OPENAI_LIVE_URL = env_str("OPENAI_LIVE_URL", "wss://api.openai.com/v1/live/sessions")
+OPENAI_LIVE_MODEL = env_str("OPENAI_LIVE_MODEL", "gpt-live-1.1")
+# GPT-Live's delegation backend (Responses): the business tools and the supervisor's instructions go to it.
+OPENAI_DELEGATION_MODEL = env_str("OPENAI_DELEGATION_MODEL", OPENAI_SUPERVISOR_MODEL)
 OPENAI_SUMMARY_MODEL = env_str("OPENAI_SUMMARY_MODEL", "gpt-4.1-mini")
 # On when the OpenAI addresses point at the local stand-in (scripts/run.sh sets it without OPENAI_API_KEY):
 # every page says that replies are simulated.
@@ -428,6 +438,16 @@ REALTIME_PRICES = {
 REALTIME_PRICES.update(json.loads(env_str("REALTIME_PRICES_JSON", "{}")))
 REALTIME_PRICES.setdefault("default", REALTIME_PRICES.get(OPENAI_REALTIME_MODEL, _GPT_REALTIME_2))
 
+# GPT-Live prices: USD per minute of active session time, billed per second (not rounded), from OpenAI's model
+# pages as of Nov 2026; the backend's tokens are priced by SUPERVISOR_PRICES under OPENAI_DELEGATION_MODEL.
+# Override with LIVE_PRICES_JSON='{"model": {"active_minute": ...}}'.
+LIVE_PRICES = {
+    "gpt-live-1.1": {"active_minute": 0.05},
+    "gpt-live-1": {"active_minute": 0.05},
+}
+LIVE_PRICES.update(json.loads(env_str("LIVE_PRICES_JSON", "{}")))
+LIVE_PRICES.setdefault("default", LIVE_PRICES.get(OPENAI_LIVE_MODEL, {"active_minute": 0.05}))
+
 # --- Voice ------------------------------------------------------------------------------------
 
 OPENAI_TRANSCRIPTION_MODEL = env_str("OPENAI_TRANSCRIPTION_MODEL", "gpt-4o-mini-transcribe")
@@ -454,6 +474,14 @@ OPENAI_SESSION_RENEW_MARGIN_SECONDS = env_int("OPENAI_SESSION_RENEW_MARGIN_SECON
 OPENAI_RECONNECT_BUDGET_SECONDS = env_float("OPENAI_RECONNECT_BUDGET_SECONDS", 4.0)
 OPENAI_RECONNECT_AUDIO_SECONDS = env_int("OPENAI_RECONNECT_AUDIO_SECONDS", 10)
 OPENAI_RECONNECTS_PER_CALL = env_int("OPENAI_RECONNECTS_PER_CALL", 5)
+# GPT-Live: a session says when it expires (session.started's expires_at; about 2 hours observed). Renewal uses
+# OPENAI_SESSION_RENEW_MARGIN_SECONDS before that; this cap applies when a session does not say.
+OPENAI_LIVE_SESSION_MAX_SECONDS = env_int("OPENAI_LIVE_SESSION_MAX_SECONDS", 2 * 60 * 60)
+# GPT-Live: when a business tool the backend called takes longer than this, the voice model is asked to tell the
+# caller what is happening ("I'm checking the calendar"), so the line never goes quiet.
+LIVE_TOOL_PROGRESS_SECONDS = env_float("LIVE_TOOL_PROGRESS_SECONDS", 1.5)
+# GPT-Live: at hang-up we send session.close and wait this long for session.closed (with the session's usage).
+LIVE_CLOSE_WAIT_SECONDS = env_float("LIVE_CLOSE_WAIT_SECONDS", 3.0)
 # Browser test calls run on the operator's OpenAI key and are never billed to Polar: keep them short and few at a time.
 BROWSER_CALL_MAX_SECONDS = env_int("BROWSER_CALL_MAX_SECONDS", 10 * 60)
 BROWSER_CALLS_AT_ONCE = env_int("BROWSER_CALLS_AT_ONCE", 2)

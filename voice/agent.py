@@ -68,6 +68,9 @@ class AgentProfile:
     instructions: str
     phone_number: str = ""  # the business's own number: transfers stay in its country
     when_unavailable: str = "voicemail"  # Business.WhenUnavailable: what callers get if the model is gone
+    engine: str = "realtime"  # the voice engine answering: the business's choice, else settings.VOICE_ENGINE
+    # GPT-Live only: the delegation backend's instructions (the supervisor's, for this business and caller).
+    backend_instructions: str = ""
     tools: list[dict[str, Any]] = field(default_factory=lambda: list(REALTIME_TOOLS))
 
 
@@ -86,7 +89,27 @@ def describe_hours(business: Business) -> str:
     return "\n".join(lines)
 
 
-def build_instructions(business: Business, *, now: dt.datetime | None = None) -> str:
+PHONE_RULES = (
+    "Rules for the phone: keep every reply short (one or two sentences), natural and warm; ask one question at a "
+    "time; never read out lists, URLs or symbols; say times the way people speak them; if you did not understand, "
+    "ask the caller to repeat. Never invent facts. ")
+REALTIME_TOOL_RULES = (
+    "You may greet, chat, ask the caller to repeat and collect details yourself; for everything else "
+    "(availability, bookings, changes, cancellations, prices, questions you cannot answer from what is below, "
+    "taking a message) say a short filler like 'One moment, let me check.' and call ask_supervisor with everything "
+    "the caller said, then tell the caller its answer. When the caller is done, say goodbye and call end_call.")
+# GPT-Live has no tools of its own: it delegates to a backend (the supervisor's instructions and our tools).
+LIVE_DELEGATION_RULES = (
+    "Backchannel policy: short acknowledgements only, never while the caller is giving details. Interruption policy: "
+    "when the caller talks over you, stop and listen. Delegation policy: you have a backend assistant that can look "
+    "things up and act. You may greet, chat, ask the caller to repeat and collect details yourself; delegate to the "
+    "backend for availability, bookings, changes, cancellations, prices, questions you cannot answer from what is "
+    "below, taking a message, transferring the caller to a person, and ending the call once the caller is done and "
+    "you have said goodbye. Delegate before giving an answer that depends on it, tell the caller briefly that you "
+    "are checking, never guess the result while waiting, then tell the caller the backend's answer.")
+
+
+def build_instructions(business: Business, *, now: dt.datetime | None = None, engine: str = "realtime") -> str:
     now = now or timezone.now()
     local_now = timezone.localtime(now, business.tzinfo)
     language = LANGUAGE_NAMES.get(business.language, "English")
@@ -103,18 +126,16 @@ def build_instructions(business: Business, *, now: dt.datetime | None = None) ->
         + (f" — {s.description}" if s.description else "")
         for s in business.services.all()) or "- (no services listed)"
     faq = "\n".join(f"Q: {f.question}\nA: {f.answer}" for f in business.faq_entries.all()) or "(none)"
-    transfer = ("You can transfer callers to a person with transfer_to_human." if allowed_transfer_number(business)
-                else "There is no one to transfer to; offer to take a message instead.")
+    if not allowed_transfer_number(business):
+        transfer = "There is no one to transfer to; offer to take a message instead."
+    elif engine == "live":
+        transfer = "Your backend can transfer callers to a person."
+    else:
+        transfer = "You can transfer callers to a person with transfer_to_human."
     parts = [
         f"You are the friendly phone receptionist of {business.name}. Speak {language}. "
         f"It is now {local_now:%A %d %B %Y, %H:%M} in the business's time zone ({business.time_zone}). {open_line}",
-        "Rules for the phone: keep every reply short (one or two sentences), natural and warm; ask one "
-        "question at a time; never read out lists, URLs or symbols; say times the way people speak them; "
-        "if you did not understand, ask the caller to repeat. Never invent facts. You may greet, chat, ask the "
-        "caller to repeat and collect details yourself; for everything else (availability, bookings, changes, "
-        "cancellations, prices, questions you cannot answer from what is below, taking a message) say a short "
-        "filler like 'One moment, let me check.' and call ask_supervisor with everything the caller said, then "
-        "tell the caller its answer. When the caller is done, say goodbye and call end_call. " + transfer,
+        PHONE_RULES + (LIVE_DELEGATION_RULES if engine == "live" else REALTIME_TOOL_RULES) + " " + transfer,
         f"Opening hours ({business.time_zone}):\n{describe_hours(business)}",
         f"Services:\n{services}",
         f"Frequently asked questions:\n{faq}",
@@ -126,15 +147,21 @@ def build_instructions(business: Business, *, now: dt.datetime | None = None) ->
     return "\n\n".join(parts)
 
 
+def caller_e164(caller_number: str) -> str:
+    """The call's number in E.164, or "" (withheld: Twilio passes what the caller's network sent, such as
+    "anonymous" or a SIP URI)."""
+    try:
+        return normalize_e164(caller_number or "")
+    except ValidationError:
+        return ""
+
+
 def describe_caller(business: Business, caller_number: str) -> str:
     """What the agent knows about who is calling: the number, and a returning caller's name and bookings.
 
     `caller_number` is the call's own number from its Call row ("" for a withheld number or a browser test call).
     The name was given by a caller on an earlier call, so it goes in only as quoted caller-provided data."""
-    try:
-        number = normalize_e164(caller_number or "")
-    except ValidationError:
-        number = ""  # Twilio passes what the caller's network sent ("anonymous", SIP URIs …)
+    number = caller_e164(caller_number)
     if not number:
         return ("The caller's number is withheld (or this is a browser test call), so nothing is known about who "
                 "is calling and nobody's bookings can be looked up or changed; the supervisor can take a message.")
@@ -158,10 +185,17 @@ def load_agent_profile(business_id: int, caller_number: str = "") -> AgentProfil
     business = (Business.objects.prefetch_related("opening_hours", "closed_dates", "services", "faq_entries")
                 .get(id=business_id))
     greeting = business.greeting or phrase("default_greeting", business.language, name=business.name)
-    instructions = build_instructions(business) + "\n\n" + describe_caller(business, caller_number)
+    engine = business.voice_engine or settings.VOICE_ENGINE
+    instructions = build_instructions(business, engine=engine) + "\n\n" + describe_caller(business, caller_number)
+    backend_instructions = ""
+    if engine == "live":
+        from voice.supervisor import supervisor_system_prompt  # the supervisor's module imports this one
+
+        backend_instructions = supervisor_system_prompt(business, caller_e164(caller_number), engine="live")
     return AgentProfile(business_id=business.id, name=business.name, greeting=greeting, voice=business.voice,
                         language=business.language, transfer_number=business.transfer_number,
-                        when_unavailable=business.when_unavailable,
+                        when_unavailable=business.when_unavailable, engine=engine,
+                        backend_instructions=backend_instructions,
                         instructions=instructions, phone_number=business.phone_number)
 
 

@@ -80,7 +80,9 @@ def call_claim_stream(*, call_id: int) -> ClaimedStream | None:
 
 @dataclass
 class Usage:
-    """Token counts of one call, summed from the model's `response.done` usage objects."""
+    """What one call's voice model used: Realtime's tokens, summed from its `response.done` usage objects; or
+    GPT-Live's active seconds (each session's final `usage.seconds`, summed) and its delegation backend's tokens
+    (from the nested Responses `response.completed` usage)."""
 
     input_audio: int = 0
     input_text: int = 0
@@ -89,6 +91,34 @@ class Usage:
     cached_text: int = 0
     output_audio: int = 0
     output_text: int = 0
+    voice_seconds: float = 0.0
+    backend_in: int = 0
+    backend_cached: int = 0  # a subset of backend_in
+    backend_out: int = 0
+
+    def add_backend_usage(self, usage: dict[str, Any]) -> tuple[int, int, int]:
+        """A Responses `usage` object of GPT-Live's backend; returns its (input, cached, output) tokens."""
+        counts = (int(usage.get("input_tokens") or 0),
+                  int((usage.get("input_tokens_details") or {}).get("cached_tokens") or 0),
+                  int(usage.get("output_tokens") or 0))
+        self.backend_in += counts[0]
+        self.backend_cached += counts[1]
+        self.backend_out += counts[2]
+        return counts
+
+    def backend_tokens_by_kind(self) -> dict[str, int]:
+        """The backend's tokens keyed like SUPERVISOR_PRICES entries (cached taken out of input)."""
+        return {"in": self.backend_in - self.backend_cached, "cached": self.backend_cached, "out": self.backend_out}
+
+    def backend_cost_usd(self) -> Decimal:
+        prices = settings.SUPERVISOR_PRICES.get(settings.OPENAI_DELEGATION_MODEL) or settings.SUPERVISOR_PRICES["default"]
+        total = sum(count * prices[key] for key, count in self.backend_tokens_by_kind().items())
+        return (Decimal(str(total)) / Decimal(1_000_000)).quantize(Decimal("0.000001"))
+
+    def voice_cost_usd(self, model: str) -> Decimal:
+        """GPT-Live's active time, per second at the model's per-minute price."""
+        price = (settings.LIVE_PRICES.get(model) or settings.LIVE_PRICES["default"])["active_minute"]
+        return (Decimal(str(self.voice_seconds)) * Decimal(str(price)) / 60).quantize(Decimal("0.000001"))
 
     def add_realtime_usage(self, usage: dict[str, Any]) -> None:
         details = usage.get("input_token_details") or {}
@@ -129,7 +159,7 @@ REALTIME_PRICE_KEYS = {"input_text": "text_in", "cached_text": "text_cached", "i
 
 @transaction.atomic
 def call_finalize(*, call_id: int, status: str, end_reason: str, usage: Usage | None = None,
-                  model: str = "", error: str = "") -> bool:
+                  model: str = "", error: str = "", engine: str = "") -> bool:
     """Finalise the call exactly once: ended time, duration, tokens, cost, status. False if already done."""
     call = Call.objects.select_for_update().filter(id=call_id).first()
     if call is None or call.finalized_at is not None:
@@ -151,11 +181,22 @@ def call_finalize(*, call_id: int, status: str, end_reason: str, usage: Usage | 
         call.input_cached_tokens += usage.input_cached
         call.output_audio_tokens += usage.output_audio
         call.output_text_tokens += usage.output_text
-        call.cost_usd += usage.cost_usd(call.model)
+        call.engine = engine or call.engine
+        if call.engine == "live":
+            voice_cost, backend_cost = usage.voice_cost_usd(call.model), usage.backend_cost_usd()
+            call.voice_seconds += Decimal(str(usage.voice_seconds)).quantize(Decimal("0.01"))
+            call.supervisor_input_tokens += usage.backend_in
+            call.supervisor_output_tokens += usage.backend_out
+            call.supervisor_cost_usd += backend_cost
+            call.cost_usd += voice_cost + backend_cost
+        else:
+            call.cost_usd += usage.cost_usd(call.model)
     # Only what finalising sets: a whole-row save would also rewrite the search document with what it read.
     call.save(update_fields=["status", "end_reason", "ended_at", "finalized_at", "duration_seconds", "error",
                              "model", "input_audio_tokens", "input_text_tokens", "input_cached_tokens",
-                             "output_audio_tokens", "output_text_tokens", "cost_usd"])
+                             "output_audio_tokens", "output_text_tokens", "cost_usd", "engine", "voice_seconds",
+                             *(["supervisor_input_tokens", "supervisor_output_tokens", "supervisor_cost_usd"]
+                               if call.engine == "live" else [])])
     from calls.postcall.queueing import postcall_enqueue  # the post-call package imports this module
 
     postcall_enqueue(call.id)  # summary, email, webhook: queued when this transaction commits
@@ -170,11 +211,18 @@ def count_finalized_call(*, status: str, end_reason: str, usage: Usage | None, m
     rolled back is not counted; one finalised twice is refused before this)."""
     tokens = usage.tokens_by_kind() if usage is not None else {}
     cost = usage.cost_by_kind_usd(model) if usage is not None else {}
+    tokens = {f"realtime_{kind}": n for kind, n in tokens.items()}
+    cost = {f"realtime_{kind}": usd for kind, usd in cost.items()}
+    if usage is not None and usage.voice_seconds:  # GPT-Live: active seconds and the backend's tokens
+        prices = settings.SUPERVISOR_PRICES.get(settings.OPENAI_DELEGATION_MODEL) or settings.SUPERVISOR_PRICES["default"]
+        for key, n in usage.backend_tokens_by_kind().items():
+            tokens[f"live_backend_{key}"] = n
+            cost[f"live_backend_{key}"] = n * prices[key] / 1_000_000
+        cost["live_voice"] = float(usage.voice_cost_usd(model))
 
     def count() -> None:
         operator_metrics.call_finalized(status=status, end_reason=end_reason)
-        operator_metrics.tokens_used(tokens={f"realtime_{kind}": n for kind, n in tokens.items()},
-                                     cost_usd={f"realtime_{kind}": usd for kind, usd in cost.items()})
+        operator_metrics.tokens_used(tokens=tokens, cost_usd=cost)
 
     transaction.on_commit(count)
 

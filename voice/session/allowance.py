@@ -77,6 +77,6 @@ class _Allowance:
             self.add_event(CallEvent.Kind.STATUS, step="minutes_running_out", reason=self.allowance_reason,
                            seconds_left=round(self.allowance_deadline - now, 1))
             self._wait_for_playback(lambda: self._end_by_agent(self.allowance_reason))
-            await self._create_response(ALLOWANCE_GOODBYE.get(self.allowance_reason,
-                                                              ALLOWANCE_GOODBYE["billing_cap_reached"]))
+            await self.request_speech(ALLOWANCE_GOODBYE.get(self.allowance_reason,
+                                                            ALLOWANCE_GOODBYE["billing_cap_reached"]))
         return False

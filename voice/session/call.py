@@ -15,17 +15,24 @@ from calls.services.lifecycle import Usage
 from calls.services.recording import CallRecord
 from voice.agent import AgentProfile
 from voice.session.allowance import _Allowance
+from voice.session.engine import VoiceEngine
 from voice.session.events import _OpenAIEvents
 from voice.session.lifecycle import _Lifecycle
+from voice.session.live import LiveEngine
 from voice.session.playback import _Playback
+from voice.session.realtime import RealtimeEngine
 from voice.session.reconnect import _Reconnect
 from voice.session.shared import CallTransport, ItemAudio, ResponseState
 from voice.session.shutdown import _Shutdown
 from voice.session.tools import _Tools
 
 
+ENGINES: dict[str, type[VoiceEngine]] = {"realtime": RealtimeEngine, "live": LiveEngine}
+
+
 class CallSession(_Lifecycle, _OpenAIEvents, _Playback, _Tools, _Allowance, _Shutdown, _Reconnect):
-    """One caller and one OpenAI Realtime socket; its handlers are the mixins' (one module each)."""
+    """One caller and one voice-model socket; its handlers are the mixins' (one module each), the model's protocol
+    is its engine's (`voice.session.engine`)."""
 
     def __init__(self, *, call_id: int, business_id: int, transport: CallTransport, caller_number: str = "",
                  reply_channel: str = "", profile: AgentProfile | None = None,
@@ -39,7 +46,10 @@ class CallSession(_Lifecycle, _OpenAIEvents, _Playback, _Tools, _Allowance, _Shu
         self.max_seconds = max_seconds or settings.CALL_MAX_SECONDS  # then the agent ends the call
         self.t0 = time.monotonic()
         self.upstream: Any = None
+        # Picked in start() once the business is loaded (its voice_engine, else settings.VOICE_ENGINE).
+        self.engine: VoiceEngine = RealtimeEngine(self)
         self.ready = False
+        self.starting = False  # the engine's session is being opened, and the caller's first audio is held
         self.finished = asyncio.Event()
         self.counted_live = False  # in the operator metrics' live calls, from start() until finish()
         self._finishing = False
@@ -103,6 +113,13 @@ class CallSession(_Lifecycle, _OpenAIEvents, _Playback, _Tools, _Allowance, _Shu
                  "interrupted": interrupted}
         self.record.transcripts.append(entry)
         self.transport.notify({"type": "transcript", **entry})
+
+    def use_engine(self, name: str) -> None:
+        self.engine = ENGINES.get(name, RealtimeEngine)(self)
+
+    async def request_speech(self, instructions: str) -> None:
+        """Have the agent say something as soon as it may (whatever the engine)."""
+        await self.engine.request_speech(instructions)
 
     async def send_upstream(self, event: dict[str, Any]) -> None:
         if self.reconnecting:  # sent once the new session is seeded

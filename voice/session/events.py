@@ -49,9 +49,9 @@ class _OpenAIEvents:
             async for raw in upstream:
                 try:
                     event = json.loads(raw)
-                    handler = self.HANDLERS.get(event.get("type"))
+                    handler = self.engine.handler(event.get("type"))
                     if handler is not None:
-                        await handler(self, event)
+                        await handler(event)
                 except (ValueError, KeyError, TypeError, AttributeError) as exc:
                     self.bad_upstream_events += 1
                     if self.bad_upstream_events <= 3:

@@ -8,16 +8,15 @@ import logging
 import time
 
 import websockets
-from django.conf import settings
 
 from calls.live import apublish_call_changed
 from calls.models import Call, CallEvent
 from calls.services.lifecycle import call_finalize
 from calls.services.recording import CallRecord, call_record_entries
 from receptionist import metrics as operator_metrics
-from voice.agent import greeting_response, load_agent_profile, session_update
+from voice.agent import load_agent_profile
 from voice.drain import LIVE_CALLS
-from voice.session.shared import close_quietly, in_db_pool
+from voice.session.shared import in_db_pool
 
 log = logging.getLogger(__name__)
 
@@ -35,15 +34,20 @@ class _Lifecycle:
         self.counted_live = True
         if self.profile is None:
             self.profile = await in_db_pool(load_agent_profile)(self.business_id, self.caller_number)
+        self.use_engine(self.profile.engine)
+        # GPT-Live wants nothing before its session has started: the caller's first frames wait (`caller_audio`).
+        self.starting = self.engine.buffers_first_audio
         try:
-            self.upstream = await self._open_upstream(timeout=8)
-        except Exception as exc:  # refused, DNS, TLS, HTTP 4xx/5xx on the upgrade, timeout
-            await self.fail(f"Could not connect to OpenAI Realtime: {exc}")
+            self.upstream = await self.engine.connect(timeout=8, resume=False)
+        except Exception as exc:  # refused, DNS, TLS, HTTP 4xx/5xx on the upgrade, timeout, a refused config
+            self.starting = False
+            await self.fail(f"Could not connect to {self.engine.label}: {exc}")
             return
         self.session_started_at = time.monotonic()
-        await self.send_upstream(session_update(self.profile, self.transport.audio_format))
-        self.response_requested = True
-        await self.send_upstream(greeting_response(self.profile))
+        await self.engine.begin()
+        if self.starting:
+            await self._send_held_audio()  # ready only after: frames arriving meanwhile are held and sent in order
+            self.starting = False
         self.ready = True
         self._tasks.append(asyncio.create_task(self._read_upstream(), name=f"call-{self.call_id}-upstream"))
         self._tasks.append(asyncio.create_task(self._housekeeping(), name=f"call-{self.call_id}-flush"))
@@ -51,13 +55,13 @@ class _Lifecycle:
     async def caller_audio(self, payload: str) -> None:
         """Forward one chunk of caller audio (base64, in the transport's format) to OpenAI, untouched."""
         if not self.ready:
-            if self.reconnecting:
-                self.hold_caller_audio(payload)  # sent to the new session once it is seeded
+            if self.reconnecting or self.starting:
+                self.hold_caller_audio(payload)  # sent to the (new) session once it is ready
             else:  # before the agent is connected the caller is still hearing the ring
                 operator_metrics.frame_dropped(operator_metrics.DROP_NOT_READY)
             return
         try:
-            await self.upstream.send('{"type":"input_audio_buffer.append","audio":"' + payload + '"}')
+            await self.upstream.send(self.engine.audio_frame(payload))
         except websockets.ConnectionClosed:
             operator_metrics.frame_dropped(operator_metrics.DROP_UPSTREAM_CLOSED)
 
@@ -79,8 +83,7 @@ class _Lifecycle:
             if task is not current:
                 task.cancel()
         self.pending_supervisor.clear()
-        if self.upstream is not None:
-            await close_quietly(self.upstream)
+        await self.engine.close_session()
         if error:
             self.add_event(CallEvent.Kind.ERROR, message=error)
         self.add_event(CallEvent.Kind.HANGUP, reason=reason, status=status)
@@ -92,7 +95,7 @@ class _Lifecycle:
             await self._final_flush()
             await in_db_pool(call_finalize)(
                 call_id=self.call_id, status=status, end_reason=reason, usage=self.usage,
-                model=settings.OPENAI_REALTIME_MODEL, error=error)
+                model=self.engine.model, engine=self.engine.name, error=error)
         except Exception:
             log.exception("Could not record the end of call %s", self.call_id)
         log.info("Call %s ended: %s (%s)%s", self.call_id, status, reason, f": {error}" if error else "")
@@ -162,6 +165,7 @@ class _Lifecycle:
             if time.monotonic() - self.t0 > self.max_seconds:
                 await self._end_by_agent("max_duration")
                 return
+            await self.engine.tick()
             if self.renewal_due(time.monotonic()):
                 self._tasks.append(asyncio.create_task(self._renew_session(), name=f"call-{self.call_id}-renew"))
             if self.allowance_recheck_due(time.monotonic()):

@@ -65,7 +65,7 @@ class _Playback:
             await action()
 
     def playback_drained(self) -> bool:
-        return self.pending_marks == 0 and self.active_response is None and not self.response_requested
+        return self.engine.playback_drained()
 
     async def check_playback(self) -> None:
         """Called by transports after each echoed mark: run a pending hang-up/transfer once all is heard."""

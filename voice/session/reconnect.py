@@ -73,15 +73,6 @@ class _Reconnect:
             self._held_audio_dropped += b64_len_to_bytes(dropped)
             operator_metrics.frame_dropped(operator_metrics.DROP_HOLD_FULL)
 
-    async def _open_upstream(self, timeout: float) -> Any:
-        url = f"{settings.OPENAI_REALTIME_URL}?model={settings.OPENAI_REALTIME_MODEL}"
-        return await websockets.connect(
-            url, additional_headers={"Authorization": f"Bearer {settings.OPENAI_API_KEY}"},
-            open_timeout=timeout, max_size=16 * 2**20, ping_interval=20, ping_timeout=20,
-            # Base64 audio hardly compresses: per-message deflate would cost CPU on every frame for ~25% of a few
-            # kB/s. Not offered, so never negotiated.
-            compression=None)
-
     async def _reconnect(self, cause: str) -> bool:
         """Open, configure and seed a new session after the old one was lost. False when the budget is spent (or
         this call already reconnected OPENAI_RECONNECTS_PER_CALL times): the caller then gets the fallback."""
@@ -95,17 +86,8 @@ class _Reconnect:
         old, self.upstream = self.upstream, None
         if old is not None:
             asyncio.create_task(close_quietly(old))
-        # The lost session's reply is gone with it; what it had not handed over is seeded below.
-        unsent_outputs = [output for state in self.responses.values() for output in state.tool_outputs]
-        self.responses.clear()
-        # Its audio items are not in the new session: never truncated there (the caller's side keeps playing what
-        # it has; its marks still come back).
-        self.items.clear()
-        self.dropped_responses.clear()
+        carried = self.engine.forget_session()  # what the lost session had not handed over is seeded below
         self.caller_speaking = False
-        self.active_response = None
-        self.response_requested = False
-        pending_instructions, self.response_create_pending = self.response_create_pending, None
         budget = settings.OPENAI_RECONNECT_BUDGET_SECONDS
         attempts, error, upstream = 0, "", None
         for delay in _backoff():
@@ -119,7 +101,7 @@ class _Reconnect:
                     break
             attempts += 1
             try:
-                upstream = await self._open_upstream(timeout=max(0.5, remaining))
+                upstream = await self.engine.connect(timeout=max(0.5, remaining), resume=True)
                 break
             except Exception as exc:  # refused, reset, HTTP 5xx on the upgrade, timeout
                 error = f"{type(exc).__name__}: {exc}"[:300]
@@ -132,15 +114,13 @@ class _Reconnect:
         self.upstream = upstream
         self.reconnects += 1
         try:
-            wanted = await self._seed_new_session(unsent_outputs, pending_instructions)
+            wanted = await self.engine.seed(carried)
             instructions = RECONNECT_INSTRUCTIONS
             if any(wanted):
                 instructions += " Then do this: " + " ".join(w for w in wanted if w)
             held_ms = round(self._held_audio_bytes / self.transport.bytes_per_ms)
             await self._send_held_audio()  # what the caller said in the gap, before the reply
-            self.response_requested = True
-            await self.upstream.send(json.dumps({"type": "response.create",
-                                                 "response": {"instructions": instructions}}))
+            await self.engine.resume(instructions)
         except websockets.ConnectionClosed:
             self.reconnecting = False
             return await self._reconnect("the new session closed while it was being seeded")
@@ -158,8 +138,7 @@ class _Reconnect:
         """The caller audio held in the gap, to the new session. Frames arriving meanwhile are held too, and sent
         by this loop: the session is marked ready only after it."""
         while self._held_audio:
-            await self.upstream.send('{"type":"input_audio_buffer.append","audio":"' + self._held_audio.popleft()
-                                     + '"}')
+            await self.upstream.send(self.engine.audio_frame(self._held_audio.popleft()))
         self._held_audio_bytes = 0
 
     async def _seed_new_session(self, unsent_outputs: list[dict[str, Any]],
@@ -200,46 +179,50 @@ class _Reconnect:
 
     def caller_is_quiet_and_nothing_plays(self) -> bool:
         """A moment to switch sessions: the caller is not speaking, no reply is coming, nothing is still playing."""
-        return (self.active_response is None and not self.response_requested and self.pending_marks == 0
-                and not self.caller_speaking and self.after_playback is None)
+        return self.engine.quiet()
 
     def renewal_due(self, now: float) -> bool:
-        cap = settings.OPENAI_SESSION_MAX_SECONDS - settings.OPENAI_SESSION_RENEW_MARGIN_SECONDS
+        renew_at = self.engine.session_ends_at() - settings.OPENAI_SESSION_RENEW_MARGIN_SECONDS
         return (not self.reconnecting and not self._renewing and self.upstream is not None and self.ready
-                and now - self.session_started_at >= cap and now >= self._renew_not_before)
+                and now >= renew_at and now >= self._renew_not_before)
 
     async def _renew_session(self) -> None:
-        """Before OpenAI's session cap: open the next session now, and switch to it at the next moment nobody
-        speaks (no audio lost, no reply said twice). Until then the current one carries on; if it expires first,
-        the drop path takes over."""
+        """Before the session's time cap: open the next session, and switch to it at the next moment nobody speaks
+        (no audio lost, no reply said twice). Until then the current one carries on; if it expires first, the drop
+        path takes over. An engine that takes the conversation when a session starts (GPT-Live) opens the next
+        one at that quiet moment, so that it gets all of it; the other (Realtime) opens it first and seeds it at
+        the switch."""
         self._renewing = True
         began = time.monotonic()
+        open_first = not self.engine.seeds_at_connect()
         try:
-            try:
-                fresh = await self._open_upstream(timeout=8)
-            except Exception as exc:
-                self._renew_not_before = time.monotonic() + RENEW_RETRY_S
-                self.add_event(CallEvent.Kind.RECONNECT, ok=False, renewal=True, cause=RENEWAL_CAUSE, attempts=1,
-                               error=f"{type(exc).__name__}: {exc}"[:300])
-                operator_metrics.openai_renewed(ok=False)
+            fresh = await self._open_renewal(began) if open_first else None
+            if open_first and fresh is None:
                 return
             last_chance = min(RENEW_LAST_CHANCE_S, settings.OPENAI_SESSION_RENEW_MARGIN_SECONDS / 2)
-            hard_deadline = self.session_started_at + settings.OPENAI_SESSION_MAX_SECONDS - last_chance
+            hard_deadline = self.engine.session_ends_at() - last_chance
             while not self.caller_is_quiet_and_nothing_plays() and time.monotonic() < hard_deadline:
                 if self._finishing or self.reconnecting or self.upstream is None:
-                    await close_quietly(fresh)
+                    if fresh is not None:
+                        await close_quietly(fresh)
                     return
                 await asyncio.sleep(QUIET_POLL_S)
             waited_for_quiet = time.monotonic() - began
+            carried = None
+            if fresh is None:
+                self.reconnecting, self.ready = True, False  # caller audio held while the new session starts
+                carried = self.engine.forget_session()
+                fresh = await self._open_renewal(began)
+                if fresh is None:
+                    self.reconnecting, self.ready = False, True
+                    return
             old, self.upstream = self.upstream, fresh
             self.reconnecting, self.ready = True, False  # caller audio held while the new session is seeded
             try:
-                wanted = await self._seed_new_session([], None)
+                wanted = await self.engine.seed(carried)
                 await self._send_held_audio()
                 if any(wanted):  # a reply asked for during the switch (a supervisor answer, say)
-                    self.response_requested = True
-                    await self.upstream.send(json.dumps({"type": "response.create", "response": {
-                        "instructions": " ".join(w for w in wanted if w)}}))
+                    await self.engine.resume(" ".join(w for w in wanted if w))
             except websockets.ConnectionClosed:
                 pass  # the reader sees the new socket closed and reconnects
             self.reconnecting, self.ready = False, True
@@ -248,9 +231,20 @@ class _Reconnect:
                            waited_for_quiet_ms=round(waited_for_quiet * 1000))
             operator_metrics.openai_renewed(ok=True)
             # The old session's reader ends when its socket closes, and reads the new one (`_read_upstream`).
-            await close_quietly(old)
+            await self.engine.retire(old)
         finally:
             self._renewing = False
+
+    async def _open_renewal(self, began: float) -> Any:
+        """The next session's socket, or None (recorded; tried again RENEW_RETRY_S later)."""
+        try:
+            return await self.engine.connect(timeout=8, resume=True)
+        except Exception as exc:
+            self._renew_not_before = time.monotonic() + RENEW_RETRY_S
+            self.add_event(CallEvent.Kind.RECONNECT, ok=False, renewal=True, cause=RENEWAL_CAUSE, attempts=1,
+                           error=f"{type(exc).__name__}: {exc}"[:300])
+            operator_metrics.openai_renewed(ok=False)
+            return None
 
 
 def _backoff() -> Any:

@@ -40,9 +40,7 @@ class _Shutdown:
         if self.after_playback is not None or not self.ready:
             return  # a hang-up or transfer is already on its way (or OpenAI is gone): the drain waits for it
         language = self.profile.language if self.profile else "en"
-        await self.send_upstream({"type": "response.create", "response": {
-            "instructions": shutdown_instructions(language), "tool_choice": "none",
-            "metadata": {"purpose": SHUTDOWN_PURPOSE}}})
+        await self.engine.speak_shutdown(language)
 
     async def end_for_shutdown(self) -> None:
         """The drain time is up and the call is still live: hang up and record why."""

@@ -72,8 +72,9 @@ class _Tools:
                 return "transfer", number
         return "voicemail", ""
 
-    async def _tool_transfer(self, state: ResponseState, arguments: dict[str, Any], call_id: str) -> dict[str, Any]:
-        reason = str(arguments.get("reason") or "")[:200]
+    def arm_transfer(self, reason: str) -> dict[str, Any] | None:
+        """Transfer once the agent's words have played; or, when nobody may be dialled now, record why and return
+        the error the model gets (either engine)."""
         stored = self.profile.transfer_number if self.profile else ""
         number = self.allowed_transfer_number()
         if not number:
@@ -82,9 +83,15 @@ class _Tools:
             self.add_event(CallEvent.Kind.TRANSFER, ok=False, reason=reason, error=problem)
             return {"error": "Nobody is available to take the call right now. Apologise and offer to take a "
                              "message with the caller's name, number and what it is about."}
+        self._wait_for_playback(lambda: self._transfer(number, reason))
+        return None
+
+    async def _tool_transfer(self, state: ResponseState, arguments: dict[str, Any], call_id: str) -> dict[str, Any]:
+        refused = self.arm_transfer(str(arguments.get("reason") or "")[:200])
+        if refused is not None:
+            return refused
         if not state.spoke:
             state.follow_up = "Tell the caller in one sentence that you are connecting them to a person now."
-        self._wait_for_playback(lambda: self._transfer(number, reason))
         return {"ok": True, "status": "Transferring after you tell the caller."}
 
     async def _transfer(self, number: str, reason: str) -> None:
@@ -92,8 +99,8 @@ class _Tools:
             await self.transport.transfer(number)
         except Exception as exc:
             self.add_event(CallEvent.Kind.TRANSFER, ok=False, to=number, reason=reason, error=str(exc))
-            await self._create_response("The transfer did not go through. Apologise briefly and offer to take a "
-                                        "message with the caller's name, number and what it is about.")
+            await self.request_speech("The transfer did not go through. Apologise briefly and offer to take a "
+                                      "message with the caller's name, number and what it is about.")
             return
         self.add_event(CallEvent.Kind.TRANSFER, ok=True, to=number, reason=reason)
         await self.finish(status=Call.Status.COMPLETED, reason="transferred")
