@@ -6,6 +6,7 @@ from collections import defaultdict
 
 from allauth.account import forms as allauth_forms
 from django import forms
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.forms import BaseInlineFormSet, inlineformset_factory
 
@@ -37,7 +38,7 @@ class BusinessProfileForm(forms.ModelForm):
     class Meta:
         model = Business
         # No phone_number: numbers come from the operator's Twilio account (Settings → Phone number) or the admin.
-        fields = ["name", "time_zone", "greeting", "extra_instructions", "voice", "language",
+        fields = ["name", "time_zone", "greeting", "extra_instructions", "voice", "language", "voice_engine",
                   "transfer_number", "when_unavailable", "notification_email", "address", "website"]
         labels = {
             "name": "Business name",
@@ -52,6 +53,9 @@ class BusinessProfileForm(forms.ModelForm):
             "extra_instructions": f"Up to {limits.EXTRA_INSTRUCTIONS_MAX_CHARS:,} characters. The receptionist reads "
                                   "them before every call, so keep to what matters.",
             "notification_email": "Call summaries, messages and voicemails go here.",
+            "voice_engine": "Realtime answers turn by turn; GPT-Live listens while it speaks and is billed per "
+                            "second of call ($0.05 a minute) plus its backend's tokens. Both book, take messages "
+                            "and transfer the same way; each call's page shows which one answered.",
             "when_unavailable": "If the AI model cannot be reached (an outage at OpenAI, a lost connection that "
                                 "does not come back), callers hear a short apology, then leave a voicemail or are "
                                 "transferred to the number above. Voicemail is used when there is no transfer "
@@ -75,6 +79,12 @@ class BusinessProfileForm(forms.ModelForm):
         self.fields["name"].required = True
         if "when_unavailable" in self.fields:
             self.fields["when_unavailable"].required = False
+        if "voice_engine" in self.fields:
+            # Say what the server's default is: the operator may change it (VOICE_ENGINE).
+            names = dict(Business.VoiceEngine.choices)
+            self.fields["voice_engine"].choices = [
+                ("", f"The server's default ({names.get(settings.VOICE_ENGINE, settings.VOICE_ENGINE)})"),
+                *[(value, label) for value, label in Business.VoiceEngine.choices if value]]
         # People type numbers with spaces and brackets; accept them and store the E.164 form.
         generated = self.fields.get("transfer_number")
         if generated is None:

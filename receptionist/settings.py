@@ -378,7 +378,7 @@ if VOICE_ENGINE not in {"realtime", "live"}:
 OPENAI_LIVE_URL = env_str("OPENAI_LIVE_URL", "wss://api.openai.com/v1/live/sessions")
 OPENAI_LIVE_MODEL = env_str("OPENAI_LIVE_MODEL", "gpt-live-1.1")
 # GPT-Live's delegation backend (Responses): the business tools and the supervisor's instructions go to it.
-OPENAI_DELEGATION_MODEL = env_str("OPENAI_DELEGATION_MODEL", OPENAI_SUPERVISOR_MODEL)
+OPENAI_DELEGATION_MODEL = env_str("OPENAI_DELEGATION_MODEL", "") or OPENAI_SUPERVISOR_MODEL
 OPENAI_SUMMARY_MODEL = env_str("OPENAI_SUMMARY_MODEL", "gpt-4.1-mini")
 # On when the OpenAI addresses point at the local stand-in (scripts/run.sh sets it without OPENAI_API_KEY):
 # every page says that replies are simulated.

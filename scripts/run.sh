@@ -65,6 +65,7 @@ if [ -z "${OPENAI_API_KEY:-}" ]; then
   # Not a secret: the stand-in accepts any key, and nothing reaches OpenAI.
   export OPENAI_API_KEY=demo-mode-local-standin
   export OPENAI_REALTIME_URL="ws://127.0.0.1:$standin_port/v1/realtime"
+  export OPENAI_LIVE_URL="ws://127.0.0.1:$standin_port/v1/live/sessions"
   export OPENAI_BASE_URL="http://127.0.0.1:$standin_port/v1"
   export DEMO_MODE=true
   echo "Demo mode: no OPENAI_API_KEY, so calls are answered by the local stand-in on port $standin_port (simulated replies)."

@@ -86,7 +86,8 @@ def vad_silence_of(events: list[CallEvent]) -> int | None:
 
 @dataclass(frozen=True)
 class CostBreakdown:
-    """Call.cost_usd is everything: the realtime model (added at finalisation), the supervisor and the summary."""
+    """Call.cost_usd is everything: the voice model (added at finalisation), the supervisor (on GPT-Live: its
+    delegation backend) and the summary. `realtime_usd` is the voice model's part, whichever engine."""
 
     realtime_usd: Decimal
     supervisor_usd: Decimal

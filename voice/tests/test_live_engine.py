@@ -1,0 +1,154 @@
+"""The GPT-Live engine's parts that need no socket: what it sends at session.start (checked against the official
+SDK's Live types), the history a resumed session gets, the backend's tools, the engine each business gets, and what
+a Live call costs. The engine on the wire is tested end to end in voice/tests/test_live_e2e.py."""
+
+from decimal import Decimal
+
+import pytest
+from django.urls import reverse
+from openai.types.live.session_start_event import SessionStartEvent
+from pydantic import BaseModel
+
+from calls.models import Call
+from calls.services.lifecycle import Usage, call_finalize
+from calls.tools import SUPERVISOR_TOOLS
+from tests.factories import make_call
+from voice.agent import BROWSER_AUDIO, PHONE_AUDIO, load_agent_profile
+from voice.session.live import SEED_MESSAGES, backend_tools, history_input, live_session_config
+from voice.supervisor import LIVE_BACKEND_RULES
+
+
+@pytest.fixture
+def owner_client(client, alice, alices_business):
+    client.force_login(alice)
+    return client
+
+
+def unknown_fields(model: BaseModel, path: str = "") -> list[str]:
+    """Fields the SDK's model does not declare, at any depth (GPT-Live refuses them with unknown_parameter)."""
+    found = [f"{path}{name}" for name in (model.model_extra or {})]
+    for name in type(model).model_fields:
+        value = getattr(model, name)
+        for child in value if isinstance(value, list) else [value]:
+            if isinstance(child, BaseModel):
+                found += unknown_fields(child, f"{path}{name}.")
+    return found
+
+
+def live_profile(business, caller="+14155550123"):
+    business.voice_engine = "live"
+    business.save(update_fields=["voice_engine"])
+    return load_agent_profile(business.id, caller)
+
+
+@pytest.mark.parametrize("audio, expected", [(PHONE_AUDIO, {"type": "audio/pcmu", "rate": 8000}),
+                                             (BROWSER_AUDIO, {"type": "audio/pcm", "rate": 24000})])
+def test_session_start_is_a_valid_live_event_with_the_transport_format(alices_business, audio, expected):
+    profile = live_profile(alices_business)
+    event = {"type": "session.start", "event_id": "start_1", "session": live_session_config(profile, audio)}
+    parsed = SessionStartEvent.model_validate(event)
+    assert unknown_fields(parsed) == []
+    assert event["session"]["audio"]["format"] == expected
+    assert event["session"]["audio"]["output"] == {"voice": alices_business.voice}
+
+
+def test_the_delegation_backend_gets_the_supervisors_instructions_model_and_our_tools(alices_business, settings):
+    settings.OPENAI_DELEGATION_MODEL = "gpt-5.6-terra"
+    profile = live_profile(alices_business)
+    responses = live_session_config(profile, PHONE_AUDIO)["delegation"]["responses"]
+    assert responses["model"] == "gpt-5.6-terra"
+    assert LIVE_BACKEND_RULES in responses["instructions"] and "+14155550123" in responses["instructions"]
+    assert responses["parallel_tool_calls"] is False
+    names = [tool["name"] for tool in responses["tools"]]
+    assert names == [t["function"]["name"] for t in SUPERVISOR_TOOLS] + ["end_call", "transfer_to_human"]
+
+
+def test_the_voice_model_is_told_to_delegate_and_has_no_tools_of_its_own(alices_business):
+    session = live_session_config(live_profile(alices_business), PHONE_AUDIO)
+    assert "Delegation policy" in session["instructions"] and "ask_supervisor" not in session["instructions"]
+    assert "tools" not in session and "turn_detection" not in str(session)
+
+
+def test_backend_tools_are_responses_functions():
+    for tool in backend_tools():
+        assert set(tool) == {"type", "name", "description", "parameters"} and tool["type"] == "function"
+        assert tool["parameters"]["type"] == "object"
+
+
+def test_a_business_without_a_choice_gets_the_operators_engine(alices_business, settings):
+    settings.VOICE_ENGINE = "live"
+    assert load_agent_profile(alices_business.id).engine == "live"
+    settings.VOICE_ENGINE = "realtime"
+    assert load_agent_profile(alices_business.id).engine == "realtime"
+
+
+def test_the_owners_choice_wins_over_the_operators_default(alices_business, settings):
+    settings.VOICE_ENGINE = "live"
+    alices_business.voice_engine = "realtime"
+    alices_business.save(update_fields=["voice_engine"])
+    profile = load_agent_profile(alices_business.id)
+    assert profile.engine == "realtime" and profile.backend_instructions == ""
+
+
+def test_a_resumed_session_gets_the_latest_turns_as_history_within_the_limits():
+    conversation = [{"speaker": "caller" if i % 2 else "agent", "text": f"turn {i}"} for i in range(300)]
+    items = history_input(conversation)
+    assert len(items) == SEED_MESSAGES + 1
+    assert items[0]["role"] == "developer" and "do not greet" in items[0]["content"][0]["text"]
+    assert items[-1]["content"][0]["text"] == "turn 299" and items[-1]["role"] == "user"
+    assert items[-2] == {"type": "message", "role": "assistant",
+                         "content": [{"type": "output_text", "text": "turn 298"}]}
+
+
+def test_history_stops_at_the_size_budget_rather_than_cutting_the_latest_turns():
+    conversation = [{"speaker": "caller", "text": "x" * 2000} for _ in range(40)]
+    items = history_input(conversation)
+    assert 1 < len(items) < 20
+    assert sum(len(item["content"][0]["text"]) for item in items[1:]) <= 24_000
+
+
+def test_a_live_call_costs_its_active_seconds_plus_the_backends_tokens(alices_business, settings):
+    settings.OPENAI_DELEGATION_MODEL = "gpt-4.1-mini"
+    call = make_call(alices_business, status="in_progress")
+    usage = Usage(voice_seconds=180.0)
+    usage.add_backend_usage({"input_tokens": 10_000, "input_tokens_details": {"cached_tokens": 4_000},
+                             "output_tokens": 500})
+    call_finalize(call_id=call.id, status="completed", end_reason="agent_ended", usage=usage,
+                  model="gpt-live-1.1", engine="live")
+    call.refresh_from_db()
+    backend = Decimal("0.003600")  # 6,000 x 0.40 + 4,000 x 0.10 + 500 x 1.60, per million
+    assert call.engine == "live" and call.voice_seconds == Decimal("180.00")
+    assert call.supervisor_input_tokens == 10_000 and call.supervisor_output_tokens == 500
+    assert call.supervisor_cost_usd == backend
+    assert call.cost_usd == Decimal("0.150000") + backend  # 3 minutes at $0.05
+
+
+def test_the_call_page_labels_the_engine_and_splits_voice_and_backend(owner_client, alices_business):
+    call = make_call(alices_business, status="completed", engine="live", model="gpt-live-1.1",
+                     voice_seconds=Decimal("93.5"), supervisor_input_tokens=1200, supervisor_output_tokens=80,
+                     supervisor_cost_usd=Decimal("0.004"), cost_usd=Decimal("0.081917"))
+    html = owner_client.get(reverse("call_detail", kwargs={"call_id": call.id})).content.decode()
+    assert "GPT-Live" in html and "93.5 s active" in html
+    assert "Backend" in html and "1200 in / 80 out" in html
+    assert "$0.0779" in html and "$0.0040" in html
+
+
+def test_a_realtime_call_page_keeps_its_token_split(owner_client, alices_business):
+    call = make_call(alices_business, status="completed", engine="realtime", model="gpt-realtime-2.1")
+    html = owner_client.get(reverse("call_detail", kwargs={"call_id": call.id})).content.decode()
+    assert "Realtime voice" in html and "Supervisor" in html and "s active" not in html
+
+
+def test_the_profile_form_offers_the_engine_with_the_servers_default(owner_client, settings):
+    settings.VOICE_ENGINE = "live"
+    html = owner_client.get(reverse("settings_profile")).content.decode()
+    assert "The server&#x27;s default (OpenAI GPT-Live (full duplex))" in html or \
+        "The server's default (OpenAI GPT-Live (full duplex))" in html
+
+
+def test_the_database_refuses_an_unknown_engine(alices_business):
+    from django.db import IntegrityError, transaction
+
+    with pytest.raises(IntegrityError), transaction.atomic():
+        Call.objects.filter(id=make_call(alices_business).id).update(engine="bogus")
+
