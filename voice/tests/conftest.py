@@ -61,6 +61,7 @@ def twilio_standin():
 @pytest.fixture
 def voice_settings(settings, standin, twilio_standin):
     settings.OPENAI_REALTIME_URL = standin.url
+    settings.OPENAI_LIVE_URL = standin.url.replace("/v1/realtime", "/v1/live/sessions")
     settings.OPENAI_API_KEY = "sk-test-standin"
     settings.TWILIO_ACCOUNT_SID = ACCOUNT_SID
     settings.TWILIO_AUTH_TOKEN = AUTH_TOKEN
@@ -109,6 +110,7 @@ def subprocess_env(*, standin: RealtimeStandin, twilio_standin: TwilioStandin, b
         "DEBUG": "false", "SECRET_KEY": os.environ["SECRET_KEY"], "DATABASE_URL": _database_url_for_subprocess(),
         "PUBLIC_BASE_URL": base_url, "ALLOWED_HOSTS": "127.0.0.1,localhost", "STATIC_MANIFEST": "false",
         "OPENAI_API_KEY": "sk-test-standin", "OPENAI_REALTIME_URL": standin.url,
+        "OPENAI_LIVE_URL": standin.url.replace("/v1/realtime", "/v1/live/sessions"),
         "OPENAI_BASE_URL": standin.base_url,
         "TWILIO_ACCOUNT_SID": ACCOUNT_SID, "TWILIO_AUTH_TOKEN": AUTH_TOKEN,
         "TWILIO_API_BASE_URL": twilio_standin.base_url, "LOG_LEVEL": "INFO",
