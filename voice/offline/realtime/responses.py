@@ -8,7 +8,7 @@ import copy
 import json
 import logging
 import math
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, AsyncIterator, Awaitable, Callable
 
 from websockets.exceptions import ConnectionClosed
 
@@ -18,9 +18,42 @@ from voice.offline.realtime.script import Step
 from voice.offline.realtime.wire import verbatim_request
 
 if TYPE_CHECKING:
+    from voice.offline.realtime.server import RealtimeStandin
     from voice.offline.realtime.session import _Session
 
 log = logging.getLogger("voice.offline.realtime")
+
+
+async def speech_audio(standin: RealtimeStandin, text: str, fmt: str) -> bytes:
+    """The audio of a spoken text in ``fmt``: espeak-ng's voice with ``audio="espeak"`` (when installed), else a
+    tone as long as the text."""
+    audio = await espeak_audio(text, fmt) if standin.audio == "espeak" else None
+    return audio if audio is not None else tone_audio(text, fmt)
+
+
+async def paced_speech(standin: RealtimeStandin, audio: bytes, bytes_per_ms: int, words: list[str],
+                       sleep: Callable[[float], Awaitable[None]]) -> AsyncIterator[tuple[bytes, int, str | None]]:
+    """Cut ``audio`` into ``chunk_ms`` chunks paced ``speed`` times faster than real time (``speed`` 0: unpaced,
+    but the receive loop still runs between chunks). Yields ``(chunk, audio ms so far, transcript piece or None)``:
+    the words are spread over the audio in proportion, so the transcript keeps up with it."""
+    step_bytes = bytes_per_ms * standin.chunk_ms
+    total_ms = len(audio) // bytes_per_ms
+    speed = standin.speed
+    emitted_words = 0
+    audio_ms = 0
+    loop = asyncio.get_running_loop()
+    t0 = loop.time()
+    for offset in range(0, len(audio), step_bytes):
+        if offset:
+            await sleep(t0 + audio_ms / 1000 / speed - loop.time() if speed > 0 else 0)
+        chunk = audio[offset:offset + step_bytes]
+        audio_ms += len(chunk) // bytes_per_ms
+        target = math.ceil(len(words) * audio_ms / total_ms) if total_ms else len(words)
+        piece = None
+        if target > emitted_words:
+            piece = " ".join(words[emitted_words:target]) + (" " if target < len(words) else "")
+            emitted_words = target
+        yield chunk, audio_ms, piece
 
 
 class _Responses:
@@ -255,39 +288,22 @@ class _ResponseRun:
                 self._check()
             await self._close_message("completed")
             return
-        audio = None
-        if s.standin.audio == "espeak":
-            audio = await espeak_audio(text, self.fmt)
-            self._check()
-        if audio is None:
-            audio = tone_audio(text, self.fmt)
+        audio = await speech_audio(s.standin, text, self.fmt)
+        self._check()
         meta = s.meta.get(item["id"]) if self.in_conversation else None
         if meta is not None:
             meta["audio"] = True
         s.audio_produced = True
-        bpm = FORMATS[self.fmt][0]
-        step_bytes = bpm * s.standin.chunk_ms
-        total_ms = len(audio) // bpm
-        emitted_words = 0
-        loop = asyncio.get_running_loop()
-        t0 = loop.time()
         by_item = s.record["audio_ms_by_item"]
-        for offset in range(0, len(audio), step_bytes):
-            if offset:
-                # paced: sleep until this chunk is due; unpaced: still let the receive loop run
-                await self._sleep(t0 + self.audio_ms / 1000 / speed - loop.time() if speed > 0 else 0)
-            chunk = audio[offset:offset + step_bytes]
+        async for chunk, audio_ms, piece in paced_speech(s.standin, audio, FORMATS[self.fmt][0], words, self._sleep):
             await s.send({"type": "response.output_audio.delta", **base,
                           "delta": base64.b64encode(chunk).decode("ascii")})
-            self.audio_ms += len(chunk) // bpm
+            self.audio_ms = audio_ms
             by_item[item["id"]] = self.audio_ms
             if meta is not None:
                 meta["audio_ms"] = self.audio_ms
                 meta["audio_tokens"] = _assistant_audio_tokens(self.audio_ms)
-            target = math.ceil(len(words) * self.audio_ms / total_ms) if total_ms else len(words)
-            if target > emitted_words:
-                piece = " ".join(words[emitted_words:target]) + (" " if target < len(words) else "")
-                emitted_words = target
+            if piece is not None:
                 self.text_out += piece
                 await s.send({"type": "response.output_audio_transcript.delta", **base, "delta": piece})
             self._check()
