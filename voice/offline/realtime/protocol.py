@@ -91,6 +91,16 @@ def _assistant_audio_tokens(ms: float) -> int:
     return math.ceil(ms / 50)
 
 
+def _cached_tokens(previous_prompt: int, prompt: int) -> int:
+    """Prompt caching: once the previous prompt exceeds 1024 tokens, its shared prefix is cached in 64-token blocks."""
+    return min(prompt, previous_prompt) // 64 * 64 if previous_prompt >= 1024 else 0
+
+
+def _call_tokens(arguments: str) -> int:
+    """Output tokens of one function call: its JSON arguments at ~4 characters a token, plus a few for the call."""
+    return math.ceil(len(arguments) / 4) + 5
+
+
 class _Ids:
     """Unique, cheap ids: prefix + server tag + counter."""
 

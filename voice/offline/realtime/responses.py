@@ -13,7 +13,9 @@ from typing import TYPE_CHECKING, AsyncIterator, Awaitable, Callable
 from websockets.exceptions import ConnectionClosed
 
 from voice.offline.audio import FORMATS, espeak_audio, tone_audio
-from voice.offline.realtime.protocol import _Error, _assistant_audio_tokens, _text_tokens
+from voice.offline.realtime.protocol import (
+    _Error, _assistant_audio_tokens, _cached_tokens, _call_tokens, _text_tokens,
+)
 from voice.offline.realtime.script import Step
 from voice.offline.realtime.wire import verbatim_request
 
@@ -142,7 +144,40 @@ class _Cancelled(Exception):
     """Raised inside a response run at a checkpoint once a cancellation was requested."""
 
 
-class _ResponseRun:
+class _Interruptible:
+    """Cooperative cancellation of a paced task: :meth:`request_cancel` sets a flag and wakes the pacing sleep; the
+    task notices it at its next checkpoint (:meth:`_check`, or after each :meth:`_sleep`) as :class:`_Cancelled`."""
+
+    cancel_reason: str | None = None
+    _sleeper: asyncio.Future | None = None
+
+    def request_cancel(self, reason: str) -> None:
+        if self.cancel_reason is None:
+            self.cancel_reason = reason
+        if self._sleeper is not None and not self._sleeper.done():
+            self._sleeper.set_result(None)
+
+    def _check(self) -> None:
+        if self.cancel_reason is not None:
+            raise _Cancelled()
+
+    async def _sleep(self, seconds: float) -> None:
+        self._check()
+        if seconds <= 0:
+            await asyncio.sleep(0)
+        else:
+            loop = asyncio.get_running_loop()
+            fut = self._sleeper = loop.create_future()
+            handle = loop.call_later(seconds, lambda: fut.done() or fut.set_result(None))
+            try:
+                await fut
+            finally:
+                handle.cancel()
+                self._sleeper = None
+        self._check()
+
+
+class _ResponseRun(_Interruptible):
     """One response. ``response.created`` is sent by :meth:`_Session.start_response`; the rest is
     streamed by a task. Cancellation is cooperative: :meth:`request_cancel` sets a flag and wakes
     the pacing sleep; the task notices it at its next checkpoint (after each sleep or delta), closes
@@ -187,33 +222,6 @@ class _ResponseRun:
             "usage": usage,
             "metadata": self.params.get("metadata"),
         }
-
-    # ---- cancellation ---------------------------------------------------------------------
-
-    def request_cancel(self, reason: str) -> None:
-        if self.cancel_reason is None:
-            self.cancel_reason = reason
-        if self._sleeper is not None and not self._sleeper.done():
-            self._sleeper.set_result(None)
-
-    def _check(self) -> None:
-        if self.cancel_reason is not None:
-            raise _Cancelled()
-
-    async def _sleep(self, seconds: float) -> None:
-        self._check()
-        if seconds <= 0:
-            await asyncio.sleep(0)
-        else:
-            loop = asyncio.get_running_loop()
-            fut = self._sleeper = loop.create_future()
-            handle = loop.call_later(seconds, lambda: fut.done() or fut.set_result(None))
-            try:
-                await fut
-            finally:
-                handle.cancel()
-                self._sleeper = None
-        self._check()
 
     # ---- the run --------------------------------------------------------------------------
 
@@ -352,7 +360,7 @@ class _ResponseRun:
         await s.send({"type": "response.function_call_arguments.done", **base, "name": tool["name"], "arguments": args})
         item["arguments"] = args
         item["status"] = "completed"
-        tokens = math.ceil(len(args) / 4) + 5
+        tokens = _call_tokens(args)
         self.output_text_tokens += tokens
         if self.in_conversation and item["id"] in s.meta:
             s.meta[item["id"]]["text_tokens"] = tokens
@@ -391,10 +399,7 @@ class _ResponseRun:
     def _usage(self) -> dict:
         text_in, audio_in = self.prompt
         total_in = text_in + audio_in
-        cached = 0
-        prev = self.s.prev_prompt_tokens
-        if prev >= 1024:
-            cached = min(total_in, prev) // 64 * 64
+        cached = _cached_tokens(self.s.prev_prompt_tokens, total_in)
         cached_audio = round(cached * audio_in / total_in) if total_in else 0
         cached_text = cached - cached_audio
         audio_out = _assistant_audio_tokens(self.audio_ms) if self.audio_out else 0

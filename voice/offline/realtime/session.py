@@ -59,7 +59,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import copy
-import json
 import time
 from typing import TYPE_CHECKING, Any, Awaitable, Callable
 
@@ -70,7 +69,7 @@ from voice.offline.audio import fmt_type
 from voice.offline.realtime.input_audio import _InputAudio
 from voice.offline.realtime.items import _Conversation
 from voice.offline.realtime.protocol import (
-    BETA_DISABLED_MESSAGE, _CLIENT_EVENTS, DEFAULT_MODEL, DEFAULT_SESSION, MAX_LOGGED_EVENTS, SESSION_EXPIRED_MESSAGE,
+    BETA_DISABLED_MESSAGE, _CLIENT_EVENTS, DEFAULT_MODEL, DEFAULT_SESSION, SESSION_EXPIRED_MESSAGE,
     _Error,
 )
 from voice.offline.realtime.responses import _Responses
@@ -137,6 +136,7 @@ class _Session(_SocketSession, _WireText, _SessionConfig, _InputAudio, _Conversa
         )
         self.record: dict[str, Any] = {
             "id": self.id,
+            "protocol": "realtime",
             "model": self.model,
             "path": info.get("path"),
             "mode": "echo+scripted" if standin.echo_scripted else "echo" if standin.echo else "scripted",
@@ -168,12 +168,6 @@ class _Session(_SocketSession, _WireText, _SessionConfig, _InputAudio, _Conversa
 
     def public_config(self) -> dict:
         return copy.deepcopy(self.config)
-
-    async def send(self, event: dict) -> None:
-        event["event_id"] = self.ids.new("event")
-        sent = self.record["events_sent"]
-        sent[event["type"]] = sent.get(event["type"], 0) + 1
-        await self.ws.send(json.dumps(event, separators=(",", ":")))
 
     async def send_error(self, err: _Error, client_event_id: str | None = None) -> None:
         self.record["errors"].append(

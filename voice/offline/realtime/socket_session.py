@@ -1,7 +1,7 @@
 """What every stand-in WebSocket session does whatever protocol it speaks (Realtime or GPT-Live): its tasks,
 the received-events log, reading one client event, dropping the connection and the close record.
 
-A subclass provides ``ws``, ``record``, ``tasks``, ``server_closing``, ``input_ms``, ``public_config()`` and
+A subclass provides ``ws``, ``ids``, ``record``, ``tasks``, ``server_closing``, ``input_ms``, ``public_config()`` and
 ``send_error(err, client_event_id)`` (the error envelope differs between the protocols).
 """
 
@@ -23,6 +23,16 @@ class _SocketSession:
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
         return task
+
+    # server event types sent without an ``event_id`` (GPT-Live's primary-socket output audio)
+    _WITHOUT_EVENT_ID: frozenset[str] = frozenset()
+
+    async def send(self, event: dict) -> None:
+        if event["type"] not in self._WITHOUT_EVENT_ID:
+            event["event_id"] = self.ids.new("event")
+        sent = self.record["events_sent"]
+        sent[event["type"]] = sent.get(event["type"], 0) + 1
+        await self.ws.send(json.dumps(event, separators=(",", ":")))
 
     def note_received(self, etype: str) -> None:
         rec = self.record
