@@ -4,6 +4,7 @@ shared vocabulary)."""
 from __future__ import annotations
 
 import itertools
+import json
 import math
 import secrets
 from typing import Any
@@ -89,6 +90,11 @@ def _user_audio_tokens(ms: float) -> int:
 
 def _assistant_audio_tokens(ms: float) -> int:
     return math.ceil(ms / 50)
+
+
+def _prompt_text_tokens(instructions: str | None, tools: list | None) -> int:
+    """Text tokens of a prompt's instructions and tool definitions (~4 characters a token for the JSON)."""
+    return _text_tokens(instructions) + (math.ceil(len(json.dumps(tools)) / 4) if tools else 0)
 
 
 def _cached_tokens(previous_prompt: int, prompt: int) -> int:

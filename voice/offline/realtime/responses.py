@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import copy
-import json
 import logging
 import math
 from typing import TYPE_CHECKING, AsyncIterator, Awaitable, Callable
@@ -14,7 +13,7 @@ from websockets.exceptions import ConnectionClosed
 
 from voice.offline.audio import FORMATS, espeak_audio, tone_audio
 from voice.offline.realtime.protocol import (
-    _Error, _assistant_audio_tokens, _cached_tokens, _call_tokens, _text_tokens,
+    _Error, _assistant_audio_tokens, _cached_tokens, _call_tokens, _prompt_text_tokens, _text_tokens,
 )
 from voice.offline.realtime.script import Step
 from voice.offline.realtime.wire import verbatim_request
@@ -117,10 +116,7 @@ class _Responses:
 
     def prompt_tokens(self) -> tuple[int, int]:
         """(text, audio) tokens of everything the model would read now."""
-        text = _text_tokens(self.config.get("instructions"))
-        tools = self.config.get("tools") or []
-        if tools:
-            text += math.ceil(len(json.dumps(tools)) / 4)
+        text = _prompt_text_tokens(self.config.get("instructions"), self.config.get("tools"))
         audio = 0
         for item_id in self.order:
             meta = self.meta[item_id]

@@ -170,12 +170,16 @@ class _WireText:
     """Script text filled from what the client sent (mixed into both sessions). Needs ``config["instructions"]``
     (the voice model's instructions) and ``record["warnings"]``."""
 
+    def wire_prompt(self) -> str:
+        """The prompt text the business is read from (the voice model's instructions)."""
+        return self.config.get("instructions") or ""
+
     def fill_wire(self, text: str, verbatim: str | None = None) -> str:
         """Fill a script text's ``{business.*}`` / ``{response.verbatim}`` templates from what the client sent;
         a missing value is recorded in the session's warnings."""
         if not has_wire_templates(text):
             return text
-        return fill_wire_templates(text, facts=business_facts(self.config.get("instructions") or ""),
+        return fill_wire_templates(text, facts=business_facts(self.wire_prompt()),
                                    verbatim=verbatim, warnings=self.record["warnings"])
 
     def fill_wire_arguments(self, arguments: str) -> str:
