@@ -5,13 +5,12 @@ against the Responses stream events), every client event the tests send against 
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import copy
 import json
 import math
 import time
-import warnings
-from array import array
 
 import pytest
 from openai import OpenAI
@@ -23,10 +22,8 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from voice.offline.realtime import RealtimeStandin
-
-with warnings.catch_warnings():
-    warnings.simplefilter("ignore", DeprecationWarning)
-    import audioop
+from voice.tests.test_standin import b64, make_standin, ulaw_silence, ulaw_tone  # noqa: F401 - a fixture
+from voice.tests.test_standin_chat import fake_tool
 
 AUTH = {"Authorization": "Bearer sk-test"}
 SERVER_EVENTS = TypeAdapter(ServerEvent)
@@ -68,16 +65,6 @@ SESSION = {
 
 
 # ---- audio and validation helpers ----------------------------------------------------------------
-
-def ulaw_tone(ms: int) -> bytes:
-    n = 8 * ms
-    pcm = array("h", (int(8000 * math.sin(2 * math.pi * 440 * i / 8000)) for i in range(n))).tobytes()
-    return audioop.lin2ulaw(pcm, 2)
-
-
-def ulaw_silence(ms: int) -> bytes:
-    return b"\xff" * (8 * ms)
-
 
 def strict(model: BaseModel, where: str) -> None:
     """No field the SDK model does not declare, at any depth (the SDK's models accept extras silently)."""
@@ -174,24 +161,10 @@ class Live:
         return await self.until("session.started")
 
 
-def b64(data: bytes) -> str:
-    import base64
-    return base64.b64encode(data).decode("ascii")
-
-
 @contextlib.asynccontextmanager
 async def live(standin: RealtimeStandin, url: str | None = None, headers=AUTH):
     async with connect(url or standin.live_url, additional_headers=headers) as ws:
         yield Live(ws)
-
-
-def fake_tool(name: str, arguments: str) -> dict:
-    args = json.loads(arguments)
-    if name == "check_availability":
-        return {"date": args["date"], "slots": [f"{args['date']}T09:00", f"{args['date']}T10:30"], "count": 2}
-    if name == "book_appointment":
-        return {"ok": True, "start": args["start"], "booking": "B-17"}
-    return {"ok": True, "agent": "Sam"}
 
 
 async def answer_calls(client: Live, n_calls: int = 1) -> list[dict]:
@@ -215,24 +188,8 @@ async def answer_calls(client: Live, n_calls: int = 1) -> list[dict]:
 
 
 @pytest.fixture
-async def make_standin():
-    started: list[RealtimeStandin] = []
-
-    async def make(**kwargs) -> RealtimeStandin:
-        kwargs.setdefault("script", SCRIPT)
-        kwargs.setdefault("speed", 20)
-        standin = await RealtimeStandin(port=0, **kwargs).start()
-        started.append(standin)
-        return standin
-
-    yield make
-    for standin in started:
-        await standin.aclose()
-
-
-@pytest.fixture
 async def standin(make_standin):
-    return await make_standin()
+    return await make_standin(script=SCRIPT)
 
 
 # ---- a whole call ------------------------------------------------------------------------------
@@ -355,17 +312,17 @@ async def test_the_supervisor_mapping_calls_what_the_chat_supervisor_calls_in_re
 
 async def test_a_direct_tool_turn_calls_the_tool_and_speaks_after_tool(make_standin):
     standin = await make_standin(script={"turns": [
-        {"caller": "Put me through.", "say": "Connecting you.",
-         "tool": {"name": "transfer_to_human", "arguments": {"reason": "caller asked"}},
-         "after_tool": "{output.agent} will pick up."}]})
+        {"caller": "Any time tomorrow?", "say": "Let me look.",
+         "tool": {"name": "check_availability", "arguments": {"date": "2026-03-10"}},
+         "after_tool": "There are {output.count} free slots."}]})
     async with live(standin) as client:
         await client.start()
         await client.speak()
         [call] = await answer_calls(client)
-        assert (call["name"], json.loads(call["arguments"])) == ("transfer_to_human", {"reason": "caller asked"})
-        await client.hear("Sam will pick up.")
+        assert (call["name"], json.loads(call["arguments"])) == ("check_availability", {"date": "2026-03-10"})
+        await client.hear("There are 2 free slots.")
     record = await standin.wait_for_close()
-    assert [s["text"] for s in record["spoken"]] == ["Connecting you.", "Sam will pick up."]
+    assert [s["text"] for s in record["spoken"]] == ["Let me look.", "There are 2 free slots."]
 
 
 async def test_a_function_the_session_does_not_declare_is_not_called(make_standin):
@@ -436,14 +393,9 @@ async def test_a_custom_voice_pcm_16k_and_the_seed_input_are_accepted(standin):
         await client.until("session.commentary.appended")
         events = await client.hear("Just a moment.")
         audio = [e for e in events if e["type"] == "session.output_audio.delta"]
-        assert audio and all(len(b64decode(e["delta"])) % 2 == 0 for e in audio)
+        assert audio and all(len(base64.b64decode(e["delta"])) % 2 == 0 for e in audio)
     record = await standin.wait_for_close()
     assert record["input"] == seed and record["spoken"][0]["kind"] == "commentary"
-
-
-def b64decode(text: str) -> bytes:
-    import base64
-    return base64.b64decode(text)
 
 
 async def test_a_model_query_parameter_is_an_unknown_parameter(standin):

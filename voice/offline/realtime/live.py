@@ -115,13 +115,7 @@ class _LiveSession(_SocketSession, _WireText, _TurnCursor, _LiveBackend):
     _WITHOUT_EVENT_ID = frozenset({"session.output_audio.delta"})
 
     def __init__(self, standin: RealtimeStandin, ws: ServerConnection, info: dict[str, Any]) -> None:
-        self.standin = standin
-        self.ws = ws
-        self.ids = standin._ids
-        self.script = standin.script
-        standin._accepted += 1
-        fail = self.script.fail
-        self.fail = fail if standin._accepted <= int(fail.get("sessions") or 10**9) else {}
+        self.attach(standin, ws)
         self.id = self.ids.new("live")
         self.query: dict = info.get("query") or {}
         self.config: dict = {}

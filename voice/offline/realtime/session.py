@@ -87,14 +87,7 @@ class _Session(_SocketSession, _WireText, _SessionConfig, _InputAudio, _Conversa
     """One Realtime WebSocket connection: its config, conversation, input clock and script cursor."""
 
     def __init__(self, standin: RealtimeStandin, ws: ServerConnection, info: dict[str, Any]) -> None:
-        self.standin = standin
-        self.ws = ws
-        self.ids = standin._ids
-        self.script = standin.script
-        standin._accepted += 1
-        fail = self.script.fail
-        # The failure knobs hold for every session, or only for the first `sessions` ones (a reconnect then works).
-        self.fail = fail if standin._accepted <= int(fail.get("sessions") or 10**9) else {}
+        self.attach(standin, ws)
         self.id = self.ids.new("sess")
         self.conversation_id = self.ids.new("conv")
         self.model = info.get("model") or DEFAULT_MODEL

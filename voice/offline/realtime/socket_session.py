@@ -1,7 +1,7 @@
 """What every stand-in WebSocket session does whatever protocol it speaks (Realtime or GPT-Live): its tasks,
 the received-events log, reading one client event, dropping the connection and the close record.
 
-A subclass provides ``ws``, ``ids``, ``record``, ``tasks``, ``server_closing``, ``input_ms``, ``public_config()`` and
+A subclass calls :meth:`attach` first and provides ``record``, ``tasks``, ``server_closing``, ``input_ms``, ``public_config()`` and
 ``send_error(err, client_event_id)`` (the error envelope differs between the protocols).
 """
 
@@ -10,9 +10,14 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from typing import Any, Awaitable
+from typing import TYPE_CHECKING, Any, Awaitable
 
 from voice.offline.realtime.protocol import MAX_LOGGED_EVENTS, _Error
+
+if TYPE_CHECKING:
+    from websockets.asyncio.server import ServerConnection
+
+    from voice.offline.realtime.server import RealtimeStandin
 
 
 class _SocketSession:
@@ -23,6 +28,17 @@ class _SocketSession:
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
         return task
+
+    def attach(self, standin: RealtimeStandin, ws: ServerConnection) -> None:
+        """Take the connection and the stand-in's current script; count the session for the ``fail`` knobs."""
+        self.standin = standin
+        self.ws = ws
+        self.ids = standin._ids
+        self.script = standin.script
+        standin._accepted += 1
+        fail = self.script.fail
+        # The failure knobs hold for every session, or only for the first `sessions` ones (a reconnect then works).
+        self.fail = fail if standin._accepted <= int(fail.get("sessions") or 10**9) else {}
 
     # server event types sent without an ``event_id`` (GPT-Live's primary-socket output audio)
     _WITHOUT_EVENT_ID: frozenset[str] = frozenset()
