@@ -190,6 +190,11 @@ class _LiveSession(_SocketSession, _WireText, _TurnCursor, _LiveBackend):
         self.record["usage_seconds"] = seconds
         return seconds
 
+    async def close_log(self) -> None:
+        if self.started and not self.closed:
+            self.usage_seconds()  # the socket went without session.closed: the time until then
+        await super().close_log()
+
     @property
     def fmt(self) -> dict:
         return self.config["audio"]["format"]
@@ -243,6 +248,8 @@ class _LiveSession(_SocketSession, _WireText, _TurnCursor, _LiveBackend):
                 return
             if self.closed:
                 raise _Error("session_closed", "The session is closed.")
+            if etype == "session.start":
+                raise _Error("invalid_value", "The session has already started.", "type")
             handler = _HANDLERS.get(etype)
             if handler is None:
                 hint = (" GPT-Live has no commit or clear: stream audio with session.input_audio.append."

@@ -45,10 +45,9 @@ HTTP on the same port
 
 * ``POST /standin/reset``: clears the session and chat logs. ``GET /standin/health``: ``{"status": "ok"}``.
 * ``POST /standin/drop``: ``{"share": 0.1, "close_code": null}`` drops that share of the live sessions (Realtime
-  and GPT-Live alike) now (every
-  ``1/share``-th in connection order, at least one while any is live): the TCP connection is aborted without a
-  close frame, or closed with ``close_code`` (e.g. 1011). Answers ``{"object": "standin.drop", "dropped": [ids],
-  "live": n}``. A fault injected at a chosen moment (soak benchmarks), where ``fail.drop_after_ms`` counts from each
+  and GPT-Live alike) now (every ``1/share``-th in connection order, at least one while any is live): the TCP
+  connection is aborted without a close frame, or closed with ``close_code`` (e.g. 1011). Answers
+  ``{"object": "standin.drop", "dropped": [ids], "live": n}``. A fault injected at a chosen moment (soak benchmarks), where ``fail.drop_after_ms`` counts from each
   session's own start.
 * ``RealtimeStandin.add_http_route(method, path, handler)`` adds more endpoints (or replaces a built-in
   one such as ``POST /v1/chat/completions``); request bodies with a ``Content-Length`` are read (no chunked

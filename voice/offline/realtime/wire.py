@@ -13,8 +13,10 @@ reads the same text with a few patterns so that scripts can speak for whichever 
   ``{business.a_service}`` the same with "a"/"an" ("a cleaning", "an appointment");
   ``{business.service_name}`` the name exactly as listed, "" when none is (for tool arguments).
 * ``{response.verbatim}``: what a Realtime ``response.create``'s instructions (or, on GPT-Live, the content of a
-  ``session.instructions.append``) ask to be said
-  word for word ("… exactly this, then wait: TEXT"), as our server asks for the greeting.
+  ``session.instructions.append``) ask to be said word for word ("… exactly this, then wait: TEXT"), as our
+  server asks for the greeting.
+* GPT-Live sessions read the business from the voice instructions and the backend prompt
+  (``delegation.responses.instructions``) together.
 
 ``tests/test_demo_mode.py`` checks these patterns against the instructions ``voice.agent`` really builds.
 """
