@@ -22,7 +22,7 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from voice.offline.realtime import RealtimeStandin
-from voice.tests.test_standin import b64, make_standin, ulaw_silence, ulaw_tone  # noqa: F401 - a fixture
+from voice.tests.test_standin import b64, make_standin, pcm_tone, ulaw_silence, ulaw_tone  # noqa: F401 - a fixture
 from voice.tests.test_standin_chat import fake_tool
 
 AUTH = {"Authorization": "Bearer sk-test"}
@@ -535,3 +535,32 @@ async def test_the_sessions_log_tells_the_protocols_apart(standin):
         await ws.recv()
     await standin.wait_for_close()
     assert [r["protocol"] for r in standin.sessions.values()] == ["live", "realtime"]
+
+
+async def test_odd_pcm_audio_is_invalid_and_mute_stops_the_detector(standin):
+    async with live(standin) as client:
+        await client.start({"model": "gpt-live-1"})
+        await client.send("session.input_audio.append", audio=b64(b"\x00\x01\x02"))
+        error = await client.until("error")
+        assert (error["error"]["code"], error["error"]["param"]) == ("invalid_audio", "audio")
+        await client.send("session.input_audio.mute")
+        await client.until("session.input_audio.muted")
+        await client.send("session.input_audio.append", audio=b64(pcm_tone(600)))
+        await client.send("session.input_audio.unmute")
+        await client.until("session.input_audio.unmuted")
+    record = await standin.wait_for_close()
+    assert record["caller_turns"] == [] and record["input_audio_ms"] == 600
+
+
+async def test_drop_after_ms_aborts_a_live_session_after_its_start(make_standin):
+    standin = await make_standin(script={"fail": {"drop_after_ms": 100, "sessions": 1}})
+    async with live(standin) as client:
+        await client.start()
+        with pytest.raises(ConnectionClosed):
+            await client.until("never", timeout=2)
+    record = await standin.wait_for_close()
+    assert record["close_code"] == 1006 and record["closed_by"] == "server"
+    async with live(standin) as client:  # the next session behaves
+        await client.start()
+        await client.send("session.close")
+        await client.until("session.closed")

@@ -444,7 +444,7 @@ class _LiveSession(_SocketSession, _WireText, _TurnCursor, _LiveBackend):
             self.current = speech
             try:
                 await self._speak(speech)
-            except _Cancelled:
+            except (_Cancelled, ConnectionClosed):
                 pass
             finally:
                 self.current = None
