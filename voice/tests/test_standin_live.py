@@ -564,3 +564,21 @@ async def test_drop_after_ms_aborts_a_live_session_after_its_start(make_standin)
         await client.start()
         await client.send("session.close")
         await client.until("session.closed")
+
+
+async def test_a_supervisor_delay_slows_the_backend_but_not_the_voice(make_standin):
+    script = {**SCRIPT, "supervisor": [{"default": True, "delay_ms": 400, "steps": [{"say": "All done."}]}],
+              "turns": [SCRIPT["turns"][1]]}
+    standin = await make_standin(script=script)
+    async with live(standin) as client:
+        await client.start()
+        await client.speak()
+        await client.until("session.delegation.created")
+        began = time.monotonic()
+        await client.nested("response.completed")
+        assert time.monotonic() - began >= 0.35
+        await client.hear("All done.")
+        await client.settle()
+    record = await standin.wait_for_close()
+    assert [(s["text"], s["interrupted"]) for s in record["spoken"]] == [
+        ("One moment, let me check.", False), ("All done.", False)]

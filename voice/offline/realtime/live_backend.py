@@ -22,7 +22,8 @@ delegates:
   entry matching and steps, on a chat made of the backend instructions as system prompt and a user message with
   the conversation so far and the tool's ``request`` as the agent request; tool outputs become the tool messages):
   each tool step is a function call with the same name and arguments, and the final content is the backend's
-  final text. Any other tool is called directly with the turn's arguments, and ``after_tool`` (``{output…}``
+  final text. An entry's or step's ``delay_ms`` delays the backend's output; ``status`` / ``hang`` are not played
+  (they are HTTP failures of the chat endpoint). Any other tool is called directly with the turn's arguments, and ``after_tool`` (``{output…}``
   filled in as on Realtime; a chained ``after_tool`` with its own ``tool`` calls that next) is the final text,
   ``default_after_tool`` without one. A function that is not among ``delegation.responses.tools`` is not called:
   a warning is logged and the final text is ``default_agent``.
@@ -127,6 +128,8 @@ class _LiveBackend:
         turn = _ChatTurn(body, self.script.supervisor_time_zone)
         entry_at, entry, _, step, n_taken = chat.pick_step(turn)
         content, tool, arguments = chat.scripted_reply(turn, entry_at, entry, step, n_taken)
+        delay = step.knobs.delay_ms if step is not None and step.knobs.delay_ms is not None else None
+        state["delay_ms"] = delay if delay is not None else (entry.knobs.delay_ms if entry is not None else None)
         self.record["warnings"].extend(f"supervisor: {warning}" for warning in turn.warnings)
         if tool is not None:
             return [(tool, arguments)], None, None
@@ -160,6 +163,8 @@ class _LiveBackend:
             await asyncio.sleep(self.script.response_delay_ms / 1000)
         calls, text, said = self._next(state)
         state["round"] += 1
+        if state.get("delay_ms"):
+            await asyncio.sleep(state["delay_ms"] / 1000)  # a supervisor entry's delay_ms: a slow backend
         declared = function_names(self.config)
         undeclared = [name for name, _ in calls if name not in declared]
         if undeclared:
