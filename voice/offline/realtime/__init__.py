@@ -8,6 +8,10 @@ Realtime protocol (``/v1/realtime?model=...``, ``session.type`` required, ``audi
 ``OpenAI-Beta: realtime=v1`` is treated the way the real server has treated it since May 2026:
 it gets an ``error`` event with code ``beta_api_shape_disabled`` and the socket closes with code 4000.
 
+On the same port it also speaks OpenAI's GPT-Live primary WebSocket (``/v1/live/sessions``, ``session.start``
+first, model-decided turns, delegation to a Responses backend), driven by the same script: see
+``voice.offline.realtime.live`` (``standin.live_url``).
+
 The module is pure asyncio plus the ``websockets`` library and never imports Django, so it can run
 without it::
 
@@ -21,6 +25,7 @@ In-process use (tests)::
 
     async with RealtimeStandin(script={...}, port=0) as standin:
         standin.url        # ws://127.0.0.1:PORT/v1/realtime   (clients add ?model=...)
+        standin.live_url   # ws://127.0.0.1:PORT/v1/live/sessions   (GPT-Live; no query parameters)
         standin.http_url   # http://127.0.0.1:PORT
         standin.base_url   # http://127.0.0.1:PORT/v1          (for the openai SDK)
         standin.sessions   # snapshot of the session log, {session_id: record}
@@ -33,8 +38,11 @@ In-process use (tests)::
 Where things are
 ================
 ``script`` (the JSON script format and its parser), ``protocol`` (constants, the default session, errors,
-token estimates), ``session`` (one WebSocket connection and its event dispatch) with its handlers by concern in
-``session_config``, ``input_audio`` (appends and VAD), ``items`` and ``responses`` (response generation),
+token estimates), ``socket_session`` (what every WebSocket session does, whatever its protocol), ``session`` (one
+Realtime connection and its event dispatch) with its handlers by concern in ``session_config``, ``input_audio``
+(appends, the energy detector, the script cursor), ``items`` and ``responses`` (response generation, paced speech),
+``live`` (one GPT-Live connection) with ``live_config`` (its strict session config, checked against the openai
+SDK's models) and ``live_backend`` (delegation to the Responses backend),
 ``chat_checks`` and ``chat`` (Chat Completions: request checks, the scripted supervisor, the summary), ``wire``
 (the business as our server's prompts describe it, for ``{business.*}`` templates), ``call_summary`` (what a
 summary request says happened on the call, for ``{call.*}`` templates),

@@ -299,6 +299,34 @@ class _ChatCompletions:
                 return i, entry
         return None, None
 
+    def pick_step(self, turn: _ChatTurn) -> tuple[int | None, SupervisorEntry | None, int, SupervisorStep | None, int]:
+        """The entry answering ``turn`` and its step: ``(entry index, entry, step index, step or None past the end,
+        number of steps whose condition holds)``."""
+        entry_at, entry = self.select(turn.last_user)
+        # Steps whose `when` does not hold are skipped; the request's step is the turn.step-th of the others
+        # (replayed on every request: a condition only asks about results of tools called before its step).
+        taken = [(i, s) for i, s in enumerate(entry.steps) if turn.holds(s.when)] if entry is not None else []
+        step_at, step = taken[turn.step] if turn.step < len(taken) else (turn.step, None)
+        return entry_at, entry, step_at, step, len(taken)
+
+    @staticmethod
+    def scripted_reply(turn: _ChatTurn, entry_at: int | None, entry: SupervisorEntry | None,
+                       step: SupervisorStep | None, n_taken: int) -> tuple[str | None, str | None, str | None]:
+        """What the picked step answers: ``(content, tool name, tool arguments as a JSON string)``, its templates
+        rendered (the generic text, with a warning, when no entry or step answers)."""
+        if entry is None:
+            turn.warnings.append("no supervisor entry matches the last user message and there is no default entry")
+            return DEFAULT_SUPERVISOR_SAY, None, None
+        if step is None:
+            turn.warnings.append(f"supervisor entry {entry_at} ({entry.describe()}) has no step {turn.step} "
+                                 f"(it has {n_taken} whose condition holds); answered with a generic text")
+            return DEFAULT_SUPERVISOR_SAY, None, None
+        content = turn.render(step.say) if step.say is not None else None
+        if step.tool is None:
+            return content, None, None
+        arguments = turn.render_value(step.arguments)
+        return content, step.tool, arguments if isinstance(arguments, str) else json.dumps(arguments)
+
     def scripted_failure(self, entry_at: int | None, entry: SupervisorEntry | None, step_at: int,
                          step: SupervisorStep | None) -> ChatKnobs | None:
         levels = []
@@ -378,11 +406,7 @@ class _ChatCompletions:
             return await self._answer_structured(req, body, record)
         turn = _ChatTurn(body, self.standin.script.supervisor_time_zone)
         record["warnings"] = turn.warnings
-        entry_at, entry = self.select(turn.last_user)
-        # Steps whose `when` does not hold are skipped; the request's step is the turn.step-th of the others
-        # (replayed on every request: a condition only asks about results of tools called before its step).
-        taken = [(i, s) for i, s in enumerate(entry.steps) if turn.holds(s.when)] if entry is not None else []
-        step_at, step = taken[turn.step] if turn.step < len(taken) else (turn.step, None)
+        entry_at, entry, step_at, step, n_taken = self.pick_step(turn)
         record.update(
             entry=None if entry is None else {"index": entry_at, "match": list(entry.match), "default": entry.default},
             step=turn.step, last_user_message=turn.last_user, messages=len(turn.messages), tools=turn.tools,
@@ -404,21 +428,10 @@ class _ChatCompletions:
             return await self._scripted_failure(req, record, failure, model=turn.model)
 
         # the scripted answer
-        if entry is None:
-            turn.warnings.append("no supervisor entry matches the last user message and there is no default entry")
-            content, tool = DEFAULT_SUPERVISOR_SAY, None
-        elif step is None:
-            turn.warnings.append(f"supervisor entry {entry_at} ({entry.describe()}) has no step {turn.step} "
-                                 f"(it has {len(taken)} whose condition holds); answered with a generic text")
-            content, tool = DEFAULT_SUPERVISOR_SAY, None
-        else:
-            content = turn.render(step.say) if step.say is not None else None
-            tool = step.tool
+        content, tool, arguments = self.scripted_reply(turn, entry_at, entry, step, n_taken)
         message: dict[str, Any] = {"role": "assistant", "content": content, "refusal": None, "annotations": []}
         completion_tokens = _chat_tokens(content or "")
         if tool is not None:
-            arguments = turn.render_value(step.arguments)
-            arguments = arguments if isinstance(arguments, str) else json.dumps(arguments)
             call = {"id": _random_id("call_", 24), "type": "function", "function": {"name": tool, "arguments": arguments}}
             message["tool_calls"] = [call]
             completion_tokens += 3 + _chat_tokens(tool + arguments)

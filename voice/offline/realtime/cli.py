@@ -25,6 +25,7 @@ async def serve_until_signalled(standin: RealtimeStandin, out: Callable[[str], N
         out("Set:")
         out(f"  OPENAI_REALTIME_URL={standin.url}")
         out(f"  OPENAI_BASE_URL={standin.base_url}")
+        out(f"GPT-Live sessions (same port, model in session.start): {standin.live_url}")
         out(f"Session log: {standin.http_url}/standin/sessions   Chat log: {standin.http_url}/standin/chat"
             "   (Ctrl-C to stop)")
         await stop.wait()

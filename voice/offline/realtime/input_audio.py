@@ -15,17 +15,47 @@ from voice.offline.realtime.protocol import MIN_COMMIT_MS, _Error, _text_tokens,
 from voice.offline.realtime.script import Step
 
 
-class _InputAudio:
+def decode_audio(event: dict) -> bytes:
+    """The audio of an append event (Realtime ``input_audio_buffer.append``, Live ``session.input_audio.append``)."""
+    audio = event.get("audio")
+    if not isinstance(audio, str):
+        raise _Error("missing_required_parameter", "Missing required parameter: 'audio'.", "audio")
+    try:
+        return base64.b64decode(audio, validate=True)
+    except (binascii.Error, ValueError):
+        raise _Error("invalid_value", "Invalid 'audio'. Expected base64-encoded audio data.", "audio") from None
+
+
+def is_loud(data: bytes, fmt: str, threshold: float | None = None) -> bool:
+    """The energy detector: speech when the chunk's RMS is at least ``1000 * threshold`` (default 0.5)."""
+    return audioop.rms(to_lin16(data, fmt), 2) >= 1000 * (0.5 if threshold is None else float(threshold))
+
+
+class _TurnCursor:
+    """The script cursor shared by both sessions: which turn the next caller utterance consumes. Needs
+    ``script``, ``turn_index``, ``utterances``, ``greeted`` and ``fill_wire``."""
+
+    def next_turn(self, text: str | None = None) -> tuple[Step, str]:
+        self.greeted = True
+        self.utterances += 1
+        if self.turn_index < len(self.script.turns):
+            step = self.script.turns[self.turn_index]
+            self.turn_index += 1
+            transcript = text if text is not None else (self.fill_wire(step.caller) if step.caller
+                                                        else f"(caller speech {self.utterances})")
+        else:
+            step = Step(text=self.script.default_agent)
+            transcript = text if text is not None else f"(caller speech {self.utterances})"
+        if step.text is None and step.tool is None:
+            step = Step(text=self.script.default_agent, caller=step.caller)
+        return step, transcript
+
+
+class _InputAudio(_TurnCursor):
     """Input audio buffer and server VAD of a :class:`~voice.offline.realtime.session._Session`."""
 
     async def on_append(self, event: dict) -> None:
-        audio = event.get("audio")
-        if not isinstance(audio, str):
-            raise _Error("missing_required_parameter", "Missing required parameter: 'audio'.", "audio")
-        try:
-            data = base64.b64decode(audio, validate=True)
-        except (binascii.Error, ValueError):
-            raise _Error("invalid_value", "Invalid 'audio'. Expected base64-encoded audio data.", "audio") from None
+        data = decode_audio(event)
         fmt = self.input_format
         ms = len(data) / FORMATS[fmt][0]
         start_ms = self.input_ms
@@ -35,8 +65,7 @@ class _InputAudio:
         td = self.turn_detection
         if td is None or not data:
             return
-        threshold = td.get("threshold")
-        loud = audioop.rms(to_lin16(data, fmt), 2) >= 1000 * (0.5 if threshold is None else float(threshold))
+        loud = is_loud(data, fmt, td.get("threshold"))
         if not self.speaking:
             if not loud:
                 self.buffer_ms = 0.0  # the server keeps no audio between turns
@@ -106,21 +135,6 @@ class _InputAudio:
         await self.send({"type": "conversation.item.done", "previous_item_id": previous, "item": copy.deepcopy(item)})
         if self.config["audio"]["input"].get("transcription"):
             self.spawn(self._transcribe_later(item_id, transcript, duration))
-
-    def next_turn(self, text: str | None = None) -> tuple[Step, str]:
-        self.greeted = True
-        self.utterances += 1
-        if self.turn_index < len(self.script.turns):
-            step = self.script.turns[self.turn_index]
-            self.turn_index += 1
-            transcript = text if text is not None else (self.fill_wire(step.caller) if step.caller
-                                                        else f"(caller speech {self.utterances})")
-        else:
-            step = Step(text=self.script.default_agent)
-            transcript = text if text is not None else f"(caller speech {self.utterances})"
-        if step.text is None and step.tool is None:
-            step = Step(text=self.script.default_agent, caller=step.caller)
-        return step, transcript
 
     async def _transcribe_later(self, item_id: str, transcript: str, duration_ms: int) -> None:
         await asyncio.sleep(self.standin.transcription_delay_ms / 1000)

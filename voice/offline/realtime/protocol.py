@@ -4,6 +4,7 @@ shared vocabulary)."""
 from __future__ import annotations
 
 import itertools
+import json
 import math
 import secrets
 from typing import Any
@@ -89,6 +90,21 @@ def _user_audio_tokens(ms: float) -> int:
 
 def _assistant_audio_tokens(ms: float) -> int:
     return math.ceil(ms / 50)
+
+
+def _prompt_text_tokens(instructions: str | None, tools: list | None) -> int:
+    """Text tokens of a prompt's instructions and tool definitions (~4 characters a token for the JSON)."""
+    return _text_tokens(instructions) + (math.ceil(len(json.dumps(tools)) / 4) if tools else 0)
+
+
+def _cached_tokens(previous_prompt: int, prompt: int) -> int:
+    """Prompt caching: once the previous prompt exceeds 1024 tokens, its shared prefix is cached in 64-token blocks."""
+    return min(prompt, previous_prompt) // 64 * 64 if previous_prompt >= 1024 else 0
+
+
+def _call_tokens(arguments: str) -> int:
+    """Output tokens of one function call: its JSON arguments at ~4 characters a token, plus a few for the call."""
+    return math.ceil(len(arguments) / 4) + 5
 
 
 class _Ids:

@@ -5,22 +5,56 @@ from __future__ import annotations
 import asyncio
 import base64
 import copy
-import json
 import logging
 import math
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, AsyncIterator, Awaitable, Callable
 
 from websockets.exceptions import ConnectionClosed
 
 from voice.offline.audio import FORMATS, espeak_audio, tone_audio
-from voice.offline.realtime.protocol import _Error, _assistant_audio_tokens, _text_tokens
+from voice.offline.realtime.protocol import (
+    _Error, _assistant_audio_tokens, _cached_tokens, _call_tokens, _prompt_text_tokens, _text_tokens,
+)
 from voice.offline.realtime.script import Step
 from voice.offline.realtime.wire import verbatim_request
 
 if TYPE_CHECKING:
+    from voice.offline.realtime.server import RealtimeStandin
     from voice.offline.realtime.session import _Session
 
 log = logging.getLogger("voice.offline.realtime")
+
+
+async def speech_audio(standin: RealtimeStandin, text: str, fmt: str) -> bytes:
+    """The audio of a spoken text in ``fmt``: espeak-ng's voice with ``audio="espeak"`` (when installed), else a
+    tone as long as the text."""
+    audio = await espeak_audio(text, fmt) if standin.audio == "espeak" else None
+    return audio if audio is not None else tone_audio(text, fmt)
+
+
+async def paced_speech(standin: RealtimeStandin, audio: bytes, bytes_per_ms: int, words: list[str],
+                       sleep: Callable[[float], Awaitable[None]]) -> AsyncIterator[tuple[bytes, int, str | None]]:
+    """Cut ``audio`` into ``chunk_ms`` chunks paced ``speed`` times faster than real time (``speed`` 0: unpaced,
+    but the receive loop still runs between chunks). Yields ``(chunk, audio ms so far, transcript piece or None)``:
+    the words are spread over the audio in proportion, so the transcript keeps up with it."""
+    step_bytes = bytes_per_ms * standin.chunk_ms
+    total_ms = len(audio) // bytes_per_ms
+    speed = standin.speed
+    emitted_words = 0
+    audio_ms = 0
+    loop = asyncio.get_running_loop()
+    t0 = loop.time()
+    for offset in range(0, len(audio), step_bytes):
+        if offset:
+            await sleep(t0 + audio_ms / 1000 / speed - loop.time() if speed > 0 else 0)
+        chunk = audio[offset:offset + step_bytes]
+        audio_ms += len(chunk) // bytes_per_ms
+        target = math.ceil(len(words) * audio_ms / total_ms) if total_ms else len(words)
+        piece = None
+        if target > emitted_words:
+            piece = " ".join(words[emitted_words:target]) + (" " if target < len(words) else "")
+            emitted_words = target
+        yield chunk, audio_ms, piece
 
 
 class _Responses:
@@ -82,10 +116,7 @@ class _Responses:
 
     def prompt_tokens(self) -> tuple[int, int]:
         """(text, audio) tokens of everything the model would read now."""
-        text = _text_tokens(self.config.get("instructions"))
-        tools = self.config.get("tools") or []
-        if tools:
-            text += math.ceil(len(json.dumps(tools)) / 4)
+        text = _prompt_text_tokens(self.config.get("instructions"), self.config.get("tools"))
         audio = 0
         for item_id in self.order:
             meta = self.meta[item_id]
@@ -109,7 +140,40 @@ class _Cancelled(Exception):
     """Raised inside a response run at a checkpoint once a cancellation was requested."""
 
 
-class _ResponseRun:
+class _Interruptible:
+    """Cooperative cancellation of a paced task: :meth:`request_cancel` sets a flag and wakes the pacing sleep; the
+    task notices it at its next checkpoint (:meth:`_check`, or after each :meth:`_sleep`) as :class:`_Cancelled`."""
+
+    cancel_reason: str | None = None
+    _sleeper: asyncio.Future | None = None
+
+    def request_cancel(self, reason: str) -> None:
+        if self.cancel_reason is None:
+            self.cancel_reason = reason
+        if self._sleeper is not None and not self._sleeper.done():
+            self._sleeper.set_result(None)
+
+    def _check(self) -> None:
+        if self.cancel_reason is not None:
+            raise _Cancelled()
+
+    async def _sleep(self, seconds: float) -> None:
+        self._check()
+        if seconds <= 0:
+            await asyncio.sleep(0)
+        else:
+            loop = asyncio.get_running_loop()
+            fut = self._sleeper = loop.create_future()
+            handle = loop.call_later(seconds, lambda: fut.done() or fut.set_result(None))
+            try:
+                await fut
+            finally:
+                handle.cancel()
+                self._sleeper = None
+        self._check()
+
+
+class _ResponseRun(_Interruptible):
     """One response. ``response.created`` is sent by :meth:`_Session.start_response`; the rest is
     streamed by a task. Cancellation is cooperative: :meth:`request_cancel` sets a flag and wakes
     the pacing sleep; the task notices it at its next checkpoint (after each sleep or delta), closes
@@ -154,33 +218,6 @@ class _ResponseRun:
             "usage": usage,
             "metadata": self.params.get("metadata"),
         }
-
-    # ---- cancellation ---------------------------------------------------------------------
-
-    def request_cancel(self, reason: str) -> None:
-        if self.cancel_reason is None:
-            self.cancel_reason = reason
-        if self._sleeper is not None and not self._sleeper.done():
-            self._sleeper.set_result(None)
-
-    def _check(self) -> None:
-        if self.cancel_reason is not None:
-            raise _Cancelled()
-
-    async def _sleep(self, seconds: float) -> None:
-        self._check()
-        if seconds <= 0:
-            await asyncio.sleep(0)
-        else:
-            loop = asyncio.get_running_loop()
-            fut = self._sleeper = loop.create_future()
-            handle = loop.call_later(seconds, lambda: fut.done() or fut.set_result(None))
-            try:
-                await fut
-            finally:
-                handle.cancel()
-                self._sleeper = None
-        self._check()
 
     # ---- the run --------------------------------------------------------------------------
 
@@ -255,39 +292,22 @@ class _ResponseRun:
                 self._check()
             await self._close_message("completed")
             return
-        audio = None
-        if s.standin.audio == "espeak":
-            audio = await espeak_audio(text, self.fmt)
-            self._check()
-        if audio is None:
-            audio = tone_audio(text, self.fmt)
+        audio = await speech_audio(s.standin, text, self.fmt)
+        self._check()
         meta = s.meta.get(item["id"]) if self.in_conversation else None
         if meta is not None:
             meta["audio"] = True
         s.audio_produced = True
-        bpm = FORMATS[self.fmt][0]
-        step_bytes = bpm * s.standin.chunk_ms
-        total_ms = len(audio) // bpm
-        emitted_words = 0
-        loop = asyncio.get_running_loop()
-        t0 = loop.time()
         by_item = s.record["audio_ms_by_item"]
-        for offset in range(0, len(audio), step_bytes):
-            if offset:
-                # paced: sleep until this chunk is due; unpaced: still let the receive loop run
-                await self._sleep(t0 + self.audio_ms / 1000 / speed - loop.time() if speed > 0 else 0)
-            chunk = audio[offset:offset + step_bytes]
+        async for chunk, audio_ms, piece in paced_speech(s.standin, audio, FORMATS[self.fmt][0], words, self._sleep):
             await s.send({"type": "response.output_audio.delta", **base,
                           "delta": base64.b64encode(chunk).decode("ascii")})
-            self.audio_ms += len(chunk) // bpm
+            self.audio_ms = audio_ms
             by_item[item["id"]] = self.audio_ms
             if meta is not None:
                 meta["audio_ms"] = self.audio_ms
                 meta["audio_tokens"] = _assistant_audio_tokens(self.audio_ms)
-            target = math.ceil(len(words) * self.audio_ms / total_ms) if total_ms else len(words)
-            if target > emitted_words:
-                piece = " ".join(words[emitted_words:target]) + (" " if target < len(words) else "")
-                emitted_words = target
+            if piece is not None:
                 self.text_out += piece
                 await s.send({"type": "response.output_audio_transcript.delta", **base, "delta": piece})
             self._check()
@@ -336,7 +356,7 @@ class _ResponseRun:
         await s.send({"type": "response.function_call_arguments.done", **base, "name": tool["name"], "arguments": args})
         item["arguments"] = args
         item["status"] = "completed"
-        tokens = math.ceil(len(args) / 4) + 5
+        tokens = _call_tokens(args)
         self.output_text_tokens += tokens
         if self.in_conversation and item["id"] in s.meta:
             s.meta[item["id"]]["text_tokens"] = tokens
@@ -375,10 +395,7 @@ class _ResponseRun:
     def _usage(self) -> dict:
         text_in, audio_in = self.prompt
         total_in = text_in + audio_in
-        cached = 0
-        prev = self.s.prev_prompt_tokens
-        if prev >= 1024:
-            cached = min(total_in, prev) // 64 * 64
+        cached = _cached_tokens(self.s.prev_prompt_tokens, total_in)
         cached_audio = round(cached * audio_in / total_in) if total_in else 0
         cached_text = cached - cached_audio
         audio_out = _assistant_audio_tokens(self.audio_ms) if self.audio_out else 0

@@ -48,16 +48,27 @@ A script is a JSON object (file or dict)::
 * ``response_delay_ms``: pause between ``response.created`` and the first output (simulated model
   latency; default 0).
 * ``connect_delay_ms``: pause before accepting a Realtime WebSocket upgrade (a slow connect; default 0).
-* ``fail`` (upstream failures, per connection):
+* ``live`` (GPT-Live sessions only, see ``voice.offline.realtime.live``): ``{"session_seconds": 7200,
+  "usage_interval_ms": 10000, "early_transcript_ms": 300}``: the session's lifetime (``expires_at``), the interval
+  of ``session.usage.updated``, and how much caller speech passes before the first word(s) of its transcript
+  are sent.
+* On GPT-Live the same ``turns`` drive the call: each caller turn (decided by the energy detector) consumes the
+  next turn; ``agent`` / ``say`` is spoken by the voice model; a ``tool`` is delegated to the Responses backend
+  (``ask_supervisor`` plays the ``supervisor`` entries, any other tool is called with the turn's ``arguments``
+  and ``after_tool`` is the backend's final text). ``greeting`` answers the first
+  ``session.instructions.append`` before any caller turn, ``out_of_band`` a later one (unless it asks for a
+  sentence word for word).
+* ``fail`` (upstream failures, per connection; on GPT-Live as noted):
     - ``"refuse_connection": true`` or ``{"status": 503, "count": 2}``: reject the upgrade with HTTP
       500 (or ``status``), for every connection or only the first ``count`` ones.
     - ``"drop_after_ms": 1500``: abort the TCP connection (no close frame) that long after the first
-      ``session.update``.
+      ``session.update`` (GPT-Live: after ``session.start``).
     - ``"drop_after_responses": 2``: abort the TCP connection right after the 2nd ``response.done``.
     - ``"error_on_session_update": true`` or ``{"code": ..., "message": ..., "type": ..., "count": N}``:
       answer ``session.update`` (all, or the first N) with that ``error`` instead of applying it.
     - ``"expire_after_ms": 2000``: behave like the 60-minute cap, that long after connecting: ``error``
-      ``session_expired`` then close 1001.
+      ``session_expired`` then close 1001. On GPT-Live: that long after ``session.started`` (which then
+      announces it as ``expires_at``), ``session.closed`` with reason ``expired``, then close 1000.
     - ``"refuse_after_sessions": 1``: once that many sessions were opened, refuse every further connection
       (HTTP 500): OpenAI gone for good mid-call.
     - ``"sessions": 1``: the knobs above except ``refuse_connection`` hold only for the first N sessions the
@@ -81,7 +92,8 @@ from voice.offline.realtime.protocol import DEFAULT_AFTER_TOOL, DEFAULT_AGENT, D
 
 _TURN_KEYS = {"caller", "agent", "say", "tool", "after_tool"}
 _SCRIPT_KEYS = {"greeting", "turns", "default_agent", "default_after_tool", "out_of_band", "response_delay_ms", "fail",
-                "supervisor", "supervisor_time_zone", "summary", "connect_delay_ms"}
+                "supervisor", "supervisor_time_zone", "summary", "connect_delay_ms", "live"}
+_LIVE_KEYS = {"session_seconds", "usage_interval_ms", "early_transcript_ms"}
 _FAIL_KEYS = {"refuse_connection", "drop_after_ms", "drop_after_responses", "error_on_session_update", "expire_after_ms",
               "sessions", "refuse_after_sessions"}
 
@@ -111,6 +123,9 @@ class Script:
     supervisor: list[SupervisorEntry] = field(default_factory=list)
     supervisor_time_zone: str = "UTC"
     summary: SummaryScript | None = None
+    live_session_seconds: int = 7200
+    live_usage_interval_ms: int = 10_000
+    live_early_transcript_ms: int = 300
 
     @classmethod
     def from_obj(cls, obj: Script | dict | str | os.PathLike | None) -> Script:
@@ -138,7 +153,16 @@ class Script:
             zoneinfo.ZoneInfo(time_zone)
         except (zoneinfo.ZoneInfoNotFoundError, ValueError):
             raise ValueError(f"script 'supervisor_time_zone': unknown time zone {time_zone!r}") from None
+        live = obj.get("live") or {}
+        if not isinstance(live, dict):
+            raise ValueError("script 'live' must be an object")
+        _check_keys(live, _LIVE_KEYS, "script 'live'")
         return cls(
+            live_session_seconds=_number(live, "session_seconds", "script 'live'", integer=True, minimum=1) or 7200,
+            live_usage_interval_ms=_number(live, "usage_interval_ms", "script 'live'", integer=True, minimum=1)
+            or 10_000,
+            live_early_transcript_ms=300 if live.get("early_transcript_ms") is None
+            else _number(live, "early_transcript_ms", "script 'live'", integer=True),
             greeting=_opt_str(obj, "greeting", DEFAULT_GREETING, "script"),
             turns=[_parse_step(t, f"turns[{i}]") for i, t in enumerate(turns)],
             default_agent=_opt_str(obj, "default_agent", DEFAULT_AGENT, "script"),

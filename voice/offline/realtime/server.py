@@ -1,4 +1,5 @@
-"""The stand-in server: Realtime WebSocket at ``/v1/realtime`` plus HTTP routes on the same port.
+"""The stand-in server: Realtime WebSocket at ``/v1/realtime``, GPT-Live WebSocket at ``/v1/live/sessions``
+(see ``voice.offline.realtime.live``) plus HTTP routes on the same port.
 
 HTTP on the same port
 =====================
@@ -8,9 +9,10 @@ HTTP on the same port
   ``Authorization: Bearer <any non-empty key>``; otherwise 401 ``{"error": {"message", "type":
   "invalid_request_error", "param": null, "code": "invalid_api_key"}}``.
 * ``GET /standin/sessions``: ``{"object": "standin.sessions", "sessions": {session_id: record}}``,
-  where a record is::
+  Realtime and GPT-Live sessions in connection order. A GPT-Live record (``"protocol": "live"``) is described
+  in voice/offline/realtime/live.py; a Realtime record is::
 
-    {"id", "model", "path", "mode": "scripted"|"echo",
+    {"id", "protocol": "realtime", "model", "path", "mode": "scripted"|"echo",
      "headers": {"authorization": bool, "openai_beta": str|null, "user_agent": str|null},
      "rejected": null|"beta_api_shape_disabled",
      "session": {...effective session config...}, "session_updates": int (applied),
@@ -42,10 +44,10 @@ HTTP on the same port
      "user_agent", "started_at", "ended_at", "duration_ms"}
 
 * ``POST /standin/reset``: clears the session and chat logs. ``GET /standin/health``: ``{"status": "ok"}``.
-* ``POST /standin/drop``: ``{"share": 0.1, "close_code": null}`` drops that share of the live sessions now (every
-  ``1/share``-th in connection order, at least one while any is live): the TCP connection is aborted without a
-  close frame, or closed with ``close_code`` (e.g. 1011). Answers ``{"object": "standin.drop", "dropped": [ids],
-  "live": n}``. A fault injected at a chosen moment (soak benchmarks), where ``fail.drop_after_ms`` counts from each
+* ``POST /standin/drop``: ``{"share": 0.1, "close_code": null}`` drops that share of the live sessions (Realtime
+  and GPT-Live alike) now (every ``1/share``-th in connection order, at least one while any is live): the TCP
+  connection is aborted without a close frame, or closed with ``close_code`` (e.g. 1011). Answers
+  ``{"object": "standin.drop", "dropped": [ids], "live": n}``. A fault injected at a chosen moment (soak benchmarks), where ``fail.drop_after_ms`` counts from each
   session's own start.
 * ``RealtimeStandin.add_http_route(method, path, handler)`` adds more endpoints (or replaces a built-in
   one such as ``POST /v1/chat/completions``); request bodies with a ``Content-Length`` are read (no chunked
@@ -69,6 +71,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
 from voice.offline.realtime.chat import _AbortRequest, _ChatCompletions
+from voice.offline.realtime.live import LIVE_PATH, _LiveSession
 from voice.offline.realtime.protocol import (
     DEFAULT_MODEL, MAX_MESSAGE_BYTES, _MODELS, OPEN_TIMEOUT_S, _TRACKED_HEADER_BETA, _Ids,
 )
@@ -116,7 +119,7 @@ class RealtimeStandin:
         self.transcription_delay_ms = transcription_delay_ms
         self._ids = _Ids()
         self._sessions: dict[str, dict] = {}
-        self._live: dict[str, _Session] = {}
+        self._live: dict[str, _Session | _LiveSession] = {}
         self._closed: dict[str, asyncio.Event] = {}
         self._refused = 0  # connections refused, and sessions opened, under the current script (its `fail` counts)
         self._accepted = 0
@@ -151,6 +154,11 @@ class RealtimeStandin:
     def url(self) -> str:
         """WebSocket URL of the Realtime endpoint (OPENAI_REALTIME_URL); clients add ``?model=``."""
         return f"ws://{self._url_host}:{self.port}/v1/realtime"
+
+    @property
+    def live_url(self) -> str:
+        """WebSocket URL of the GPT-Live endpoint (no query parameters; the model goes in session.start)."""
+        return f"ws://{self._url_host}:{self.port}{LIVE_PATH}"
 
     @property
     def http_url(self) -> str:
@@ -323,7 +331,7 @@ class RealtimeStandin:
         query = parse_qs(query_string)
         headers = request.headers
         method = request.method.upper()
-        if path == "/v1/realtime":
+        if path in ("/v1/realtime", LIVE_PATH):
             if not _bearer(headers):
                 return _openai_error(
                     401,
@@ -344,6 +352,13 @@ class RealtimeStandin:
                                          None, "server_error")
             if self.script.connect_delay_ms:
                 await asyncio.sleep(self.script.connect_delay_ms / 1000)
+            if path == LIVE_PATH:
+                connection.standin_info = {
+                    "protocol": "live", "path": request.path, "query": query,
+                    "headers": {"authorization": True, "openai_beta": headers.get(_TRACKED_HEADER_BETA),
+                                "user_agent": headers.get("User-Agent")},
+                }
+                return None
             connection.standin_info = {
                 "model": (query.get("model") or [DEFAULT_MODEL])[0],
                 "path": request.path,
@@ -470,7 +485,7 @@ class RealtimeStandin:
 
     async def _handler(self, ws: ServerConnection) -> None:
         info = getattr(ws, "standin_info", {}) or {}
-        session = _Session(self, ws, info)
+        session = (_LiveSession if info.get("protocol") == "live" else _Session)(self, ws, info)
         self._sessions[session.id] = session.record
         self._live[session.id] = session
         self._closed[session.id] = asyncio.Event()

@@ -59,7 +59,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import copy
-import json
 import time
 from typing import TYPE_CHECKING, Any, Awaitable, Callable
 
@@ -70,12 +69,13 @@ from voice.offline.audio import fmt_type
 from voice.offline.realtime.input_audio import _InputAudio
 from voice.offline.realtime.items import _Conversation
 from voice.offline.realtime.protocol import (
-    BETA_DISABLED_MESSAGE, _CLIENT_EVENTS, DEFAULT_MODEL, DEFAULT_SESSION, MAX_LOGGED_EVENTS, SESSION_EXPIRED_MESSAGE,
+    BETA_DISABLED_MESSAGE, _CLIENT_EVENTS, DEFAULT_MODEL, DEFAULT_SESSION, SESSION_EXPIRED_MESSAGE,
     _Error,
 )
 from voice.offline.realtime.responses import _Responses
 from voice.offline.realtime.session_config import _SessionConfig
-from voice.offline.realtime.wire import business_facts, fill_wire_templates, has_wire_templates
+from voice.offline.realtime.socket_session import _SocketSession
+from voice.offline.realtime.wire import _WireText
 
 if TYPE_CHECKING:
     from voice.offline.realtime.responses import _ResponseRun
@@ -83,18 +83,11 @@ if TYPE_CHECKING:
     from voice.offline.realtime.server import RealtimeStandin
 
 
-class _Session(_SessionConfig, _InputAudio, _Conversation, _Responses):
+class _Session(_SocketSession, _WireText, _SessionConfig, _InputAudio, _Conversation, _Responses):
     """One Realtime WebSocket connection: its config, conversation, input clock and script cursor."""
 
     def __init__(self, standin: RealtimeStandin, ws: ServerConnection, info: dict[str, Any]) -> None:
-        self.standin = standin
-        self.ws = ws
-        self.ids = standin._ids
-        self.script = standin.script
-        standin._accepted += 1
-        fail = self.script.fail
-        # The failure knobs hold for every session, or only for the first `sessions` ones (a reconnect then works).
-        self.fail = fail if standin._accepted <= int(fail.get("sessions") or 10**9) else {}
+        self.attach(standin, ws)
         self.id = self.ids.new("sess")
         self.conversation_id = self.ids.new("conv")
         self.model = info.get("model") or DEFAULT_MODEL
@@ -136,6 +129,7 @@ class _Session(_SessionConfig, _InputAudio, _Conversation, _Responses):
         )
         self.record: dict[str, Any] = {
             "id": self.id,
+            "protocol": "realtime",
             "model": self.model,
             "path": info.get("path"),
             "mode": "echo+scripted" if standin.echo_scripted else "echo" if standin.echo else "scripted",
@@ -168,45 +162,6 @@ class _Session(_SessionConfig, _InputAudio, _Conversation, _Responses):
     def public_config(self) -> dict:
         return copy.deepcopy(self.config)
 
-    def fill_wire(self, text: str, verbatim: str | None = None) -> str:
-        """Fill a script text's ``{business.*}`` / ``{response.verbatim}`` templates from what the client sent
-        (see ``voice.offline.realtime.wire``); a missing value is recorded in the session's warnings."""
-        if not has_wire_templates(text):
-            return text
-        return fill_wire_templates(text, facts=business_facts(self.config.get("instructions") or ""),
-                                   verbatim=verbatim, warnings=self.record["warnings"])
-
-    def fill_wire_arguments(self, arguments: str) -> str:
-        """The same for a tool call's JSON arguments: templates in its string values, so the JSON stays valid."""
-        if not has_wire_templates(arguments):
-            return arguments
-        try:
-            parsed = json.loads(arguments)
-        except ValueError:
-            return self.fill_wire(arguments)
-
-        def fill(value: Any) -> Any:
-            if isinstance(value, str):
-                return self.fill_wire(value)
-            if isinstance(value, dict):
-                return {key: fill(v) for key, v in value.items()}
-            if isinstance(value, list):
-                return [fill(v) for v in value]
-            return value
-        return json.dumps(fill(parsed))
-
-    def spawn(self, coro: Awaitable) -> asyncio.Task:
-        task = asyncio.ensure_future(coro)
-        self.tasks.add(task)
-        task.add_done_callback(self.tasks.discard)
-        return task
-
-    async def send(self, event: dict) -> None:
-        event["event_id"] = self.ids.new("event")
-        sent = self.record["events_sent"]
-        sent[event["type"]] = sent.get(event["type"], 0) + 1
-        await self.ws.send(json.dumps(event, separators=(",", ":")))
-
     async def send_error(self, err: _Error, client_event_id: str | None = None) -> None:
         self.record["errors"].append(
             {"code": err.code, "message": err.message, "param": err.param, "event_id": client_event_id}
@@ -216,19 +171,6 @@ class _Session(_SessionConfig, _InputAudio, _Conversation, _Responses):
             "error": {"type": err.type, "code": err.code, "message": err.message, "param": err.param,
                       "event_id": client_event_id},
         })
-
-    def note_received(self, etype: str) -> None:
-        rec = self.record
-        rec["events_received_total"] += 1
-        counts = rec["event_counts"]
-        counts[etype] = counts.get(etype, 0) + 1
-        if len(rec["events_received"]) < MAX_LOGGED_EVENTS:
-            rec["events_received"].append(etype)
-
-    def abort(self) -> None:
-        """Drop the TCP connection without a close frame (simulated upstream failure)."""
-        self.server_closing = True
-        self.ws.transport.abort()
 
     @property
     def input_format(self) -> str:
@@ -287,23 +229,10 @@ class _Session(_SessionConfig, _InputAudio, _Conversation, _Responses):
                 sent["response.output_audio.delta"] = sent.get("response.output_audio.delta", 0) + n_sent
 
     async def handle(self, message: str | bytes) -> None:
-        try:
-            event = json.loads(message)
-        except (ValueError, UnicodeDecodeError):
-            self.note_received("(invalid json)")
-            await self.send_error(_Error("invalid_json", "The server could not parse the event: invalid JSON."))
+        parsed = await self.read_event(message)
+        if parsed is None:
             return
-        if not isinstance(event, dict):
-            self.note_received("(invalid event)")
-            await self.send_error(_Error("invalid_type", "Invalid event: expected a JSON object.", None))
-            return
-        etype = event.get("type")
-        client_event_id = event.get("event_id") if isinstance(event.get("event_id"), str) else None
-        self.note_received(etype if isinstance(etype, str) else "(missing type)")
-        if not isinstance(etype, str) or not etype:
-            await self.send_error(_Error("missing_required_parameter", "Missing required parameter: 'type'.", "type"),
-                                  client_event_id)
-            return
+        event, etype, client_event_id = parsed
         handler = _HANDLERS.get(etype)
         if handler is None:
             supported = ", ".join(f"'{t}'" for t in _CLIENT_EVENTS)
@@ -318,40 +247,12 @@ class _Session(_SessionConfig, _InputAudio, _Conversation, _Responses):
         except _Error as err:
             await self.send_error(err, client_event_id)
 
-    async def close_log(self) -> None:
-        for task in list(self.tasks):
-            task.cancel()
-        ws = self.ws
-        rec = self.record
-        rcvd, sent = ws.protocol.close_rcvd, ws.protocol.close_sent
-        if rec["closed_by"] is None:
-            if self.server_closing:
-                rec["closed_by"] = "server"
-            elif rcvd is not None and (ws.protocol.close_rcvd_then_sent or sent is None):
-                rec["closed_by"] = "client"
-            elif sent is not None:
-                rec["closed_by"] = "server"
-            else:
-                rec["closed_by"] = "client"  # the peer dropped the TCP connection
-        if rec["close_code"] is None:
-            frame = rcvd if rec["closed_by"] == "client" else (sent or rcvd)
-            frame = frame or rcvd or sent
-            rec["close_code"] = frame.code if frame is not None else 1006
-            rec["close_reason"] = frame.reason if frame is not None else ""
-        rec["ended_at"] = time.time()
-        rec["session"] = self.public_config()
-        rec["input_audio_ms"] = int(self.input_ms)
-
     async def _expire_later(self, delay: float) -> None:
         await asyncio.sleep(delay)
         with contextlib.suppress(ConnectionClosed):
             await self.send_error(_Error("session_expired", SESSION_EXPIRED_MESSAGE))
             self.server_closing = True
             await self.ws.close(1001, SESSION_EXPIRED_MESSAGE)
-
-    async def _drop_later(self, delay: float) -> None:
-        await asyncio.sleep(delay)
-        self.abort()
 
     # ---- session.update -------------------------------------------------------------------
 

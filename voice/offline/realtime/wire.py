@@ -12,16 +12,21 @@ reads the same text with a few patterns so that scripts can speak for whichever 
   "Cleaning"; a name with other capitals, such as "MRI scan", is kept), or "appointment" when none is listed;
   ``{business.a_service}`` the same with "a"/"an" ("a cleaning", "an appointment");
   ``{business.service_name}`` the name exactly as listed, "" when none is (for tool arguments).
-* ``{response.verbatim}`` (Realtime responses only): what a ``response.create``'s instructions ask to be said
-  word for word ("… exactly this, then wait: TEXT"), as our server asks for the greeting.
+* ``{response.verbatim}``: what a Realtime ``response.create``'s instructions (or, on GPT-Live, the content of a
+  ``session.instructions.append``) ask to be said word for word ("… exactly this, then wait: TEXT"), as our
+  server asks for the greeting.
+* GPT-Live sessions read the business from the voice instructions and the backend prompt
+  (``delegation.responses.instructions``) together.
 
 ``tests/test_demo_mode.py`` checks these patterns against the instructions ``voice.agent`` really builds.
 """
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass, field
+from typing import Any
 
 WEEKDAYS = ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"]
 
@@ -161,3 +166,39 @@ def fill_wire_templates(text: str, *, facts: BusinessFacts, verbatim: str | None
 
 def has_wire_templates(text: str | None) -> bool:
     return bool(text and _WIRE_TEMPLATE.search(text))
+
+
+class _WireText:
+    """Script text filled from what the client sent (mixed into both sessions). Needs ``config["instructions"]``
+    (the voice model's instructions) and ``record["warnings"]``."""
+
+    def wire_prompt(self) -> str:
+        """The prompt text the business is read from (the voice model's instructions)."""
+        return self.config.get("instructions") or ""
+
+    def fill_wire(self, text: str, verbatim: str | None = None) -> str:
+        """Fill a script text's ``{business.*}`` / ``{response.verbatim}`` templates from what the client sent;
+        a missing value is recorded in the session's warnings."""
+        if not has_wire_templates(text):
+            return text
+        return fill_wire_templates(text, facts=business_facts(self.wire_prompt()),
+                                   verbatim=verbatim, warnings=self.record["warnings"])
+
+    def fill_wire_arguments(self, arguments: str) -> str:
+        """The same for a tool call's JSON arguments: templates in its string values, so the JSON stays valid."""
+        if not has_wire_templates(arguments):
+            return arguments
+        try:
+            parsed = json.loads(arguments)
+        except ValueError:
+            return self.fill_wire(arguments)
+
+        def fill(value: Any) -> Any:
+            if isinstance(value, str):
+                return self.fill_wire(value)
+            if isinstance(value, dict):
+                return {key: fill(v) for key, v in value.items()}
+            if isinstance(value, list):
+                return [fill(v) for v in value]
+            return value
+        return json.dumps(fill(parsed))
