@@ -87,14 +87,22 @@ async def unreachable(timeout: float):
     raise OSError("connection refused")
 
 
+def open_sessions_with(session: CallSession, opener) -> None:
+    """The session's engine opens its next OpenAI session with `opener` (a fake socket, or a refusal)."""
+    async def connect(*, timeout: float, resume: bool):
+        return await opener(timeout)
+
+    session.engine.connect = connect
+
+
 # --- live calls, fallbacks -----------------------------------------------------------------------------------
 
 
-def test_a_call_counts_as_live_from_its_start_until_it_ends(harbor):
+def test_a_call_counts_as_live_from_its_start_until_it_ends(harbor, settings):
     call = make_call(harbor, twilio_call_sid="CA" + "1" * 32, status="in_progress")
     transport = FallbackTransport()
     session = CallSession(call_id=call.id, business_id=harbor.id, transport=transport)
-    session._open_upstream = unreachable  # start() then gives the caller the fallback and ends the call
+    settings.OPENAI_REALTIME_URL = "ws://127.0.0.1:9/v1/realtime"  # refused: start() gives the fallback
     before = value("receptionist_live_calls")
     asyncio.run(session.start())
     assert transport.live_at_fallback == before + 1
@@ -102,12 +110,12 @@ def test_a_call_counts_as_live_from_its_start_until_it_ends(harbor):
 
 
 @pytest.mark.parametrize("action", ["transfer", "voicemail"])
-def test_the_fallback_a_caller_gets_is_counted_by_what_it_was(harbor, action):
+def test_the_fallback_a_caller_gets_is_counted_by_what_it_was(harbor, action, settings):
     harbor.when_unavailable = action
     harbor.save(update_fields=["when_unavailable"])
     call = make_call(harbor, twilio_call_sid="CA" + "2" * 32, status="in_progress")
     session = CallSession(call_id=call.id, business_id=harbor.id, transport=FallbackTransport())
-    session._open_upstream = unreachable
+    settings.OPENAI_REALTIME_URL = "ws://127.0.0.1:9/v1/realtime"  # refused
     before = value("receptionist_fallbacks_total", action=action, by="session")
     asyncio.run(session.start())
     assert value("receptionist_fallbacks_total", action=action, by="session") == before + 1
@@ -204,7 +212,7 @@ def test_a_reconnect_that_finds_openai_gone_is_counted_as_failed(settings):
     settings.OPENAI_RECONNECT_BUDGET_SECONDS = 0.3
     session = bare_session()
     session.upstream = Upstream()
-    session._open_upstream = unreachable
+    open_sessions_with(session, unreachable)
     before = value("receptionist_openai_reconnects_total", result="failed")
     assert asyncio.run(session._reconnect("OpenAI connection dropped (code 1011)")) is False
     assert value("receptionist_openai_reconnects_total", result="failed") == before + 1
@@ -217,7 +225,7 @@ def test_a_reconnect_that_opens_a_new_session_is_counted_as_succeeded(harbor):
     async def fresh(timeout: float) -> Upstream:
         return Upstream()
 
-    session._open_upstream = fresh
+    open_sessions_with(session, fresh)
     before = value("receptionist_openai_reconnects_total", result="succeeded")
     assert asyncio.run(session._reconnect("OpenAI connection dropped (code 1011)")) is True
     assert value("receptionist_openai_reconnects_total", result="succeeded") == before + 1
@@ -226,7 +234,7 @@ def test_a_reconnect_that_opens_a_new_session_is_counted_as_succeeded(harbor):
 def test_a_renewal_that_cannot_open_the_next_session_is_counted_as_failed():
     session = bare_session()
     session.upstream, session.ready = Upstream(), True
-    session._open_upstream = unreachable
+    open_sessions_with(session, unreachable)
     before = value("receptionist_openai_renewals_total", result="failed")
     asyncio.run(session._renew_session())
     assert value("receptionist_openai_renewals_total", result="failed") == before + 1
@@ -240,7 +248,7 @@ def test_a_renewal_that_switches_sessions_is_counted_as_succeeded(harbor):
     async def open_fresh(timeout: float) -> Upstream:
         return fresh
 
-    session._open_upstream = open_fresh
+    open_sessions_with(session, open_fresh)
     before = value("receptionist_openai_renewals_total", result="succeeded")
     asyncio.run(session._renew_session())
     assert session.upstream is fresh
