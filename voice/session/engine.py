@@ -76,6 +76,9 @@ class VoiceEngine:
         """A renewal switched to a new session: end the old one (its reader stops when its socket closes)."""
         await close_quietly(old)
 
+    def session_ended(self, socket: Any) -> None:
+        """The reader saw this session's socket close (a drop, an expiry, a renewal's old session)."""
+
     async def close_session(self) -> None:
         """The call ends: close the session (and collect its final usage where the protocol reports one)."""
         raise NotImplementedError

@@ -32,6 +32,7 @@ class _OpenAIEvents:
         while True:
             reading = self.upstream
             cause, reconnectable = await self._read_session(reading)
+            self.engine.session_ended(reading)
             if self._finishing:
                 return
             if reading is not self.upstream and self.upstream is not None:

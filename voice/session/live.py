@@ -45,7 +45,13 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-TURN_GAP_S = 1.2  # a pause longer than this between one speaker's transcript fragments starts a new turn
+# Fragments are grouped into turns by their own (session) times: a pause longer than this between one speaker's
+# fragments starts a new turn. The agent's replies follow each other closely (a filler, then the answer), the
+# caller pauses mid-sentence.
+CALLER_GAP_MS = 1200
+AGENT_GAP_MS = 400
+TURN_GAP_S = 1.2  # agent audio (which carries no times) this long after the last starts a new turn
+CALLER_IDLE_S = 5.0  # a caller turn nobody answered is written after this long without a fragment
 QUIET_S = 0.8  # no agent audio for this long: the agent has stopped speaking
 OVERLAP_S = 0.3  # caller speech this soon after agent audio was sent talks over it
 SILENT_ACTION_WAIT_S = 4.0  # a hang-up or transfer whose goodbye never comes goes ahead after this much quiet
@@ -142,6 +148,7 @@ class _Turn:
     item_id: str = ""  # the agent's audio item (marks, barge-in)
     interrupted: bool = False
     latency_done: bool = False
+    session_end_ms: float | None = None  # the last fragment's end, on the session's clock
 
 
 class LiveEngine(VoiceEngine):
@@ -172,6 +179,9 @@ class LiveEngine(VoiceEngine):
         self.last_caller_at = 0.0
         self.last_caller_end: float | None = None  # monotonic end of the caller's last turn (for latency)
         self.last_output_at = 0.0
+        # The backend's answer has arrived: the agent's next sentence is that answer, a new utterance (its filler,
+        # "one moment", may run straight into it on the session's clock).
+        self.answer_due = False
         # The backend: its responses under way, the function calls our server is running, and whether answered
         # calls still wait for their one `response.create`.
         self.open_responses: dict[str, float] = {}
@@ -248,9 +258,11 @@ class LiveEngine(VoiceEngine):
         session.items.clear()
         self.open_responses.clear()
         self.answered_calls = 0
-        if session.upstream is not None:
-            self._bank_seconds(session.upstream)
         return None
+
+    def session_ended(self, socket: Any) -> None:
+        # A lost session's seconds are estimated if it never reported them; a closed one's are confirmed.
+        self._bank_seconds(socket)
 
     async def seed(self, carried: Any) -> list[str]:
         # The conversation went in with session.start; what the session meant to say in the gap is asked for again.
@@ -327,10 +339,8 @@ class LiveEngine(VoiceEngine):
     async def tick(self) -> None:
         session = self.session
         now = time.monotonic()
-        if self.caller_turn is not None and now - self.caller_turn.last_at > TURN_GAP_S:
+        if self.caller_turn is not None and now - self.caller_turn.last_at > CALLER_IDLE_S:
             self._close_caller_turn()
-        if now - self.last_caller_at > QUIET_S:
-            session.caller_speaking = False
         if self.agent_turn is not None and now - self.agent_turn.last_at > TURN_GAP_S and session.pending_marks == 0:
             self._close_agent_turn()
         if session.after_playback is not None and not session._finishing:
@@ -363,9 +373,18 @@ class LiveEngine(VoiceEngine):
         await session.transport.send_mark(f"{turn.item_id}:{audio.sent_ms:.0f}")
 
     async def _on_output_transcript(self, event: dict[str, Any]) -> None:
+        current, start = self.agent_turn, event.get("start_ms")
+        if current is not None and current.parts and (
+                _gap_ms(current, start) > AGENT_GAP_MS
+                or (self.answer_due and current.parts[-1].rstrip().endswith((".", "?", "!")))):
+            self._close_agent_turn()  # a new utterance: the audio that follows belongs to it
+        if self.agent_turn is None:
+            self.answer_due = False
         turn = self._agent_turn(time.monotonic(), event)
         turn.parts.append(str(event.get("delta") or ""))
         turn.end_ms = max(turn.end_ms, self._call_ms(event.get("end_ms"), turn.end_ms))
+        if isinstance(event.get("end_ms"), (int, float)):
+            turn.session_end_ms = float(event["end_ms"])
 
     async def _on_input_transcript(self, event: dict[str, Any]) -> None:
         session = self.session
@@ -376,7 +395,7 @@ class LiveEngine(VoiceEngine):
         if agent is not None:
             self._close_agent_turn()
         turn = self.caller_turn
-        if turn is None or now - turn.last_at > TURN_GAP_S:
+        if turn is None or _gap_ms(turn, event.get("start_ms")) > CALLER_GAP_MS:
             if turn is not None:
                 self._close_caller_turn()
             start = self._call_ms(event.get("start_ms"), session.now_ms())
@@ -385,6 +404,8 @@ class LiveEngine(VoiceEngine):
         turn.last_at = now
         turn.end_ms = max(turn.end_ms, self._call_ms(event.get("end_ms"), session.now_ms()))
         end_ms = event.get("end_ms")
+        if isinstance(end_ms, (int, float)):
+            turn.session_end_ms = float(end_ms)
         self.last_caller_end = self.t0 + end_ms / 1000 if isinstance(end_ms, (int, float)) else now
         self.last_caller_at = now
         session.caller_speaking = True
@@ -412,6 +433,7 @@ class LiveEngine(VoiceEngine):
                 answer = "".join(part.get("text") or "" for part in item.get("content") or []
                                  if part.get("type") == "output_text")
                 if answer:
+                    self.answer_due = True
                     session.add_event(CallEvent.Kind.SUPERVISOR, step="answer", engine="live", answer=answer)
         elif kind in {"response.completed", "response.failed", "response.incomplete"}:
             response = nested.get("response") or {}
@@ -572,6 +594,9 @@ class LiveEngine(VoiceEngine):
 
     def _close_caller_turn(self) -> None:
         turn, self.caller_turn = self.caller_turn, None
+        # No speech events on GPT-Live: the caller counts as speaking from their first fragment until the agent
+        # answers (or CALLER_IDLE_S of nothing), so a session switch never falls mid-sentence.
+        self.session.caller_speaking = False
         if turn is None:
             return
         text = "".join(turn.parts).strip()
@@ -614,6 +639,13 @@ class LiveEngine(VoiceEngine):
     def _event_id(self, kind: str) -> str:
         self._event_seq += 1
         return f"{kind}_{self._event_seq}"
+
+
+def _gap_ms(turn: _Turn, start_ms: Any) -> float:
+    """The pause between a turn's last fragment and a new one, on the session's clock (0 when either has no time)."""
+    if turn.session_end_ms is None or not isinstance(start_ms, (int, float)):
+        return 0.0
+    return start_ms - turn.session_end_ms
 
 
 def _json_or_text(arguments: Any) -> Any:

@@ -284,6 +284,14 @@ class _LiveSession(_SocketSession, _WireText, _TurnCursor, _LiveBackend):
         rec = self.record
         rec.update(model=self.model, session=self.public_config(), input=copy.deepcopy(self.config["input"]),
                    expires_at=self.expires_at)
+        # A resumed conversation (a client's new session seeded with what was said): its caller messages have
+        # used their script turns, as seeded user items do on the Realtime path, and the greeting is behind it.
+        for item in self.config["input"] or []:
+            if item.get("role") in {"user", "assistant"}:
+                self.greeted = True
+            if item.get("role") == "user":
+                self.turn_index += 1
+                self.utterances += 1
         started: dict[str, Any] = {"type": "session.started", "session": self.public_config()}
         if client_event_id is not None:
             started["client_event_id"] = client_event_id
