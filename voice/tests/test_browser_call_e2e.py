@@ -110,6 +110,37 @@ def test_a_browser_test_call_plays_the_greeting_transcribes_the_caller_and_is_re
     assert page.locator(f"a[href='/dashboard/calls/{call.id}/']").count() >= 1
 
 
+def test_a_browser_test_call_on_gpt_live_is_answered_recorded_and_closed(browser_page, server, standin, harbor):
+    """The same page and socket, the business on the GPT-Live engine: PCM16 24 kHz both ways, turns from its
+    transcript fragments, usage from session.closed."""
+    harbor.voice_engine = "live"
+    harbor.save(update_fields=["voice_engine"])
+    page, _ = browser_page
+    standin.script = Script.from_obj({"greeting": GREETING, "turns": [{"caller": CALLER_SAYS, "agent": ANSWER}],
+                                      "default_agent": "Sorry, could you say that again?"})
+    page.goto(server.base_url + "/dashboard/test-call/")
+    page.get_by_role("button", name="Start call").click()
+    page.wait_for_selector("#test-call[data-status=live]", timeout=10_000)
+    page.wait_for_function("() => +document.getElementById('test-call').dataset.playedMs >= 1000", timeout=10_000)
+    transcript = page.locator("#test-call-transcript")
+    transcript.get_by_text(CALLER_SAYS).wait_for(timeout=15_000)
+    transcript.get_by_text(ANSWER).wait_for(timeout=15_000)
+    page.screenshot(path=str(ARTIFACTS / "browser-test-call-gpt-live.png"), full_page=True)
+    page.get_by_role("button", name="Hang up").click()
+    page.wait_for_selector("#test-call[data-status=ended]", timeout=10_000)
+
+    call = Call.objects.get(id=int(page.get_attribute("#test-call", "data-call-id")))
+    assert (call.channel, call.status, call.engine) == ("browser", "completed", "live")
+    assert list(TranscriptEntry.objects.filter(call=call).values_list("speaker", "text")) == [
+        ("agent", GREETING), ("caller", CALLER_SAYS), ("agent", ANSWER)]
+    record = standin.last_session
+    assert record["protocol"] == "live"
+    assert record["session"]["audio"]["format"] == {"type": "audio/pcm", "rate": 24000}
+    assert record["closed_reason"] == "close_requested" and call.voice_seconds > 0
+    # The page's marks came back as it played: the caller's turn was no barge-in.
+    assert not CallEvent.objects.filter(call=call, kind="barge_in").exists()
+
+
 LONG_GREETING = ("Thank you for calling Harbor Dental. We are a family practice in the heart of the city, and we "
                  "are always happy to help with cleanings, fillings and whitening.")
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 import time
 
 import pytest
@@ -209,3 +210,57 @@ def test_a_lost_connection_is_replaced_by_a_session_that_knows_the_conversation(
     # The lost session never said how long it ran: its time is estimated, and said so on the timeline.
     assert CallEvent.objects.filter(call=call, kind="status", payload__step="live_usage_estimated").exists()
     assert call.voice_seconds > second["usage_seconds"]
+
+
+@pytest.fixture
+def both_engines(open_harbor, standin, twilio_standin):
+    """daphne and a Celery worker (the Realtime supervisor and every call's summary), for either engine."""
+    server = start_asgi_server("daphne", standin=standin, twilio_standin=twilio_standin)
+    worker = start_celery_worker(subprocess_env(standin=standin, twilio_standin=twilio_standin,
+                                                base_url=server.base_url))
+    yield server, worker
+    stop_process(worker.process)
+    stop_process(server.process)
+
+
+def summarized(call: Call, timeout: float = 20.0) -> Call:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        call.refresh_from_db()
+        if call.summarized_at is not None:
+            return call
+        time.sleep(0.1)
+    raise AssertionError(f"call {call.id} was not summarised")
+
+
+def records_of_a_booking_call(server, worker, standin, business, engine: str) -> dict:
+    """One booking call on `engine`: what the dashboard shows of it, without what differs by nature (ids, times)."""
+    business.voice_engine = engine
+    business.save(update_fields=["voice_engine"])
+    standin.script = Script.from_obj({"greeting": "Harbor Dental, how can I help?", "turns": [
+        BOOKING_TURN, {"caller": "That's all, thanks.", "agent": "You're welcome, goodbye!"}],
+        "supervisor": [BOOKING_SUPERVISOR]})
+    report = simulate(server, utterances=2, reply_timeout_s=15)
+    assert report.ok, (engine, report.failures, server.log(), worker.log())
+    call = summarized(finalized_call(report.call_sid))
+    appointment = Appointment.objects.select_related("customer", "service").get(created_by_call=call)
+    records = {
+        # The summary names when the call was made: the two calls may fall in different minutes.
+        "call": (call.status, call.end_reason, call.outcome, re.sub(r"Call at [0-9-]+ [0-9:]+", "Call at …",
+                                                                     call.summary), call.caller_name, call.reason),
+        "transcript": transcript_of(call),
+        "appointment": (appointment.service.name, timezone.localtime(appointment.starts_at, business.tzinfo).time(),
+                        appointment.customer.name, appointment.customer.phone, appointment.status),
+    }
+    appointment.delete()  # the next call books the same slot again
+    appointment.customer.delete()
+    return records
+
+
+def test_the_same_script_on_both_engines_leaves_the_same_records(both_engines, standin, open_harbor):
+    server, worker = both_engines
+    realtime = records_of_a_booking_call(server, worker, standin, open_harbor, "realtime")
+    live = records_of_a_booking_call(server, worker, standin, open_harbor, "live")
+    assert live == realtime, (live, realtime)
+    assert ("agent", "You're booked for a cleaning tomorrow at eight.") in live["transcript"]
+    assert list(Call.objects.order_by("id").values_list("engine", flat=True)) == ["realtime", "live"]
