@@ -245,9 +245,9 @@ def records_of_a_booking_call(server, worker, standin, business, engine: str) ->
     call = summarized(finalized_call(report.call_sid))
     appointment = Appointment.objects.select_related("customer", "service").get(created_by_call=call)
     records = {
-        # The summary names when the call was made: the two calls may fall in different minutes.
-        "call": (call.status, call.end_reason, call.outcome, re.sub(r"Call at [0-9-]+ [0-9:]+", "Call at …",
-                                                                     call.summary), call.caller_name, call.reason),
+        # The stand-in's summary quotes when the call was made and how long it lasted: those differ by nature.
+        "call": (call.status, call.end_reason, call.outcome,
+                 re.sub(r"Call at [0-9-]+ [0-9:]+|lasted [0-9]+ s", "…", call.summary)),
         "transcript": transcript_of(call),
         "appointment": (appointment.service.name, timezone.localtime(appointment.starts_at, business.tzinfo).time(),
                         appointment.customer.name, appointment.customer.phone, appointment.status),
