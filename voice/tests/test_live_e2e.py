@@ -1,4 +1,4 @@
-"""Whole calls answered by the GPT-Live engine: daphne (and a real Celery worker for the post-call work), the
+"""Whole calls answered by the GPT-Live engine: uvicorn as the Procfile runs it (and a real Celery worker), the
 stand-in speaking GPT-Live at /v1/live/sessions, the Twilio REST stand-in and the call simulator playing Twilio.
 The business picks the engine (`Business.voice_engine`), so the same server answers both engines."""
 
@@ -57,16 +57,16 @@ def live_harbor(open_harbor):
 
 @pytest.fixture
 def server(live_harbor, standin, twilio_standin):
-    live = start_asgi_server("daphne", standin=standin, twilio_standin=twilio_standin)
+    live = start_asgi_server("uvicorn", standin=standin, twilio_standin=twilio_standin)
     yield live
     stop_process(live.process)
 
 
 @pytest.fixture
 def stack(request, live_harbor, standin, twilio_standin):
-    """daphne and a Celery worker sharing Redis (the post-call summary); `extra_env` by indirect parametrisation."""
+    """uvicorn and a Celery worker sharing Redis (the post-call summary); `extra_env` by indirect parametrisation."""
     extra_env = getattr(request, "param", {})
-    server = start_asgi_server("daphne", standin=standin, twilio_standin=twilio_standin, extra_env=extra_env)
+    server = start_asgi_server("uvicorn", standin=standin, twilio_standin=twilio_standin, extra_env=extra_env)
     worker = start_celery_worker(subprocess_env(standin=standin, twilio_standin=twilio_standin,
                                                 base_url=server.base_url, extra_env=extra_env))
     yield server, worker
@@ -127,6 +127,23 @@ def test_a_booking_goes_through_delegation_and_our_tool_layer(stack, standin):
     assert all(o["known"] for o in delegation["outputs"]) and len(delegation["outputs"]) == 2
     assert delegation["continued"]
     assert not [e for e in record["errors"] if e["code"] == "function_call_outputs_required"]
+
+
+@pytest.mark.parametrize("stack", [{"LIVE_TOOL_PROGRESS_SECONDS": "0"}], indirect=True)
+def test_a_tool_slower_than_the_progress_threshold_has_the_agent_say_what_it_is_doing(stack, standin):
+    server, worker = stack
+    standin.script = Script.from_obj({"greeting": "Harbor Dental, how can I help?", "turns": [BOOKING_TURN],
+                                      "supervisor": [BOOKING_SUPERVISOR]})
+    report = simulate(server, utterances=1, reply_timeout_s=15)
+    assert report.ok, (report.failures, server.log(), worker.log())
+    call = finalized_call(report.call_sid)
+    progress = list(CallEvent.objects.filter(call=call, kind="supervisor", payload__step="progress")
+                    .values_list("payload__name", "payload__said"))
+    assert ("check_availability", "I'm checking the calendar.") in progress
+    [record] = live_record(standin)
+    commentary = [a["content"] for a in record["appended"] if a["type"] == "commentary"]
+    assert "I'm checking the calendar." in commentary  # spoken by the voice model, not sent as a tool result
+    assert Appointment.objects.filter(created_by_call=call).count() == 1
 
 
 def test_a_caller_asking_for_someone_elses_booking_is_refused_by_the_tool_layer(server, standin, live_harbor):
@@ -214,8 +231,8 @@ def test_a_lost_connection_is_replaced_by_a_session_that_knows_the_conversation(
 
 @pytest.fixture
 def both_engines(open_harbor, standin, twilio_standin):
-    """daphne and a Celery worker (the Realtime supervisor and every call's summary), for either engine."""
-    server = start_asgi_server("daphne", standin=standin, twilio_standin=twilio_standin)
+    """uvicorn and a Celery worker (the Realtime supervisor and every call's summary), for either engine."""
+    server = start_asgi_server("uvicorn", standin=standin, twilio_standin=twilio_standin)
     worker = start_celery_worker(subprocess_env(standin=standin, twilio_standin=twilio_standin,
                                                 base_url=server.base_url))
     yield server, worker
