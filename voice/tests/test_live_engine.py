@@ -152,3 +152,54 @@ def test_the_database_refuses_an_unknown_engine(alices_business):
     with pytest.raises(IntegrityError), transaction.atomic():
         Call.objects.filter(id=make_call(alices_business).id).update(engine="bogus")
 
+
+
+# --- the engine's event handling, on a session with a recorded socket ------------------------------------------
+
+
+def live_session(harbor):
+    from voice.session.call import CallSession
+    from voice.tests.test_metrics_sites import STREAM_SID, Sent, Upstream
+    from voice.transports import TwilioTransport
+
+    session = CallSession(call_id=1, business_id=harbor.id, transport=TwilioTransport(Sent(), STREAM_SID, "CA" + "e" * 32),
+                          profile=live_profile(harbor))
+    session.use_engine("live")
+    session.upstream = session.reading_upstream = Upstream()
+    return session
+
+
+def test_an_error_that_does_not_close_the_session_does_not_end_the_call(alices_business):
+    import asyncio
+
+    session = live_session(alices_business)
+    asyncio.run(session.engine.handler("error")({"type": "error", "event_id": "e1", "error": {
+        "type": "invalid_request_error", "code": "function_call_outputs_required", "message": "Answer first."}}))
+    assert not session._finishing and not session.finished.is_set()
+    [error] = [e for e in session.record.events if e["kind"] == "error"]
+    assert error["payload"]["code"] == "function_call_outputs_required"
+
+
+def test_caller_fragments_are_one_turn_until_a_pause_and_the_agents_answer_is_its_own_utterance(alices_business):
+    import asyncio
+
+    session = live_session(alices_business)
+    engine = session.engine
+
+    async def talk() -> None:
+        on_input, on_output = engine.handler("session.input_transcript.delta"), engine.handler("session.output_transcript.delta")
+        await on_input({"delta": "Can I ", "start_ms": 1000, "end_ms": 1300})
+        await on_input({"delta": "book a cleaning?", "start_ms": 1300, "end_ms": 2600})
+        await on_output({"delta": "One moment, ", "start_ms": 3000, "end_ms": 3500})
+        await on_output({"delta": "let me check.", "start_ms": 3500, "end_ms": 4200})
+        await engine.handler("response.event")({"event": {"type": "response.output_item.done", "item": {
+            "type": "message", "content": [{"type": "output_text", "text": "Tomorrow at eight is free."}]}}})
+        await on_output({"delta": "Tomorrow at eight is free.", "start_ms": 4200, "end_ms": 5600})
+        await on_input({"delta": "Great.", "start_ms": 9000, "end_ms": 9500})
+        engine._close_turns()
+
+    asyncio.run(talk())
+    assert [(t["speaker"], t["text"]) for t in session.record.transcripts] == [
+        ("caller", "Can I book a cleaning?"), ("agent", "One moment, let me check."),
+        ("agent", "Tomorrow at eight is free."), ("caller", "Great.")]
+    assert [t["order"] for t in session.record.transcripts] == [1, 2, 3, 4]

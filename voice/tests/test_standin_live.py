@@ -582,3 +582,20 @@ async def test_a_supervisor_delay_slows_the_backend_but_not_the_voice(make_stand
     record = await standin.wait_for_close()
     assert [(s["text"], s["interrupted"]) for s in record["spoken"]] == [
         ("One moment, let me check.", False), ("All done.", False)]
+
+
+async def test_a_resumed_session_carries_on_from_the_script_turn_after_its_seeded_history(make_standin):
+    standin = await make_standin(script={"greeting": "Hello!", "turns": [
+        {"caller": "First question?", "agent": "First answer."},
+        {"caller": "Second question?", "agent": "Second answer."}]})
+    seed = [{"type": "message", "role": "developer", "content": [{"type": "input_text", "text": "Resumed."}]},
+            {"type": "message", "role": "assistant", "content": [{"type": "output_text", "text": "Hello!"}]},
+            {"type": "message", "role": "user", "content": [{"type": "input_text", "text": "First question?"}]},
+            {"type": "message", "role": "assistant", "content": [{"type": "output_text", "text": "First answer."}]}]
+    async with live(standin) as client:
+        await client.start({**SESSION, "input": seed})
+        await client.speak()
+        await client.hear("Second answer.")
+    record = await standin.wait_for_close()
+    assert [s["text"] for s in record["spoken"]] == ["Second answer."]  # no second greeting, no repeated turn
+    assert [t["transcript"] for t in record["caller_turns"]] == ["Second question?"]
