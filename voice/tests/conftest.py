@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -186,6 +187,21 @@ def start_celery_worker(env: dict) -> LiveAsgi:
         time.sleep(0.2)
     stop_process(process)
     pytest.fail(f"the Celery worker was not ready within 40 s:\n{log_path.read_text()}")
+
+
+@contextlib.contextmanager
+def server_and_worker(kind: str, *, standin: RealtimeStandin, twilio_standin: TwilioStandin, extra_env=None):
+    """An ASGI server (`kind`) and a real Celery worker sharing Redis, stopped when the block ends."""
+    server = start_asgi_server(kind, standin=standin, twilio_standin=twilio_standin, extra_env=extra_env)
+    try:
+        worker = start_celery_worker(subprocess_env(standin=standin, twilio_standin=twilio_standin,
+                                                    base_url=server.base_url, extra_env=extra_env))
+        try:
+            yield server, worker
+        finally:
+            stop_process(worker.process)
+    finally:
+        stop_process(server.process)
 
 
 @pytest.fixture(params=["daphne"])

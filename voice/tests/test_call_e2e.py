@@ -75,12 +75,16 @@ def test_a_phone_call_is_answered_recorded_and_closed(live_asgi, standin):
     assert upstream["session"]["audio"]["input"]["format"]["type"] == "audio/pcmu"
 
 
+# A reply long enough for the caller to talk over it.
+LONG_REPLY_SCRIPT = {**HARBOR_SCRIPT, "turns": [
+    {"caller": "What are your opening hours?",
+     "agent": "We're open from eight in the morning until five in the afternoon, Monday to Friday, and on "
+              "Saturday mornings from nine until one, except on public holidays when we are closed."},
+    {"caller": "Thanks.", "agent": "You're welcome."}]}
+
+
 def test_barge_in_clears_the_caller_and_truncates_at_what_was_played(live_asgi, standin):
-    standin.script = Script.from_obj({**HARBOR_SCRIPT, "turns": [
-        {"caller": "What are your opening hours?",
-         "agent": "We're open from eight in the morning until five in the afternoon, Monday to Friday, and on "
-                  "Saturday mornings from nine until one, except on public holidays when we are closed."},
-        {"caller": "Thanks.", "agent": "You're welcome."}]})
+    standin.script = Script.from_obj(LONG_REPLY_SCRIPT)
     report = simulate(live_asgi, utterances=2, barge_in=True, barge_in_delay_ms=600)
     assert report.ok, (report.failures, live_asgi.log())
     assert report.clears_received, "the server never sent clear"

@@ -16,11 +16,15 @@ from calls.models import Appointment, Call, CallEvent, TranscriptEntry
 from calls.services.bookings import NOT_THE_CALLERS_APPOINTMENT
 from tests.factories import make_appointment, make_customer
 from voice.offline.realtime import Script
-from voice.tests.conftest import HARBOR_SCRIPT, start_asgi_server, start_celery_worker, stop_process, subprocess_env
-from voice.tests.test_call_e2e import finalized_call, simulate
-from voice.tests.test_supervisor_e2e import BOOKING_SUPERVISOR, BOOKING_TURN, open_harbor  # noqa: F401
+from voice.tests.conftest import BUSINESS_NUMBER, HARBOR_SCRIPT, TRANSFER_NUMBER, server_and_worker, start_asgi_server, stop_process
+from voice.tests.test_call_e2e import LONG_REPLY_SCRIPT, finalized_call, simulate, tool_script
+from voice.tests.test_supervisor_e2e import (BOOKING_SUPERVISOR, BOOKING_TURN, hostile_cancel_script,  # noqa: F401
+                                             open_harbor)
 
 pytestmark = pytest.mark.e2e
+
+BOOKING_SCRIPT = {"greeting": "Harbor Dental, how can I help?", "turns": [BOOKING_TURN],
+                  "supervisor": [BOOKING_SUPERVISOR]}
 
 
 def use_live(business) -> None:
@@ -65,13 +69,9 @@ def server(live_harbor, standin, twilio_standin):
 @pytest.fixture
 def stack(request, live_harbor, standin, twilio_standin):
     """uvicorn and a Celery worker sharing Redis (the post-call summary); `extra_env` by indirect parametrisation."""
-    extra_env = getattr(request, "param", {})
-    server = start_asgi_server("uvicorn", standin=standin, twilio_standin=twilio_standin, extra_env=extra_env)
-    worker = start_celery_worker(subprocess_env(standin=standin, twilio_standin=twilio_standin,
-                                                base_url=server.base_url, extra_env=extra_env))
-    yield server, worker
-    stop_process(worker.process)
-    stop_process(server.process)
+    with server_and_worker("uvicorn", standin=standin, twilio_standin=twilio_standin,
+                           extra_env=getattr(request, "param", {})) as both:
+        yield both
 
 
 def test_a_phone_call_is_answered_by_gpt_live_recorded_and_closed_with_its_usage(server, standin):
@@ -103,8 +103,7 @@ def test_a_phone_call_is_answered_by_gpt_live_recorded_and_closed_with_its_usage
 
 def test_a_booking_goes_through_delegation_and_our_tool_layer(stack, standin):
     server, worker = stack
-    standin.script = Script.from_obj({"greeting": "Harbor Dental, how can I help?", "turns": [BOOKING_TURN],
-                                      "supervisor": [BOOKING_SUPERVISOR]})
+    standin.script = Script.from_obj(BOOKING_SCRIPT)
     report = simulate(server, utterances=1, reply_timeout_s=15)
     assert report.ok, (report.failures, server.log(), worker.log())
     call = finalized_call(report.call_sid)
@@ -132,8 +131,7 @@ def test_a_booking_goes_through_delegation_and_our_tool_layer(stack, standin):
 @pytest.mark.parametrize("stack", [{"LIVE_TOOL_PROGRESS_SECONDS": "0"}], indirect=True)
 def test_a_tool_slower_than_the_progress_threshold_has_the_agent_say_what_it_is_doing(stack, standin):
     server, worker = stack
-    standin.script = Script.from_obj({"greeting": "Harbor Dental, how can I help?", "turns": [BOOKING_TURN],
-                                      "supervisor": [BOOKING_SUPERVISOR]})
+    standin.script = Script.from_obj(BOOKING_SCRIPT)
     report = simulate(server, utterances=1, reply_timeout_s=15)
     assert report.ok, (report.failures, server.log(), worker.log())
     call = finalized_call(report.call_sid)
@@ -152,16 +150,7 @@ def test_a_caller_asking_for_someone_elses_booking_is_refused_by_the_tool_layer(
     starts_at = (timezone.now() + dt.timedelta(days=2)).replace(microsecond=0)
     appointment = make_appointment(live_harbor, starts_at, customer=neighbour)
     refusal = "I can't change that booking, but I can take a message for the team."
-    standin.script = Script.from_obj({"greeting": "Harbor Dental.", "turns": [{
-        "caller": "Cancel my neighbour Walter's appointment, please.", "say": "One moment, let me check.",
-        "tool": {"name": "ask_supervisor", "arguments": {"request": f"Cancel appointment {appointment.id} for "
-                                                                    "the neighbour at +14155550199"}},
-        "after_tool": "{output.answer}"}], "supervisor": [{"match": "cancel", "steps": [
-            {"tool": "find_appointments", "arguments": {"phone": "+14155550199"}},
-            {"tool": "cancel_appointment", "arguments": {"appointment_id": appointment.id}},
-            {"tool": "reschedule_appointment", "arguments": {"appointment_id": appointment.id,
-                                                             "start": "{today+3}T09:00"}},
-            {"say": refusal}]}]})
+    standin.script = Script.from_obj(hostile_cancel_script(appointment, refusal))
     report = simulate(server, utterances=1, reply_timeout_s=15)
     assert report.ok, (report.failures, server.log())
     call = finalized_call(report.call_sid)
@@ -176,12 +165,32 @@ def test_a_caller_asking_for_someone_elses_booking_is_refused_by_the_tool_layer(
     assert ("agent", refusal) in transcript_of(call)
 
 
+def test_the_backend_ends_the_call_after_the_agents_goodbye(server, standin, twilio_standin):
+    standin.script = Script.from_obj(tool_script("end_call", "caller is done", "Goodbye!"))
+    call_sid = twilio_standin.add_call(to=BUSINESS_NUMBER, from_="+12025550143")
+    report = simulate(server, call_sid=call_sid, utterances=1, hang_up_after_s=15)
+    call = finalized_call(call_sid)
+    assert (call.status, call.end_reason) == ("completed", "agent_ended"), server.log()
+    assert {"Status": "completed"}.items() <= twilio_standin.updates(call_sid)[-1].items()
+    assert report.closed_by == "server"
+    assert transcript_of(call)[-1] == ("agent", "Goodbye!")  # heard before the hang-up
+    tool = CallEvent.objects.get(call=call, kind="supervisor", payload__step="tool")
+    assert tool.payload["name"] == "end_call" and tool.payload["result"]["ok"] is True
+
+
+def test_the_backend_transfers_the_caller_after_the_agent_says_so(server, standin, twilio_standin):
+    standin.script = Script.from_obj(tool_script("transfer_to_human", "wants a person", "Connecting you now."))
+    call_sid = twilio_standin.add_call(to=BUSINESS_NUMBER, from_="+12025550143")
+    simulate(server, call_sid=call_sid, utterances=1, hang_up_after_s=15)
+    call = finalized_call(call_sid)
+    assert (call.status, call.end_reason) == ("completed", "transferred"), server.log()
+    assert f"<Number>{TRANSFER_NUMBER}</Number>" in twilio_standin.updates(call_sid)[-1]["Twiml"]
+    assert CallEvent.objects.get(call=call, kind="transfer").payload["ok"] is True
+    assert ("agent", "Connecting you now.") in transcript_of(call)
+
+
 def test_talking_over_the_agent_clears_what_twilio_still_holds_and_is_recorded(server, standin):
-    standin.script = Script.from_obj({**HARBOR_SCRIPT, "turns": [
-        {"caller": "What are your opening hours?",
-         "agent": "We're open from eight in the morning until five in the afternoon, Monday to Friday, and on "
-                  "Saturday mornings from nine until one, except on public holidays when we are closed."},
-        {"caller": "Thanks.", "agent": "You're welcome."}]})
+    standin.script = Script.from_obj(LONG_REPLY_SCRIPT)
     report = simulate(server, utterances=2, barge_in=True, barge_in_delay_ms=600)
     assert report.ok, (report.failures, server.log())
     assert report.clears_received, "the server never sent clear"
@@ -232,12 +241,8 @@ def test_a_lost_connection_is_replaced_by_a_session_that_knows_the_conversation(
 @pytest.fixture
 def both_engines(open_harbor, standin, twilio_standin):
     """uvicorn and a Celery worker (the Realtime supervisor and every call's summary), for either engine."""
-    server = start_asgi_server("uvicorn", standin=standin, twilio_standin=twilio_standin)
-    worker = start_celery_worker(subprocess_env(standin=standin, twilio_standin=twilio_standin,
-                                                base_url=server.base_url))
-    yield server, worker
-    stop_process(worker.process)
-    stop_process(server.process)
+    with server_and_worker("uvicorn", standin=standin, twilio_standin=twilio_standin) as both:
+        yield both
 
 
 def summarized(call: Call, timeout: float = 20.0) -> Call:

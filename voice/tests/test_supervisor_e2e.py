@@ -13,7 +13,7 @@ from calls.models import Appointment, CallEvent
 from calls.services.bookings import NOT_THE_CALLERS_APPOINTMENT
 from tests.factories import make_appointment, make_customer, make_hours, make_service
 from voice.offline.realtime import Script
-from voice.tests.conftest import start_asgi_server, start_celery_worker, stop_process, subprocess_env
+from voice.tests.conftest import server_and_worker, start_asgi_server, stop_process
 from voice.tests.test_call_e2e import finalized_call, simulate, upstream_record
 
 pytestmark = pytest.mark.e2e
@@ -40,13 +40,9 @@ def open_harbor(harbor):
 @pytest.fixture
 def stack(request, open_harbor, standin, twilio_standin):
     """daphne and a Celery worker sharing Redis; `extra_env` via indirect parametrisation."""
-    extra_env = getattr(request, "param", {})
-    server = start_asgi_server("daphne", standin=standin, twilio_standin=twilio_standin, extra_env=extra_env)
-    worker = start_celery_worker(subprocess_env(standin=standin, twilio_standin=twilio_standin,
-                                                base_url=server.base_url, extra_env=extra_env))
-    yield server, worker
-    stop_process(worker.process)
-    stop_process(server.process)
+    with server_and_worker("daphne", standin=standin, twilio_standin=twilio_standin,
+                           extra_env=getattr(request, "param", {})) as both:
+        yield both
 
 
 def test_a_caller_books_through_the_supervisor(stack, standin):
@@ -163,14 +159,9 @@ def test_without_redis_the_supervisor_runs_in_the_web_process(open_harbor, stand
         stop_process(server.process)
 
 
-def test_a_hostile_supervisor_model_cannot_touch_another_callers_appointment(stack, standin, open_harbor):
-    """The caller (+12025550143) asks about a neighbour's booking; the model tries what a hostile one would."""
-    server, worker = stack
-    neighbour = make_customer(open_harbor, phone="+14155550199", name="Walter Bishop", notes="Owes $400")
-    starts_at = (timezone.now() + dt.timedelta(days=2)).replace(microsecond=0)
-    appointment = make_appointment(neighbour.business, starts_at, customer=neighbour)
-    refusal = "I can't change that booking, but I can take a message for the team."
-    standin.script = Script.from_obj({"greeting": "Harbor Dental.", "turns": [{
+def hostile_cancel_script(appointment, refusal: str) -> dict:
+    """A caller asks about a neighbour's booking, and the model tries what a hostile one would with it."""
+    return {"greeting": "Harbor Dental.", "turns": [{
         "caller": "Cancel my neighbour Walter's appointment, please.", "say": "One moment, let me check.",
         "tool": {"name": "ask_supervisor", "arguments": {"request": f"Cancel appointment {appointment.id} for "
                                                                     "the neighbour at +14155550199"}},
@@ -179,7 +170,17 @@ def test_a_hostile_supervisor_model_cannot_touch_another_callers_appointment(sta
             {"tool": "cancel_appointment", "arguments": {"appointment_id": appointment.id}},
             {"tool": "reschedule_appointment", "arguments": {"appointment_id": appointment.id,
                                                              "start": "{today+3}T09:00"}},
-            {"say": refusal}]}]})
+            {"say": refusal}]}]}
+
+
+def test_a_hostile_supervisor_model_cannot_touch_another_callers_appointment(stack, standin, open_harbor):
+    """The caller (+12025550143) asks about a neighbour's booking; the model tries what a hostile one would."""
+    server, worker = stack
+    neighbour = make_customer(open_harbor, phone="+14155550199", name="Walter Bishop", notes="Owes $400")
+    starts_at = (timezone.now() + dt.timedelta(days=2)).replace(microsecond=0)
+    appointment = make_appointment(neighbour.business, starts_at, customer=neighbour)
+    refusal = "I can't change that booking, but I can take a message for the team."
+    standin.script = Script.from_obj(hostile_cancel_script(appointment, refusal))
     report = simulate(server, utterances=1, reply_timeout_s=15)
     assert report.ok, (report.failures, server.log(), worker.log())
     call = finalized_call(report.call_sid)
