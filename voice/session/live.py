@@ -192,7 +192,7 @@ class LiveEngine(VoiceEngine):
         self._seconds: dict[int, list[Any]] = {}
         self._armed_action: Any = None
         self._armed_at = 0.0
-        self._spoke_since_armed = False
+        self._spoke_for: Any = None  # the pending hang-up or transfer the agent has spoken since it was armed
 
     # --- the interface ---------------------------------------------------------------------------
 
@@ -316,13 +316,14 @@ class LiveEngine(VoiceEngine):
         session = self.session
         now = time.monotonic()
         if session.after_playback is not self._armed_action:  # a hang-up or transfer was just armed
-            self._armed_action, self._armed_at, self._spoke_since_armed = session.after_playback, now, False
+            self._armed_action, self._armed_at = session.after_playback, now
         if session.pending_marks > 0 or self.pending_calls or self.open_responses or self.answered_calls:
             return False
         if now - self.last_output_at < QUIET_S:
             return False
         # Its goodbye (or "connecting you now") is spoken after the backend's answer: wait for it, within reason.
-        return self._spoke_since_armed or now - max(self._armed_at, self.last_output_at) >= SILENT_ACTION_WAIT_S
+        spoke = self._spoke_for is not None and self._spoke_for is session.after_playback
+        return spoke or now - max(self._armed_at, self.last_output_at) >= SILENT_ACTION_WAIT_S
 
     def quiet(self) -> bool:
         session = self.session
@@ -367,7 +368,7 @@ class LiveEngine(VoiceEngine):
         audio.sent_ms += b64_len_to_bytes(delta) / session.transport.bytes_per_ms
         self.last_output_at = now
         if session.after_playback is not None:
-            self._spoke_since_armed = True
+            self._spoke_for = session.after_playback
         await session.transport.send_audio(delta)
         session.pending_marks += 1
         await session.transport.send_mark(f"{turn.item_id}:{audio.sent_ms:.0f}")
