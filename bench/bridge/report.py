@@ -323,16 +323,16 @@ What our media path adds to every 20 ms audio frame, in steady state and when ca
 simulated Twilio call sends one tagged 160-byte μ-law frame every 20 ms through the server to the local OpenAI
 stand-in in echo mode, which sends each frame straight back; the server forwards it to the caller as Twilio
 `media` + `mark`, and the load generator echoes every `mark` as Twilio would. RTT is per frame, send to echo.
-Engines ({", ".join(sorted({r.engine for r in results}, key=ENGINES.index))} in this run): **realtime** = OpenAI
-Realtime, the stand-in echoes each `input_audio_buffer.append` as a `response.output_audio.delta`; **live** =
-GPT-Live, each `session.input_audio.append` as a `session.output_audio.delta`, once `session.started` has answered
-the `session.start` (the model says nothing of its own). The bench database has one business per engine
-(`voice_engine` set, its own number); a call's `To` picks it. Each engine's figures are measured and judged
-against its own direct baseline.
+The voice engines: **realtime** = OpenAI Realtime, the stand-in echoes each `input_audio_buffer.append` as a
+`response.output_audio.delta`; **live** = GPT-Live, each `session.input_audio.append` as a
+`session.output_audio.delta`, once `session.started` has answered the `session.start` (the model says nothing of
+its own). The bench database has one business per engine (`voice_engine` set, its own number); a call's `To` picks
+it. Each engine's figures are measured and judged against its own direct baseline.
 
 - Command: `{command}` (from the repository root, with `.venv/bin/python`)
 - Date: {started:%Y-%m-%d %H:%M} UTC; took {(finished - started).total_seconds():.0f} s; load average at start {load}
 - Machine: {machine}; {bytecode_note()}
+- Engines: {", ".join(sorted({r.engine for r in results}, key=ENGINES.index))}
 - Stand-in: {standin_label}
 - Servers: **uvicorn** = the Procfile's `web` command (uvloop, httptools, `--ws websockets-sansio`) serving
   `receptionist.asgi`; **daphne** = `daphne receptionist.asgi:application`; both with DEBUG=false, PostgreSQL
