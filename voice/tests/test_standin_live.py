@@ -636,4 +636,3 @@ async def test_a_supervisor_delay_slows_the_backend_but_not_the_voice(make_stand
     record = await standin.wait_for_close()
     assert [(s["text"], s["interrupted"]) for s in record["spoken"]] == [
         ("One moment, let me check.", False), ("All done.", False)]
-
