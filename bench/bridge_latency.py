@@ -1,13 +1,17 @@
 #!/usr/bin/env python
 """Media bridge latency: what our Twilio media path adds on top of the network and the OpenAI stand-in.
 
-    .venv/bin/python bench/bridge_latency.py [--scenarios steady,cold,burst] [--calls 1,10,50,100] [--seconds 10]
-        [--cold-calls 100] [--burst-calls 50,100] [--arrival 2] [--call-seconds 20]
-        [--servers uvicorn,daphne,relay,direct] [--out docs/benchmarks.md] [--quick]
+    .venv/bin/python bench/bridge_latency.py [--engines realtime,live] [--scenarios steady,cold,burst]
+        [--calls 1,10,50,100] [--seconds 10] [--cold-calls 100] [--burst-calls 50,100] [--arrival 2]
+        [--call-seconds 20] [--servers uvicorn,daphne,relay,direct] [--out docs/benchmarks.md] [--quick]
 
 It plays Twilio calls at Twilio's real rate (one 160-byte μ-law frame every 20 ms per call) against the local
-Realtime stand-in in echo mode, and times every frame's round trip: load generator → server → stand-in → server
-→ load generator. Three scenarios:
+OpenAI stand-in in echo mode, and times every frame's round trip: load generator → server → stand-in → server
+→ load generator. It does so for each voice engine (`--engines`): **realtime** (OpenAI Realtime: the stand-in's
+`/v1/realtime` echoes each `input_audio_buffer.append` as a `response.output_audio.delta`) and **live** (GPT-Live:
+`/v1/live/sessions` echoes each `session.input_audio.append` as a `session.output_audio.delta` once the session has
+started). The bench database has one business per engine (`voice_engine` set), and a call's `To` picks it. Three
+scenarios:
 
 - steady: for every server kind and N, a warm process; N calls set up and probed, then all stream at once;
 - cold:   a fresh process (uvicorn, relay), no warm-up; the first calls arrive evenly over --arrival seconds
@@ -21,9 +25,11 @@ kinds:
 - daphne:  the same application under daphne;
 - relay:   a bare `websockets` relay (bench/bridge/relay.py, no Django): Twilio `media` →
            `input_audio_buffer.append`, deltas → Twilio `media` + `mark`; the practical floor for a Python bridge;
-- direct:  no server; the load generator speaks the OpenAI protocol to the stand-in (network + stand-in baseline).
+- direct:  no server; the load generator speaks the engine's OpenAI protocol to the stand-in (network + stand-in
+           baseline; GPT-Live: `session.start`, wait for `session.started`, then the appends).
 
-"Added" latency is a server's RTT percentile minus the direct run's at the same call count. The stand-in and the
+The relay speaks the engine's protocol too. "Added" latency is a server's RTT percentile minus the direct run's at
+the same call count and engine, so each engine is judged against its own baseline. The stand-in and the
 load generator share core 1 (when `taskset` exists), so on a 2-core machine compare ratios, not absolutes.
 Everything listens on 127.0.0.1 only; every loop is bounded by a count or a deadline. See bench/README.md.
 """
@@ -42,7 +48,8 @@ from typing import Any
 
 # The repository root, so `bench.*` and the product's apps import when this runs as a script.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from bench.bridge.config import ARRIVAL_KINDS, BENCH_DB, BUSINESS_NUMBER, PY, READY_TIMEOUT_S, SECTION  # noqa: E402
+from bench.bridge.config import (ARRIVAL_KINDS, BENCH_DB, BUSINESS_NUMBERS, ENGINES, PY,  # noqa: E402
+                                 READY_TIMEOUT_S, SECTION)
 from bench.bridge.relay import fallback_standin_main, relay_main  # noqa: E402
 from bench.bridge.report import bytecode_note, conclude, versions  # noqa: E402
 from bench.bridge.scenarios import RunResult, run_arrivals, run_one  # noqa: E402
@@ -56,6 +63,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--calls", default="1,10,50,100", help="steady state: comma-separated concurrent call counts")
     parser.add_argument("--seconds", type=float, default=10.0, help="audio seconds per call (steady state)")
+    parser.add_argument("--engines", default=",".join(ENGINES),
+                        help="comma-separated voice engines: realtime (OpenAI Realtime), live (GPT-Live)")
     parser.add_argument("--servers", default="uvicorn,daphne,relay,direct",
                         help="comma-separated: uvicorn, daphne, relay, direct")
     parser.add_argument("--out", help="markdown file whose bench section to write/update, e.g. docs/benchmarks.md")
@@ -77,7 +86,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--builtin-standin", action="store_true",
                         help="use the bench's tiny FALLBACK echo stand-in (bench/bridge/relay.py) instead of "
                              "`manage.py realtime_standin`")
-    parser.add_argument("--_relay", nargs=2, metavar=("PORT", "UPSTREAM"), help=argparse.SUPPRESS)
+    parser.add_argument("--_relay", nargs=3, metavar=("PORT", "UPSTREAM", "ENGINE"), help=argparse.SUPPRESS)
     parser.add_argument("--_standin", metavar="PORT", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.quick:
@@ -103,6 +112,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     bad = [s for s in args.server_kinds if s not in {"uvicorn", "daphne", "relay", "direct"}]
     if bad:
         parser.error(f"unknown server kind(s): {', '.join(bad)}")
+    args.engine_list = [e.strip() for e in args.engines.split(",") if e.strip()]
+    bad = [e for e in args.engine_list if e not in ENGINES]
+    if bad or not args.engine_list:
+        parser.error(f"--engines takes {' and/or '.join(ENGINES)}, not {', '.join(bad) or 'nothing'}")
+    if args.builtin_standin and "live" in args.engine_list:
+        parser.error("--builtin-standin speaks Realtime only: add --engines realtime")
     args.scenario_list = [s.strip() for s in args.scenarios.split(",") if s.strip()]
     bad = [s for s in args.scenario_list if s not in {"steady", "cold", "burst"}]
     if bad or not args.scenario_list:
@@ -115,10 +130,21 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 
 
 
+def progress(r: RunResult, args: argparse.Namespace) -> str:
+    """One run's figures as it finishes."""
+    if r.scenario == "steady":
+        return (f"{r.engine:8s} {r.kind:8s} {r.calls:4d} calls: sent {r.frames_sent}, lost {r.lost}, RTT p50/p99 "
+                f"{fmt(r.rtt_p50, 2)}/{fmt(r.rtt_p99, 2)} ms, {r.measured} CPU {fmt(r.cpu_pct)} %")
+    return (f"{r.scenario:5s} {r.engine:8s} {r.kind:8s} {r.calls:4d} calls over {args.arrival:g} s: set-up p50/p99 "
+            f"{fmt(r.setup_p50)}/{fmt(r.setup_p99)} ms, RTT p99/max {fmt(r.rtt_p99, 1)}/{fmt(r.rtt_max, 1)} ms, "
+            f"sent {r.frames_sent}, not forwarded {r.not_forwarded}, lost {r.lost}, failed {len(r.setup_failed)}, "
+            f"CPU {fmt(r.cpu_pct)} %")
+
+
 def main(argv: list[str]) -> int:
     args = parse_args(argv)
     if args._relay:
-        relay_main(int(args._relay[0]), args._relay[1])
+        relay_main(int(args._relay[0]), args._relay[1], args._relay[2])
         return 0
     if args._standin:
         fallback_standin_main(int(args._standin))
@@ -137,7 +163,6 @@ def main(argv: list[str]) -> int:
                            "auth_token": "bench-" + secrets.token_hex(16), "account_sid": "AC" + secrets.token_hex(16)}
     standin_port = free_port()
     ctx["standin_port"] = standin_port
-    ctx["standin_url"] = f"ws://127.0.0.1:{standin_port}/v1/realtime"
     env = bench_env(server_port=8000, standin_port=standin_port, auth_token=ctx["auth_token"],
                     account_sid=ctx["account_sid"])
     standin: Proc | None = None
@@ -147,7 +172,7 @@ def main(argv: list[str]) -> int:
         if any(k in ("uvicorn", "daphne") for k in args.server_kinds):
             t = time.monotonic()
             setup_database(env, log_dir)
-            print(f"database {BENCH_DB} created and migrated, business {BUSINESS_NUMBER} added "
+            print(f"database {BENCH_DB} created and migrated, businesses {BUSINESS_NUMBERS} added "
                   f"({time.monotonic() - t:.1f} s)", flush=True)
         if args.builtin_standin:
             argv_standin = [PY, str(Path(__file__).resolve()), "--_standin", str(standin_port)]
@@ -155,7 +180,8 @@ def main(argv: list[str]) -> int:
         else:
             argv_standin = [PY, "manage.py", "realtime_standin", "--host", "127.0.0.1", "--port", str(standin_port),
                             "--echo"]
-            standin_label = "`manage.py realtime_standin --echo` (voice/offline/realtime/)"
+            standin_label = ("`manage.py realtime_standin --echo` (voice/offline/realtime/): Realtime at `/v1/realtime`, "
+                             "GPT-Live at `/v1/live/sessions`")
         standin = Proc("stand-in", argv_standin, env, log_dir / "standin.log", core=1 if pin else None)
         ctx["standin"] = standin
         wait_tcp(standin_port, standin, READY_TIMEOUT_S)
@@ -164,41 +190,26 @@ def main(argv: list[str]) -> int:
         print(f"stand-in: {standin_label} on port {standin_port}; pinning: "
               f"{'server core 0, stand-in + load generator core 1' if pin else 'none'}", flush=True)
 
-        # direct first: the other kinds' "added" latency is relative to it
+        # direct first: the other kinds' "added" latency is relative to it. The engines alternate at each step, and
+        # in cold start and burst our server and the bare relay too, so that a change in the box's load affects all
+        # alike.
         order = sorted(args.server_kinds, key=lambda k: k != "direct") if "steady" in args.scenario_list else []
-        for kind in order:
-            for count in args.call_counts:
-                t = time.monotonic()
-                result = run_one(kind, count, args, ctx)
-                results.append(result)
-                print(f"  {kind:8s} {count:4d} calls: sent {result.frames_sent}, lost {result.lost}, "
-                      f"RTT p50/p99 {fmt(result.rtt_p50, 2)}/{fmt(result.rtt_p99, 2)} ms, "
-                      f"{result.measured} CPU {fmt(result.cpu_pct)} %"
-                      f"{'  ERROR ' + result.error.splitlines()[0][:200] if result.error else ''}"
-                      f"  ({time.monotonic() - t:.0f} s)", flush=True)
-                if not standin.alive():
-                    raise RuntimeError(f"the stand-in died:\n{standin.log_tail()}")
-        # Cold start and burst: our server and the bare relay, alternating so that a change in the box's load
-        # affects both alike.
+        plan = [("steady", kind, count, engine)
+                for kind in order for count in args.call_counts for engine in args.engine_list]
         for scenario, scenario_counts in (("cold", args.cold_counts), ("burst", args.burst_counts)):
-            if scenario not in args.scenario_list:
-                continue
-            for count in scenario_counts:
-                for kind in ARRIVAL_KINDS:
-                    if kind not in args.server_kinds:
-                        continue
-                    t = time.monotonic()
-                    result = run_arrivals(scenario, kind, count, args, ctx)
-                    results.append(result)
-                    print(f"  {scenario:5s} {kind:8s} {count:4d} calls over {args.arrival:g} s: set-up p50/p99 "
-                          f"{fmt(result.setup_p50)}/{fmt(result.setup_p99)} ms, RTT p99/max "
-                          f"{fmt(result.rtt_p99, 1)}/{fmt(result.rtt_max, 1)} ms, sent {result.frames_sent}, "
-                          f"not forwarded {result.not_forwarded}, lost {result.lost}, "
-                          f"failed {len(result.setup_failed)}, CPU {fmt(result.cpu_pct)} %"
-                          f"{'  ERROR ' + result.error.splitlines()[0][:200] if result.error else ''}"
-                          f"  ({time.monotonic() - t:.0f} s)", flush=True)
-                    if not standin.alive():
-                        raise RuntimeError(f"the stand-in died:\n{standin.log_tail()}")
+            if scenario in args.scenario_list:
+                plan += [(scenario, kind, count, engine) for count in scenario_counts for kind in ARRIVAL_KINDS
+                         if kind in args.server_kinds for engine in args.engine_list]
+        for scenario, kind, count, engine in plan:
+            t = time.monotonic()
+            result = (run_one(kind, count, args, ctx, engine) if scenario == "steady"
+                      else run_arrivals(scenario, kind, count, args, ctx, engine))
+            results.append(result)
+            print(f"  {progress(result, args)}"
+                  f"{'  ERROR ' + result.error.splitlines()[0][:200] if result.error else ''}"
+                  f"  ({time.monotonic() - t:.0f} s)", flush=True)
+            if not standin.alive():
+                raise RuntimeError(f"the stand-in died:\n{standin.log_tail()}")
     except KeyboardInterrupt:
         print("interrupted", flush=True)
     except Exception as exc:

@@ -90,7 +90,6 @@ def main() -> None:
     ctx: dict[str, Any] = {"log_dir": log_dir, "pin": False, "auth_token": "bench-" + secrets.token_hex(16),
                            "account_sid": "AC" + secrets.token_hex(16)}
     ctx["standin_port"] = free_port()
-    ctx["standin_url"] = f"ws://127.0.0.1:{ctx['standin_port']}/v1/realtime"
     env = bench_env(server_port=8000, standin_port=ctx["standin_port"], auth_token=ctx["auth_token"],
                     account_sid=ctx["account_sid"])
     if any(k != "relay" for k in kinds):

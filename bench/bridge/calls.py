@@ -1,9 +1,11 @@
 """One simulated call of the load generator: a Twilio call through a server (uvicorn, daphne, relay) or the OpenAI
-protocol straight to the stand-in (direct); it times every frame's round trip by its tag."""
+protocol straight to the stand-in (direct: Realtime, or GPT-Live with its `session.start` first); it times every
+frame's round trip by its tag."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import secrets
 import time
@@ -11,7 +13,7 @@ import urllib.parse
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 
-from bench.bridge.config import BUSINESS_NUMBER, MODEL, PROBE_EVERY_S, SETUP_TIMEOUT_S, STOP_TIMEOUT_S
+from bench.bridge.config import BUSINESS_NUMBERS, LIVE_MODEL, MODEL, PROBE_EVERY_S, SETUP_TIMEOUT_S, STOP_TIMEOUT_S
 from bench.bridge.wire import FRAME_S, MAGIC_FRAME, MAGIC_PROBE, LeanWebSocket, frame_payload, http_request, read_tag
 
 
@@ -19,9 +21,10 @@ from bench.bridge.wire import FRAME_S, MAGIC_FRAME, MAGIC_PROBE, LeanWebSocket, 
 class Target:
     kind: str            # uvicorn | daphne | relay | direct
     base_url: str = ""   # our server: http://127.0.0.1:P (PUBLIC_BASE_URL)
-    ws_url: str = ""     # relay: its media URL; direct: the stand-in's realtime URL
+    ws_url: str = ""     # relay: its media URL; direct: the stand-in's URL for the engine
     auth_token: str = ""
     account_sid: str = ""
+    engine: str = "realtime"  # realtime | live: the called business's voice engine (direct: the protocol spoken)
 
 
 @dataclass
@@ -56,6 +59,12 @@ class CallResult:
         self.got = bytearray(self.frames)
 
 
+# The direct leg's GPT-Live session: the format our server asks for on a phone call (μ-law straight through).
+LIVE_START = json.dumps({"type": "session.start", "session": {
+    "model": LIVE_MODEL, "audio": {"format": {"type": "audio/pcmu", "rate": 8000}}}})
+OUTPUT_DELTA = {"realtime": "response.output_audio.delta", "live": "session.output_audio.delta"}
+
+
 class LoadCall:
     """One simulated call: Twilio (uvicorn/daphne/relay) or OpenAI protocol (direct)."""
 
@@ -70,7 +79,10 @@ class LoadCall:
         self.chunk = 0
         self.probe_back = asyncio.Event()
         self.stopping = False
-        self.to_number = BUSINESS_NUMBER
+        self.live = target.engine == "live"
+        self.to_number = BUSINESS_NUMBERS[target.engine]
+        self.session_started = asyncio.Event()  # direct GPT-Live: `session.started` came
+        self._delta_type = OUTPUT_DELTA[target.engine]
         self.from_number = ""  # "": one of its own from the call's index (not a valid number: nothing is booked)
         self.quiet = False     # quiet tags: frames are silence to a VAD unless is_loud(seq) (bench/soak.py)
         self._index = index & 0xFFFF
@@ -80,6 +92,8 @@ class LoadCall:
                          '"timestamp":"%d","payload":"%s"},"streamSid":"' + self.r.stream_sid + '"}'
             self._mark = '{"event":"mark","sequenceNumber":"%d","streamSid":"' + self.r.stream_sid + \
                          '","mark":{"name":%s}}'
+        elif self.live:
+            self._head = '{"type":"session.input_audio.append","audio":"%s"}'
         else:
             self._head = '{"type":"input_audio_buffer.append","audio":"%s"}'
 
@@ -122,11 +136,15 @@ class LoadCall:
 
     async def _open_stream(self) -> None:
         """Twilio's side of a call up to its first media frame: webhook (not for the relay), socket, `connected`,
-        `start`. The OpenAI protocol (direct) only opens the socket."""
+        `start`. The OpenAI protocol (direct) opens the socket (GPT-Live: and starts the session, as our server does
+        before it sends audio)."""
         if not self.twilio:
             # The OpenAI leg, with the stand-in's required bearer header (as voice/session/lifecycle.py sends it).
-            self.ws = await LeanWebSocket.connect(f"{self.target.ws_url}?model={MODEL}", self._on_text,
-                                                  headers={"Authorization": "Bearer sk-bench"})
+            url = self.target.ws_url if self.live else f"{self.target.ws_url}?model={MODEL}"
+            self.ws = await LeanWebSocket.connect(url, self._on_text, headers={"Authorization": "Bearer sk-bench"})
+            if self.live:
+                self.ws.send(LIVE_START)
+                await self.session_started.wait()  # bounded by the caller's set-up timeout
             return
         if self.target.kind == "relay":
             url, params = self.target.ws_url, {"call_id": "0", "token": "relay"}
@@ -227,7 +245,10 @@ class LoadCall:
                 return
             payload = (message.get("media") or {}).get("payload")
         else:
-            if message.get("type") != "response.output_audio.delta":
+            etype = message.get("type")
+            if etype != self._delta_type:
+                if etype == "session.started":
+                    self.session_started.set()
                 return
             payload = message.get("delta")
         tag = read_tag(payload)
@@ -307,6 +328,11 @@ class LoadCall:
                                          "streamSid": self.r.stream_sid,
                                          "stop": {"accountSid": self.target.account_sid,
                                                   "callSid": self.r.call_sid}}))
+            elif self.live and self.open and self.session_started.is_set():
+                # As our server ends a GPT-Live session: `session.close`; the stand-in answers and closes.
+                self.ws.send('{"type":"session.close"}')
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(self.ws.closed.wait(), STOP_TIMEOUT_S)
             await self.ws.close(STOP_TIMEOUT_S)
         except Exception:
             if self.ws.transport is not None:

@@ -12,8 +12,12 @@ PY = sys.executable
 SECTION = "## Media bridge latency (bench/bridge_latency.py)"
 # Overridable (BENCH_DATABASE, BENCH_REDIS_DB) so a second bench can run beside this one without sharing its stores.
 BENCH_DB, REDIS_URL = bench_stores("receptionist_bench", 9)
-BUSINESS_NUMBER = "+15550100777"
+BUSINESS_NUMBER = "+15550100777"          # the business whose calls GPT-Realtime answers (voice_engine="realtime")
+LIVE_BUSINESS_NUMBER = "+15550100778"     # the one GPT-Live answers (voice_engine="live")
+BUSINESS_NUMBERS = {"realtime": BUSINESS_NUMBER, "live": LIVE_BUSINESS_NUMBER}
+ENGINES = ("realtime", "live")
 MODEL = "gpt-realtime"
+LIVE_MODEL = "gpt-live-1.1"               # settings.OPENAI_LIVE_MODEL's default, for the direct and relay legs
 
 SETUP_CONCURRENCY = 10       # calls being set up at once (webhook + socket + start + probe)
 SETUP_TIMEOUT_S = 30.0       # per call

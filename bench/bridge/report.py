@@ -7,38 +7,69 @@ import datetime as dt
 import os
 from typing import Any
 
-from bench.bridge.config import BENCH_DB, DIRECT_NOTE, FINALIZE_TIMEOUT_S, SECTION, SETUP_CONCURRENCY
+from bench.bridge.config import BENCH_DB, DIRECT_NOTE, ENGINES, FINALIZE_TIMEOUT_S, SECTION, SETUP_CONCURRENCY
 from bench.bridge.scenarios import RunResult
 from bench.harness import fmt, log_issues, package_versions
 
 
 def results_table(results: list[RunResult]) -> str:
-    head = ("| server | calls | frames sent | frames lost | RTT p50 / p99 (ms) | added p50 / p99 (ms) | server CPU % "
-            "| CPU per call (% of a core) | RSS per call (MB) |")
-    rows = [head, "|" + "---|" * 9]
+    head = ("| engine | server | calls | frames sent | frames lost | RTT p50 / p99 (ms) | added p50 / p99 (ms) "
+            "| server CPU % | CPU per call (% of a core) | RSS per call (MB) |")
+    rows = [head, "|" + "---|" * 10]
     for r in results:
         if r.error and not r.frames_sent:
-            rows.append(f"| {r.kind} | {r.calls} | — | — | failed: {r.error.splitlines()[0][:120]} | | | | |")
+            rows.append(f"| {r.engine} | {r.kind} | {r.calls} | — | — | failed: {r.error.splitlines()[0][:120]} "
+                        "| | | | |")
             continue
         star = "¹" if r.measured == "stand-in" else ""
         lost = f"{r.lost}" + (f" ({100 * r.lost / r.frames_sent:.1f} %)" if r.lost and r.frames_sent else "")
         calls = f"{r.calls}" + (f" ({len(r.setup_failed)} failed)" if r.setup_failed else "")
         rows.append(
-            f"| {r.kind} | {calls} | {r.frames_sent} | {lost} | {fmt(r.rtt_p50, 2)} / {fmt(r.rtt_p99, 2)} "
+            f"| {r.engine} | {r.kind} | {calls} | {r.frames_sent} | {lost} | {fmt(r.rtt_p50, 2)} / {fmt(r.rtt_p99, 2)} "
             f"| {'—' if r.kind == 'direct' else fmt(r.added_p50, 2) + ' / ' + fmt(r.added_p99, 2)} "
             f"| {fmt(r.cpu_pct)}{star} | {fmt(r.cpu_per_call, 2)}{star} | {fmt(r.rss_per_call, 3)}{star} |")
     return "\n".join(rows)
 
 
+def engines_table(results: list[RunResult]) -> str:
+    """The voice engines side by side (empty unless both ran): one row per scenario, server and call count, each cell
+    `realtime / live`. CPU per call is the steady state's; set-up is measured when calls arrive (cold, burst)."""
+    if {r.engine for r in results} != set(ENGINES):
+        return ""
+    by = {(r.scenario, r.kind, r.calls, r.engine): r for r in results if not (r.error and not r.frames_sent)}
+    scenario_rank = {"steady": 0, "cold": 1, "burst": 2}
+    kind_rank = {"uvicorn": 0, "daphne": 1, "relay": 2, "direct": 3}
+    keys = sorted({(r.scenario, r.kind, r.calls) for r in results},
+                  key=lambda k: (scenario_rank[k[0]], k[2], kind_rank[k[1]]))
+
+    def cells(key: tuple[str, str, int], value: Any) -> str:
+        return " / ".join("—" if (r := by.get((*key, e))) is None else value(r) for e in ENGINES)
+
+    rows = ["| scenario | server | calls | RTT p50 (ms) | RTT p99 (ms) | added p50 (ms) | added p99 (ms) "
+            "| CPU per call (% of a core) | set-up p50 (ms) | set-up p99 (ms) |", "|" + "---|" * 10]
+    for key in keys:
+        scenario, kind, _ = key
+        steady, direct = scenario == "steady", kind == "direct"
+        rows.append("| " + " | ".join([
+            scenario, kind, str(key[2]),
+            cells(key, lambda r: fmt(r.rtt_p50, 2)), cells(key, lambda r: fmt(r.rtt_p99, 2)),
+            "—" if direct or not steady else cells(key, lambda r: fmt(r.added_p50, 2)),
+            "—" if direct or not steady else cells(key, lambda r: fmt(r.added_p99, 2)),
+            cells(key, lambda r: fmt(r.cpu_per_call, 2) + ("¹" if r.measured == "stand-in" else "")) if steady else "—",
+            "—" if steady else cells(key, lambda r: fmt(r.setup_p50)),
+            "—" if steady else cells(key, lambda r: fmt(r.setup_p99))]) + " |")
+    return "\n".join(rows)
+
+
 def client_table(results: list[RunResult]) -> str:
-    rows = ["| server | calls | setup failed / closed early | dup / misrouted / unreadable | marks echoed "
+    rows = ["| engine | server | calls | setup failed / closed early | dup / misrouted / unreadable | marks echoed "
             "| RTT max (ms) | send lag p99 (ms) | load gen CPU % | stand-in CPU % | core 0 / core 1 used by processes % "
             "| run-queue wait % | echoed in window % | server log lines ≥ WARNING | calls in DB (status/reason) |",
-            "|" + "---|" * 14]
+            "|" + "---|" * 15]
     for r in results:
         issues = sum(int(line.split("×", 1)[0]) for line in r.log_issues) if r.log_issues else 0
         db = ", ".join(f"{k}: {v}" for k, v in sorted(r.db.items())) or "—"
-        rows.append(f"| {r.kind} | {r.calls} | {len(r.setup_failed)} / {len(r.closed_early)} "
+        rows.append(f"| {r.engine} | {r.kind} | {r.calls} | {len(r.setup_failed)} / {len(r.closed_early)} "
                     f"| {r.duplicates} / {r.misrouted} / {r.foreign} | {r.marks} | {fmt(r.rtt_max, 1)} "
                     f"| {fmt(r.lag_p99, 2)} | {fmt(r.loadgen_cpu_pct)} | {fmt(r.standin_cpu_pct)} "
                     f"| {' / '.join(fmt(r.core_busy.get(c), 0) for c in (0, 1))} | {fmt(r.runqueue_pct)} "
@@ -48,10 +79,16 @@ def client_table(results: list[RunResult]) -> str:
 
 
 def goal_check(results: list[RunResult], calls: int = 50) -> str:
+    """The steady-state goals at `calls` calls, one line per engine measured (each against its own relay)."""
+    engines = [e for e in ENGINES if any(r.engine == e for r in results)]
+    return "\n\n".join(_goal_check(e, [r for r in results if r.engine == e], calls) for e in engines)
+
+
+def _goal_check(engine: str, results: list[RunResult], calls: int) -> str:
     by = {(r.kind, r.calls): r for r in results}
     uv, relay = by.get(("uvicorn", calls)), by.get(("relay", calls))
     if uv is None or uv.error and not uv.frames_sent:
-        return f"Goal check ({calls} calls): not measured (no uvicorn run at {calls} calls)."
+        return f"Goal check ({engine}, {calls} calls): not measured (no uvicorn run at {calls} calls)."
     parts = []
     if uv.added_p99 is None:
         parts.append("p99 added < 10 ms: n/a (no direct run)")
@@ -66,20 +103,20 @@ def goal_check(results: list[RunResult], calls: int = 50) -> str:
         ratio = uv.cpu_per_call / relay.cpu_per_call if relay.cpu_per_call else float("inf")
         parts.append(f"CPU per call ≤ 1.2× relay: {'PASS' if ratio <= 1.2 else 'FAIL'} "
                      f"({uv.cpu_per_call:.2f} vs {relay.cpu_per_call:.2f} % of a core = {ratio:.2f}×)")
-    return f"Goal check ({calls} calls, uvicorn): " + "; ".join(parts) + "."
+    return f"Goal check ({engine}, {calls} calls, uvicorn): " + "; ".join(parts) + "."
 
 
 def arrivals_table(results: list[RunResult]) -> str:
-    rows = ["| scenario | server | calls (over s) | set-up p50 / p99 / max (ms) | set-up failures "
+    rows = ["| scenario | engine | server | calls (over s) | set-up p50 / p99 / max (ms) | set-up failures "
             "| frame RTT p50 / p99 / max (ms) | frames sent | echoed | not forwarded during set-up | lost "
-            "| server CPU % |", "|" + "---|" * 11]
+            "| server CPU % |", "|" + "---|" * 12]
     for r in results:
         calls = f"{r.calls} ({r.arrival_s:g} s)"
         if r.error and not r.frames_sent:
-            rows.append(f"| {r.scenario} | {r.kind} | {calls} | failed: {r.error.splitlines()[0][:120]} "
+            rows.append(f"| {r.scenario} | {r.engine} | {r.kind} | {calls} | failed: {r.error.splitlines()[0][:120]} "
                         "| | | | | | | |")
             continue
-        rows.append(f"| {r.scenario} | {r.kind} | {calls} | {fmt(r.setup_p50)} / {fmt(r.setup_p99)} / "
+        rows.append(f"| {r.scenario} | {r.engine} | {r.kind} | {calls} | {fmt(r.setup_p50)} / {fmt(r.setup_p99)} / "
                     f"{fmt(r.setup_max)} | {len(r.setup_failed)} | {fmt(r.rtt_p50, 2)} / {fmt(r.rtt_p99, 2)} / "
                     f"{fmt(r.rtt_max)} | {r.frames_sent} | {r.frames_received} | {r.not_forwarded} | {r.lost} "
                     f"| {fmt(r.cpu_pct)} |")
@@ -87,17 +124,17 @@ def arrivals_table(results: list[RunResult]) -> str:
 
 
 def arrivals_client_table(results: list[RunResult]) -> str:
-    rows = ["| scenario | server | calls | taking traffic after start (s) | set-up parts p50 / p99 (ms): webhook; "
+    rows = ["| scenario | engine | server | calls | taking traffic after start (s) | set-up parts p50 / p99 (ms): webhook; "
             "socket open; start → first echo | arrival lag max (ms) "
             "| send lag p99 (ms) | closed early | dup / misrouted / unreadable | load gen CPU % | stand-in CPU % "
             "| core 0 / core 1 used by processes % | run-queue wait % | server log lines ≥ WARNING "
-            "| calls in DB (status/reason) |", "|" + "---|" * 15]
+            "| calls in DB (status/reason) |", "|" + "---|" * 16]
     for r in results:
         issues = sum(int(line.split("×", 1)[0]) for line in r.log_issues) if r.log_issues else 0
         db = ", ".join(f"{k}: {v}" for k, v in sorted(r.db.items())) or "—"
         parts = "; ".join(" / ".join(fmt(v) for v in r.setup_parts[name]) if name in r.setup_parts else "—"
                           for name in ("webhook", "socket", "flow"))
-        rows.append(f"| {r.scenario} | {r.kind} | {r.calls} | {fmt(r.started_to_ready, 2)} | {parts} "
+        rows.append(f"| {r.scenario} | {r.engine} | {r.kind} | {r.calls} | {fmt(r.started_to_ready, 2)} | {parts} "
                     f"| {fmt(r.arrival_lag_max, 1)} | {fmt(r.lag_p99, 2)} | {len(r.closed_early)} "
                     f"| {r.duplicates} / {r.misrouted} / {r.foreign} | {fmt(r.loadgen_cpu_pct)} "
                     f"| {fmt(r.standin_cpu_pct)} | {' / '.join(fmt(r.core_busy.get(c), 0) for c in (0, 1))} "
@@ -106,6 +143,18 @@ def arrivals_client_table(results: list[RunResult]) -> str:
 
 
 def issue13_goals(results: list[RunResult]) -> list[str]:
+    """The three goals of issue 13 for each engine measured, each against that engine's own runs."""
+    engines = [e for e in ENGINES if any(r.engine == e for r in results)]
+    if len(engines) < 2:
+        return _issue13_goals(results)
+    lines = []
+    for engine in engines:
+        lines.append(f"{engine}:")
+        lines += ["  " + line for line in _issue13_goals([r for r in results if r.engine == engine])]
+    return lines
+
+
+def _issue13_goals(results: list[RunResult]) -> list[str]:
     """The three goals of issue 13, each with its figures; our server (uvicorn) is judged, the relay shown beside."""
     def find(scenario: str, kind: str, calls: int) -> RunResult | None:
         found = [r for r in results if (r.scenario, r.kind, r.calls) == (scenario, kind, calls)]
@@ -154,7 +203,8 @@ def issue13_goals(results: list[RunResult]) -> list[str]:
 def oddities(results: list[RunResult], ctx: dict[str, Any]) -> list[str]:
     notes = []
     for r in results:
-        label = f"{r.kind} × {r.calls}" if r.scenario == "steady" else f"{r.scenario}: {r.kind} × {r.calls}"
+        label = f"{r.engine} {r.kind} × {r.calls}"
+        label = label if r.scenario == "steady" else f"{r.scenario}: {label}"
         if r.error:
             notes.append(f"{label}: run error: {r.error.splitlines()[0][:300]}")
         if r.setup_failed:
@@ -217,6 +267,12 @@ def versions() -> str:
     return package_versions(("django", "uvicorn", "daphne", "websockets", "channels"))
 
 
+def _bullet(line: str) -> str:
+    """A goal line as a markdown list item at its own indent (lines that are items already stay as they are)."""
+    text = line.lstrip()
+    return line if text.startswith("- ") else line[:len(line) - len(text)] + "- " + text
+
+
 def conclude(results: list[RunResult], ctx: dict[str, Any], args: argparse.Namespace, run: dict[str, Any]) -> str:
     """Print the tables, the goals and anything odd; return the section for docs/benchmarks.md. `run` holds the
     run's own facts: started, command, machine, load, standin_label."""
@@ -224,19 +280,25 @@ def conclude(results: list[RunResult], ctx: dict[str, Any], args: argparse.Names
     standin_label, pin, log_dir = run["standin_label"], ctx["pin"], ctx["log_dir"]
     steady = [r for r in results if r.scenario == "steady"]
     arrivals = [r for r in results if r.scenario != "steady"]
-    direct = {r.calls: r for r in steady if r.kind == "direct" and r.rtt_p50 is not None}
+    # Each engine against its own direct baseline: the same protocol, stand-in path and call count.
+    direct = {(r.engine, r.calls): r for r in steady if r.kind == "direct" and r.rtt_p50 is not None}
     for r in steady:
-        base = direct.get(r.calls)
+        base = direct.get((r.engine, r.calls))
         if r.kind != "direct" and base is not None and r.rtt_p50 is not None:
             r.added_p50 = r.rtt_p50 - base.rtt_p50
             r.added_p99 = r.rtt_p99 - base.rtt_p99
     kind_rank = {"uvicorn": 0, "daphne": 1, "relay": 2, "direct": 3}
-    steady.sort(key=lambda r: (r.calls, kind_rank[r.kind]))
-    arrivals.sort(key=lambda r: (r.scenario != "cold", r.calls, kind_rank[r.kind]))
+    engine_rank = {e: i for i, e in enumerate(ENGINES)}
+    steady.sort(key=lambda r: (engine_rank[r.engine], r.calls, kind_rank[r.kind]))
+    arrivals.sort(key=lambda r: (r.scenario != "cold", engine_rank[r.engine], r.calls, kind_rank[r.kind]))
+    both = engines_table(steady + arrivals)
     goals = issue13_goals(results)
     direct_note = f"\n{DIRECT_NOTE}\n" if direct else ""  # the ¹ marks only appear on direct rows
     notes = oddities(steady + arrivals, ctx)
     finished = dt.datetime.now(dt.timezone.utc)
+    if both:
+        print()
+        print(both)
     if steady:
         table, clients, check = results_table(steady), client_table(steady), goal_check(steady)
         print()
@@ -259,19 +321,25 @@ def conclude(results: list[RunResult], ctx: dict[str, Any], args: argparse.Names
 
 What our media path adds to every 20 ms audio frame, in steady state and when calls arrive together. Every
 simulated Twilio call sends one tagged 160-byte μ-law frame every 20 ms through the server to the local OpenAI
-Realtime stand-in in echo mode, which sends each frame straight back as a `response.output_audio.delta`; the
-server forwards it to the caller as Twilio `media` + `mark`, and the load generator echoes every `mark` as Twilio
-would. RTT is per frame, send to echo.
+stand-in in echo mode, which sends each frame straight back; the server forwards it to the caller as Twilio
+`media` + `mark`, and the load generator echoes every `mark` as Twilio would. RTT is per frame, send to echo.
+The voice engines: **realtime** = OpenAI Realtime, the stand-in echoes each `input_audio_buffer.append` as a
+`response.output_audio.delta`; **live** = GPT-Live, each `session.input_audio.append` as a
+`session.output_audio.delta`, once `session.started` has answered the `session.start` (the model says nothing of
+its own). The bench database has one business per engine (`voice_engine` set, its own number); a call's `To` picks
+it. Each engine's figures are measured and judged against its own direct baseline.
 
 - Command: `{command}` (from the repository root, with `.venv/bin/python`)
 - Date: {started:%Y-%m-%d %H:%M} UTC; took {(finished - started).total_seconds():.0f} s; load average at start {load}
 - Machine: {machine}; {bytecode_note()}
+- Engines: {", ".join(sorted({r.engine for r in results}, key=ENGINES.index))}
 - Stand-in: {standin_label}
 - Servers: **uvicorn** = the Procfile's `web` command (uvloop, httptools, `--ws websockets-sansio`) serving
   `receptionist.asgi`; **daphne** = `daphne receptionist.asgi:application`; both with DEBUG=false, PostgreSQL
   (`{BENCH_DB}`) and `REDIS_URL` (the real channels-redis/cache config). **relay** = a bare `websockets` relay
-  inside the bench (no Django): the practical floor for Python. **direct** = no server; the load generator speaks
-  the Realtime protocol to the stand-in (the network + stand-in baseline). One fresh server process per row.
+  inside the bench (no Django) speaking the engine's protocol: the practical floor for Python. **direct** = no
+  server; the load generator speaks the engine's protocol to the stand-in (the network + stand-in baseline;
+  GPT-Live: `session.start`, wait for `session.started`, then the appends). One fresh server process per row.
 - Load generator: one asyncio (uvloop) process with a small callback-driven WebSocket client (and HTTP client for
   the webhooks) written for the bench (`bench/bridge/wire.py`), so it costs less per message than the servers it
   measures (bench/README.md says why not the call simulator's). Per-core
@@ -281,6 +349,16 @@ would. RTT is per frame, send to echo.
   On a 2-core machine that other people's test runs may share, the load generator, the stand-in and the
   server compete for 2 cores: **compare ratios between rows, not absolute numbers.**
 """
+    if both:
+        section += f"""
+### The engines side by side
+
+Each cell is `realtime / live`, from the tables below. Added = the server's RTT percentile minus its own engine's
+direct run at the same N. CPU per call is the steady state's (server process, % of one core). Set-up = webhook
+sent (relay: socket connect) → the call's first echoed frame, when calls arrive together (cold, burst).
+
+{both}
+{direct_note}"""
     if steady:
         section += f"""
 ### Steady state
@@ -288,7 +366,7 @@ would. RTT is per frame, send to echo.
 N calls on a warm process (one warm-up call first), set up {SETUP_CONCURRENCY} at a time through the real signed
 incoming-call webhook, stream token and `start` (uvicorn, daphne), each probed until one frame comes back; then all
 stream at once on a drift-free schedule, spread evenly over the 20 ms period, for {args.seconds:g} s.
-Added = a server's RTT percentile minus the direct run's at the same N. Server CPU % is utime+stime of the server
+Added = a server's RTT percentile minus the direct run's at the same N and engine. Server CPU % is utime+stime of the server
 process (and children) over the steady-state window ({steady[0].window_s:.1f} s of the {args.seconds:g} s), in %
 of one core; CPU per call = that / N (1 % of a core = 10 ms CPU per second of call). RSS per call = (VmRSS in
 steady state − idle VmRSS after the warm-up call) / N. Frames lost = sent − echoed back within {args.drain:g} s
@@ -326,8 +404,7 @@ began a call after its scheduled time):
 
 {arrivals_client_table(arrivals)}
 """
-    section += "\n### Goals (issue 13)\n\n" + "\n".join(
-        line if line.startswith("  - ") else f"- {line}" for line in goals) + "\n"
+    section += "\n### Goals (issue 13)\n\n" + "\n".join(_bullet(line) for line in goals) + "\n"
     if notes:
         section += "\nOdd things seen in this run:\n\n" + "\n".join(f"- {n}" for n in notes) + "\n"
     return section

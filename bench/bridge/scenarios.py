@@ -15,7 +15,8 @@ from typing import Any
 
 from bench.bridge.calls import CallResult, LoadCall, Target
 from bench.bridge.config import FINALIZE_TIMEOUT_S, SETUP_CONCURRENCY, SETUP_TIMEOUT_S, STOP_TIMEOUT_S
-from bench.bridge.servers import db_call_summary, db_wait_finalized, start_server, wait_accepting, wait_ready
+from bench.bridge.servers import (db_call_summary, db_wait_finalized, start_server, upstream_url, wait_accepting,
+                                  wait_ready)
 from bench.bridge.wire import FRAME_S
 from bench.harness import (Proc, core_ticks, cpu_seconds, log_issues, percentile, rss_mb, runqueue_wait_s,
                            self_cpu_seconds)
@@ -26,6 +27,7 @@ class RunResult:
     kind: str
     calls: int
     seconds: float
+    engine: str = "realtime"            # realtime | live: the voice engine (direct: the protocol spoken)
     scenario: str = "steady"            # steady | cold | burst
     arrival_s: float = 0.0              # cold/burst: the calls arrive evenly over this many seconds
     setup_p50: float | None = None      # cold/burst, ms: webhook (relay: connect) → the call's first echo
@@ -261,20 +263,21 @@ def finish_run(result: RunResult, kind: str, proc: Proc | None, log_path: Path, 
             result.db = {f"db check failed: {exc}": 0}
 
 
-def run_one(kind: str, count: int, args: argparse.Namespace, ctx: dict[str, Any]) -> RunResult:
+def run_one(kind: str, count: int, args: argparse.Namespace, ctx: dict[str, Any],
+            engine: str = "realtime") -> RunResult:
     """Steady state: warm process, calls set up SETUP_CONCURRENCY at a time and probed, then all stream at once."""
-    result = RunResult(kind=kind, calls=count, seconds=args.seconds)
+    result = RunResult(kind=kind, calls=count, seconds=args.seconds, engine=engine)
     standin: Proc = ctx["standin"]
     proc: Proc | None = None
     sids: list[str] | None = None
-    log_path = ctx["log_dir"] / f"{kind}-n{count}.log"
+    log_path = ctx["log_dir"] / f"{kind}-{engine}-n{count}.log"
     try:
         if kind == "direct":
-            target = Target(kind, ws_url=ctx["standin_url"])
+            target = Target(kind, ws_url=upstream_url(ctx["standin_port"], engine), engine=engine)
             measured = standin.pid
             result.measured = "stand-in"
         else:
-            proc, target, port = start_server(kind, ctx, log_path)
+            proc, target, port = start_server(kind, ctx, log_path, engine)
             wait_ready(kind, port, proc)
             measured = proc.pid
         warm_up(target, measured, standin, args)
@@ -315,17 +318,19 @@ async def arrive_calls(target: Target, count: int, args: argparse.Namespace, mea
     return [call.r for call in calls]
 
 
-def run_arrivals(scenario: str, kind: str, count: int, args: argparse.Namespace, ctx: dict[str, Any]) -> RunResult:
+def run_arrivals(scenario: str, kind: str, count: int, args: argparse.Namespace, ctx: dict[str, Any],
+                 engine: str = "realtime") -> RunResult:
     """Cold start (a fresh process, no warm-up) or burst (a fresh process after one warm-up call): `count` calls
     arriving evenly over args.arrival seconds."""
-    result = RunResult(kind=kind, calls=count, seconds=args.call_seconds, scenario=scenario, arrival_s=args.arrival)
+    result = RunResult(kind=kind, calls=count, seconds=args.call_seconds, scenario=scenario, arrival_s=args.arrival,
+                       engine=engine)
     standin: Proc = ctx["standin"]
     proc: Proc | None = None
     sids: list[str] | None = None
-    log_path = ctx["log_dir"] / f"{kind}-{scenario}-n{count}.log"
+    log_path = ctx["log_dir"] / f"{kind}-{engine}-{scenario}-n{count}.log"
     try:
         started = time.perf_counter()
-        proc, target, port = start_server(kind, ctx, log_path)
+        proc, target, port = start_server(kind, ctx, log_path, engine)
         if scenario == "cold":
             async def ready() -> None:
                 await wait_accepting(kind, port, proc)

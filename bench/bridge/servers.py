@@ -11,11 +11,16 @@ from pathlib import Path
 from typing import Any
 
 from bench.bridge.calls import Target
-from bench.bridge.config import BENCH_DB, BIN, BUSINESS_NUMBER, PY, READY_POLL_S, READY_TIMEOUT_S, REDIS_URL
+from bench.bridge.config import BENCH_DB, BIN, BUSINESS_NUMBERS, PY, READY_POLL_S, READY_TIMEOUT_S, REDIS_URL
 from bench.bridge.wire import http_request
 from bench.harness import REPO, Proc, free_port, recreate_database, run_step, wait_http, wait_tcp
 
 SCRIPT = REPO / "bench" / "bridge_latency.py"  # runs the relay as a subprocess (`--_relay PORT UPSTREAM`)
+
+
+def upstream_url(standin_port: int, engine: str) -> str:
+    """The stand-in's WebSocket for a voice engine: Realtime (clients add ?model=) or GPT-Live."""
+    return f"ws://127.0.0.1:{standin_port}" + ("/v1/live/sessions" if engine == "live" else "/v1/realtime")
 
 
 def bench_env(*, server_port: int, standin_port: int, auth_token: str, account_sid: str) -> dict[str, str]:
@@ -31,7 +36,8 @@ def bench_env(*, server_port: int, standin_port: int, auth_token: str, account_s
         "TWILIO_ACCOUNT_SID": account_sid,
         "TWILIO_AUTH_TOKEN": auth_token,
         "OPENAI_API_KEY": "sk-bench",
-        "OPENAI_REALTIME_URL": f"ws://127.0.0.1:{standin_port}/v1/realtime",
+        "OPENAI_REALTIME_URL": upstream_url(standin_port, "realtime"),
+        "OPENAI_LIVE_URL": upstream_url(standin_port, "live"),
         "LOG_LEVEL": "WARNING",
         "PYTHONUNBUFFERED": "1",
     })
@@ -44,14 +50,16 @@ def setup_database(env: dict[str, str], log_dir: Path) -> None:
     # from source (this machine sets PYTHONDONTWRITEBYTECODE).
     run_step("compileall", [PY, "-m", "compileall", "-q", "-j", "0", "accounts", "billing", "calls", "receptionist",
                             "voice"], env, log_dir)
+    # One business per voice engine, each with its own number (the call's `To` picks the engine).
     run_step("business", [PY, "manage.py", "shell", "-c",
                           "from django.utils import timezone; from accounts.models import Business; "
-                          "from billing.models import BillingAccount; "
-                          f"b = Business.objects.create(name='Bench Dental', phone_number='{BUSINESS_NUMBER}', "
-                          "onboarded_at=timezone.now()); "
+                          "from billing.models import BillingAccount\n"
+                          f"for engine, number in {sorted(BUSINESS_NUMBERS.items())!r}:\n"
+                          "    b = Business.objects.create(name='Bench Dental ' + engine, phone_number=number, "
+                          "voice_engine=engine, onboarded_at=timezone.now())\n"
                           # A metered subscription: the free trial's minutes would run out after a few hundred
                           # bench calls, and billing would then refuse them.
-                          "BillingAccount.objects.create(business=b, status='active', trial_minutes=0, "
+                          "    BillingAccount.objects.create(business=b, status='active', trial_minutes=0, "
                           "plan_key='bench', current_period_start=timezone.now())"], env, log_dir)
 
 
@@ -92,18 +100,21 @@ def server_argv(kind: str, port: int) -> list[str]:
     raise ValueError(kind)
 
 
-def start_server(kind: str, ctx: dict[str, Any], log_path: Path) -> tuple[Proc, Target, int]:
-    """A fresh server process pinned to core 0 (not waited for), the target the calls use, and its port."""
+def start_server(kind: str, ctx: dict[str, Any], log_path: Path,
+                 engine: str = "realtime") -> tuple[Proc, Target, int]:
+    """A fresh server process pinned to core 0 (not waited for), the target the calls use, and its port. Our server
+    serves both engines (the called business picks one); the relay is started for one."""
     port = free_port()
     env = bench_env(server_port=port, standin_port=ctx["standin_port"], auth_token=ctx["auth_token"],
                     account_sid=ctx["account_sid"])
     if kind == "relay":
-        argv = [PY, str(SCRIPT), "--_relay", str(port), ctx["standin_url"]]
-        target = Target(kind, ws_url=f"ws://127.0.0.1:{port}/ws/twilio/media/", account_sid=ctx["account_sid"])
+        argv = [PY, str(SCRIPT), "--_relay", str(port), upstream_url(ctx["standin_port"], engine), engine]
+        target = Target(kind, ws_url=f"ws://127.0.0.1:{port}/ws/twilio/media/", account_sid=ctx["account_sid"],
+                        engine=engine)
     else:
         argv = server_argv(kind, port)
         target = Target(kind, base_url=f"http://127.0.0.1:{port}", auth_token=ctx["auth_token"],
-                        account_sid=ctx["account_sid"])
+                        account_sid=ctx["account_sid"], engine=engine)
     return Proc(kind, argv, env, log_path, core=0 if ctx["pin"] else None), target, port
 
 

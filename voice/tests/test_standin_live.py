@@ -528,6 +528,60 @@ async def test_refuse_connection_and_drop_work_on_the_live_path(make_standin):
             await client.recv()
 
 
+# ---- echo mode -------------------------------------------------------------------------------
+
+async def test_echo_mode_sends_every_append_straight_back_and_says_nothing_of_its_own(make_standin):
+    standin = await make_standin(echo=True)
+    # A loud tone then quiet: without echo this would be a caller turn and an answer.
+    audio = ulaw_tone(600) + ulaw_silence(700)
+    frames = [b64(audio[i:i + 160]) for i in range(0, len(audio), 160)]
+    async with live(standin) as client:
+        await client.send("session.input_audio.append", audio=frames[0])
+        assert (await client.until("error"))["error"]["code"] == "session_not_started"  # no echo before the start
+        await client.start()
+        await client.send("session.instructions.append", content="Greet the caller.", delegation_id=None)
+        appended = await client.until("session.instructions.appended")
+        replies = []
+        for i, frame in enumerate(frames):
+            event = {"type": "session.input_audio.append", "audio": frame}
+            check_client_event(event)
+            # both compact JSON and Python's default separators take the fast path
+            await client.ws.send(json.dumps(event, separators=(",", ":")) if i % 2 else json.dumps(event))
+            replies.append(await client.recv())
+        await client.settle()
+        await client.send("session.close")
+        closed = await client.until("session.closed")
+    assert appended["start_ms"] == appended["end_ms"]
+    for reply in replies:  # exactly the SDK's OutputAudioDeltaEvent: no event_id, no timing
+        assert type(SERVER_EVENTS.validate_python(reply)).__name__ == "OutputAudioDeltaEvent"
+        assert set(reply) == {"type", "delta"}
+    assert [r["delta"] for r in replies] == frames
+    assert closed["reason"] == "close_requested" and closed["usage"]["seconds"] >= 0
+    assert {e["type"] for e in client.events} == {
+        "error", "session.started", "session.instructions.appended", "session.output_audio.delta", "session.closed"}
+    record = await standin.wait_for_close()
+    assert record["mode"] == "echo"
+    assert record["spoken"] == [] and record["caller_turns"] == []
+    assert record["event_counts"]["session.input_audio.append"] == len(frames) + 1
+    assert record["events_sent"]["session.output_audio.delta"] == len(frames)
+
+
+async def test_echo_scripted_mode_echoes_every_append_and_still_runs_the_script(make_standin):
+    standin = await make_standin(script=SCRIPT, echo_scripted=True)
+    audio = ulaw_tone(600) + ulaw_silence(700)
+    frames = [audio[i:i + 160] for i in range(0, len(audio), 160)]
+    async with live(standin) as client:
+        await client.start()
+        for frame in frames:
+            await client.send("session.input_audio.append", audio=b64(frame))
+        await client.hear("We're open nine to five.")
+    echoed = [e["delta"] for e in client.events if e["type"] == "session.output_audio.delta"][:len(frames)]
+    assert echoed == [b64(frame) for frame in frames]  # every frame, in order, before the answer
+    record = await standin.wait_for_close()
+    assert record["mode"] == "echo+scripted"
+    assert [t["transcript"] for t in record["caller_turns"]] == ["What are your opening hours?"]
+
+
 async def test_the_sessions_log_tells_the_protocols_apart(standin):
     async with live(standin) as client:
         await client.start()

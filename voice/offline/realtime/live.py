@@ -46,11 +46,21 @@ What a Live session does
   then close 1000. ``fail.expire_after_ms``: ``session.closed`` reason ``expired``, then close 1000.
   ``fail.drop_after_ms`` aborts the connection that long after ``session.start``.
 
+Echo mode
+=========
+``echo=True`` (``--echo``), for latency benchmarks as on Realtime: after ``session.started`` every
+``session.input_audio.append`` is answered at once with one ``session.output_audio.delta`` carrying the same base64
+(``delta`` only, as the SDK's ``OutputAudioDeltaEvent``); the payload is cut out of the message text without parsing
+the JSON or decoding the audio. The model says nothing of its own: no greeting, no transcripts, no caller turns.
+Everything else is answered as usual (``session.instructions.append`` -> ``session.instructions.appended``,
+``session.close`` -> ``session.closed`` with its usage, the usage updates). With ``echo_scripted`` every append is
+echoed first and then handled like any other event, so the detector, the turns and the speech run as without echo.
+
 The session log (``GET /standin/sessions``)
 ===========================================
 A Live record has ``"protocol": "live"`` (Realtime ones ``"realtime"``)::
 
-    {"id": "live_…", "protocol": "live", "model", "path", "headers", "rejected": null|error code,
+    {"id": "live_…", "protocol": "live", "mode": "scripted"|"echo"|"echo+scripted", "model", "path", "headers", "rejected": null|error code,
      "session": {...the session resource, updates applied...}, "input": [seed messages], "session_updates": int,
      "events_received": [types], "events_received_total", "event_counts": {type: n}, "events_sent": {type: n},
      "errors": [{"code", "message", "param", "event_id"}], "input_audio_ms": int,
@@ -84,6 +94,7 @@ from voice.offline.realtime.live_backend import _LiveBackend
 from voice.offline.realtime.live_config import apply_update, resolve_start
 from voice.offline.realtime.protocol import DEFAULT_TURN_DETECTION, _Error, _text_tokens
 from voice.offline.realtime.responses import _Cancelled, _Interruptible, paced_speech, speech_audio
+from voice.offline.realtime.session import _cut_audio
 from voice.offline.realtime.socket_session import _SocketSession
 from voice.offline.realtime.wire import _WireText, verbatim_request
 
@@ -91,6 +102,8 @@ if TYPE_CHECKING:
     from voice.offline.realtime.server import RealtimeStandin
 
 LIVE_PATH = "/v1/live/sessions"
+_APPEND = '"session.input_audio.append"'
+_ECHO_HEAD = '{"type":"session.output_audio.delta","delta":"'
 CONTEXT_WINDOW_TOKENS = 128_000
 _VAD = DEFAULT_TURN_DETECTION["server_vad"]
 
@@ -147,7 +160,8 @@ class _LiveSession(_SocketSession, _WireText, _TurnCursor, _LiveBackend):
         self.calls: dict[str, dict] = {}
         self.prev_prompt_tokens = 0
         self.record: dict[str, Any] = {
-            "id": self.id, "protocol": "live", "model": None, "path": info.get("path"),
+            "id": self.id, "protocol": "live",
+            "mode": "echo+scripted" if standin.echo_scripted else "echo" if standin.echo else "scripted", "model": None, "path": info.get("path"),
             "headers": info.get("headers", {}), "rejected": None, "session": {}, "input": [], "session_updates": 0,
             "events_received": [], "events_received_total": 0, "event_counts": {}, "events_sent": {}, "errors": [],
             "input_audio_ms": 0, "caller_turns": [], "spoken": [], "appended": [], "delegations": [],
@@ -231,8 +245,32 @@ class _LiveSession(_SocketSession, _WireText, _TurnCursor, _LiveBackend):
             await self.ws.close(1008, "unknown_parameter")
             return
         self.spawn(self._speech_task())
+        if self.standin.echo:
+            await self._echo_loop()
+            return
         async for message in self.ws:
             await self.handle(message)
+
+    async def _echo_loop(self) -> None:
+        """Echo mode: once started, each append goes straight back as one output delta (see the module's docstring)."""
+        ws, note = self.ws, self.note_received
+        scripted = self.standin.echo_scripted  # the append goes on to the detector and the script too
+        n_sent = 0
+        try:
+            async for message in ws:
+                if self.started and not self.closed and isinstance(message, str) and _APPEND in message:
+                    payload = _cut_audio(message)
+                    if payload is not None:
+                        n_sent += 1
+                        await ws.send(_ECHO_HEAD + payload + '"}')
+                        if not scripted:
+                            note("session.input_audio.append")  # (scripted: handle() notes it)
+                            continue
+                await self.handle(message)
+        finally:
+            sent = self.record["events_sent"]
+            if n_sent:
+                sent["session.output_audio.delta"] = sent.get("session.output_audio.delta", 0) + n_sent
 
     async def handle(self, message: str | bytes) -> None:
         parsed = await self.read_event(message)
@@ -440,7 +478,9 @@ class _LiveSession(_SocketSession, _WireText, _TurnCursor, _LiveBackend):
     # ---- the voice model's speech -----------------------------------------------------------
 
     def say(self, kind: str, text: str) -> None:
-        """Queue an utterance; the speech task speaks them one after the other."""
+        """Queue an utterance; the speech task speaks them one after the other (in echo mode, nothing is said)."""
+        if self.standin.echo and not self.standin.echo_scripted:
+            return
         if text.strip():
             self.speech_queue.put_nowait(_LiveSpeech(kind, text.strip()))
 

@@ -91,7 +91,8 @@ class RealtimeStandin:
 
     Args:
         script: a :class:`Script`, a dict in the script format, or a path to a JSON script.
-        echo: echo mode for latency benchmarks (see voice/offline/realtime/session.py).
+        echo: echo mode for latency benchmarks, on both protocols (see voice/offline/realtime/session.py and
+            live.py).
         echo_scripted: echo every append *and* run the script on it (VAD, turns, responses, tools), so that a soak
             can time every frame and drive conversations at once; implies ``echo``.
         audio: ``"tone"`` or ``"espeak"`` (falls back to the tone if espeak-ng is missing).
