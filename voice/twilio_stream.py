@@ -136,9 +136,11 @@ class _StreamState(_AudioSocket):
             if not isinstance(payload, str) or len(payload) % 4 or not BASE64.fullmatch(payload):
                 return await self.bad_frame("media payload is not base64")
             session = self.session
-            if session is None or not (session.ready or session.reconnecting):
+            if session is None or not (session.ready or session.reconnecting or session.starting):
                 # Twilio streams from the moment it connects; what the caller says before the agent is connected
-                # is not kept for later, so the first frames sent on are live ones, never a backlog.
+                # is not kept for later, so the first frames sent on are live ones, never a backlog. (GPT-Live's
+                # session is `starting` once its socket is being opened: its audio must be continuous, so the
+                # session holds those frames until session.started.)
                 self.early_audio_bytes += b64_len_to_bytes(payload)
                 operator_metrics.frame_dropped(operator_metrics.DROP_NOT_READY)
                 return True
