@@ -60,8 +60,10 @@ def live_harbor(open_harbor):
 
 
 @pytest.fixture
-def server(live_harbor, standin, twilio_standin):
-    live = start_asgi_server("uvicorn", standin=standin, twilio_standin=twilio_standin)
+def server(request, live_harbor, standin, twilio_standin):
+    """uvicorn alone (no worker: these calls need no post-call work); `extra_env` by indirect parametrisation."""
+    live = start_asgi_server("uvicorn", standin=standin, twilio_standin=twilio_standin,
+                             extra_env=getattr(request, "param", {}))
     yield live
     stop_process(live.process)
 
@@ -128,12 +130,11 @@ def test_a_booking_goes_through_delegation_and_our_tool_layer(stack, standin):
     assert not [e for e in record["errors"] if e["code"] == "function_call_outputs_required"]
 
 
-@pytest.mark.parametrize("stack", [{"LIVE_TOOL_PROGRESS_SECONDS": "0"}], indirect=True)
-def test_a_tool_slower_than_the_progress_threshold_has_the_agent_say_what_it_is_doing(stack, standin):
-    server, worker = stack
+@pytest.mark.parametrize("server", [{"LIVE_TOOL_PROGRESS_SECONDS": "0"}], indirect=True)
+def test_a_tool_slower_than_the_progress_threshold_has_the_agent_say_what_it_is_doing(server, standin):
     standin.script = Script.from_obj(BOOKING_SCRIPT)
     report = simulate(server, utterances=1, reply_timeout_s=15)
-    assert report.ok, (report.failures, server.log(), worker.log())
+    assert report.ok, (report.failures, server.log())
     call = finalized_call(report.call_sid)
     progress = list(CallEvent.objects.filter(call=call, kind="supervisor", payload__step="progress")
                     .values_list("payload__name", "payload__said"))
@@ -204,9 +205,8 @@ def test_talking_over_the_agent_clears_what_twilio_still_holds_and_is_recorded(s
     assert any(s["interrupted"] for s in record["spoken"]), record["spoken"]  # the model stopped itself
 
 
-@pytest.mark.parametrize("stack", [{"OPENAI_SESSION_RENEW_MARGIN_SECONDS": "6"}], indirect=True)
-def test_a_session_about_to_expire_is_renewed_mid_call_with_the_conversation(stack, standin):
-    server, worker = stack
+@pytest.mark.parametrize("server", [{"OPENAI_SESSION_RENEW_MARGIN_SECONDS": "6"}], indirect=True)
+def test_a_session_about_to_expire_is_renewed_mid_call_with_the_conversation(server, standin):
     standin.script = Script.from_obj({**HARBOR_SCRIPT, "live": {"session_seconds": 9}})
     report = simulate(server, utterances=2, hang_up_after_s=14)
     assert report.ok, (report.failures, server.log())
@@ -222,8 +222,8 @@ def test_a_session_about_to_expire_is_renewed_mid_call_with_the_conversation(sta
 
 
 def test_a_lost_connection_is_replaced_by_a_session_that_knows_the_conversation(server, standin):
-    standin.script = Script.from_obj({**HARBOR_SCRIPT, "fail": {"drop_after_ms": 5000, "sessions": 1}})
-    report = simulate(server, utterances=2, hang_up_after_s=12)
+    standin.script = Script.from_obj({**HARBOR_SCRIPT, "fail": {"drop_after_ms": 3000, "sessions": 1}})
+    report = simulate(server, utterances=2, hang_up_after_s=9)
     assert report.ok, (report.failures, server.log())
     call = finalized_call(report.call_sid)
     assert call.status == "completed"
