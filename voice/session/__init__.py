@@ -1,4 +1,5 @@
-"""The call session: one caller, one OpenAI Realtime socket, whatever the transport (Twilio or browser).
+"""The call session: one caller, one voice-model socket, whatever the transport (Twilio or browser) and whatever the
+engine (OpenAI Realtime or GPT-Live: `engine.py`, `realtime.py`, `live.py`).
 
 The audio path is kept lean: caller audio goes to OpenAI as the same base64 string it arrived as, agent
 audio goes back the same way, and nothing on that path touches the database, logs, or leaves the event

@@ -10,6 +10,10 @@ spent does the call fall back (`fail`).
 A Realtime session lasts at most an hour (OPENAI_SESSION_MAX_SECONDS). OPENAI_SESSION_RENEW_MARGIN_SECONDS before
 that, the next session is opened and seeded the same way, and the call switches to it at the next moment nobody
 speaks.
+
+What a new session is given and how is the engine's (`voice/session/engine.py`): the above is Realtime's. GPT-Live
+takes the conversation as the `input` history of its `session.start`, so its renewal waits for the quiet moment
+first and then opens the next session; its cap is the `expires_at` the session announced.
 """
 
 from __future__ import annotations
