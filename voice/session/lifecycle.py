@@ -165,7 +165,9 @@ class _Lifecycle:
             if time.monotonic() - self.t0 > self.max_seconds:
                 await self._end_by_agent("max_duration")
                 return
-            await self.engine.tick()
+            await self.engine.tick()  # may end the call (a hang-up waiting for the agent's last words)
+            if self._finishing:
+                return
             if self.renewal_due(time.monotonic()):
                 self._tasks.append(asyncio.create_task(self._renew_session(), name=f"call-{self.call_id}-renew"))
             if self.allowance_recheck_due(time.monotonic()):
