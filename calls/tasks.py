@@ -43,3 +43,11 @@ def reap_stuck_calls() -> None:
 def sweep_postcall() -> None:
     """Celery beat: queue again post-call work left undone (a dead worker, a lost message, a broker outage)."""
     queueing.postcall_sweep()
+
+
+@shared_task(name="calls.refresh_mcp_servers", acks_late=True, ignore_result=True)
+def refresh_mcp_servers() -> None:
+    """Celery beat: list every business's MCP tools again, and mark the servers that stopped answering."""
+    from calls.services.mcp_servers import mcp_servers_refresh_all
+
+    mcp_servers_refresh_all()
