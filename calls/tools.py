@@ -33,8 +33,10 @@ from django.utils import timezone
 from accounts.models import Business, OpeningHours
 from accounts.phone import normalize_e164
 from calls.caller_text import NAME_LIMIT, clean_caller_text
+from calls.mcp.tools import run_mcp_tool
 from calls.models import Appointment, Call, Message
 from calls.selectors import availability, callers, faq, local_time
+from calls.selectors.mcp_tools import enabled_tool_schemas, is_mcp_function
 from calls.services import bookings, messages
 from calls.services.errors import ActionError, SlotTaken
 
@@ -484,12 +486,21 @@ SUPERVISOR_TOOLS: list[dict[str, Any]] = [tool.schema() for tool in TOOLS.values
 WRITE_TOOLS = frozenset({"book_appointment", "reschedule_appointment", "cancel_appointment", "take_message"})
 
 
+def supervisor_tools(*, business_id: int) -> list[dict[str, Any]]:
+    """The built-in tools and the business's enabled MCP tools (`server__tool`), read from the database: the
+    servers are listed on save, on demand and on a schedule, never during a call's steps."""
+    return SUPERVISOR_TOOLS + enabled_tool_schemas(business_id=business_id)
+
+
 def run_business_tool(*, business_id: int, call_id: int | None, name: str, arguments: dict | str) -> dict:
     """Run one supervisor tool call for one business, on behalf of the caller of `call_id`. Never raises:
     problems come back as {"error": ...}.
 
     The caller's identity is the call's own number from its Call row (of this business); without a call there
-    is none, and the tools that touch a customer's data refuse."""
+    is none, and the tools that touch a customer's data refuse. A `server__tool` name is one of the business's
+    own MCP tools (calls/mcp/)."""
+    if is_mcp_function(name):
+        return run_mcp_tool(business_id=business_id, call_id=call_id, function=name, arguments=arguments)
     tool = TOOLS.get(name)
     if tool is None:
         return {"error": f"There is no tool called “{name}”. The tools are: {', '.join(TOOLS)}."}
