@@ -136,14 +136,7 @@ class Tool:
 
     def clean(self, arguments: dict | str) -> dict[str, Any]:
         """Check `arguments` against the parameters; an optional one given as null or "" counts as omitted."""
-        if isinstance(arguments, str):
-            try:
-                arguments = json.loads(arguments) if arguments.strip() else {}
-            except json.JSONDecodeError as exc:
-                raise ActionError(f"The arguments were not valid JSON ({exc.msg}). Call {self.name} again with a "
-                                  "JSON object.") from None
-        if not isinstance(arguments, dict):
-            raise ActionError(f"The arguments of {self.name} must be a JSON object with named parameters.")
+        arguments = arguments_object(self.name, arguments)
         unknown = sorted(set(arguments) - set(self.properties))
         if unknown:
             allowed = ", ".join(self.properties) or "none"
@@ -159,6 +152,19 @@ class Tool:
                 continue
             cleaned[key] = _check_type(key, spec, value)
         return cleaned
+
+
+def arguments_object(name: str, arguments: dict | str) -> dict[str, Any]:
+    """A tool call's arguments (JSON text or already parsed) as a dict; ActionError the model can act on."""
+    if isinstance(arguments, str):
+        try:
+            arguments = json.loads(arguments) if arguments.strip() else {}
+        except json.JSONDecodeError as exc:
+            raise ActionError(f"The arguments were not valid JSON ({exc.msg}). Call {name} again with a JSON "
+                              "object.") from None
+    if not isinstance(arguments, dict):
+        raise ActionError(f"The arguments of {name} must be a JSON object with named parameters.")
+    return arguments
 
 
 def _check_type(key: str, spec: dict[str, Any], value: Any) -> Any:
@@ -499,12 +505,13 @@ def run_business_tool(*, business_id: int, call_id: int | None, name: str, argum
     The caller's identity is the call's own number from its Call row (of this business); without a call there
     is none, and the tools that touch a customer's data refuse. A `server__tool` name is one of the business's
     own MCP tools (calls/mcp/)."""
-    if is_mcp_function(name):
-        return run_mcp_tool(business_id=business_id, call_id=call_id, function=name, arguments=arguments)
     tool = TOOLS.get(name)
-    if tool is None:
+    if tool is None and not is_mcp_function(name):
         return {"error": f"There is no tool called “{name}”. The tools are: {', '.join(TOOLS)}."}
     try:
+        if tool is None:
+            return run_mcp_tool(business_id=business_id, call_id=call_id, function=name,
+                                arguments=arguments_object(name, arguments))
         args = tool.clean(arguments)
         business = Business.objects.filter(id=business_id).first()
         if business is None:

@@ -9,7 +9,6 @@ reports) comes back as {"error": ...} the model can speak around.
 
 from __future__ import annotations
 
-import json
 import logging
 from typing import Any
 
@@ -37,32 +36,17 @@ def call_meta(*, business_id: int, call: Call | None) -> dict[str, Any]:
     return meta
 
 
-def _arguments(function: str, arguments: dict | str) -> dict[str, Any]:
-    if isinstance(arguments, str):
-        try:
-            arguments = json.loads(arguments) if arguments.strip() else {}
-        except json.JSONDecodeError as exc:
-            raise ValueError(f"The arguments were not valid JSON ({exc.msg}). Call {function} again with a JSON "
-                             "object.") from None
-    if not isinstance(arguments, dict):
-        raise ValueError(f"The arguments of {function} must be a JSON object with named parameters.")
-    return arguments
-
-
-def run_mcp_tool(*, business_id: int, call_id: int | None, function: str, arguments: dict | str) -> dict[str, Any]:
-    """Call `server__tool` of this business with the model's arguments; never raises."""
+def run_mcp_tool(*, business_id: int, call_id: int | None, function: str, arguments: dict[str, Any]) -> dict[str, Any]:
+    """Call `server__tool` of this business with the model's arguments (parsed: `calls.tools.arguments_object`);
+    never raises."""
     tool = enabled_tool(business_id=business_id, function=function)
     if tool is None:
         return {"error": f"There is no tool called “{function}” (or the business switched it off). Do not call it "
                          "again; " + UNAVAILABLE_HINT}
-    try:
-        args = _arguments(function, arguments)
-    except ValueError as exc:
-        return {"error": str(exc)}
     call = Call.objects.filter(id=call_id, business_id=business_id).first() if call_id is not None else None
     server = tool.server
     try:
-        answer = client.call_tool(endpoint_of(server), name=tool.name, arguments=args,
+        answer = client.call_tool(endpoint_of(server), name=tool.name, arguments=arguments,
                                   meta=call_meta(business_id=business_id, call=call))
     except (client.McpUnavailable, UnreadableSecret) as exc:
         log.warning("MCP tool %s of business %s: %s", function, business_id, exc)

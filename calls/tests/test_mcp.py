@@ -214,3 +214,11 @@ def test_a_server_name_with_a_double_underscore_is_refused_by_the_database(alice
 
     with pytest.raises(IntegrityError), transaction.atomic():
         McpServer.objects.create(business=alices_business, name="my__server", url="https://example.com/mcp")
+
+
+def test_arguments_that_are_not_json_are_an_error_without_calling_the_server(alices_business):
+    McpTool.objects.create(server=McpServer.objects.create(business=alices_business, name="orders",
+                                                           url="https://tools.example.com/mcp"), name="lookup_order")
+    output = run_business_tool(business_id=alices_business.id, call_id=None, name="orders__lookup_order",
+                               arguments="{not json")
+    assert "not valid JSON" in output["error"]

@@ -23,11 +23,6 @@ ORDER_TURN = {"caller": "Where is my order A1?", "say": "One moment, let me chec
               "after_tool": "{output.answer}"}
 
 
-def order_script(tool: str, arguments: dict, answer: str) -> Script:
-    return Script.from_obj({"greeting": "Harbor Dental, how can I help?", "turns": [ORDER_TURN], "supervisor": [
-        {"match": "order", "steps": [{"tool": tool, "arguments": arguments}, {"say": answer}]}]})
-
-
 @pytest.fixture
 def orders(harbor, settings):
     settings.MCP_ALLOWED_HOSTS = frozenset({"127.0.0.1"})
@@ -43,23 +38,25 @@ def stack(orders, standin, twilio_standin):
         yield both
 
 
-def mcp_steps(call) -> list[dict]:
-    return [p for p in CallEvent.objects.filter(call=call, kind="supervisor").order_by("offset_ms", "order")
-            .values_list("payload", flat=True) if p.get("step") == "tool" and p.get("server")]
-
-
-def spoken(standin) -> list[str]:
-    return [r["text"] for r in upstream_record(standin)["responses"]]
-
-
-def test_the_supervisor_calls_the_businesss_mcp_tool_and_the_server_knows_the_caller(stack, standin):
+def call_using(stack, standin, tool: str, arguments: dict, answer: str) -> tuple:
+    """One scripted call whose supervisor calls `tool`, then says `answer`: (the call, its one MCP step)."""
     server, worker = stack
-    standin.script = order_script("orders__lookup_order", {"order_id": "A1"}, "Your order shipped; it arrives Thursday.")
+    standin.script = Script.from_obj({"greeting": "Harbor Dental, how can I help?", "turns": [ORDER_TURN],
+                                      "supervisor": [{"match": "order", "steps": [
+                                          {"tool": tool, "arguments": arguments}, {"say": answer}]}]})
     report = simulate(server, utterances=1, reply_timeout_s=15)
     assert report.ok, (report.failures, server.log(), worker.log())
     call = finalized_call(report.call_sid)
-    assert "Your order shipped; it arrives Thursday." in spoken(standin)
-    [step] = mcp_steps(call)
+    assert answer in [r["text"] for r in upstream_record(standin)["responses"]]  # the call went on
+    assert call.status == "completed"
+    [step] = [p for p in CallEvent.objects.filter(call=call, kind="supervisor").order_by("offset_ms", "order")
+              .values_list("payload", flat=True) if p.get("step") == "tool" and p.get("server")]
+    return call, step
+
+
+def test_the_supervisor_calls_the_businesss_mcp_tool_and_the_server_knows_the_caller(stack, standin):
+    call, step = call_using(stack, standin, "orders__lookup_order", {"order_id": "A1"},
+                            "Your order shipped; it arrives Thursday.")
     assert (step["server"], step["tool"], step["arguments"]) == ("orders", "lookup_order", {"order_id": "A1"})
     assert step["duration_ms"] >= 0
     result = json.loads(step["result"]["result"])
@@ -70,25 +67,13 @@ def test_the_supervisor_calls_the_businesss_mcp_tool_and_the_server_knows_the_ca
 
 
 def test_a_tool_that_times_out_is_an_error_the_supervisor_speaks_around(stack, standin):
-    server, worker = stack
-    standin.script = order_script("orders__slow_report", {"topic": "A1"}, "Sorry, I can't check orders right now.")
-    report = simulate(server, utterances=1, reply_timeout_s=15)
-    assert report.ok, (report.failures, server.log(), worker.log())
-    call = finalized_call(report.call_sid)
-    [step] = mcp_steps(call)
+    _, step = call_using(stack, standin, "orders__slow_report", {"topic": "A1"},
+                         "Sorry, I can't check orders right now.")
     assert "did not answer within 1.5 seconds" in step["result"]["error"]
-    assert "Sorry, I can't check orders right now." in spoken(standin)
-    assert call.status == "completed"
 
 
 def test_a_server_gone_during_the_call_is_an_error_and_the_call_goes_on(stack, orders, standin):
-    server, worker = stack
     orders.stop()  # listed and enabled, but no longer answering
-    standin.script = order_script("orders__lookup_order", {"order_id": "A1"}, "Sorry, our order system is down.")
-    report = simulate(server, utterances=1, reply_timeout_s=15)
-    assert report.ok, (report.failures, server.log(), worker.log())
-    call = finalized_call(report.call_sid)
-    [step] = mcp_steps(call)
+    _, step = call_using(stack, standin, "orders__lookup_order", {"order_id": "A1"},
+                         "Sorry, our order system is down.")
     assert "did not answer" in step["result"]["error"] and "offer to take a message" in step["result"]["error"]
-    assert "Sorry, our order system is down." in spoken(standin)
-    assert call.status == "completed"
