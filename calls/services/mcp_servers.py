@@ -6,6 +6,7 @@ listing is fetched first, then written in one short transaction.
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 
@@ -22,6 +23,8 @@ log = logging.getLogger(__name__)
 # What an OpenAI function name allows, with the server's name and "__" in front (64 characters in all).
 _TOOL_NAME_RE = re.compile(r"^[A-Za-z0-9_-]+$")
 FUNCTION_NAME_MAX = 64
+# Every enabled tool's schema goes to the model on every supervisor step: a server cannot make that arbitrarily big.
+SCHEMA_MAX_CHARS = 8000
 
 
 def endpoint_of(server: McpServer) -> client.Endpoint:
@@ -56,11 +59,12 @@ def mcp_server_refresh(*, server: McpServer) -> McpServer:
         server.refresh_from_db()
         return server
     usable = [t for t in listed if _TOOL_NAME_RE.match(t.name)
-              and len(server.name) + 2 + len(t.name) <= FUNCTION_NAME_MAX]
+              and len(server.name) + 2 + len(t.name) <= FUNCTION_NAME_MAX
+              and len(json.dumps(t.input_schema)) <= SCHEMA_MAX_CHARS]
     skipped = len(listed) - len(usable)
-    note = (f"{skipped} tool(s) not offered: their names are not usable as function names "
-            f"(letters, digits, _ and - only, at most {FUNCTION_NAME_MAX - len(server.name) - 2} characters)."
-            if skipped else "")
+    note = (f"{skipped} tool(s) not offered: a name that is not usable as a function name (letters, digits, _ "
+            f"and - only, at most {FUNCTION_NAME_MAX - len(server.name) - 2} characters) or a schema over "
+            f"{SCHEMA_MAX_CHARS} characters." if skipped else "")
     with transaction.atomic():
         locked = McpServer.objects.select_for_update().filter(id=server.id).first()
         if locked is None:  # removed while we were listing

@@ -222,3 +222,12 @@ def test_arguments_that_are_not_json_are_an_error_without_calling_the_server(ali
     output = run_business_tool(business_id=alices_business.id, call_id=None, name="orders__lookup_order",
                                arguments="{not json")
     assert "not valid JSON" in output["error"]
+
+
+def test_the_timeline_says_which_system_was_asked_and_what_it_answered(alices_business):
+    from calls.selectors.timeline_words import tool_in_words
+
+    assert tool_in_words("orders__lookup_order", {"order_id": "A1"}, {"result": "shipped"},
+                         alices_business) == "Used lookup_order of orders: shipped"
+    assert tool_in_words("orders__lookup_order", {}, {"error": "It timed out."},
+                         alices_business) == "Could not use lookup_order of orders: It timed out."
