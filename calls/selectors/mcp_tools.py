@@ -17,6 +17,11 @@ def mcp_servers_for_business(*, business_id: int) -> QuerySet[McpServer]:
         Prefetch("tools", queryset=McpTool.objects.order_by("name")))
 
 
+def mcp_server_ids() -> list[int]:
+    """Every business's servers (the scheduled refresh)."""
+    return list(McpServer.objects.order_by("id").values_list("id", flat=True))
+
+
 def function_name(server_name: str, tool_name: str) -> str:
     return f"{server_name}{SEPARATOR}{tool_name}"
 

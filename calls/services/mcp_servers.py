@@ -7,7 +7,6 @@ listing is fetched first, then written in one short transaction.
 from __future__ import annotations
 
 import json
-import logging
 import re
 
 from django.db import transaction
@@ -18,7 +17,6 @@ from calls.mcp import client
 from calls.mcp.secrets import UnreadableSecret, decrypt_secret, encrypt_secret
 from calls.models import McpServer, McpTool
 
-log = logging.getLogger(__name__)
 
 # What an OpenAI function name allows, with the server's name and "__" in front (64 characters in all).
 _TOOL_NAME_RE = re.compile(r"^[A-Za-z0-9_-]+$")
@@ -87,15 +85,3 @@ def mcp_tool_set_enabled(*, tool: McpTool, enabled: bool) -> McpTool:
 
 def mcp_server_delete(*, server: McpServer) -> None:
     server.delete()
-
-
-def mcp_servers_refresh_all() -> int:
-    """Refresh every server (celery beat); one that fails is marked and the others go on. Returns how many."""
-    count = 0
-    for server in McpServer.objects.order_by("id").iterator():
-        try:
-            mcp_server_refresh(server=server)
-        except Exception:
-            log.exception("Refreshing MCP server %s failed", server.id)
-        count += 1
-    return count

@@ -10,7 +10,7 @@ from django.db import connection
 
 from calls.models import McpServer, McpTool
 from calls.services import mcp_servers
-from calls.tasks import refresh_mcp_servers
+from calls.tasks import refresh_mcp_server
 from calls.tests.mcp_server import start_server
 from calls.tools import SUPERVISOR_TOOLS, run_business_tool, supervisor_tools
 from tests.factories import make_business, make_call
@@ -203,7 +203,7 @@ def test_a_server_that_went_away_is_an_error_and_the_schedule_marks_it(alices_bu
     output = run_business_tool(business_id=alices_business.id, call_id=None, name="orders__lookup_order",
                                arguments={"order_id": "A1"})
     assert "did not answer" in output["error"] and "offer to take a message" in output["error"]
-    refresh_mcp_servers()
+    refresh_mcp_server(server.id)  # what celery beat queues for each server
     server.refresh_from_db()
     assert server.status == McpServer.Status.UNREACHABLE
     assert server.tools.count() == 4  # the last list is kept, for when it comes back
