@@ -231,3 +231,10 @@ def test_the_timeline_says_which_system_was_asked_and_what_it_answered(alices_bu
                          alices_business) == "Used lookup_order of orders: shipped"
     assert tool_in_words("orders__lookup_order", {}, {"error": "It timed out."},
                          alices_business) == "Could not use lookup_order of orders: It timed out."
+
+
+def test_a_public_server_must_use_https(client, alice, alices_business, loopback_allowed):
+    client.force_login(alice)
+    response = connect(client, "http://93.184.215.14/mcp", auth_kind="bearer", secret=TOKEN)
+    assert "Use an https:// address." in response.content.decode()
+    assert not McpServer.objects.exists()
