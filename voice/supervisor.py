@@ -186,15 +186,16 @@ def run_supervisor(*, call_id: int, request: str, conversation: list[dict[str, s
             for tool_call in message.tool_calls:
                 name = tool_call.function.name
                 t0 = time.monotonic()
-                if name in WRITE_TOOLS and too_late():
+                # A business's MCP tool may change something on its side too (we cannot know): treated as a write.
+                if (name in WRITE_TOOLS or is_mcp_function(name)) and too_late():
                     # The caller has already heard that this failed and may well ask again: acting now would
                     # book (or cancel) behind their back and make duplicates.
                     output = {"error": TOO_LATE_TO_ACT}
                 else:
-                    output = run_business_tool(business_id=business.id, call_id=call.id,
-                                               name=tool_call.function.name, arguments=tool_call.function.arguments)
-                    if tool_call.function.name in WRITE_TOOLS and "error" not in output:
-                        result.acted.append(tool_call.function.name)
+                    output = run_business_tool(business_id=business.id, call_id=call.id, name=name,
+                                               arguments=tool_call.function.arguments)
+                    if name in WRITE_TOOLS and "error" not in output:
+                        result.acted.append(name)
                 # An MCP tool's step also names its server and tool (its result is already size-capped).
                 where = dict(zip(("server", "tool"), name.split(MCP_SEPARATOR, 1))) if is_mcp_function(name) else {}
                 event(step="tool", name=name, **where, arguments=_json_or_text(tool_call.function.arguments),
