@@ -8,6 +8,7 @@ import json
 import pytest
 from django.db import connection
 
+from calls.mcp.secrets import encrypt_secret
 from calls.models import McpServer, McpTool
 from calls.services import mcp_servers
 from calls.tasks import refresh_mcp_server
@@ -238,3 +239,11 @@ def test_a_public_server_must_use_https(client, alice, alices_business, loopback
     response = connect(client, "http://93.184.215.14/mcp", auth_kind="bearer", secret=TOKEN)
     assert "Use an https:// address." in response.content.decode()
     assert not McpServer.objects.exists()
+
+
+def test_the_admin_shows_a_server_without_its_token(admin_client, alices_business):
+    server = McpServer.objects.create(business=alices_business, name="orders", url="https://tools.example.com/mcp",
+                                      auth_kind="bearer", secret_encrypted=encrypt_secret(TOKEN))
+    page = admin_client.get(f"/admin/calls/mcpserver/{server.id}/change/").content.decode()
+    assert "https://tools.example.com/mcp" in page
+    assert TOKEN not in page and server.secret_encrypted not in page
