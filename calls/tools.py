@@ -498,20 +498,21 @@ def supervisor_tools(*, business_id: int) -> list[dict[str, Any]]:
     return SUPERVISOR_TOOLS + enabled_tool_schemas(business_id=business_id)
 
 
-def run_business_tool(*, business_id: int, call_id: int | None, name: str, arguments: dict | str) -> dict:
+def run_business_tool(*, business_id: int, call_id: int | None, name: str, arguments: dict | str,
+                      wait_at_most: float | None = None) -> dict:
     """Run one supervisor tool call for one business, on behalf of the caller of `call_id`. Never raises:
     problems come back as {"error": ...}.
 
     The caller's identity is the call's own number from its Call row (of this business); without a call there
     is none, and the tools that touch a customer's data refuse. A `server__tool` name is one of the business's
-    own MCP tools (calls/mcp/)."""
+    own MCP tools (calls/mcp/), waited for at most `wait_at_most` seconds (and MCP_CALL_TIMEOUT_SECONDS)."""
     tool = TOOLS.get(name)
     if tool is None and not is_mcp_function(name):
         return {"error": f"There is no tool called “{name}”. The tools are: {', '.join(TOOLS)}."}
     try:
         if tool is None:
             return run_mcp_tool(business_id=business_id, call_id=call_id, function=name,
-                                arguments=arguments_object(name, arguments))
+                                arguments=arguments_object(name, arguments), wait_at_most=wait_at_most)
         args = tool.clean(arguments)
         business = Business.objects.filter(id=business_id).first()
         if business is None:

@@ -192,8 +192,10 @@ def run_supervisor(*, call_id: int, request: str, conversation: list[dict[str, s
                     # book (or cancel) behind their back and make duplicates.
                     output = {"error": TOO_LATE_TO_ACT}
                 else:
+                    # An MCP tool is not waited for beyond the deadline: the caller would have heard the apology.
                     output = run_business_tool(business_id=business.id, call_id=call.id, name=name,
-                                               arguments=tool_call.function.arguments)
+                                               arguments=tool_call.function.arguments,
+                                               wait_at_most=max(0.1, deadline_at - time.time()) if deadline_at else None)
                     if name in WRITE_TOOLS and "error" not in output:
                         result.acted.append(name)
                 # An MCP tool's step also names its server and tool (its result is already size-capped).

@@ -90,7 +90,7 @@ def _describe(exc: BaseException, transport: _GuardedTransport, timeout: float) 
     if transport.refused:
         return transport.refused
     if isinstance(exc, TimeoutError):
-        return f"The server did not answer within {timeout:g} seconds."
+        return f"The server did not answer within {timeout:.3g} seconds."
     if isinstance(exc, BaseExceptionGroup):
         exc = exc.exceptions[0]
         while isinstance(exc, BaseExceptionGroup):

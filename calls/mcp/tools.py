@@ -12,6 +12,8 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from django.conf import settings
+
 from calls.mcp import client
 from calls.mcp.secrets import UnreadableSecret
 from calls.models import Call
@@ -36,7 +38,8 @@ def call_meta(*, business_id: int, call: Call | None) -> dict[str, Any]:
     return meta
 
 
-def run_mcp_tool(*, business_id: int, call_id: int | None, function: str, arguments: dict[str, Any]) -> dict[str, Any]:
+def run_mcp_tool(*, business_id: int, call_id: int | None, function: str, arguments: dict[str, Any],
+                 wait_at_most: float | None = None) -> dict[str, Any]:
     """Call `server__tool` of this business with the model's arguments (parsed: `calls.tools.arguments_object`);
     never raises."""
     tool = enabled_tool(business_id=business_id, function=function)
@@ -47,7 +50,8 @@ def run_mcp_tool(*, business_id: int, call_id: int | None, function: str, argume
     server = tool.server
     try:
         answer = client.call_tool(endpoint_of(server), name=tool.name, arguments=arguments,
-                                  meta=call_meta(business_id=business_id, call=call))
+                                  meta=call_meta(business_id=business_id, call=call),
+                                  timeout=min(settings.MCP_CALL_TIMEOUT_SECONDS, wait_at_most or float("inf")))
     except (client.McpUnavailable, UnreadableSecret) as exc:
         log.warning("MCP tool %s of business %s: %s", function, business_id, exc)
         return {"error": f"The business's “{server.name}” system did not answer: {exc} {UNAVAILABLE_HINT}"}
