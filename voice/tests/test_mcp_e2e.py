@@ -11,7 +11,7 @@ from calls.models import CallEvent
 from calls.services.mcp_servers import mcp_server_create
 from calls.tests.mcp_server import start_server
 from voice.offline.realtime import Script
-from voice.tests.conftest import server_and_worker
+from voice.tests.conftest import server_and_worker, start_asgi_server, stop_process
 from voice.tests.test_call_e2e import finalized_call, simulate, upstream_record
 
 pytestmark = pytest.mark.e2e
@@ -77,3 +77,31 @@ def test_a_server_gone_during_the_call_is_an_error_and_the_call_goes_on(stack, o
     _, step = call_using(stack, standin, "orders__lookup_order", {"order_id": "A1"},
                          "Sorry, our order system is down.")
     assert "did not answer" in step["result"]["error"] and "offer to take a message" in step["result"]["error"]
+
+
+@pytest.fixture
+def live_server(orders, harbor, standin, twilio_standin):
+    harbor.voice_engine = "live"
+    harbor.save(update_fields=["voice_engine"])
+    server = start_asgi_server("uvicorn", standin=standin, twilio_standin=twilio_standin, extra_env=WORKER_ENV)
+    yield server
+    stop_process(server.process)
+
+
+def test_gpt_lives_backend_calls_the_businesss_mcp_tool_through_our_tool_layer(live_server, standin):
+    answer = "Your order shipped; it arrives Thursday."
+    standin.script = Script.from_obj({"greeting": "Harbor Dental, how can I help?", "turns": [ORDER_TURN],
+                                      "supervisor": [{"match": "order", "steps": [
+                                          {"tool": "orders__lookup_order", "arguments": {"order_id": "A1"}},
+                                          {"say": answer}]}]})
+    report = simulate(live_server, utterances=1, reply_timeout_s=15)
+    assert report.ok, (report.failures, live_server.log())
+    call = finalized_call(report.call_sid)
+    [step] = [p for p in CallEvent.objects.filter(call=call, kind="supervisor").values_list("payload", flat=True)
+              if p.get("step") == "tool"]
+    assert step["name"] == "orders__lookup_order"
+    told = json.loads(step["result"]["result"])["told"]
+    assert told["receptionist/call_id"] == call.id and told["receptionist/caller_number"] == call.from_number
+    [record] = [r for r in standin.sessions.values() if r.get("protocol") == "live"]
+    [delegation] = [d for d in record["delegations"] if d["function_calls"]]
+    assert all(o["known"] for o in delegation["outputs"])  # the tool was in the session's backend tools
