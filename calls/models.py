@@ -553,7 +553,7 @@ class McpServer(models.Model):
         UNREACHABLE = "unreachable", "Not answering"
 
     class AuthKind(models.TextChoices):
-        NONE = "none", "None"
+        NONE = "none", "No authentication"
         BEARER = "bearer", "Bearer token"
         HEADER = "header", "Custom header"
 
