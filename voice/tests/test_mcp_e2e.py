@@ -80,7 +80,7 @@ def test_a_server_gone_during_the_call_is_an_error_and_the_call_goes_on(stack, o
 
 
 @pytest.fixture
-def live_server(orders, harbor, standin, twilio_standin):
+def live_engine_server(orders, harbor, standin, twilio_standin):
     harbor.voice_engine = "live"
     harbor.save(update_fields=["voice_engine"])
     server = start_asgi_server("uvicorn", standin=standin, twilio_standin=twilio_standin, extra_env=WORKER_ENV)
@@ -88,14 +88,14 @@ def live_server(orders, harbor, standin, twilio_standin):
     stop_process(server.process)
 
 
-def test_gpt_lives_backend_calls_the_businesss_mcp_tool_through_our_tool_layer(live_server, standin):
+def test_gpt_lives_backend_calls_the_businesss_mcp_tool_through_our_tool_layer(live_engine_server, standin):
     answer = "Your order shipped; it arrives Thursday."
     standin.script = Script.from_obj({"greeting": "Harbor Dental, how can I help?", "turns": [ORDER_TURN],
                                       "supervisor": [{"match": "order", "steps": [
                                           {"tool": "orders__lookup_order", "arguments": {"order_id": "A1"}},
                                           {"say": answer}]}]})
-    report = simulate(live_server, utterances=1, reply_timeout_s=15)
-    assert report.ok, (report.failures, live_server.log())
+    report = simulate(live_engine_server, utterances=1, reply_timeout_s=15)
+    assert report.ok, (report.failures, live_engine_server.log())
     call = finalized_call(report.call_sid)
     [step] = [p for p in CallEvent.objects.filter(call=call, kind="supervisor").values_list("payload", flat=True)
               if p.get("step") == "tool"]
