@@ -75,12 +75,16 @@ NOT_WALKED = {
     "number_release": "a form's action: POST only",
     "number_check": "a form's action: POST only",
     "number_reconnect": "a form's action: POST only",
+    "mcp_server_refresh": "a form's action: POST only",
+    "mcp_server_delete": "a form's action: POST only",
+    "mcp_tool_toggle": "a form's action: POST only",
     "billing_billingaccount_changelist": "the operators' admin (billing accounts), not a member's page",
 }
 POST_ONLY = {name for name, reason in NOT_WALKED.items() if "POST only" in reason}
 DOWNLOADS = {"call_export", "analytics_export"}
 # What staff cannot open (403): owners' pages, which staff must find no link to.
 OWNERS_ONLY = {"settings_notifications": "owners choose where call summaries go",
+               "settings_tools": "owners connect the business's own systems, with their tokens",
                "number_search": "owners buy the number", "number_existing": "owners claim the number",
                "onboarding": "staff joined a business that is already set up (they are sent to the dashboard)"}
 # Pages only ever reached from outside the app's own links: the walker starts from them as well as from the
