@@ -34,7 +34,8 @@ from django.utils import timezone
 from accounts.models import Invite, User
 from accounts.services import invite_token
 from billing.models import UsageRecord
-from calls.models import Call, CallEvent, Message, NotificationSettings, WebhookDelivery, WebhookEndpoint
+from calls.models import (Call, CallEvent, McpServer, McpTool, Message, NotificationSettings, WebhookDelivery,
+                          WebhookEndpoint)
 from calls.services.search_document import call_search_refresh
 from tests.browser import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS
 from tests.factories import (PASSWORD, add_member, make_appointment, make_business, make_call, make_closed_date,
@@ -241,6 +242,14 @@ def seed_business_with_data(owner_email: str, staff_email: str) -> tuple[Member,
                                               secret="whsec_walker")
     WebhookDelivery.objects.create(endpoint=endpoint, call=booked, event_type="call.completed", message_id="msg_walker",
                                    url=endpoint.url, payload={}, status="delivered", attempts=1, delivered_at=now)
+    # Its own tools: one server answering, one not (rows only: the page never asks a server while it renders).
+    orders = McpServer.objects.create(business=business, name="orders", url="https://tools.harbor.example/mcp",
+                                      status="ok", checked_at=now)
+    McpTool.objects.create(server=orders, name="lookup_order", description="Find an order by its number.")
+    McpTool.objects.create(server=orders, name="refund_order", description="Refund an order.", enabled=False)
+    McpServer.objects.create(business=business, name="stock", url="https://stock.harbor.example/mcp",
+                             status="unreachable", checked_at=now,
+                             last_error="The server did not answer within 8 seconds.")
 
     # An invitation for someone else: a member may still open its link (and is told it isn't theirs).
     other = Invite.objects.create(business=business, email="someone@elsewhere.example", invited_by=owner,
