@@ -4,8 +4,8 @@ from django.contrib import admin
 from django.forms import ModelForm
 from django.http import HttpRequest
 
-from calls.models import (Appointment, Call, CallEvent, CallNotification, Customer, Message, NotificationSettings,
-                          TranscriptEntry, WebhookAttempt, WebhookDelivery, WebhookEndpoint)
+from calls.models import (Appointment, Call, CallEvent, CallNotification, Customer, McpServer, McpTool, Message,
+                          NotificationSettings, TranscriptEntry, WebhookAttempt, WebhookDelivery, WebhookEndpoint)
 from calls.services.search_document import CALL_SEARCH_FIELDS, call_search_refresh
 from receptionist.recorded_admin import RecordedAdmin, RecordedInline
 
@@ -153,3 +153,21 @@ class WebhookDeliveryAdmin(RecordedAdmin):
     search_fields = ["message_id"]
     raw_id_fields = ["call", "endpoint"]
     inlines = [WebhookAttemptInline]
+
+
+class McpToolInline(admin.TabularInline):
+    model = McpTool
+    fields = ["name", "description", "enabled"]
+    readonly_fields = ["name", "description"]
+    extra = 0
+
+
+@admin.register(McpServer)
+class McpServerAdmin(admin.ModelAdmin):
+    list_display = ["business", "name", "url", "status", "checked_at"]
+    list_filter = ["status"]
+    raw_id_fields = ["business"]
+    exclude = ["secret_encrypted"]  # the tenant's token: operators never need it, even encrypted
+    # The URL and auth kind go with the (hidden) secret: only the owner, who can enter the token, changes them.
+    readonly_fields = ["url", "auth_kind", "header_name", "status", "last_error", "checked_at"]
+    inlines = [McpToolInline]

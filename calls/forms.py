@@ -2,13 +2,18 @@ from __future__ import annotations
 
 import datetime as dt
 import ipaddress
+import re
+from typing import Any
 from urllib.parse import urlsplit
 
 from django import forms
 from django.conf import settings
 
+from accounts.models import Business
 from calls import analytics
-from calls.models import Call, NotificationSettings
+from calls.models import MCP_SERVER_NAME_MAX, MCP_SERVER_NAME_RE, Call, McpServer, NotificationSettings
+from calls.postcall.address_guard import BlockedAddress, resolve_guarded_target
+from calls.postcall.queueing import TransientError
 from calls.outcomes import OUTCOME_LABELS, OUTCOMES
 from calls.selectors.search import CallFilters
 
@@ -121,3 +126,65 @@ class CallFilterForm(forms.Form):
         return CallFilters(q=data.get("q") or "", date_from=data.get("date_from"), date_to=data.get("date_to"),
                            outcome=data.get("outcome") or "", status=data.get("status") or "",
                            channel=data.get("channel") or "")
+
+
+RESERVED_HEADERS = frozenset({"host", "content-type", "content-length", "accept", "connection", "transfer-encoding",
+                              "mcp-session-id", "mcp-protocol-version", "last-event-id"})
+
+
+class McpServerForm(forms.Form):
+    name = forms.CharField(
+        label="Name", max_length=MCP_SERVER_NAME_MAX,
+        help_text="Short, lower-case letters, digits and single underscores (e.g. orders). The assistant sees "
+                  "each tool as name__tool.")
+    url = forms.URLField(label="Server URL", max_length=500, assume_scheme="https",
+                         help_text="The server's Streamable HTTP endpoint, e.g. https://tools.example.com/mcp.")
+    auth_kind = forms.ChoiceField(label="Authentication", choices=McpServer.AuthKind.choices,
+                                  initial=McpServer.AuthKind.NONE, widget=forms.RadioSelect)
+    header_name = forms.CharField(label="Header name", max_length=100, required=False,
+                                  help_text="Only for a custom header, e.g. X-Api-Key.")
+    secret = forms.CharField(label="Token or header value", required=False, max_length=2000,
+                             widget=forms.PasswordInput(render_value=False),
+                             help_text="Stored encrypted and never shown again.")
+
+    def __init__(self, *args: Any, business: Business, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.business = business
+
+    def clean_name(self) -> str:
+        name = self.cleaned_data["name"].strip()
+        if not re.match(MCP_SERVER_NAME_RE, name):
+            raise forms.ValidationError("Use lower-case letters and digits, words joined by single underscores, "
+                                        "starting with a letter.")
+        if McpServer.objects.filter(business=self.business, name=name).exists():
+            raise forms.ValidationError("You already have a server with this name.")
+        return name
+
+    def clean_url(self) -> str:
+        url = self.cleaned_data["url"].strip()
+        try:  # checked again on every connection: the name may point elsewhere later
+            resolve_guarded_target(url, timeout=5, allowed_hosts=settings.MCP_ALLOWED_HOSTS)
+        except BlockedAddress:
+            raise forms.ValidationError("This address is private or local: tools can only be reached on public "
+                                        "addresses.") from None
+        except TransientError:
+            raise forms.ValidationError("This server's name could not be resolved.") from None
+        # The token travels with every request: in clear only to a server the operator allowed by name.
+        if urlsplit(url).scheme != "https" and (urlsplit(url).hostname or "").lower() not in settings.MCP_ALLOWED_HOSTS:
+            raise forms.ValidationError("Use an https:// address.")
+        return url
+
+    def clean_header_name(self) -> str:
+        header = self.cleaned_data["header_name"].strip()
+        if header and (not re.match(r"^[A-Za-z0-9-]+$", header) or header.lower() in RESERVED_HEADERS):
+            raise forms.ValidationError("Use a header name such as X-Api-Key (letters, digits and dashes).")
+        return header
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean()
+        kind = data.get("auth_kind")
+        if kind == McpServer.AuthKind.HEADER and not data.get("header_name"):
+            self.add_error("header_name", "Name the header the token goes in.")
+        if kind in (McpServer.AuthKind.BEARER, McpServer.AuthKind.HEADER) and not data.get("secret"):
+            self.add_error("secret", "Enter the token.")
+        return data

@@ -532,3 +532,78 @@ class WebhookAttempt(models.Model):
 
     def __str__(self) -> str:
         return f"attempt {self.number}: {self.status_code or self.error[:40]}"
+
+
+# --- a business's own tools over MCP (calls/mcp/) -----------------------------------------------------------------
+
+# A server's name prefixes its tools' names for the model (`server__tool`): lower-case words joined by single
+# underscores, so the double underscore always marks where the server's name ends.
+MCP_SERVER_NAME_RE = r"^[a-z][a-z0-9]*(_[a-z0-9]+)*$"
+MCP_SERVER_NAME_MAX = 24
+
+
+class McpServer(models.Model):
+    """A business's own MCP server (Streamable HTTP), whose tools the supervisor may call during its calls.
+
+    The bearer token or header value is stored only encrypted (calls/mcp/secrets.py) and never shown again."""
+
+    class Status(models.TextChoices):
+        NEW = "new", "Not checked yet"
+        OK = "ok", "Answering"
+        UNREACHABLE = "unreachable", "Not answering"
+
+    class AuthKind(models.TextChoices):
+        NONE = "none", "No authentication"
+        BEARER = "bearer", "Bearer token"
+        HEADER = "header", "Custom header"
+
+    business = models.ForeignKey(Business, on_delete=models.CASCADE, related_name="mcp_servers")
+    name = models.CharField(max_length=MCP_SERVER_NAME_MAX)
+    url = models.URLField(max_length=500)
+    auth_kind = models.CharField(max_length=6, choices=AuthKind.choices, default=AuthKind.NONE)
+    header_name = models.CharField(max_length=100, blank=True)  # AuthKind.HEADER only
+    secret_encrypted = models.TextField(blank=True)  # Fernet token of the bearer token or header value
+    status = models.CharField(max_length=11, choices=Status.choices, default=Status.NEW)
+    last_error = models.CharField(max_length=500, blank=True)
+    checked_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [
+            models.UniqueConstraint(fields=["business", "name"], name="mcp_server_name_unique_per_business"),
+            models.CheckConstraint(condition=Q(name__regex=MCP_SERVER_NAME_RE), name="mcp_server_name_valid"),
+            models.CheckConstraint(condition=Q(status__in=["new", "ok", "unreachable"]), name="mcp_server_status_valid"),
+            models.CheckConstraint(condition=Q(auth_kind__in=["none", "bearer", "header"]),
+                                   name="mcp_server_auth_kind_valid"),
+            # A secret belongs to an auth kind, and a custom header has a name.
+            models.CheckConstraint(condition=Q(auth_kind="none", secret_encrypted="") | ~Q(auth_kind="none"),
+                                   name="mcp_server_secret_needs_auth"),
+            models.CheckConstraint(condition=~Q(auth_kind="header") | ~Q(header_name=""),
+                                   name="mcp_server_header_named"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.business}: {self.name}"
+
+
+class McpTool(models.Model):
+    """One tool a server listed at its last refresh; the business switches each on or off."""
+
+    server = models.ForeignKey(McpServer, on_delete=models.CASCADE, related_name="tools")
+    name = models.CharField(max_length=64)
+    description = models.TextField(blank=True)
+    input_schema = models.JSONField(default=dict)
+    enabled = models.BooleanField(default=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["server", "name"]
+        constraints = [
+            models.UniqueConstraint(fields=["server", "name"], name="mcp_tool_name_unique_per_server"),
+            # What OpenAI accepts in a function's name (with the server's name and "__" in front).
+            models.CheckConstraint(condition=Q(name__regex=r"^[A-Za-z0-9_-]+$"), name="mcp_tool_name_valid"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.server.name}__{self.name}"

@@ -43,3 +43,23 @@ def reap_stuck_calls() -> None:
 def sweep_postcall() -> None:
     """Celery beat: queue again post-call work left undone (a dead worker, a lost message, a broker outage)."""
     queueing.postcall_sweep()
+
+
+@shared_task(name="calls.refresh_mcp_servers", acks_late=True, ignore_result=True)
+def refresh_mcp_servers() -> None:
+    """Celery beat: list every business's MCP tools again, one task per server (each may wait out its timeout,
+    so they are not run one after another in one task), and mark the servers that stopped answering."""
+    from calls.selectors.mcp_tools import mcp_server_ids
+
+    for server_id in mcp_server_ids():
+        refresh_mcp_server.delay(server_id)
+
+
+@shared_task(name="calls.refresh_mcp_server", acks_late=True, ignore_result=True)
+def refresh_mcp_server(server_id: int) -> None:
+    from calls.models import McpServer
+    from calls.services.mcp_servers import mcp_server_refresh
+
+    server = McpServer.objects.filter(id=server_id).first()
+    if server is not None:  # removed since
+        mcp_server_refresh(server=server)

@@ -33,8 +33,10 @@ from django.utils import timezone
 from accounts.models import Business, OpeningHours
 from accounts.phone import normalize_e164
 from calls.caller_text import NAME_LIMIT, clean_caller_text
+from calls.mcp.tools import run_mcp_tool
 from calls.models import Appointment, Call, Message
 from calls.selectors import availability, callers, faq, local_time
+from calls.selectors.mcp_tools import enabled_tool_schemas, is_mcp_function
 from calls.services import bookings, messages
 from calls.services.errors import ActionError, SlotTaken
 
@@ -134,14 +136,7 @@ class Tool:
 
     def clean(self, arguments: dict | str) -> dict[str, Any]:
         """Check `arguments` against the parameters; an optional one given as null or "" counts as omitted."""
-        if isinstance(arguments, str):
-            try:
-                arguments = json.loads(arguments) if arguments.strip() else {}
-            except json.JSONDecodeError as exc:
-                raise ActionError(f"The arguments were not valid JSON ({exc.msg}). Call {self.name} again with a "
-                                  "JSON object.") from None
-        if not isinstance(arguments, dict):
-            raise ActionError(f"The arguments of {self.name} must be a JSON object with named parameters.")
+        arguments = arguments_object(self.name, arguments)
         unknown = sorted(set(arguments) - set(self.properties))
         if unknown:
             allowed = ", ".join(self.properties) or "none"
@@ -157,6 +152,19 @@ class Tool:
                 continue
             cleaned[key] = _check_type(key, spec, value)
         return cleaned
+
+
+def arguments_object(name: str, arguments: dict | str) -> dict[str, Any]:
+    """A tool call's arguments (JSON text or already parsed) as a dict; ActionError the model can act on."""
+    if isinstance(arguments, str):
+        try:
+            arguments = json.loads(arguments) if arguments.strip() else {}
+        except json.JSONDecodeError as exc:
+            raise ActionError(f"The arguments were not valid JSON ({exc.msg}). Call {name} again with a JSON "
+                              "object.") from None
+    if not isinstance(arguments, dict):
+        raise ActionError(f"The arguments of {name} must be a JSON object with named parameters.")
+    return arguments
 
 
 def _check_type(key: str, spec: dict[str, Any], value: Any) -> Any:
@@ -484,16 +492,27 @@ SUPERVISOR_TOOLS: list[dict[str, Any]] = [tool.schema() for tool in TOOLS.values
 WRITE_TOOLS = frozenset({"book_appointment", "reschedule_appointment", "cancel_appointment", "take_message"})
 
 
-def run_business_tool(*, business_id: int, call_id: int | None, name: str, arguments: dict | str) -> dict:
+def supervisor_tools(*, business_id: int) -> list[dict[str, Any]]:
+    """The built-in tools and the business's enabled MCP tools (`server__tool`), read from the database: the
+    servers are listed on save, on demand and on a schedule, never during a call's steps."""
+    return SUPERVISOR_TOOLS + enabled_tool_schemas(business_id=business_id)
+
+
+def run_business_tool(*, business_id: int, call_id: int | None, name: str, arguments: dict | str,
+                      wait_at_most: float | None = None) -> dict:
     """Run one supervisor tool call for one business, on behalf of the caller of `call_id`. Never raises:
     problems come back as {"error": ...}.
 
     The caller's identity is the call's own number from its Call row (of this business); without a call there
-    is none, and the tools that touch a customer's data refuse."""
+    is none, and the tools that touch a customer's data refuse. A `server__tool` name is one of the business's
+    own MCP tools (calls/mcp/), waited for at most `wait_at_most` seconds (and MCP_CALL_TIMEOUT_SECONDS)."""
     tool = TOOLS.get(name)
-    if tool is None:
+    if tool is None and not is_mcp_function(name):
         return {"error": f"There is no tool called “{name}”. The tools are: {', '.join(TOOLS)}."}
     try:
+        if tool is None:
+            return run_mcp_tool(business_id=business_id, call_id=call_id, function=name,
+                                arguments=arguments_object(name, arguments), wait_at_most=wait_at_most)
         args = tool.clean(arguments)
         business = Business.objects.filter(id=business_id).first()
         if business is None:

@@ -1,9 +1,14 @@
 from django.urls import path
 
 from calls import views
+from calls.mcp import views as mcp_views
 
 urlpatterns = [
     path("settings/notifications/", views.settings_notifications, name="settings_notifications"),
+    path("settings/tools/", mcp_views.settings_tools, name="settings_tools"),
+    path("settings/tools/<int:server_id>/refresh/", mcp_views.mcp_server_refresh, name="mcp_server_refresh"),
+    path("settings/tools/<int:server_id>/delete/", mcp_views.mcp_server_delete, name="mcp_server_delete"),
+    path("settings/tools/tool/<int:tool_id>/", mcp_views.mcp_tool_toggle, name="mcp_tool_toggle"),
     # dashboard: home and calls
     path("dashboard/", views.dashboard, name="dashboard"),
     path("dashboard/calls/", views.call_list, name="call_list"),

@@ -629,3 +629,25 @@ CELERY_BEAT_SCHEDULE = {
     **CELERY_BEAT_SCHEDULE,
     "calls.sweep_postcall": {"task": "calls.sweep_postcall", "schedule": float(POSTCALL_SWEEP_SECONDS)},
 }
+
+# --- A business's own tools over MCP (calls/mcp/) ------------------------------------------------------------
+
+# Hosts (names or addresses, comma-separated) an MCP server URL may point at although the outbound address guard
+# refuses them (private, loopback, link-local ...): an operator's own tool servers inside its network. Empty: none.
+MCP_ALLOWED_HOSTS = frozenset(host.strip().lower().strip("[]") for host in env_list("MCP_ALLOWED_HOSTS") if host.strip())
+# The key that encrypts the MCP servers' bearer tokens and headers at rest: a Fernet key
+# (`python -c "from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())"`). Empty: one is
+# derived from SECRET_KEY (rotating SECRET_KEY then makes the stored secrets unreadable: set a key of its own).
+MCP_ENCRYPTION_KEY = env_str("MCP_ENCRYPTION_KEY")
+# One tool call (connect, handshake, call, answer) waits at most this long; listing a server's tools too.
+MCP_CALL_TIMEOUT_SECONDS = env_float("MCP_CALL_TIMEOUT_SECONDS", 8.0)
+# At most this many characters of a tool's result go back to the model (and onto the call's timeline).
+MCP_RESULT_MAX_CHARS = env_int("MCP_RESULT_MAX_CHARS", 4000)
+# At most this many tools of one server are kept (a listing longer than that is cut).
+MCP_MAX_TOOLS_PER_SERVER = env_int("MCP_MAX_TOOLS_PER_SERVER", 64)
+# How often celery beat refreshes every server's tool list (and marks the ones that stopped answering).
+MCP_REFRESH_SECONDS = env_int("MCP_REFRESH_SECONDS", 900)
+CELERY_BEAT_SCHEDULE = {
+    **CELERY_BEAT_SCHEDULE,
+    "calls.refresh_mcp_servers": {"task": "calls.refresh_mcp_servers", "schedule": float(MCP_REFRESH_SECONDS)},
+}

@@ -34,7 +34,8 @@ from django.utils import timezone
 from accounts.models import Invite, User
 from accounts.services import invite_token
 from billing.models import UsageRecord
-from calls.models import Call, CallEvent, Message, NotificationSettings, WebhookDelivery, WebhookEndpoint
+from calls.models import (Call, CallEvent, McpServer, McpTool, Message, NotificationSettings, WebhookDelivery,
+                          WebhookEndpoint)
 from calls.services.search_document import call_search_refresh
 from tests.browser import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS
 from tests.factories import (PASSWORD, add_member, make_appointment, make_business, make_call, make_closed_date,
@@ -75,12 +76,16 @@ NOT_WALKED = {
     "number_release": "a form's action: POST only",
     "number_check": "a form's action: POST only",
     "number_reconnect": "a form's action: POST only",
+    "mcp_server_refresh": "a form's action: POST only",
+    "mcp_server_delete": "a form's action: POST only",
+    "mcp_tool_toggle": "a form's action: POST only",
     "billing_billingaccount_changelist": "the operators' admin (billing accounts), not a member's page",
 }
 POST_ONLY = {name for name, reason in NOT_WALKED.items() if "POST only" in reason}
 DOWNLOADS = {"call_export", "analytics_export"}
 # What staff cannot open (403): owners' pages, which staff must find no link to.
 OWNERS_ONLY = {"settings_notifications": "owners choose where call summaries go",
+               "settings_tools": "owners connect the business's own systems, with their tokens",
                "number_search": "owners buy the number", "number_existing": "owners claim the number",
                "onboarding": "staff joined a business that is already set up (they are sent to the dashboard)"}
 # Pages only ever reached from outside the app's own links: the walker starts from them as well as from the
@@ -237,6 +242,14 @@ def seed_business_with_data(owner_email: str, staff_email: str) -> tuple[Member,
                                               secret="whsec_walker")
     WebhookDelivery.objects.create(endpoint=endpoint, call=booked, event_type="call.completed", message_id="msg_walker",
                                    url=endpoint.url, payload={}, status="delivered", attempts=1, delivered_at=now)
+    # Its own tools: one server answering, one not (rows only: the page never asks a server while it renders).
+    orders = McpServer.objects.create(business=business, name="orders", url="https://tools.harbor.example/mcp",
+                                      status="ok", checked_at=now)
+    McpTool.objects.create(server=orders, name="lookup_order", description="Find an order by its number.")
+    McpTool.objects.create(server=orders, name="refund_order", description="Refund an order.", enabled=False)
+    McpServer.objects.create(business=business, name="stock", url="https://stock.harbor.example/mcp",
+                             status="unreachable", checked_at=now,
+                             last_error="The server did not answer within 8 seconds.")
 
     # An invitation for someone else: a member may still open its link (and is told it isn't theirs).
     other = Invite.objects.create(business=business, email="someone@elsewhere.example", invited_by=owner,

@@ -21,12 +21,16 @@ from django.utils import timezone
 from accounts import services
 from accounts.access import SESSION_KEY
 from accounts.models import Membership
-from calls.models import Call
+from calls.models import Call, McpServer, McpTool
 from calls.services.lifecycle import call_finalize
 from receptionist.routing import websocket_urlpatterns
 from tests.factories import make_call, make_service
 from tests.factories import make_appointment, make_customer, make_message
 from voice.offline.realtime import RealtimeStandin
+
+def alices_mcp_server(ctx) -> McpServer:
+    return McpServer.objects.create(business=ctx["business"], name="orders", url="https://tools.example.com/mcp")
+
 
 # url name -> (HTTP method, function building one of Alice's objects and returning its URL kwargs)
 OBJECT_URLS = {
@@ -42,6 +46,10 @@ OBJECT_URLS = {
     "call_detail": ("get", lambda ctx: {"call_id": make_call(ctx["business"]).pk}),
     "voicemail_audio": ("get", lambda ctx: {"message_id": make_message(
         ctx["business"], recording_sid="RE" + "0" * 32, recording_seconds=5).pk}),
+    "mcp_server_refresh": ("post", lambda ctx: {"server_id": alices_mcp_server(ctx).pk}),
+    "mcp_server_delete": ("post", lambda ctx: {"server_id": alices_mcp_server(ctx).pk}),
+    "mcp_tool_toggle": ("post", lambda ctx: {"tool_id": McpTool.objects.create(
+        server=alices_mcp_server(ctx), name="lookup_order").pk}),
 }
 # Routes with an id-like parameter that is not a tenant object id.
 NOT_TENANT_OBJECTS = {"invite_accept"}  # a signed token, tested in test_invites
@@ -74,7 +82,7 @@ def test_another_business_object_is_404(client, alice, bob, alices_business, cha
 @pytest.mark.parametrize("name", ["dashboard", "settings_profile", "settings_hours", "settings_services",
                                   "settings_faq", "team", "billing",
                                   "appointment_list", "message_list", "customer_list", "analytics",
-                                  "test_call"])
+                                  "test_call", "settings_tools"])
 def test_business_pages_show_only_the_members_business(client, alices_business, charlie, name):
     make_service(alices_business, name="Alice-only whitening")
     client.force_login(charlie)

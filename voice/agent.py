@@ -16,6 +16,7 @@ from accounts.phone import normalize_e164
 from calls.caller_text import NAME_LIMIT, caller_data_block, clean_caller_text
 from calls.selectors.availability import open_status
 from calls.selectors.callers import caller_context
+from calls.selectors.mcp_tools import enabled_tool_schemas
 from voice.phrases import phrase
 
 LANGUAGE_NAMES = dict(Business.Language.choices)
@@ -71,6 +72,8 @@ class AgentProfile:
     engine: str = "realtime"  # the voice engine answering: the business's choice, else settings.VOICE_ENGINE
     # GPT-Live only: the delegation backend's instructions (the supervisor's, for this business and caller).
     backend_instructions: str = ""
+    # GPT-Live only: the business's enabled MCP tools (Chat Completions format), read here, off the audio path.
+    mcp_tools: list[dict[str, Any]] = field(default_factory=list)
     tools: list[dict[str, Any]] = field(default_factory=lambda: list(REALTIME_TOOLS))
 
 
@@ -188,14 +191,16 @@ def load_agent_profile(business_id: int, caller_number: str = "") -> AgentProfil
     engine = business.voice_engine or settings.VOICE_ENGINE
     instructions = build_instructions(business, engine=engine) + "\n\n" + describe_caller(business, caller_number)
     backend_instructions = ""
+    mcp_tools: list[dict[str, Any]] = []
     if engine == "live":
         from voice.supervisor import supervisor_system_prompt  # the supervisor's module imports this one
 
         backend_instructions = supervisor_system_prompt(business, caller_e164(caller_number), engine="live")
+        mcp_tools = enabled_tool_schemas(business_id=business.id)
     return AgentProfile(business_id=business.id, name=business.name, greeting=greeting, voice=business.voice,
                         language=business.language, transfer_number=business.transfer_number,
                         when_unavailable=business.when_unavailable, engine=engine,
-                        backend_instructions=backend_instructions,
+                        backend_instructions=backend_instructions, mcp_tools=mcp_tools,
                         instructions=instructions, phone_number=business.phone_number)
 
 

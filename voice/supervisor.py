@@ -27,7 +27,8 @@ from calls.models import Call, CallEvent
 from calls.selectors.callers import caller_number_of_call
 from calls.selectors.local_time import say_local
 from calls.services.recording import call_events_add
-from calls.tools import SUPERVISOR_TOOLS, WRITE_TOOLS, run_business_tool
+from calls.selectors.mcp_tools import SEPARATOR as MCP_SEPARATOR, is_mcp_function
+from calls.tools import WRITE_TOOLS, run_business_tool, supervisor_tools
 from receptionist import metrics as operator_metrics
 from voice.agent import build_instructions
 
@@ -147,6 +148,8 @@ def run_supervisor(*, call_id: int, request: str, conversation: list[dict[str, s
     def too_late() -> bool:
         return deadline_at is not None and time.time() >= deadline_at
 
+    # Built-in tools and the business's enabled MCP tools, from the database once per run (no server is asked).
+    tools = supervisor_tools(business_id=business.id)
     event(step="request", request=request)
     try:
         for step in range(1, settings.SUPERVISOR_MAX_STEPS + 1):
@@ -157,7 +160,7 @@ def run_supervisor(*, call_id: int, request: str, conversation: list[dict[str, s
             result.steps = step
             t0 = time.monotonic()
             completion = client.chat.completions.create(
-                model=settings.OPENAI_SUPERVISOR_MODEL, messages=messages, tools=SUPERVISOR_TOOLS,
+                model=settings.OPENAI_SUPERVISOR_MODEL, messages=messages, tools=tools,
                 tool_choice="auto", parallel_tool_calls=False)
             usage = completion.usage
             prompt_tokens = usage.prompt_tokens if usage else 0
@@ -181,17 +184,24 @@ def run_supervisor(*, call_id: int, request: str, conversation: list[dict[str, s
             messages.append({"role": "assistant", "content": message.content,
                              "tool_calls": [tc.model_dump(include={"id", "type", "function"}) for tc in message.tool_calls]})
             for tool_call in message.tool_calls:
-                if tool_call.function.name in WRITE_TOOLS and too_late():
+                name = tool_call.function.name
+                t0 = time.monotonic()
+                # A business's MCP tool may change something on its side too (we cannot know): treated as a write.
+                if (name in WRITE_TOOLS or is_mcp_function(name)) and too_late():
                     # The caller has already heard that this failed and may well ask again: acting now would
                     # book (or cancel) behind their back and make duplicates.
                     output = {"error": TOO_LATE_TO_ACT}
                 else:
-                    output = run_business_tool(business_id=business.id, call_id=call.id,
-                                               name=tool_call.function.name, arguments=tool_call.function.arguments)
-                    if tool_call.function.name in WRITE_TOOLS and "error" not in output:
-                        result.acted.append(tool_call.function.name)
-                event(step="tool", name=tool_call.function.name, arguments=_json_or_text(tool_call.function.arguments),
-                      result=output)
+                    # An MCP tool is not waited for beyond the deadline: the caller would have heard the apology.
+                    output = run_business_tool(business_id=business.id, call_id=call.id, name=name,
+                                               arguments=tool_call.function.arguments,
+                                               wait_at_most=max(0.1, deadline_at - time.time()) if deadline_at else None)
+                    if name in WRITE_TOOLS and "error" not in output:
+                        result.acted.append(name)
+                # An MCP tool's step also names its server and tool (its result is already size-capped).
+                where = dict(zip(("server", "tool"), name.split(MCP_SEPARATOR, 1))) if is_mcp_function(name) else {}
+                event(step="tool", name=name, **where, arguments=_json_or_text(tool_call.function.arguments),
+                      result=output, duration_ms=round((time.monotonic() - t0) * 1000))
                 messages.append({"role": "tool", "tool_call_id": tool_call.id, "content": json.dumps(output)})
         result.ok, result.error = False, f"The supervisor did not finish within {settings.SUPERVISOR_MAX_STEPS} steps."
     except OpenAIError as exc:

@@ -1,5 +1,6 @@
-"""Where a webhook may be sent: an http(s) URL whose every resolved address is public (no private, loopback,
-link-local or reserved address, nor one wrapped in IPv6), resolved once and pinned for the request."""
+"""Where a webhook (or a business's MCP server) may be reached: an http(s) URL whose every resolved address is
+public (no private, loopback, link-local or reserved address, nor one wrapped in IPv6), resolved once and pinned
+for the request."""
 
 from __future__ import annotations
 
@@ -37,8 +38,6 @@ def _embedded_ipv4(ip: ipaddress.IPv6Address) -> list[ipaddress.IPv4Address]:
 
 
 def _address_allowed(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
-    if settings.WEBHOOK_ALLOW_PRIVATE_ADDRESSES:
-        return True
     if isinstance(ip, ipaddress.IPv6Address):
         if ip in _NAT64_LOCAL_USE:
             return False
@@ -56,6 +55,13 @@ _resolver = concurrent.futures.ThreadPoolExecutor(max_workers=4, thread_name_pre
 
 def resolve_webhook_target(url: str, timeout: float | None = None) -> tuple[str, str, int, str]:
     """(scheme, host, port, pinned address) of a webhook URL whose every resolved address is allowed."""
+    return resolve_guarded_target(url, timeout=timeout, allow_private=settings.WEBHOOK_ALLOW_PRIVATE_ADDRESSES)
+
+
+def resolve_guarded_target(url: str, *, timeout: float | None = None, allow_private: bool = False,
+                           allowed_hosts: frozenset[str] = frozenset()) -> tuple[str, str, int, str]:
+    """(scheme, host, port, pinned address) of a URL whose every resolved address is public, or (for an operator's
+    own servers) whose host name or every resolved address is one of `allowed_hosts`."""
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise BlockedAddress(f"Not an http(s) URL: {url!r}")
@@ -68,7 +74,10 @@ def resolve_webhook_target(url: str, timeout: float | None = None) -> tuple[str,
     except concurrent.futures.TimeoutError as exc:
         raise TransientError(f"Resolving {host} took longer than the attempt's deadline.") from exc
     addresses = [info[4][0] for info in infos]
+    if allow_private or host.lower() in allowed_hosts:
+        return parts.scheme, host, port, addresses[0]
     for address in addresses:
-        if not _address_allowed(ipaddress.ip_address(address.split("%")[0])):
+        bare = address.split("%")[0]
+        if bare.lower() not in allowed_hosts and not _address_allowed(ipaddress.ip_address(bare)):
             raise BlockedAddress(f"{host} resolves to {address}, a private or reserved address.")
     return parts.scheme, host, port, addresses[0]

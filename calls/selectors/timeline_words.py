@@ -14,6 +14,7 @@ from typing import Any
 
 from accounts.models import Business
 from calls.selectors.local_time import say_day, say_local, say_range, say_wall
+from calls.selectors.mcp_tools import SEPARATOR as MCP_SEPARATOR
 
 PAGE_LANGUAGE = "en"
 
@@ -188,9 +189,20 @@ def _tried(name: str, args: dict, result: dict, business: Business) -> str:
     return f"Could not {what}: {error}" if error else f"Could not {what}"
 
 
+def _mcp_tool(name: str, result: dict) -> str:
+    """A call of the business's own MCP tool (`server__tool`): which system, and its (capped) answer."""
+    server, _, tool = name.partition(MCP_SEPARATOR)
+    if "error" in result:
+        return f"Could not use {tool} of {server}: {_text(result.get('error'))}"
+    answer = _text(result.get("result"))
+    return f"Used {tool} of {server}: {answer[:200]}{'…' if len(answer) > 200 else ''}"
+
+
 def tool_in_words(name: str, arguments: Any, result: Any, business: Business) -> str:
     """One tool call as a sentence about what was done and what came of it."""
     args, res = _dict(arguments), _dict(result)
+    if MCP_SEPARATOR in name:
+        return _mcp_tool(name, res)
     if "error" in res:
         return _tried(name, args, res, business)
     describe = _DONE.get(name)

@@ -32,12 +32,13 @@ from django.conf import settings
 
 from calls.caller_text import caller_data_block
 from calls.models import CallEvent
+from calls.selectors.mcp_tools import is_mcp_function
 from calls.tools import SUPERVISOR_TOOLS, run_business_tool
 from receptionist import metrics as operator_metrics
 from voice.agent import REALTIME_TOOLS, AgentProfile
 from voice.session.engine import VoiceEngine
 from voice.session.realtime import open_openai_socket
-from voice.session.shared import ItemAudio, b64_len_to_bytes, close_quietly, in_db_pool
+from voice.session.shared import ItemAudio, b64_len_to_bytes, close_quietly, in_db_pool, in_io_threads
 from voice.session.shutdown import shutdown_instructions
 
 if TYPE_CHECKING:
@@ -86,11 +87,12 @@ def live_audio_format(audio_format: dict[str, Any]) -> dict[str, Any]:
     return {"type": "audio/pcm", "rate": int(audio_format.get("rate") or 24000)}
 
 
-def backend_tools() -> list[dict[str, Any]]:
-    """The delegation backend's tools (Responses function format): the supervisor's business tools, and the voice
-    agent's own end_call and transfer_to_human (GPT-Live cannot call functions itself)."""
+def backend_tools(mcp_tools: list[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
+    """The delegation backend's tools (Responses function format): the supervisor's business tools, the
+    business's enabled MCP tools (`mcp_tools`, Chat Completions format, loaded with the call's profile), and the
+    voice agent's own end_call and transfer_to_human (GPT-Live cannot call functions itself)."""
     tools = [{"type": "function", "name": t["function"]["name"], "description": t["function"]["description"],
-              "parameters": t["function"]["parameters"]} for t in SUPERVISOR_TOOLS]
+              "parameters": t["function"]["parameters"]} for t in SUPERVISOR_TOOLS + list(mcp_tools or [])]
     tools += [{key: tool[key] for key in ("type", "name", "description", "parameters")}
               for tool in REALTIME_TOOLS if tool["name"] in {"end_call", "transfer_to_human"}]
     return tools
@@ -106,7 +108,7 @@ def live_session_config(profile: AgentProfile, audio_format: dict[str, Any],
         "delegation": {"type": "responses", "responses": {
             "model": settings.OPENAI_DELEGATION_MODEL,
             "instructions": profile.backend_instructions,
-            "tools": backend_tools(),
+            "tools": backend_tools(profile.mcp_tools),
             "tool_choice": "auto",
             # One call at a time: the caller's requests are sequential, and each result is recorded in order.
             "parallel_tool_calls": False,
@@ -531,8 +533,10 @@ class LiveEngine(VoiceEngine):
             return {"ok": True, "status": "Transferring after the agent tells the caller: answer with one sentence "
                                           "saying you are connecting them to a person now."}
         # The business tools: scoped to this call's business, and to its caller's own number from the Call row.
-        return await in_db_pool(run_business_tool)(business_id=session.business_id, call_id=session.call_id,
-                                                   name=name, arguments=arguments)
+        # An MCP tool waits on the business's own server: on the IO threads, never holding a database thread.
+        run = in_io_threads if is_mcp_function(name) else in_db_pool
+        return await run(run_business_tool)(business_id=session.business_id, call_id=session.call_id,
+                                            name=name, arguments=arguments)
 
     async def _progress_after(self, name: str) -> None:
         await asyncio.sleep(settings.LIVE_TOOL_PROGRESS_SECONDS)

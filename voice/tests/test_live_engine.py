@@ -9,7 +9,7 @@ from django.urls import reverse
 from openai.types.live.session_start_event import SessionStartEvent
 from pydantic import BaseModel
 
-from calls.models import Call
+from calls.models import Call, McpServer, McpTool
 from calls.services.lifecycle import Usage, call_finalize
 from calls.tools import SUPERVISOR_TOOLS
 from tests.factories import make_call
@@ -61,6 +61,20 @@ def test_the_delegation_backend_gets_the_supervisors_instructions_model_and_our_
     assert responses["parallel_tool_calls"] is False
     names = [tool["name"] for tool in responses["tools"]]
     assert names == [t["function"]["name"] for t in SUPERVISOR_TOOLS] + ["end_call", "transfer_to_human"]
+
+
+def test_the_delegation_backend_gets_the_enabled_mcp_tools_of_the_business(alices_business):
+    # The list is the database's (refreshed by the schedule or the owner), read with the call's profile.
+    server = McpServer.objects.create(business=alices_business, name="orders", url="https://tools.example.com/mcp",
+                                      status=McpServer.Status.OK)
+    schema = {"type": "object", "properties": {"order_id": {"type": "string"}}, "required": ["order_id"]}
+    McpTool.objects.create(server=server, name="lookup_order", description="Find an order.", input_schema=schema)
+    McpTool.objects.create(server=server, name="refund", description="Refund an order.", enabled=False)
+    tools = live_session_config(live_profile(alices_business), PHONE_AUDIO)["delegation"]["responses"]["tools"]
+    offered = {tool["name"]: tool for tool in tools}
+    assert "orders__refund" not in offered
+    assert offered["orders__lookup_order"] == {"type": "function", "name": "orders__lookup_order",
+                                               "description": "Find an order.", "parameters": schema}
 
 
 def test_the_voice_model_is_told_to_delegate_and_has_no_tools_of_its_own(alices_business):

@@ -8,7 +8,9 @@ import pytest
 from django.utils import timezone
 
 from calls.caller_text import BLOCK_END, BLOCK_START
-from calls.models import Appointment, Call, CallEvent, Customer, Message
+from calls.models import Appointment, Call, CallEvent, Customer, McpServer, McpTool, Message
+from calls.services.mcp_servers import mcp_server_create
+from calls.tests.mcp_server import start_server
 from calls.tools import NO_CALLER_NUMBER
 from tests.factories import make_appointment, make_customer, make_faq, make_hours, make_service
 from voice.offline.realtime import Script
@@ -239,6 +241,37 @@ def test_a_booking_the_model_asks_for_after_the_deadline_is_refused_and_the_run_
     assert tools[1] == ("book_appointment", {"error": TOO_LATE_TO_ACT})
     assert not result.ok and result.events[-1]["payload"]["step"] == "deadline_passed"
     assert len(standin.chat_requests) == 2  # no model call after the deadline
+
+
+def test_a_businesss_mcp_tool_the_model_asks_for_after_the_deadline_is_not_called(standin, supervisor_settings,
+                                                                                   call):
+    # Registered but unreachable: a call that was made would come back as "did not answer", not as too late.
+    server = McpServer.objects.create(business=call.business, name="orders", url="https://tools.example.com/mcp")
+    McpTool.objects.create(server=server, name="cancel_order")
+    script(standin, {"default": True, "steps": [
+        {"tool": "orders__cancel_order", "delay_ms": 1500, "arguments": {"order_id": "A1"}}, {"say": "Done."}]})
+    result = run_supervisor(call_id=call.id, request="Cancel order A1", conversation=[],
+                            deadline_at=time.time() + 1.0)
+    [step] = [e["payload"] for e in result.events if e["payload"]["step"] == "tool"]
+    assert (step["server"], step["tool"], step["result"]) == ("orders", "cancel_order", {"error": TOO_LATE_TO_ACT})
+
+
+def test_a_slow_mcp_tool_is_not_waited_for_beyond_the_deadline(standin, supervisor_settings, call):
+    supervisor_settings.MCP_ALLOWED_HOSTS = frozenset({"127.0.0.1"})
+    supervisor_settings.MCP_CALL_TIMEOUT_SECONDS = 20.0
+    orders = start_server(slow_seconds=30)
+    try:
+        mcp_server_create(business=call.business, name="orders", url=orders.url)
+        script(standin, {"default": True, "steps": [
+            {"tool": "orders__slow_report", "arguments": {"topic": "A1"}}, {"say": "Sorry."}]})
+        began = time.monotonic()
+        result = run_supervisor(call_id=call.id, request="Report on A1", conversation=[],
+                                deadline_at=time.time() + 1.5)
+    finally:
+        orders.stop()
+    [step] = [e["payload"] for e in result.events if e["payload"]["step"] == "tool"]
+    assert "did not answer within" in step["result"]["error"]
+    assert time.monotonic() - began < 5
 
 
 def test_a_supervisor_task_picked_up_after_its_deadline_calls_no_model(standin, supervisor_settings, call):
