@@ -200,7 +200,7 @@ def run_supervisor(*, call_id: int, request: str, conversation: list[dict[str, s
                         result.acted.append(name)
                 # An MCP tool's step also names its server and tool (its result is already size-capped).
                 where = dict(zip(("server", "tool"), name.split(MCP_SEPARATOR, 1))) if is_mcp_function(name) else {}
-                event(step="tool", name=name, **where, arguments=_json_or_text(tool_call.function.arguments),
+                event(step="tool", name=name, **where, arguments=json_or_text(tool_call.function.arguments),
                       result=output, duration_ms=round((time.monotonic() - t0) * 1000))
                 messages.append({"role": "tool", "tool_call_id": tool_call.id, "content": json.dumps(output)})
         result.ok, result.error = False, f"The supervisor did not finish within {settings.SUPERVISOR_MAX_STEPS} steps."
@@ -210,7 +210,8 @@ def run_supervisor(*, call_id: int, request: str, conversation: list[dict[str, s
     return result
 
 
-def _json_or_text(arguments: str) -> Any:
+def json_or_text(arguments: str) -> Any:
+    """A tool call's arguments as JSON when they parse, else as the text the model sent (for the timeline)."""
     try:
         return json.loads(arguments)
     except (TypeError, ValueError):

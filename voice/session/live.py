@@ -40,6 +40,7 @@ from voice.session.engine import VoiceEngine
 from voice.session.realtime import open_openai_socket
 from voice.session.shared import ItemAudio, b64_len_to_bytes, close_quietly, in_db_pool, in_io_threads
 from voice.session.shutdown import shutdown_instructions
+from voice.supervisor import json_or_text
 
 if TYPE_CHECKING:
     from voice.session.call import CallSession
@@ -501,7 +502,7 @@ class LiveEngine(VoiceEngine):
         finally:
             progress.cancel()
         session.add_event(CallEvent.Kind.SUPERVISOR, step="tool", engine="live", name=name, call_id=call_id,
-                          arguments=_json_or_text(arguments), result=output,
+                          arguments=json_or_text(arguments), result=output,
                           duration_ms=round((time.monotonic() - began) * 1000))
         self.pending_calls.pop(call_id, None)
         if session._finishing:
@@ -521,7 +522,7 @@ class LiveEngine(VoiceEngine):
 
     async def _call_tool(self, name: str, arguments: str) -> dict[str, Any]:
         session = self.session
-        parsed = _json_or_text(arguments)
+        parsed = json_or_text(arguments)
         reason = str(parsed.get("reason") or "")[:200] if isinstance(parsed, dict) else ""
         if name == "end_call":
             session._wait_for_playback(lambda: session._end_by_agent("agent_ended", reason or "conversation finished"))
@@ -652,11 +653,3 @@ def _gap_ms(turn: _Turn, start_ms: Any) -> float:
         return 0.0
     return start_ms - turn.session_end_ms
 
-
-def _json_or_text(arguments: Any) -> Any:
-    if isinstance(arguments, str):
-        try:
-            return json.loads(arguments)
-        except ValueError:
-            return arguments
-    return arguments
